@@ -1,0 +1,47 @@
+// im2col_4w4c.wgsl -- im2col for a 4W4C input with C_in_per_group % 4 == 0 (whole-word copies).
+// In:  `src`, the input in 4W4C (addressed through `d`, layout.wgsl).
+// Out: `dst`, A as 4W4C blocks (conv_params.wgsl); thread t writes exactly block t = (m-block
+//      mb_base + t / k4, k-block t % k4). Since cin_pg % 4 == 0, the 4 columns of a k-block share
+//      (kh, kw) and are the 4 channels of one input word, so each of the 4 rows is one u32 copy.
+//      Honors stride_w, dilation, padding, groups and batch. k_pg == taps_pg (no padding columns).
+// Out-of-input taps and rows past W_out get a word of 4 zero points. No overflow.
+// #include "layout.wgsl"
+// #include "conv_params.wgsl"
+
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<u32>>;
+@group(0) @binding(2) var<uniform> d: TensorDesc;
+@group(0) @binding(3) var<uniform> p: ConvParams;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = linear_id(gid, nwg, WG);
+  if (t >= p.m_count * p.k4) { return; }
+  let k4 = t % p.k4;
+  let mb = p.mb_base + t / p.k4;
+  let w4 = mb % p.w4_out;
+  let row = mb / p.w4_out;
+  let h = row % p.h_out;
+  let n = row / p.h_out;
+  let k = k4 * 4u;
+  let g = k / p.k_pg;
+  let kk = k - g * p.k_pg;
+  let tap = kk / p.cin_pg;
+  let c4 = (g * p.cin_pg + kk % p.cin_pg) / 4u;
+  let hi = i32(h * p.stride_h + (tap / p.kw) * p.dil_h) - i32(p.pad_h);
+  let zw = zp_word(d.zp);
+  var blk = vec4<u32>(zw);
+  if (hi >= 0 && hi < i32(d.h)) {
+    let wofs = (tap % p.kw) * p.dil_w;
+    for (var i = 0u; i < 4u; i++) {
+      let w = w4 * 4u + i;
+      let wi = i32(w * p.stride_w + wofs) - i32(p.pad_w);
+      if (w < p.w_out && wi >= 0 && wi < i32(d.w)) {
+        blk[i] = src[word_index(d, n, c4, u32(hi), u32(wi))];
+      }
+    }
+  }
+  dst[t] = blk;
+}

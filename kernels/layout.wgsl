@@ -1,0 +1,32 @@
+// layout.wgsl -- included by the kernels (no entry point). Addressing of int8 activation
+// tensors packed four bytes per u32 word, little-endian (byte j = bits 8j..8j+7), as in
+// the spec's layout table. One descriptor covers all three packed layouts:
+//   word(n, c4, h, w) = n*s_n + h*s_h + (w / wb)*s_wb + (w % wb)*s_wi + c4*s_c4,  byte = c % 4
+//   4W4C: wb = 4, s_wi = 1, s_c4 = 4, s_wb = 4*C4, s_h = W4*4*C4
+//   4C:   wb = 1, s_wi = 0, s_c4 = 1, s_wb = C4,   s_h = W*C4
+//   4C1W: wb = 1, s_wi = 0, s_c4 = W, s_wb = 1,    s_h = C4*W
+// s_n = H*s_h. Slots past C (and past W in 4W4C) hold the tensor's zero point `zp`.
+struct TensorDesc {
+  n: u32, c: u32, h: u32, w: u32,
+  s_n: u32, s_h: u32, s_wb: u32, s_wi: u32,
+  s_c4: u32, wb: u32, zp: i32, w_alloc: u32,   // w_alloc: widths that own words (W4*4 or W)
+}
+
+fn word_index(d: TensorDesc, n: u32, c4: u32, h: u32, w: u32) -> u32 {
+  return n * d.s_n + h * d.s_h + (w / d.wb) * d.s_wb + (w % d.wb) * d.s_wi + c4 * d.s_c4;
+}
+
+// A word whose four bytes are all the zero point `zp` (int8 two's complement).
+fn zp_word(zp: i32) -> u32 {
+  return (u32(zp) & 0xffu) * 0x01010101u;
+}
+
+// Sign-extended byte j (0..3) of a word.
+fn byte_at(word: u32, j: u32) -> i32 {
+  return extractBits(bitcast<i32>(word), 8u * j, 8u);
+}
+
+// Linear thread index over a dispatch folded into (x, y) workgroups (x, y <= 65535).
+fn linear_id(gid: vec3<u32>, nwg: vec3<u32>, wg: u32) -> u32 {
+  return gid.x + gid.y * nwg.x * wg;
+}

@@ -1,0 +1,65 @@
+"""Argument checks shared by the public API: each raises a ValueError/TypeError that names
+the argument and the rule it broke."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def check_scale(name: str, value: Any) -> float:
+    """A quantization scale: a finite float32 > 0. Returns it as a Python float (float32-rounded)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+    f32 = float(np.float32(v))
+    if not math.isfinite(v) or not math.isfinite(f32):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if f32 <= 0.0:
+        raise ValueError(f"{name} must be > 0 (as float32), got {v}")
+    return f32
+
+
+def check_zero_point(name: str, value: Any) -> int:
+    """An int8 zero point: an integer in [-128, 127]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if not -128 <= v <= 127:
+        raise ValueError(f"{name} must be in [-128, 127], got {v}")
+    return v
+
+
+def check_int8_array(name: str, x: Any, ndim: int | None = None) -> np.ndarray:
+    """A numpy int8 array of the given rank; non-contiguous or read-only arrays are copied."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of dtype int8, got {type(x).__name__}")
+    if x.dtype != np.int8:
+        raise TypeError(f"{name} must have dtype int8, got {x.dtype}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def check_float_vector(name: str, x: Any, length: int, *, positive: bool = False) -> np.ndarray:
+    """A float vector of the given length, finite (and > 0 with positive=True), as float32."""
+    try:
+        a = np.asarray(x)
+    except Exception:  # noqa: BLE001 - anything numpy cannot read is a type error here
+        raise TypeError(f"{name} must be an array of floats") from None
+    if a.dtype.kind not in "fiu" or a.dtype == np.bool_:
+        raise TypeError(f"{name} must be an array of floats, got dtype {a.dtype}")
+    if a.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), got {a.shape}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite (found NaN or inf)")
+    if positive and not np.all(a > 0):
+        raise ValueError(f"{name} must be > 0 everywhere")
+    return a

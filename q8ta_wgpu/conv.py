@@ -1,0 +1,541 @@
+"""Quantized conv2d on the GPU: QTensor (a GPU-resident int8 tensor), QConv2d (prepacked weights,
+cached plans) and the functional `conv2d` / `im2col`.
+
+A call runs, in one command buffer: [pack NCHW -> 4W4C] (numpy input only), im2col (generic or
+4W4C kernel; none for pointwise convs), the int8 GEMM with its requantize epilogue writing the
+chosen output layout, [unpack -> NCHW] (numpy input only). The im2col matrix is produced and
+consumed in chunks of m-blocks that fit one storage binding.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._checks import (
+    check_float_vector,
+    check_int8_array,
+    check_scale,
+    check_zero_point,
+)
+from .geometry import ConvGeometry, ceil4, pair
+from .layouts import check_layout, pack_pass, packed_words, tensor_desc, unpack_pass
+from .runtime import Device, Pass, get_device, pack_fields
+
+METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise")
+ACTIVATIONS = ("none", "relu")
+# int32 accumulation is exact while K_per_group < 2^16 (see kernels/gemm_q8.wgsl).
+MAX_K_PER_GROUP = 1 << 16
+
+
+# ---- weights ------------------------------------------------------------------------------
+def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
+    """[C_out, K_per_group] int8: each channel's group-relative im2col columns, (kh, kw, ic)
+    order, zero-padded to a multiple of 4."""
+    c_out, cpg, kh, kw = weight.shape
+    taps = kh * kw * cpg
+    m = np.zeros((c_out, (taps + 3) // 4 * 4), np.int8)
+    m[:, :taps] = weight.transpose(0, 2, 3, 1).reshape(c_out, taps)
+    return m
+
+
+def weight_sums(weight: np.ndarray) -> np.ndarray:
+    """int32 [C_out]: sum of each output channel's int8 weights (for the zero-point correction)."""
+    weight = check_int8_array("weight", weight, ndim=4)
+    return weight.reshape(weight.shape[0], -1).astype(np.int32).sum(axis=1, dtype=np.int32)
+
+
+def prepack_weights(weight: np.ndarray, groups: int = 1) -> np.ndarray:
+    """Pack int8 weights [C_out, C_in/groups, KH, KW] for kernels/gemm_q8.wgsl: uint32 words of
+    blocks (c4, k4) in c4-major order; word j of a block = channel 4*c4+j, its 4 bytes =
+    group-relative columns 4*k4..4*k4+3. Channels past C_out and padded columns are 0."""
+    weight = check_int8_array("weight", weight, ndim=4)
+    m = _weight_matrix(weight, groups)
+    c_out, kpg = m.shape
+    c4 = ceil4(c_out)
+    mp = np.zeros((c4 * 4, kpg), np.int8)
+    mp[:c_out] = m
+    # (c4, j, k4, b) -> (c4, k4, j, b)
+    blocks = mp.reshape(c4, 4, kpg // 4, 4).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(blocks).reshape(-1).view(np.uint32)
+
+
+def _channel_params(
+    wsum: np.ndarray, input_scale: float, weight_scales: np.ndarray, bias: np.ndarray | None
+) -> np.ndarray:
+    """Per-channel epilogue records (wsum:i32, scale:f32, bias:f32, pad), padded to 4 channels."""
+    c_out = wsum.size
+    rec = np.zeros((ceil4(c_out) * 4, 4), np.uint32)
+    rec[:c_out, 0] = wsum.astype(np.int32).view(np.uint32)
+    scale = np.float32(input_scale) * weight_scales.astype(np.float32)  # one float32 product
+    rec[:c_out, 1] = scale.astype(np.float32).view(np.uint32)
+    if bias is not None:
+        rec[:c_out, 2] = bias.astype(np.float32).view(np.uint32)
+    return rec
+
+
+# ---- GPU tensors --------------------------------------------------------------------------
+@dataclass(eq=False)
+class QTensor:
+    """A quantized int8 tensor on the GPU: `buffer` holds `shape` [N, C, H, W] packed in `layout`
+    ("4W4C", "4C" or "4C1W"); real value = (q - zero_point) * scale."""
+
+    buffer: Any
+    shape: tuple[int, int, int, int]
+    layout: str
+    scale: float
+    zero_point: int
+    device: Device = field(repr=False)
+
+    @classmethod
+    def from_numpy(
+        cls,
+        x: np.ndarray,
+        scale: float,
+        zero_point: int,
+        layout: str = "4W4C",
+        device: Device | None = None,
+    ) -> QTensor:
+        """Upload an NCHW int8 array and pack it on the GPU into `layout`."""
+        x = check_int8_array("x", x, ndim=4)
+        scale = check_scale("scale", scale)
+        zero_point = check_zero_point("zero_point", zero_point)
+        check_layout("layout", layout)
+        dev = get_device(device)
+        src = dev.upload(x)
+        dst = dev.buffer(4 * packed_words(x.shape, layout))
+        dev.run([pack_pass(dev, src, dst, x.shape, layout, zero_point)])
+        return cls(dst, tuple(int(s) for s in x.shape), layout, scale, zero_point, dev)
+
+    def numpy(self) -> np.ndarray:
+        """Unpack on the GPU and read back: NCHW int8."""
+        n, c, h, w = self.shape
+        total = n * c * h * w
+        dst = self.device.buffer(total)
+        self.device.run([unpack_pass(self.device, self.buffer, dst, self.shape, self.layout)])
+        return np.frombuffer(self.device.read(dst, total), np.int8).reshape(self.shape).copy()
+
+    def words(self) -> np.ndarray:
+        """The packed uint32 words as stored on the GPU (for tests and inspection)."""
+        n = packed_words(self.shape, self.layout)
+        return np.frombuffer(self.device.read(self.buffer, 4 * n), np.uint32).copy()
+
+    @property
+    def nbytes(self) -> int:
+        return 4 * packed_words(self.shape, self.layout)
+
+
+# ---- plans --------------------------------------------------------------------------------
+X, Y = "x", "y"  # placeholders in pass specs for the call's input and output buffers
+
+
+@dataclass
+class _Plan:
+    """What one input shape and layout needs, built once: scratch buffers and the specs of the
+    im2col + GEMM passes (pipeline, resources with X/Y placeholders, workgroups, label)."""
+
+    geo: ConvGeometry
+    method: str
+    in_layout: str
+    out_layout: str
+    specs: list
+    x_nchw: Any = None  # numpy input: upload buffer, packed input, packed output, readback
+    x_packed: Any = None
+    out: Any = None
+    out_nchw: Any = None
+    free_outputs: list = field(default_factory=list)  # QTensor outputs whose owner died
+
+    def passes(self, dev: Device, x_buf: Any, y_buf: Any) -> list[Pass]:
+        out = []
+        for pipe, res, wgs, label in self.specs:
+            bound = [x_buf if r is X else y_buf if r is Y else r for r in res]
+            out.append(Pass(pipe, dev.bind_group(pipe, bound), wgs, label))
+        return out
+
+    def take_output(self, dev: Device) -> Any:
+        """A buffer for a QTensor result: reused once the QTensor that held it is gone."""
+        if self.free_outputs:
+            return self.free_outputs.pop()
+        return dev.buffer(4 * packed_words(self.geo.output_shape, self.out_layout), label="y")
+
+
+def _conv_params(geo: ConvGeometry, mb_base: int, m_count: int) -> np.ndarray:
+    k_pg = geo.K_per_group
+    return pack_fields(
+        geo.H_out, geo.W_out, ceil4(geo.W_out), geo.K // 4,
+        geo.KH, geo.KW, geo.stride[0], geo.stride[1],
+        geo.padding[0], geo.padding[1], geo.dilation[0], geo.dilation[1],
+        geo.C_in_per_group, geo.KH * geo.KW * geo.C_in_per_group, k_pg, mb_base,
+        m_count, 0, 0, 0,
+    )  # fmt: skip
+
+
+def _resolve_method(method: str, geo: ConvGeometry, in_layout: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    fits_4w4c = in_layout == "4W4C" and geo.C_in_per_group % 4 == 0
+    if method == "auto":
+        if in_layout == "4W4C" and geo.is_pointwise:
+            return "pointwise"
+        return "im2col_4w4c" if fits_4w4c else "im2col_generic"
+    if method == "im2col_4w4c" and not fits_4w4c:
+        raise ValueError(
+            "method 'im2col_4w4c' needs a 4W4C input and C_in/groups % 4 == 0 "
+            f"(input layout {in_layout}, C_in/groups = {geo.C_in_per_group}); use 'im2col_generic'"
+        )
+    if method == "pointwise" and not (in_layout == "4W4C" and geo.is_pointwise):
+        raise ValueError(
+            "method 'pointwise' needs a 1x1 kernel, stride 1, padding 0, a 4W4C input and "
+            "groups == 1 or C_in/groups % 4 == 0"
+        )
+    return method
+
+
+def _check_binding(dev: Device, what: str, nbytes: int) -> None:
+    if nbytes > dev.max_binding_size:
+        raise ValueError(
+            f"{what} needs {nbytes} bytes in one storage binding; this adapter ({dev.name}) "
+            f"allows {dev.max_binding_size} (max-storage-buffer-binding-size)"
+        )
+
+
+class QConv2d:
+    """A quantized conv2d with prepacked weights, called as `conv(x)`.
+
+    Args:
+        weight: int8 [C_out, C_in/groups, KH, KW], symmetric (zero point 0).
+        weight_scales: float32 [C_out], > 0: real weight = weight * weight_scales[oc].
+        bias: float32 [C_out] (real units, added after scaling) or None.
+        input_scale, input_zero_point: the input's quantization (scale > 0, zp in [-128, 127]).
+        output_scale, output_zero_point: the output's quantization.
+        stride, padding, dilation: int or (h, w); groups: int dividing C_in and C_out.
+        activation: "none" or "relu" (fused before requantization).
+        method: "auto", "im2col_4w4c", "im2col_generic" or "pointwise".
+        output_layout: layout of QTensor results ("4W4C", "4C" or "4C1W").
+        device: a q8ta_wgpu.Device (default: the process-wide one).
+
+    Calling with numpy int8 [N, C_in, H, W] returns numpy int8 [N, C_out, H_out, W_out]; calling
+    with a QTensor returns a QTensor on the GPU (nothing is read back), so layers chain.
+    Weights, weight sums, pipelines, bind groups and scratch buffers are made once per input
+    shape and reused by later calls.
+    """
+
+    PLAN_CACHE_SIZE = 8
+
+    def __init__(
+        self,
+        weight: np.ndarray,
+        weight_scales: np.ndarray,
+        bias: np.ndarray | None = None,
+        *,
+        input_scale: float,
+        input_zero_point: int,
+        output_scale: float,
+        output_zero_point: int,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        activation: str = "none",
+        method: str = "auto",
+        output_layout: str = "4W4C",
+        device: Device | None = None,
+    ) -> None:
+        self.weight = check_int8_array("weight", weight, ndim=4).copy()
+        c_out = self.weight.shape[0]
+        self.weight_scales = check_float_vector("weight_scales", weight_scales, c_out, positive=True)
+        self.bias = None if bias is None else check_float_vector("bias", bias, c_out)
+        self.input_scale = check_scale("input_scale", input_scale)
+        self.input_zero_point = check_zero_point("input_zero_point", input_zero_point)
+        self.output_scale = check_scale("output_scale", output_scale)
+        self.output_zero_point = check_zero_point("output_zero_point", output_zero_point)
+        self.stride = pair("stride", stride, minimum=1)
+        self.padding = pair("padding", padding, minimum=0)
+        self.dilation = pair("dilation", dilation, minimum=1)
+        if isinstance(groups, bool) or not hasattr(groups, "__index__"):
+            raise TypeError(f"groups must be an int, got {groups!r}")
+        if int(groups) < 1:
+            raise ValueError(f"groups must be >= 1, got {groups!r}")
+        self.groups = int(groups)
+        if c_out % self.groups:
+            raise ValueError(f"groups ({self.groups}) must divide the output channels C_out ({c_out})")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        self.activation = activation
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        self.method = method
+        self.output_layout = check_layout("output_layout", output_layout)
+        self.device = get_device(device)
+        _, cpg, kh, kw = self.weight.shape
+        if (kh * kw * cpg + 3) // 4 * 4 >= MAX_K_PER_GROUP:
+            raise ValueError(
+                f"weight has {kh * kw * cpg} columns per group; int32 accumulation is exact only "
+                f"below {MAX_K_PER_GROUP}"
+            )
+        dev = self.device
+        packed = prepack_weights(self.weight, self.groups)
+        _check_binding(dev, "the prepacked weights", packed.nbytes)
+        self._weights = dev.upload(packed, label="weights")
+        self._chan = dev.upload(
+            _channel_params(weight_sums(self.weight), self.input_scale, self.weight_scales, self.bias),
+            label="channel params",
+        )
+        self._plans: OrderedDict[tuple, _Plan] = OrderedDict()
+
+    def __repr__(self) -> str:
+        c_out, cpg, kh, kw = self.weight.shape
+        return (
+            f"QConv2d({cpg * self.groups}, {c_out}, kernel=({kh}, {kw}), stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+            f"activation={self.activation!r}, method={self.method!r})"
+        )
+
+    # -- planning --
+    def geometry(self, input_shape: tuple[int, ...]) -> ConvGeometry:
+        """The conv's sizes for an input of NCHW `input_shape` (checks it fits the weight)."""
+        return ConvGeometry.make(
+            input_shape,
+            self.weight.shape,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+        )
+
+    def gemm_config(self, geo: ConvGeometry) -> dict[str, int]:
+        """Override constants of kernels/gemm_q8.wgsl for this conv."""
+        if self.groups == 1:
+            mode = 0
+        elif geo.C_out_per_group % 4 == 0:
+            mode = 1
+        else:
+            mode = 2
+        return {"WG": 64, "TM": 2, "TN": 2, "MODE": mode}
+
+    def plan(self, shape: tuple[int, ...], in_layout: str, numpy_in: bool) -> _Plan:
+        """The cached plan for inputs of `shape` in `in_layout` (numpy_in: read back as numpy)."""
+        key = (tuple(shape), in_layout, numpy_in)
+        plan = self._plans.get(key)
+        if plan is not None:
+            self._plans.move_to_end(key)
+            return plan
+        dev = self.device
+        geo = self.geometry(shape)
+        method = _resolve_method(self.method, geo, in_layout)
+        out_layout = "4W4C" if numpy_in else self.output_layout
+        in_words = packed_words(shape, in_layout)
+        _check_binding(dev, "the input", 4 * in_words)
+        _check_binding(dev, "the output", 4 * packed_words(geo.output_shape, out_layout))
+        specs = self._specs(geo, method, in_layout, out_layout)
+        plan = _Plan(geo, method, in_layout, out_layout, specs)
+        if numpy_in:
+            plan.x_nchw = dev.buffer(int(np.prod(shape)), label="x nchw")
+            plan.x_packed = dev.buffer(4 * in_words, label="x packed")
+            plan.out = plan.take_output(dev)
+            plan.out_nchw = dev.buffer(int(np.prod(geo.output_shape)), label="y nchw")
+        self._plans[key] = plan
+        while len(self._plans) > self.PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _specs(self, geo: ConvGeometry, method: str, in_layout: str, out_layout: str) -> list:
+        """im2col + GEMM pass specs, one pair per chunk of m-blocks whose A fits one binding."""
+        dev = self.device
+        in_desc = dev.uniform(tensor_desc(geo_input_shape(geo), in_layout, self.input_zero_point))
+        out_desc = dev.uniform(tensor_desc(geo.output_shape, out_layout, self.output_zero_point))
+        k4 = geo.K // 4
+        w4_out = ceil4(geo.W_out)
+        m_blocks = geo.N * geo.H_out * w4_out
+        cfg = self.gemm_config(geo)
+        gemm = dev.pipeline("gemm_q8.wgsl", cfg)
+        tm, tn, wg = cfg["TM"], cfg["TN"], cfg["WG"]
+        specs: list = []
+        if method == "pointwise":
+            chunks = [(0, m_blocks)]
+        else:
+            per_chunk = dev.max_binding_size // (16 * k4)
+            if per_chunk < 1:
+                raise ValueError(
+                    f"one im2col row of {16 * k4} bytes exceeds this adapter's storage binding "
+                    f"limit ({dev.max_binding_size} bytes)"
+                )
+            per_chunk = min(m_blocks, max(tm, per_chunk // tm * tm))
+            chunks = [(b, min(per_chunk, m_blocks - b)) for b in range(0, m_blocks, per_chunk)]
+            a_buf = dev.buffer(16 * k4 * per_chunk, label="im2col A")
+            im2col = dev.pipeline(f"{method}.wgsl", {"WG": wg})
+        for base, count in chunks:
+            if method == "pointwise":
+                a_bind: Any = X
+            else:
+                a_bind = (a_buf, 0, 16 * k4 * count)
+                cp = dev.uniform(_conv_params(geo, base, count))
+                wgs = dev.workgroups(-(-count * k4 // wg))
+                specs.append((im2col, [X, a_bind, in_desc, cp], wgs, method))
+            gp = dev.uniform(
+                pack_fields(
+                    count, base, k4, geo.K_per_group // 4,
+                    ceil4(geo.C_out), geo.C_out_per_group, geo.C_out, geo.H_out,
+                    w4_out, geo.W_out, self.input_zero_point, self.output_zero_point,
+                    float(np.float32(1.0) / np.float32(self.output_scale)),
+                    int(self.activation == "relu"), 0, 0,
+                )
+            )  # fmt: skip
+            threads = -(-count // tm) * -(-ceil4(geo.C_out) // tn)
+            res = [a_bind, self._weights, self._chan, Y, out_desc, gp]
+            specs.append((gemm, res, dev.workgroups(-(-threads // wg)), "gemm_q8"))
+        return specs
+
+    # -- calling --
+    def passes(self, x: np.ndarray | QTensor) -> tuple[_Plan, list[Pass], Any]:
+        """The plan, the GPU passes one call on `x` runs and the packed output buffer they write.
+        Uploads a numpy input; for a QTensor input takes an output buffer from the plan's pool."""
+        dev = self.device
+        if isinstance(x, QTensor):
+            if x.device is not dev:
+                raise ValueError("x is a QTensor of another Device than this conv's device")
+            if x.zero_point != self.input_zero_point or x.scale != self.input_scale:
+                raise ValueError(
+                    f"x has scale {x.scale} and zero point {x.zero_point}; this conv expects "
+                    f"input_scale {self.input_scale} and input_zero_point {self.input_zero_point}"
+                )
+            plan = self.plan(x.shape, x.layout, False)
+            y = plan.take_output(dev)
+            return plan, plan.passes(dev, x.buffer, y), y
+        x = check_int8_array("x", x, ndim=4)
+        plan = self.plan(x.shape, "4W4C", True)
+        dev.write(plan.x_nchw, x)
+        pre = pack_pass(dev, plan.x_nchw, plan.x_packed, x.shape, "4W4C", self.input_zero_point)
+        post = unpack_pass(dev, plan.out, plan.out_nchw, plan.geo.output_shape, "4W4C")
+        return plan, [pre, *plan.passes(dev, plan.x_packed, plan.out), post], plan.out
+
+    def __call__(self, x: np.ndarray | QTensor) -> np.ndarray | QTensor:
+        """Run the conv on x (numpy int8 NCHW -> numpy int8; QTensor -> QTensor)."""
+        dev = self.device
+        with dev.lock:
+            plan, passes, y = self.passes(x)
+            dev.run(passes)
+            shape = plan.geo.output_shape
+            if isinstance(x, QTensor):
+                out = QTensor(y, shape, self.output_layout, self.output_scale, self.output_zero_point, dev)
+                weakref.finalize(out, plan.free_outputs.append, y)
+                return out
+            data = dev.read(plan.out_nchw, int(np.prod(shape)))
+            return np.frombuffer(data, np.int8).reshape(shape).copy()
+
+
+def geo_input_shape(geo: ConvGeometry) -> tuple[int, int, int, int]:
+    return (geo.N, geo.C_in, geo.H, geo.W)
+
+
+def conv2d(
+    x: np.ndarray | QTensor,
+    weight: np.ndarray,
+    weight_scales: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    input_scale: float | None = None,
+    input_zero_point: int | None = None,
+    output_scale: float,
+    output_zero_point: int,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    activation: str = "none",
+    method: str = "auto",
+    device: Device | None = None,
+    output_layout: str = "4W4C",
+) -> np.ndarray | QTensor:
+    """Quantized conv2d: int8 x [N, C_in, H, W] -> int8 [N, C_out, H_out, W_out].
+
+    x is numpy int8 (then input_scale and input_zero_point are required, and numpy comes back)
+    or a QTensor (its scale and zero point are used when those are None; a QTensor comes back in
+    `output_layout`). See `QConv2d` for the other arguments and `q8ta_wgpu.reference.conv2d`
+    for the exact math.
+    """
+    if isinstance(x, QTensor):
+        if input_scale is None:
+            input_scale = x.scale
+        if input_zero_point is None:
+            input_zero_point = x.zero_point
+        device = x.device if device is None else device
+    elif input_scale is None or input_zero_point is None:
+        raise TypeError("input_scale and input_zero_point are required for a numpy input x")
+    conv = QConv2d(
+        weight,
+        weight_scales,
+        bias,
+        input_scale=input_scale,
+        input_zero_point=input_zero_point,
+        output_scale=output_scale,
+        output_zero_point=output_zero_point,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        activation=activation,
+        method=method,
+        output_layout=output_layout,
+        device=device,
+    )
+    return conv(x)
+
+
+def im2col(
+    x: np.ndarray,
+    kernel_size: int | tuple[int, int],
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    input_zero_point: int = 0,
+    method: str = "auto",
+    input_layout: str = "4W4C",
+    device: Device | None = None,
+) -> np.ndarray:
+    """The GPU's im2col matrix of x (numpy int8 [N, C_in, H, W]) as numpy int8 [M, K]:
+    M = N*H_out*W_pad rows (row (n*H_out + h_out)*W_pad + w_out), K = groups*K_per_group
+    columns, exactly as `q8ta_wgpu.reference.im2col`. method: "auto", "im2col_4w4c" or
+    "im2col_generic"; input_layout: the packed layout the kernel reads."""
+    x = check_int8_array("x", x, ndim=4)
+    zp = check_zero_point("input_zero_point", input_zero_point)
+    kh, kw = pair("kernel_size", kernel_size, minimum=1)
+    check_layout("input_layout", input_layout)
+    if method not in ("auto", "im2col_4w4c", "im2col_generic"):
+        raise ValueError(f"method must be 'auto', 'im2col_4w4c' or 'im2col_generic', got {method!r}")
+    g = groups if isinstance(groups, int) and groups >= 1 else 1
+    geo = ConvGeometry.make(
+        x.shape,
+        (g, x.shape[1] // g if x.shape[1] % g == 0 else 0, kh, kw),
+        stride=stride, padding=padding, dilation=dilation, groups=groups,
+    )  # fmt: skip
+    dev = get_device(device)
+    if method == "auto":
+        method = "im2col_4w4c" if input_layout == "4W4C" and geo.C_in_per_group % 4 == 0 else "im2col_generic"
+    else:
+        method = _resolve_method(method, geo, input_layout)
+    k4 = geo.K // 4
+    m_blocks = geo.N * geo.H_out * ceil4(geo.W_out)
+    _check_binding(dev, "the im2col matrix", 16 * k4 * m_blocks)
+    src = dev.upload(x)
+    packed = dev.buffer(4 * packed_words(x.shape, input_layout))
+    a = dev.buffer(16 * k4 * m_blocks)
+    pipe = dev.pipeline(f"{method}.wgsl", {"WG": 64})
+    bg = dev.bind_group(
+        pipe,
+        [packed, a, dev.uniform(tensor_desc(x.shape, input_layout, zp)), dev.uniform(_conv_params(geo, 0, m_blocks))],
+    )
+    dev.run(
+        [
+            pack_pass(dev, src, packed, x.shape, input_layout, zp),
+            Pass(pipe, bg, dev.workgroups(-(-m_blocks * k4 // 64)), method),
+        ]
+    )
+    blocks = np.frombuffer(dev.read(a, 16 * k4 * m_blocks), np.int8).reshape(m_blocks, k4, 4, 4)
+    return np.ascontiguousarray(blocks.transpose(0, 2, 1, 3)).reshape(m_blocks * 4, k4 * 4)

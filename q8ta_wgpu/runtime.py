@@ -1,0 +1,481 @@
+"""The WebGPU runtime: one `Device` owns the wgpu device and caches shader modules, pipelines
+and bind groups; ops never create a device, they take one (or the lazily created default)."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import wgpu
+
+ADAPTER_ENV = "Q8TA_WGPU_ADAPTER"
+BACKEND_ENV = "WGPU_BACKEND_TYPE"
+
+# Limits the kernels need; requested at the adapter's own maximum so big tensors fit.
+REQUESTED_LIMITS = (
+    "max-storage-buffer-binding-size",
+    "max-buffer-size",
+    "max-storage-buffers-per-shader-stage",
+    "max-compute-workgroup-storage-size",
+    "max-compute-invocations-per-workgroup",
+    "max-compute-workgroup-size-x",
+    "max-compute-workgroups-per-dimension",
+)
+# Optional features: GPU timestamps for timing passes.
+OPTIONAL_FEATURES = ("timestamp-query",)
+
+_ADAPTER_RANK = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3}
+_BACKEND_RANK = {"Vulkan": 0, "Metal": 1, "D3D12": 2, "OpenGL": 3}
+
+NO_ADAPTER_HELP = (
+    "No WebGPU adapter was found{detail}. q8ta_wgpu needs a GPU driver reachable by wgpu: on "
+    "Debian/Ubuntu without a GPU install Mesa's software Vulkan driver with "
+    "`sudo apt-get update && sudo apt-get install -y mesa-vulkan-drivers` (lavapipe); on other "
+    "Linux distributions install the Mesa Vulkan drivers package (Fedora: mesa-vulkan-drivers, "
+    "Arch: vulkan-swrast, Alpine: mesa-vulkan-swrast); macOS (Metal) and Windows (D3D12) need "
+    "nothing extra."
+)
+
+
+class NoAdapterError(RuntimeError):
+    """Raised when no WebGPU adapter (matching the request) exists on this machine."""
+
+
+class KernelError(RuntimeError):
+    """A WGSL kernel failed to compile or validate; the message names the file and has naga's text."""
+
+
+def kernels_dir() -> Path:
+    """Where the .wgsl files are: inside the installed package, or `kernels/` of a checkout."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "kernels", here.parent / "kernels"):
+        if cand.is_dir() and any(cand.glob("*.wgsl")):
+            return cand
+    raise FileNotFoundError(
+        f"q8ta_wgpu kernels not found in {here / 'kernels'} or {here.parent / 'kernels'}"
+    )
+
+
+_INCLUDE = re.compile(r'^//\s*#include\s+"([\w.]+)"\s*$', re.M)
+
+
+def load_wgsl(name: str) -> str:
+    """The source of kernels/<name>, with `// #include "x.wgsl"` lines replaced by that file."""
+    root = kernels_dir()
+    path = root / name
+    if not path.is_file():
+        raise FileNotFoundError(f"no kernel named {name!r} in {root}")
+    src = path.read_text()
+    return _INCLUDE.sub(lambda m: (root / m.group(1)).read_text(), src)
+
+
+# Fallback for adapters whose shader compiler rejects dot4I8Packed: same result, unpacked by hand.
+_DOT4_FALLBACK = """
+fn q8_dot4(a: u32, b: u32) -> i32 {
+  let x = vec4<i32>(extractBits(bitcast<i32>(a), 0u, 8u), extractBits(bitcast<i32>(a), 8u, 8u),
+                    extractBits(bitcast<i32>(a), 16u, 8u), extractBits(bitcast<i32>(a), 24u, 8u));
+  let y = vec4<i32>(extractBits(bitcast<i32>(b), 0u, 8u), extractBits(bitcast<i32>(b), 8u, 8u),
+                    extractBits(bitcast<i32>(b), 16u, 8u), extractBits(bitcast<i32>(b), 24u, 8u));
+  return dot(x, y);
+}
+"""
+
+_DOT4_PROBE = """
+@group(0) @binding(0) var<storage, read> a: array<u32>;
+@group(0) @binding(1) var<storage, read_write> o: array<i32>;
+@compute @workgroup_size(1) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  o[g.x] = dot4I8Packed(a[2u * g.x], a[2u * g.x + 1u]);
+}
+"""
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One compute dispatch: a pipeline, its bind group and a workgroup count (x, y, z)."""
+
+    pipeline: Any
+    bind_group: Any
+    workgroups: tuple[int, int, int]
+    label: str = ""
+
+
+def _adapter_sort_key(adapter: Any) -> tuple[int, int]:
+    info = adapter.info
+    return (
+        _ADAPTER_RANK.get(info.get("adapter_type", ""), 4),
+        _BACKEND_RANK.get(info.get("backend_type", ""), 4),
+    )
+
+
+def list_adapters() -> list[dict[str, Any]]:
+    """Every adapter wgpu sees: name, backend and type, in the order `Device()` prefers them."""
+    ads = sorted(wgpu.gpu.enumerate_adapters_sync(), key=_adapter_sort_key)
+    return [
+        {
+            "name": a.info.get("device", ""),
+            "backend": a.info.get("backend_type", ""),
+            "type": a.info.get("adapter_type", ""),
+            "description": a.info.get("description", ""),
+        }
+        for a in ads
+    ]
+
+
+def select_adapter(
+    name: str | None = None,
+    backend: str | None = None,
+    power_preference: str = "high-performance",
+) -> Any:
+    """Pick an adapter: by name substring (argument or $Q8TA_WGPU_ADAPTER), by backend (argument or
+    $WGPU_BACKEND_TYPE), else a discrete GPU first, then integrated, virtual, CPU; Vulkan first."""
+    name = name if name is not None else os.environ.get(ADAPTER_ENV) or None
+    backend = backend if backend is not None else os.environ.get(BACKEND_ENV) or None
+    adapters = list(wgpu.gpu.enumerate_adapters_sync())
+    if not adapters:
+        raise NoAdapterError(NO_ADAPTER_HELP.format(detail=""))
+    cands = adapters
+    if backend:
+        cands = [a for a in cands if a.info.get("backend_type", "").lower() == backend.lower()]
+    if name:
+        cands = [a for a in cands if name.lower() in a.info.get("device", "").lower()]
+    if not cands:
+        seen = ", ".join(f"{a.info.get('device')} ({a.info.get('backend_type')})" for a in adapters)
+        want = " and ".join(
+            s for s in (f"name containing {name!r}" if name else "", f"backend {backend!r}" if backend else "") if s
+        )
+        raise NoAdapterError(f"No WebGPU adapter with {want}; available: {seen}")
+    if power_preference == "low-power":
+        rank = {"IntegratedGPU": 0, "DiscreteGPU": 1, "VirtualGPU": 2, "CPU": 3}
+        return min(cands, key=lambda a: (rank.get(a.info.get("adapter_type", ""), 4), _adapter_sort_key(a)[1]))
+    return min(cands, key=_adapter_sort_key)
+
+
+class Device:
+    """One WebGPU device and its caches.
+
+    Args:
+        adapter: substring of the adapter name to use (default: $Q8TA_WGPU_ADAPTER, else the best).
+        backend: "Vulkan", "Metal", "D3D12" or "OpenGL" (default: $WGPU_BACKEND_TYPE, else any).
+        power_preference: "high-performance" (default) or "low-power".
+
+    Features requested: "timestamp-query" where the adapter has it (for timing). Limits requested:
+    the adapter's maximum of storage-binding size, buffer size, storage buffers per stage and
+    workgroup sizes (`REQUESTED_LIMITS`). On creation it checks that WGSL `dot4I8Packed`
+    compiles and gives the right answer; where it does not, kernels use a by-hand fallback.
+    """
+
+    BIND_GROUP_CACHE_SIZE = 1024
+
+    def __init__(
+        self,
+        adapter: str | None = None,
+        *,
+        backend: str | None = None,
+        power_preference: str = "high-performance",
+    ) -> None:
+        self.adapter = select_adapter(adapter, backend, power_preference)
+        feats = [f for f in OPTIONAL_FEATURES if f in self.adapter.features]
+        lim = self.adapter.limits
+        limits = {k: lim[k] for k in REQUESTED_LIMITS if k in lim}
+        self.device = self.adapter.request_device_sync(
+            label="q8ta_wgpu", required_features=feats, required_limits=limits
+        )
+        self.queue = self.device.queue
+        self.limits = dict(self.device.limits)
+        self.features = set(self.device.features)
+        self.has_timestamps = "timestamp-query" in self.features
+        self.lock = threading.RLock()
+        self._modules: dict[tuple, Any] = {}
+        self._pipelines: dict[tuple, Any] = {}
+        self._bind_groups: OrderedDict[tuple, Any] = OrderedDict()
+        self._uniforms: OrderedDict[bytes, Any] = OrderedDict()
+        self.dot4_mode = self._probe_dot4()
+
+    # ---- facts -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.adapter.info.get("device", "")
+
+    @property
+    def backend(self) -> str:
+        return self.adapter.info.get("backend_type", "")
+
+    @property
+    def max_binding_size(self) -> int:
+        """Largest storage binding in bytes (lavapipe: 128 MiB)."""
+        return int(self.limits["max-storage-buffer-binding-size"])
+
+    @property
+    def max_buffer_size(self) -> int:
+        return int(self.limits["max-buffer-size"])
+
+    @property
+    def max_workgroups(self) -> int:
+        return int(self.limits["max-compute-workgroups-per-dimension"])
+
+    def info(self) -> dict[str, Any]:
+        """Adapter name, backend, driver, features and the limits that matter to q8ta_wgpu."""
+        ai = self.adapter.info
+        return {
+            "adapter": ai.get("device", ""),
+            "vendor": ai.get("vendor", ""),
+            "backend": ai.get("backend_type", ""),
+            "adapter_type": ai.get("adapter_type", ""),
+            "driver": ai.get("description", ""),
+            "dot4I8Packed": self.dot4_mode,
+            "timestamps": self.has_timestamps,
+            "features": sorted(self.features),
+            "limits": {k: self.limits[k] for k in REQUESTED_LIMITS if k in self.limits},
+            "wgpu": wgpu.__version__,
+        }
+
+    def __repr__(self) -> str:
+        return f"<q8ta_wgpu.Device {self.name!r} ({self.backend})>"
+
+    # ---- dot4I8Packed probe ----------------------------------------------------------------
+    def _probe_dot4(self) -> str:
+        """'builtin' if WGSL dot4I8Packed compiles and is exact here, else 'fallback'."""
+        rng = np.random.default_rng(0)
+        words = rng.integers(0, 2**32, size=64, dtype=np.uint64).astype(np.uint32)
+        words[:4] = [0x80808080, 0x80808080, 0x7F7F7F7F, 0x80808080]  # extremes: -128*-128, 127*-128
+        b = words.view(np.int8).reshape(32, 2, 4).astype(np.int32)
+        want = (b[:, 0] * b[:, 1]).sum(axis=1)
+        try:
+            mod = self.device.create_shader_module(code=_DOT4_PROBE, label="dot4_probe")
+            pipe = self.device.create_compute_pipeline(
+                layout="auto", compute={"module": mod, "entry_point": "main"}
+            )
+        except Exception:  # noqa: BLE001 - any compile failure means: use the fallback
+            return "fallback"
+        src = self.upload(words)
+        out = self.buffer(4 * 32)
+        bg = self.bind_group(pipe, [src, out])
+        self.run([Pass(pipe, bg, (32, 1, 1))])
+        got = np.frombuffer(self.read(out), np.int32)
+        return "builtin" if np.array_equal(got, want) else "fallback"
+
+    # ---- shaders and pipelines -------------------------------------------------------------
+    def shader(self, name: str) -> Any:
+        """The shader module of kernels/<name>, compiled once."""
+        key = (name, self.dot4_mode)
+        mod = self._modules.get(key)
+        if mod is None:
+            src = load_wgsl(name)
+            if self.dot4_mode == "fallback":
+                src = src.replace("dot4I8Packed(", "q8_dot4(") + _DOT4_FALLBACK
+            try:
+                mod = self.device.create_shader_module(code=src, label=name)
+            except wgpu.GPUError as e:
+                raise KernelError(f"kernel {name} failed to compile on {self.name}:\n{e}") from None
+            self._modules[key] = mod
+        return mod
+
+    def pipeline(self, name: str, constants: dict[str, int | float | bool] | None = None) -> Any:
+        """The compute pipeline of kernels/<name> (entry point `main`) with these override
+        constants; cached by (file, constants)."""
+        consts = dict(sorted((constants or {}).items()))
+        key = (name, tuple(consts.items()))
+        with self.lock:
+            pipe = self._pipelines.get(key)
+            if pipe is None:
+                mod = self.shader(name)
+                stage: dict[str, Any] = {"module": mod, "entry_point": "main"}
+                if consts:
+                    stage["constants"] = {k: float(v) for k, v in consts.items()}
+                try:
+                    pipe = self.device.create_compute_pipeline(
+                        label=f"{name}{consts or ''}", layout="auto", compute=stage
+                    )
+                except wgpu.GPUError as e:
+                    raise KernelError(
+                        f"kernel {name} with constants {consts} failed to validate on {self.name}:\n{e}"
+                    ) from None
+                self._pipelines[key] = pipe
+        return pipe
+
+    def bind_group(self, pipeline: Any, resources: Sequence[Any]) -> Any:
+        """A bind group for group 0 of `pipeline`, binding i = resources[i] (a buffer, or a
+        (buffer, offset, size) triple). Cached while all its buffers live (evicted when one dies)."""
+        entries, key_parts, bufs = [], [], []
+        for i, r in enumerate(resources):
+            buf, off, size = (r, 0, r.size) if not isinstance(r, tuple) else r
+            entries.append({"binding": i, "resource": {"buffer": buf, "offset": off, "size": size}})
+            key_parts.append((id(buf), off, size))
+            bufs.append(buf)
+        key = (id(pipeline), tuple(key_parts))
+        with self.lock:
+            bg = self._bind_groups.get(key)
+            if bg is not None:
+                self._bind_groups.move_to_end(key)
+                return bg
+            bg = self.device.create_bind_group(
+                layout=pipeline.get_bind_group_layout(0), entries=entries
+            )
+            self._bind_groups[key] = bg
+            for b in bufs:
+                weakref.finalize(b, self._bind_groups.pop, key, None)
+            weakref.finalize(pipeline, self._bind_groups.pop, key, None)
+            while len(self._bind_groups) > self.BIND_GROUP_CACHE_SIZE:
+                self._bind_groups.popitem(last=False)
+        return bg
+
+    # ---- buffers -----------------------------------------------------------------------------
+    STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
+    UNIFORM = wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST
+
+    def buffer(self, nbytes: int, usage: int | None = None, label: str = "") -> Any:
+        """An uninitialised storage buffer of at least nbytes (rounded up to 16, minimum 16)."""
+        size = max(16, (int(nbytes) + 15) // 16 * 16)
+        if size > self.max_buffer_size:
+            raise ValueError(
+                f"buffer of {nbytes} bytes exceeds this adapter's max-buffer-size "
+                f"({self.max_buffer_size} bytes) on {self.name}"
+            )
+        return self.device.create_buffer(size=size, usage=usage or self.STORAGE, label=label)
+
+    def upload(self, array: np.ndarray, usage: int | None = None, label: str = "") -> Any:
+        """A new buffer holding the bytes of `array` (zero-padded to a multiple of 4 bytes)."""
+        data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
+        pad = (-data.size) % 16
+        if pad or data.size == 0:
+            data = np.concatenate([data, np.zeros(pad or 16, np.uint8)])
+        buf = self.buffer(data.size, usage, label)
+        self.queue.write_buffer(buf, 0, data)
+        return buf
+
+    def write(self, buffer: Any, array: np.ndarray, offset: int = 0) -> None:
+        """Copy `array`'s bytes into `buffer` at `offset` (length padded to 4 bytes)."""
+        data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
+        if data.size % 4:
+            data = np.concatenate([data, np.zeros(4 - data.size % 4, np.uint8)])
+        self.queue.write_buffer(buffer, offset, data)
+
+    UNIFORM_CACHE_SIZE = 4096
+
+    def uniform(self, words: np.ndarray) -> Any:
+        """A read-only uniform buffer holding `words` (e.g. from `pack_fields`); cached by
+        content, so equal parameters give the same buffer (and the same cached bind groups)."""
+        data = np.ascontiguousarray(words).tobytes()
+        with self.lock:
+            buf = self._uniforms.get(data)
+            if buf is None:
+                buf = self.upload(np.frombuffer(data, np.uint8), self.UNIFORM, "params")
+                self._uniforms[data] = buf
+                while len(self._uniforms) > self.UNIFORM_CACHE_SIZE:
+                    self._uniforms.popitem(last=False)
+            else:
+                self._uniforms.move_to_end(data)
+        return buf
+
+    def read(self, buffer: Any, nbytes: int | None = None, offset: int = 0) -> memoryview:
+        """Read back `nbytes` bytes of `buffer` from `offset` (waits for submitted work)."""
+        size = buffer.size - offset if nbytes is None else int(nbytes)
+        size4 = (size + 3) // 4 * 4
+        data = self.queue.read_buffer(buffer, offset, size4)
+        return memoryview(data)[:size]
+
+    def sync(self) -> None:
+        """Wait until all submitted work is done (a tiny readback: on_submitted_work_done_sync is
+        broken in wgpu 0.32)."""
+        if not hasattr(self, "_sync_buf"):
+            self._sync_buf = self.buffer(16)
+        self.queue.read_buffer(self._sync_buf, 0, 4)
+
+    # ---- running -----------------------------------------------------------------------------
+    def workgroups(self, count: int) -> tuple[int, int, int]:
+        """Fold a 1-D workgroup count into (x, y, 1) with x, y <= max-workgroups-per-dimension;
+        kernels rebuild the linear index as gid.x + gid.y * num_workgroups.x * WG."""
+        count = max(1, int(count))
+        lim = self.max_workgroups
+        if count <= lim:
+            return (count, 1, 1)
+        y = -(-count // lim)
+        x = -(-count // y)
+        if y > lim:
+            raise ValueError(f"dispatch of {count} workgroups exceeds {lim}*{lim} on {self.name}")
+        return (x, y, 1)
+
+    def run(self, passes: Sequence[Pass], *, timestamps: bool = False) -> list[float] | None:
+        """Record and submit the passes in one command buffer, in order. With timestamps=True
+        (and adapter support) returns each pass's GPU time in seconds (waits for completion)."""
+        timed = timestamps and self.has_timestamps
+        if timestamps and not timed:
+            raise RuntimeError(f"adapter {self.name} has no timestamp-query feature")
+        with self.lock:
+            enc = self.device.create_command_encoder()
+            qs = None
+            if timed:
+                qs = self.device.create_query_set(type="timestamp", count=2 * len(passes))
+            for i, p in enumerate(passes):
+                kw = {}
+                if qs is not None:
+                    kw["timestamp_writes"] = {
+                        "query_set": qs,
+                        "beginning_of_pass_write_index": 2 * i,
+                        "end_of_pass_write_index": 2 * i + 1,
+                    }
+                cp = enc.begin_compute_pass(label=p.label, **kw)
+                cp.set_pipeline(p.pipeline)
+                cp.set_bind_group(0, p.bind_group)
+                cp.dispatch_workgroups(*p.workgroups)
+                cp.end()
+            qbuf = None
+            if qs is not None:
+                qbuf = self.device.create_buffer(
+                    size=16 * len(passes),
+                    usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC,
+                )
+                enc.resolve_query_set(qs, 0, 2 * len(passes), qbuf, 0)
+            self.queue.submit([enc.finish()])
+            if qbuf is None:
+                return None
+            t = np.frombuffer(self.queue.read_buffer(qbuf), np.uint64).astype(np.int64)
+            qs.destroy()
+            qbuf.destroy()
+        return [float(d) * 1e-9 for d in (t[1::2] - t[0::2])]
+
+
+def pack_fields(*fields: int | float | np.integer | np.floating) -> np.ndarray:
+    """Pack 32-bit fields for a uniform: ints as two's-complement 32-bit, floats as float32;
+    padded to 16 bytes."""
+    out = np.zeros(max(4, (len(fields) + 3) // 4 * 4), np.uint32)
+    for i, f in enumerate(fields):
+        if isinstance(f, (float, np.floating)):
+            out[i] = np.float32(f).view(np.uint32)
+        else:
+            out[i] = np.uint32(int(f) & 0xFFFFFFFF)
+    return out
+
+
+_default: Device | None = None
+_default_lock = threading.Lock()
+
+
+def default_device() -> Device:
+    """The process-wide Device, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Device()
+        return _default
+
+
+def get_device(device: Device | None) -> Device:
+    if device is None:
+        return default_device()
+    if not isinstance(device, Device):
+        raise TypeError(f"device must be a q8ta_wgpu.Device or None, got {type(device).__name__}")
+    return device
+
+
+def info(device: Device | None = None) -> dict[str, Any]:
+    """Adapter name, backend, driver, features and the limits that matter (of the default device)."""
+    return get_device(device).info()
