@@ -443,6 +443,15 @@ class Device:
         return [float(d) * 1e-9 for d in (t[1::2] - t[0::2])]
 
 
+    def time_passes(self, passes: Sequence[Pass], *, warmup: int = 3, repeats: int = 20) -> np.ndarray:
+        """GPU time of each pass, in seconds, over `repeats` runs after `warmup` untimed runs:
+        an array [repeats, len(passes)] from timestamp queries (needs "timestamp-query")."""
+        for _ in range(warmup):
+            self.run(passes)
+        self.sync()
+        return np.array([self.run(passes, timestamps=True) for _ in range(repeats)])
+
+
 def pack_fields(*fields: int | float | np.integer | np.floating) -> np.ndarray:
     """Pack 32-bit fields for a uniform: ints as two's-complement 32-bit, floats as float32;
     padded to 16 bytes."""

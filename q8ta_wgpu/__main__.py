@@ -1,0 +1,166 @@
+"""Command line: `python -m q8ta_wgpu {info,demo,verify,bench}` (also installed as `q8ta-wgpu`).
+
+Exit codes: 0 success; 1 a result check failed (wrong output); 2 bad command-line usage;
+3 no usable WebGPU adapter (install a driver, e.g. mesa-vulkan-drivers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_NO_ADAPTER = 0, 1, 2, 3
+
+
+def _device(args: argparse.Namespace):
+    from .runtime import Device
+
+    return Device(args.adapter, backend=args.backend)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .runtime import list_adapters
+
+    dev = _device(args)
+    info = dev.info()
+    if args.json:
+        info["adapters"] = list_adapters()
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"adapter      {info['adapter']}  ({info['adapter_type']})")
+    print(f"backend      {info['backend']}")
+    print(f"driver       {info['driver']}")
+    print(f"dot4I8Packed {info['dot4I8Packed']} (WGSL builtin exact on this adapter: {info['dot4I8Packed'] == 'builtin'})")
+    print(f"timestamps   {info['timestamps']}")
+    print(f"wgpu         {info['wgpu']}")
+    print("limits")
+    for k, v in info["limits"].items():
+        print(f"  {k:40s} {v}")
+    print(f"features     {', '.join(info['features'])}")
+    others = [f"{a['name']} ({a['backend']}, {a['type']})" for a in list_adapters()]
+    print(f"all adapters {'; '.join(others)}")
+    return EXIT_OK
+
+
+def _max_err(y: np.ndarray, ref: np.ndarray) -> tuple[int, int]:
+    d = np.abs(y.astype(np.int32) - ref.astype(np.int32))
+    return int(d.max(initial=0)), int(np.count_nonzero(d))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import reference
+    from .configs import SPEC_CONFIGS, make_case
+    from .conv import QConv2d
+
+    dev = _device(args)
+    cfg = next(c for c in SPEC_CONFIGS if c.name == "spec4")
+    case = make_case(cfg, seed=0, activation="relu")
+    x, w, ws, b = case["args"]
+    conv = QConv2d(w, ws, b, device=dev, **case["kwargs"])
+    t0 = time.perf_counter()
+    y = conv(x)
+    first = time.perf_counter() - t0
+    ref = reference.conv2d(x, w, ws, b, **case["kwargs"])
+    err, count = _max_err(y, ref)
+    print(f"adapter   {dev.name} ({dev.backend}); dot4I8Packed: {dev.dot4_mode}")
+    print(f"conv      x {x.shape} int8 * w {w.shape} int8 -> y {y.shape} int8  ({cfg.label()}, bias, relu)")
+    print(f"method    {conv.plan(x.shape, '4W4C', True).method}")
+    print(f"check     max |gpu - reference| = {err} LSB, {count} of {y.size} elements differ")
+    walls = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        conv(x)
+        walls.append(time.perf_counter() - t0)
+    line = f"time      first call {first * 1e3:.1f} ms, cached call {np.median(walls) * 1e3:.2f} ms wall (median of 5)"
+    if dev.has_timestamps:
+        _, passes, _ = conv.passes(x)
+        t = dev.time_passes(passes, warmup=1, repeats=5)
+        gpu = np.median(t.sum(axis=1))
+        line += f", {gpu * 1e3:.2f} ms GPU ({2 * cfg.geometry().macs / gpu / 1e9:.1f} GOPS)"
+    print(line)
+    ok = err <= 1
+    print("result    OK" if ok else "result    MISMATCH (more than 1 LSB)")
+    return EXIT_OK if ok else EXIT_MISMATCH
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from . import reference
+    from .configs import POINTWISE_CONFIGS, SPEC_CONFIGS, make_case
+    from .conv import QConv2d
+
+    dev = _device(args)
+    cfgs = SPEC_CONFIGS + POINTWISE_CONFIGS
+    if args.quick:
+        cfgs = [c for c in cfgs if c.geometry().macs <= 50_000_000]
+    print(f"adapter {dev.name} ({dev.backend}); tolerance 1 LSB")
+    print(f"{'config':8s} {'shape':48s} {'method':15s} {'max':>4s} {'differ':>8s} {'of':>10s}")
+    bad = 0
+    for cfg in cfgs:
+        case = make_case(cfg, seed=1, activation="relu" if int(cfg.name[-1]) % 2 else "none")
+        x, w, ws, b = case["args"]
+        ref = reference.conv2d(x, w, ws, b, **case["kwargs"])
+        methods = ["im2col_generic"]
+        if cfg.c_in // cfg.groups % 4 == 0:
+            methods.append("im2col_4w4c")
+        for m in methods:
+            conv = QConv2d(w, ws, b, method=m, device=dev, **case["kwargs"])
+            err, count = _max_err(conv(x), ref)
+            bad += err > 1
+            flag = "" if err <= 1 else "  FAIL"
+            print(f"{cfg.name:8s} {cfg.label():48s} {m:15s} {err:4d} {count:8d} {ref.size:10d}{flag}")
+    print("all within 1 LSB" if not bad else f"{bad} runs off by more than 1 LSB")
+    return EXIT_OK if not bad else EXIT_MISMATCH
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="q8ta-wgpu",
+        description="int8 quantized conv2d on WebGPU: adapter facts, a demo, checks and benchmarks.",
+        epilog="Exit codes: 0 ok, 1 results off by more than 1 LSB, 2 usage error, 3 no WebGPU adapter.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--adapter", help="substring of the adapter name (default: $Q8TA_WGPU_ADAPTER or the best)")
+    common.add_argument("--backend", help="Vulkan, Metal, D3D12 or OpenGL (default: $WGPU_BACKEND_TYPE or any)")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("info", parents=[common], help="adapter, backend, features, limits, dot4I8Packed support")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("demo", parents=[common], help="run one conv, check it against the reference, time it")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("verify", parents=[common], help="run the spec's configs against the reference")
+    p.add_argument("--quick", action="store_true", help="only configs under 50 M MACs")
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("bench", parents=[common], help="benchmark kernels against copy/dot4 anchors (and cuDNN)")
+    try:
+        from .bench import add_arguments
+    except ImportError:  # pragma: no cover - bench module missing in a trimmed install
+        add_arguments = None
+    if add_arguments is not None:
+        add_arguments(p)
+    p.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .runtime import NoAdapterError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NoAdapterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_NO_ADAPTER
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to a result:
+#   bash setup.sh demo     # venv + package (+ Vulkan driver if no adapter) + a checked demo conv
+#   bash setup.sh test     # the same set-up with test extras + the full test suite
+# Extra arguments go to the demo / pytest. Environment:
+#   Q8TA_VENV=dir      virtual environment to use (default .venv)
+#   PYTHON=python3.x   interpreter that creates it (default python3, 3.11+)
+#   Q8TA_TORCH=0       do not install torch for the cross-checks (test mode installs torch 2.13.0)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+mode="${1:-demo}"
+[ $# -gt 0 ] && shift
+case "$mode" in demo|test) ;; *) echo "usage: bash setup.sh [demo|test] [args...]" >&2; exit 2;; esac
+
+say() { printf '[setup] %s\n' "$*"; }
+os="$(uname -s)"
+case "$os" in
+  Linux*) platform=linux ;;
+  Darwin*) platform=macos ;;
+  MINGW*|MSYS*|CYGWIN*) platform=windows ;;
+  *) platform=other ;;
+esac
+
+# 1. Virtual environment and the package.
+venv="${Q8TA_VENV:-.venv}"
+py="${PYTHON:-python3}"
+command -v "$py" >/dev/null 2>&1 || py=python
+if [ ! -d "$venv" ]; then
+  say "creating virtual environment $venv with $("$py" --version 2>&1)"
+  "$py" -m venv "$venv"
+fi
+if [ -x "$venv/bin/python" ]; then vpy="$venv/bin/python"; else vpy="$venv/Scripts/python.exe"; fi
+"$vpy" -c 'import sys; assert sys.version_info >= (3, 11), "q8ta_wgpu needs Python 3.11+"'
+extras=""
+[ "$mode" = test ] && extras="[test]"
+say "installing q8ta_wgpu$extras (editable)"
+"$vpy" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+"$vpy" -m pip install -q -e ".$extras"
+if [ "$mode" = test ] && [ "${Q8TA_TORCH:-1}" != 0 ]; then
+  if ! "$vpy" -c 'import torch' >/dev/null 2>&1; then
+    say "installing torch 2.13.0 (CPU) for the PyTorch cross-checks (Q8TA_TORCH=0 skips)"
+    "$vpy" -m pip install -q "torch==2.13.0" || say "torch not installed: its cross-checks will skip"
+  fi
+fi
+
+# 2. A WebGPU adapter: install Mesa's software Vulkan driver (lavapipe) where none is found.
+has_adapter() { "$vpy" -m q8ta_wgpu info >/dev/null 2>&1; }
+if ! has_adapter; then
+  case "$platform" in
+    linux)
+      sudo=""; [ "$(id -u)" != 0 ] && sudo="sudo"
+      if command -v apt-get >/dev/null 2>&1; then
+        say "no WebGPU adapter: installing mesa-vulkan-drivers (lavapipe) with apt-get"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mesa-vulkan-drivers >/dev/null
+      elif command -v dnf >/dev/null 2>&1; then
+        say "no WebGPU adapter: run 'sudo dnf install -y mesa-vulkan-drivers' and try again"; exit 3
+      elif command -v pacman >/dev/null 2>&1; then
+        say "no WebGPU adapter: run 'sudo pacman -S vulkan-swrast' and try again"; exit 3
+      elif command -v apk >/dev/null 2>&1; then
+        say "no WebGPU adapter: run 'sudo apk add mesa-vulkan-swrast' and try again"; exit 3
+      elif command -v zypper >/dev/null 2>&1; then
+        say "no WebGPU adapter: run 'sudo zypper install libvulkan_lvp' and try again"; exit 3
+      else
+        say "no WebGPU adapter: install your distribution's Mesa Vulkan (lavapipe) driver"; exit 3
+      fi ;;
+    macos) say "no WebGPU adapter: macOS needs no extra driver (Metal); check that this Mac supports Metal"; exit 3 ;;
+    windows) say "no WebGPU adapter: update the GPU driver (D3D12/Vulkan), or install a software adapter (WARP ships with Windows)"; exit 3 ;;
+    *) say "no WebGPU adapter and no known way to install one on $os"; exit 3 ;;
+  esac
+  has_adapter || { "$vpy" -m q8ta_wgpu info; exit 3; }
+fi
+say "adapter: $("$vpy" -c 'import q8ta_wgpu as q; i = q.info(); print(i["adapter"], "/", i["backend"])' 2>/dev/null)"
+
+# 3. The job.
+if [ "$mode" = demo ]; then
+  exec "$vpy" -m q8ta_wgpu demo "$@"
+else
+  exec "$vpy" -m pytest -q tests "$@"
+fi

@@ -1,0 +1,198 @@
+"""conv2d on the GPU against q8ta_wgpu.reference: every spec config through both im2col kernels,
+byte-identical im2col matrices, and the coverage upstream never had (batch, odd channels,
+dilation, asymmetric stride/padding, groups and depthwise, 1x1/5x5/7x7, H or W of 1, layouts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import q8ta_wgpu as q8
+from q8ta_wgpu import reference
+from q8ta_wgpu.configs import POINTWISE_CONFIGS, SPEC_CONFIGS, ConvConfig, make_case
+
+from .conftest import assert_within_1lsb
+
+ALL_SPEC = SPEC_CONFIGS + POINTWISE_CONFIGS
+
+
+def methods_for(cfg: ConvConfig) -> list[str]:
+    ms = ["im2col_generic"]
+    if (cfg.c_in // cfg.groups) % 4 == 0:
+        ms.append("im2col_4w4c")
+    return ms
+
+
+def run_both(device, case, method, what):
+    x, w, ws, b = case["args"]
+    y = q8.conv2d(x, w, ws, b, method=method, device=device, **case["kwargs"])
+    ref = reference.conv2d(x, w, ws, b, **case["kwargs"])
+    return assert_within_1lsb(y, ref, what)
+
+
+# Upstream's zero points and two other pairs; bias on; ReLU alternating.
+QPARAMS = [
+    dict(input_zero_point=2, output_zero_point=-1),
+    dict(input_zero_point=-77, output_zero_point=23, input_scale=0.011, output_scale=0.09),
+]
+
+
+@pytest.mark.parametrize("cfg", ALL_SPEC, ids=lambda c: c.name)
+@pytest.mark.parametrize("qp", range(len(QPARAMS)), ids=["upstream_zp", "other_zp"])
+def test_spec_configs_both_kernels(device, cfg, qp):
+    for i, method in enumerate(methods_for(cfg)):
+        act = "relu" if (i + qp) % 2 else "none"
+        case = make_case(cfg, seed=qp, bias=True, activation=act, **QPARAMS[qp])
+        run_both(device, case, method, f"{cfg.name}/{method}/{act}/zp{qp}")
+
+
+def test_spec_pointwise_configs_direct_path(device):
+    for cfg in POINTWISE_CONFIGS:
+        case = make_case(cfg, seed=5, activation="relu")
+        if cfg.c_in % 4 == 0 or cfg.groups == 1:
+            run_both(device, case, "pointwise", f"{cfg.name}/pointwise")
+    case = make_case(POINTWISE_CONFIGS[4])
+    conv = q8.QConv2d(*case["args"][1:], device=device, **case["kwargs"])
+    assert conv.plan(POINTWISE_CONFIGS[4].input_shape, "4W4C", True).method == "pointwise"
+
+
+@pytest.mark.parametrize("cfg", ALL_SPEC, ids=lambda c: c.name)
+def test_im2col_byte_identical(device, cfg):
+    x = make_case(cfg, seed=2)["args"][0]
+    kw = cfg.conv_kwargs()
+    want = reference.im2col(x, cfg.kernel, input_zero_point=7, **kw)
+    assert want.dtype == np.int8
+    for method in ("im2col_generic", "im2col_4w4c"):
+        if method == "im2col_4w4c" and (cfg.c_in // cfg.groups) % 4:
+            with pytest.raises(ValueError, match="C_in/groups % 4"):
+                q8.im2col(x, cfg.kernel, input_zero_point=7, method=method, device=device, **kw)
+            continue
+        got = q8.im2col(x, cfg.kernel, input_zero_point=7, method=method, device=device, **kw)
+        assert got.shape == want.shape, method
+        assert got.tobytes() == want.tobytes(), f"{cfg.name} {method}: im2col bytes differ"
+
+
+def _cfg(co, ci, h, w, k, s=1, p=0, d=1, g=1, n=1):
+    pr = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+    return ConvConfig("x", co, ci, h, w, pr(k), pr(s), pr(p), pr(d), g, n)
+
+
+EXTRA = {
+    "batch2": _cfg(16, 8, 9, 11, 3, 1, 1, n=2),
+    "batch3_generic_odd_c": _cfg(7, 5, 6, 7, 3, 1, 1, n=3),
+    "cin_cout_odd": _cfg(13, 7, 10, 9, 3, 1, 1),
+    "cin1": _cfg(6, 1, 8, 8, 3, 1, 1),
+    "dilation2": _cfg(12, 8, 12, 12, 3, 1, 2, d=2),
+    "dilation_asym": _cfg(8, 8, 13, 11, 3, 1, (1, 3), d=(1, 3)),
+    "stride_2_1_pad_0_2": _cfg(16, 8, 11, 10, 3, (2, 1), (0, 2)),
+    "stride_1_3": _cfg(8, 4, 9, 17, 3, (1, 3), 1),
+    "groups2_odd_cout_pg": _cfg(6, 8, 7, 7, 3, 1, 1, g=2),
+    "groups3_cpg3": _cfg(9, 9, 6, 6, 3, 1, 1, g=3),
+    "depthwise": _cfg(16, 16, 10, 10, 3, 1, 1, g=16),
+    "depthwise_multiplier2": _cfg(16, 8, 9, 9, 3, 2, 1, g=8),
+    "depthwise_odd_c": _cfg(7, 7, 8, 5, 3, 1, 1, g=7),
+    "k1x1_strided": _cfg(20, 12, 9, 9, 1, 2, 0),
+    "k1x1_padded": _cfg(8, 8, 5, 5, 1, 1, 1),
+    "k5x5": _cfg(12, 8, 14, 13, 5, 1, 2),
+    "k7x7_s2": _cfg(16, 3, 23, 23, 7, 2, 3),
+    "k1x3": _cfg(8, 8, 6, 9, (1, 3), 1, (0, 1)),
+    "h1": _cfg(8, 8, 1, 17, (1, 3), 1, (0, 1)),
+    "w1": _cfg(8, 8, 17, 1, (3, 1), 1, (1, 0)),
+    "h1w1": _cfg(8, 12, 1, 1, 1),
+    "h1w1_padded_3x3": _cfg(8, 4, 1, 1, 3, 1, 1),
+    "wide_w_odd": _cfg(4, 4, 3, 61, 3, 1, 1),
+    "groups4_batch2_5x5": _cfg(16, 16, 12, 12, 5, 2, 2, g=4, n=2),
+}
+
+
+@pytest.mark.parametrize("name", list(EXTRA))
+@pytest.mark.parametrize("activation", ["none", "relu"])
+def test_extra_coverage(device, name, activation):
+    cfg = EXTRA[name]
+    case = make_case(cfg, seed=11, activation=activation, input_zero_point=-5, output_zero_point=3)
+    for method in methods_for(cfg):
+        run_both(device, case, method, f"{name}/{method}/{activation}")
+    x = case["args"][0]
+    want = reference.im2col(x, cfg.kernel, input_zero_point=-5, **cfg.conv_kwargs())
+    for method in methods_for(cfg):
+        got = q8.im2col(x, cfg.kernel, input_zero_point=-5, method=method, device=device, **cfg.conv_kwargs())
+        assert got.tobytes() == want.tobytes(), f"{name} {method}"
+
+
+@pytest.mark.parametrize("in_layout", q8.LAYOUTS)
+@pytest.mark.parametrize("out_layout", q8.LAYOUTS)
+def test_every_input_and_output_layout(device, in_layout, out_layout):
+    for cfg in (_cfg(10, 6, 7, 9, 3, 1, 1, n=2), _cfg(12, 8, 6, 7, 3, 2, 1, g=2)):
+        case = make_case(cfg, seed=4, activation="relu")
+        x, w, ws, b = case["args"]
+        kw = dict(case["kwargs"])
+        ref = reference.conv2d(x, w, ws, b, **kw)
+        xt = q8.QTensor.from_numpy(x, kw["input_scale"], kw["input_zero_point"], layout=in_layout, device=device)
+        for method in methods_for(cfg) if in_layout == "4W4C" else ["im2col_generic"]:
+            y = q8.conv2d(xt, w, ws, b, method=method, output_layout=out_layout, **kw)
+            assert isinstance(y, q8.QTensor) and y.layout == out_layout and y.shape == ref.shape
+            assert y.scale == np.float32(kw["output_scale"]) and y.zero_point == kw["output_zero_point"]
+            # Packed words equal the host packing of the reference (padding slots = output zp).
+            want_words = q8.pack(ref, out_layout, kw["output_zero_point"])
+            got_words = y.words()
+            if not np.array_equal(got_words, want_words):
+                assert_within_1lsb(y.numpy(), ref, f"layout {in_layout}->{out_layout}/{method}")
+            assert_within_1lsb(y.numpy(), ref, f"layout {in_layout}->{out_layout}/{method}")
+
+
+def test_4w4c_kernel_rejects_other_layouts(device):
+    cfg = _cfg(8, 8, 5, 5, 3, 1, 1)
+    case = make_case(cfg)
+    x, w, ws, b = case["args"]
+    xt = q8.QTensor.from_numpy(x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], "4C", device)
+    with pytest.raises(ValueError, match="4W4C"):
+        q8.conv2d(xt, w, ws, b, method="im2col_4w4c", **case["kwargs"])
+
+
+def test_qtensor_chain_stays_on_gpu(device):
+    """Three layers chained as QTensors give what three numpy calls give."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(-128, 128, (2, 8, 12, 12), dtype=np.int8)
+    layers, s_in, zp_in = [], 0.02, 4
+    for i, (co, ci, k, g) in enumerate([(16, 8, 3, 1), (16, 16, 3, 16), (24, 16, 1, 1)]):
+        w = rng.integers(-127, 128, (co, ci // g, k, k), dtype=np.int8)
+        ws = rng.uniform(0.002, 0.01, co).astype(np.float32)
+        b = rng.uniform(-0.5, 0.5, co).astype(np.float32)
+        s_out, zp_out = 0.03 + 0.01 * i, -10 + 7 * i
+        layers.append(
+            q8.QConv2d(w, ws, b, input_scale=s_in, input_zero_point=zp_in, output_scale=s_out,
+                       output_zero_point=zp_out, padding=k // 2, groups=g, activation="relu",
+                       output_layout=["4W4C", "4C", "4W4C"][i], device=device)
+        )  # fmt: skip
+        s_in, zp_in = s_out, zp_out
+    t = q8.QTensor.from_numpy(x, 0.02, 4, device=device)
+    y_np = x
+    for conv in layers:
+        t = conv(t)
+        y_np = conv(y_np)
+        ref = reference.conv2d(
+            ref if conv is not layers[0] else x, conv.weight, conv.weight_scales, conv.bias,
+            input_scale=conv.input_scale, input_zero_point=conv.input_zero_point,
+            output_scale=conv.output_scale, output_zero_point=conv.output_zero_point,
+            padding=conv.padding, groups=conv.groups, activation=conv.activation,
+        )  # fmt: skip
+        np.testing.assert_array_equal(t.numpy(), y_np)
+        assert_within_1lsb(y_np, ref, "chain layer")
+
+
+def test_repeated_calls_reuse_plan_and_outputs_do_not_alias(device):
+    cfg = _cfg(8, 8, 6, 6, 3, 1, 1)
+    case = make_case(cfg)
+    x, w, ws, b = case["args"]
+    conv = q8.QConv2d(w, ws, b, device=device, **case["kwargs"])
+    y1 = conv(x)
+    plan = conv.plan(x.shape, "4W4C", True)
+    for _ in range(3):
+        np.testing.assert_array_equal(conv(x), y1)
+    assert conv.plan(x.shape, "4W4C", True) is plan
+    xa = q8.QTensor.from_numpy(x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device=device)
+    x2 = np.flip(x, axis=3).copy()
+    xb = q8.QTensor.from_numpy(x2, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device=device)
+    ya, yb = conv(xa), conv(xb)
+    np.testing.assert_array_equal(ya.numpy(), y1)  # not overwritten by the second call
+    np.testing.assert_array_equal(yb.numpy(), conv(x2))

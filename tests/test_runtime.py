@@ -1,0 +1,127 @@
+"""The runtime: adapter facts, dot4I8Packed probe, caches, uploads/readbacks, timestamps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import q8ta_wgpu as q8
+from q8ta_wgpu.runtime import kernels_dir, load_wgsl, pack_fields
+
+
+def test_info_names_adapter_and_limits(device):
+    info = q8.info(device)
+    assert info["adapter"] and info["backend"] in {"Vulkan", "Metal", "D3D12", "OpenGL"}
+    assert info["dot4I8Packed"] in {"builtin", "fallback"}
+    lim = info["limits"]
+    assert lim["max-storage-buffer-binding-size"] >= 128 * 2**20
+    assert lim["max-compute-workgroups-per-dimension"] >= 65535
+    assert device.max_binding_size == lim["max-storage-buffer-binding-size"]
+
+
+def test_default_device_is_shared(device):
+    assert q8.default_device() is device
+
+
+def test_kernels_found_and_have_one_entry_point():
+    root = kernels_dir()
+    files = sorted(p.name for p in root.glob("*.wgsl"))
+    for need in ["pack_nchw.wgsl", "unpack_nchw.wgsl", "im2col_generic.wgsl", "im2col_4w4c.wgsl", "gemm_q8.wgsl"]:
+        assert need in files
+    for f in files:
+        src = load_wgsl(f)
+        assert "#include" not in src.replace("// #include", "")
+        n_entry = src.count("@compute")
+        assert n_entry == (0 if f in ("layout.wgsl", "conv_params.wgsl") else 1), f
+
+
+def test_pipeline_and_bind_group_caches(device):
+    p1 = device.pipeline("pack_nchw.wgsl", {"WG": 64})
+    assert device.pipeline("pack_nchw.wgsl", {"WG": 64}) is p1
+    assert device.pipeline("pack_nchw.wgsl", {"WG": 32}) is not p1
+    a, b = device.buffer(64), device.buffer(64)
+    desc = q8.layouts.tensor_desc((1, 2, 3, 4), "4C", 0)
+    u = device.uniform(desc)
+    assert device.uniform(desc.copy()) is u
+    assert device.uniform(pack_fields(1, 2, 3)) is not u
+    g1 = device.bind_group(p1, [a, b, u])
+    assert device.bind_group(p1, [a, b, u]) is g1
+    assert device.bind_group(p1, [b, a, u]) is not g1
+    n = len(device._bind_groups)
+    del a, g1
+    import gc
+
+    gc.collect()
+    assert len(device._bind_groups) < n  # entries of dead buffers are dropped
+
+
+@pytest.mark.parametrize("nbytes", [1, 3, 4, 17, 4096])
+def test_upload_read_round_trip(device, nbytes):
+    data = np.random.default_rng(nbytes).integers(0, 256, nbytes, dtype=np.uint8)
+    buf = device.upload(data)
+    assert buf.size % 4 == 0 and buf.size >= nbytes
+    assert bytes(device.read(buf, nbytes)) == data.tobytes()
+
+
+def test_workgroup_folding(device):
+    lim = device.max_workgroups
+    assert device.workgroups(5) == (5, 1, 1)
+    x, y, z = device.workgroups(lim * 3 + 1)
+    assert x <= lim and y <= lim and x * y >= lim * 3 + 1
+
+
+def test_folded_dispatch_covers_every_thread(device):
+    # A pack over more than 65535 workgroups of 64 threads: every output word must be written.
+    n_words = 65535 * 64 + 1000
+    x = np.random.default_rng(0).integers(-128, 128, (1, 4, 1, n_words), dtype=np.int8)
+    assert device.workgroups(-(-n_words // 64))[1] > 1
+    got = q8.pack_gpu(x, "4C", 9, device=device)
+    assert got.tobytes() == q8.pack(x, "4C", 9).tobytes()
+
+
+def test_timestamps(device):
+    if not device.has_timestamps:
+        pytest.skip(f"{device.name} has no timestamp-query feature")
+    x = np.zeros((1, 8, 16, 16), np.int8)
+    src = device.upload(x)
+    dst = device.buffer(4 * q8.layouts.packed_words(x.shape, "4C"))
+    p = q8.layouts.pack_pass(device, src, dst, x.shape, "4C", 0)
+    t = device.time_passes([p, p], warmup=1, repeats=3)
+    assert t.shape == (3, 2) and np.all(t > 0) and np.all(t < 10)
+
+
+def test_kernel_error_names_file(device, tmp_path, monkeypatch):
+    from q8ta_wgpu import runtime
+
+    (tmp_path / "broken.wgsl").write_text("fn main( { }\n")
+    (tmp_path / "ok.wgsl").write_text("@compute @workgroup_size(1) fn main() {}\n")
+    monkeypatch.setattr(runtime, "kernels_dir", lambda: tmp_path)
+    with pytest.raises(q8.KernelError, match=r"broken\.wgsl[\s\S]*expected"):
+        device.shader("broken.wgsl")
+    with pytest.raises(q8.KernelError, match=r"ok\.wgsl[\s\S]*NOPE"):
+        device.pipeline("ok.wgsl", {"NOPE": 1})
+    # The device still works afterwards.
+    x = np.arange(16, dtype=np.int8).reshape(1, 1, 4, 4)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(q8.unpack_gpu(q8.pack(x, "4C", 0), "4C", x.shape, device=device), x)
+
+
+def test_no_adapter_error_names_the_fix(monkeypatch):
+    from q8ta_wgpu import runtime
+
+    monkeypatch.setattr(runtime.wgpu.gpu, "enumerate_adapters_sync", lambda: [])
+    with pytest.raises(q8.NoAdapterError, match="mesa-vulkan-drivers"):
+        q8.Device()
+
+
+def test_adapter_selection_by_name_and_backend(monkeypatch):
+    with pytest.raises(q8.NoAdapterError, match="available"):
+        q8.Device("no-such-adapter-xyz")
+    monkeypatch.setenv("Q8TA_WGPU_ADAPTER", "no-such-adapter-xyz")
+    with pytest.raises(q8.NoAdapterError):
+        q8.Device()
+    monkeypatch.delenv("Q8TA_WGPU_ADAPTER")
+    names = q8.list_adapters()
+    assert names
+    d = q8.Device(names[0]["name"][:5], backend=names[0]["backend"])
+    assert d.backend == names[0]["backend"]
