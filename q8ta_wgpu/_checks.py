@@ -11,11 +11,14 @@ import numpy as np
 
 def check_scale(name: str, value: Any) -> float:
     """A quantization scale: a finite float32 > 0. Returns it as a Python float (float32-rounded)."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-    f32 = float(np.float32(v))
+    with np.errstate(over="ignore"):
+        f32 = float(np.float32(v))
     if not math.isfinite(v) or not math.isfinite(f32):
         raise ValueError(f"{name} must be finite, got {v}")
     if f32 <= 0.0:
@@ -63,3 +66,15 @@ def check_float_vector(name: str, x: Any, length: int, *, positive: bool = False
     if positive and not np.all(a > 0):
         raise ValueError(f"{name} must be > 0 everywhere")
     return a
+
+
+def check_scale_product(input_scale: float, weight_scales: np.ndarray) -> np.ndarray:
+    """input_scale * weight_scales in float32 (the epilogue's per-channel scale): finite and > 0."""
+    with np.errstate(over="ignore", under="ignore"):
+        prod = np.float32(input_scale) * weight_scales.astype(np.float32)
+    if not np.all(np.isfinite(prod)) or not np.all(prod > 0):
+        raise ValueError(
+            "input_scale * weight_scales must be a finite float32 > 0 for every channel "
+            f"(got range [{prod.min()}, {prod.max()}])"
+        )
+    return prod

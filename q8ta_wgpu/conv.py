@@ -18,6 +18,7 @@ import numpy as np
 
 from ._checks import (
     check_float_vector,
+    check_scale_product,
     check_int8_array,
     check_scale,
     check_zero_point,
@@ -71,7 +72,7 @@ def _channel_params(
     c_out = wsum.size
     rec = np.zeros((ceil4(c_out) * 4, 4), np.uint32)
     rec[:c_out, 0] = wsum.astype(np.int32).view(np.uint32)
-    scale = np.float32(input_scale) * weight_scales.astype(np.float32)  # one float32 product
+    scale = check_scale_product(input_scale, weight_scales)  # one float32 product per channel
     rec[:c_out, 1] = scale.astype(np.float32).view(np.uint32)
     if bias is not None:
         rec[:c_out, 2] = bias.astype(np.float32).view(np.uint32)
