@@ -6,6 +6,7 @@
 #   Q8TA_VENV=dir      virtual environment to use (default .venv)
 #   PYTHON=python3.x   interpreter that creates it (default python3, 3.11+)
 #   Q8TA_TORCH=0       do not install torch for the cross-checks (test mode installs torch 2.13.0)
+#   Q8TA_SKIP_OPENGL=1 skip the OpenGL backend tests (and, on Linux, installing Mesa's EGL/GL)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 mode="${1:-demo}"
@@ -24,7 +25,8 @@ esac
 # 1. Virtual environment and the package.
 venv="${Q8TA_VENV:-.venv}"
 py="${PYTHON:-python3}"
-command -v "$py" >/dev/null 2>&1 || py=python
+# Missing, or a stub that does not run (Windows' Store alias python3.exe): fall back to `python`.
+"$py" -c '' >/dev/null 2>&1 || py=python
 if [ ! -d "$venv" ]; then
   say "creating virtual environment $venv with $("$py" --version 2>&1)"
   "$py" -m venv "$venv"
@@ -71,6 +73,23 @@ if ! has_adapter; then
   has_adapter || { "$vpy" -m q8ta_wgpu info; exit 3; }
 fi
 say "adapter: $("$vpy" -c 'import q8ta_wgpu as q; i = q.info(); print(i["adapter"], "/", i["backend"])' 2>/dev/null)"
+
+# 2b. Tests on Linux also run on wgpu's OpenGL backend (tests/test_backends.py): Mesa's llvmpipe
+# through EGL. Q8TA_SKIP_OPENGL=1 opts out (runners without OpenGL: macOS, Windows).
+has_gl() { "$vpy" -c 'import sys, q8ta_wgpu as q; sys.exit(all(a["backend"] != "OpenGL" for a in q.list_adapters()))' >/dev/null 2>&1; }
+if [ "$mode" = test ] && [ "$platform" = linux ] && [ "${Q8TA_SKIP_OPENGL:-0}" = 0 ] && ! has_gl; then
+  sudo=""; [ "$(id -u)" != 0 ] && sudo="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    say "no OpenGL adapter: installing libegl1 libegl-mesa0 libgl1-mesa-dri (llvmpipe over EGL) with apt-get"
+    { $sudo apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null; } ||
+      say "apt-get could not install them"
+  else
+    say "no OpenGL adapter: install Mesa's EGL and DRI drivers (dnf: mesa-libEGL mesa-dri-drivers;" \
+        "pacman: mesa; apk: mesa-egl mesa-dri-gallium; zypper: Mesa-libEGL1 Mesa-dri) or set Q8TA_SKIP_OPENGL=1"
+  fi
+  has_gl || say "still no OpenGL adapter: tests/test_backends.py will fail (Q8TA_SKIP_OPENGL=1 skips it)"
+fi
 
 # 3. The job.
 if [ "$mode" = demo ]; then

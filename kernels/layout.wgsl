@@ -6,14 +6,19 @@
 //   4C:   wb = 1, s_wi = 0, s_c4 = 1, s_wb = C4,   s_h = W*C4
 //   4C1W: wb = 1, s_wi = 0, s_c4 = W, s_wb = 1,    s_h = C4*W
 // s_n = H*s_h. Slots past C (and past W in 4W4C) hold the tensor's zero point `zp`.
+// `base`: word index (in the whole tensor) of word 0 of the binding, subtracted by word_index,
+// so a binding may be a window of the tensor (big tensors are split into row windows; a whole
+// (n, h) row is contiguous in every layout). u32 arithmetic wraps, so base = -c4_0*s_c4 (mod
+// 2^32) makes channel block c4 land at c4_0 + c4 (GEMM dispatches over output-channel slices).
 struct TensorDesc {
   n: u32, c: u32, h: u32, w: u32,
   s_n: u32, s_h: u32, s_wb: u32, s_wi: u32,
   s_c4: u32, wb: u32, zp: i32, w_alloc: u32,   // w_alloc: widths that own words (W4*4 or W)
+  base: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 fn word_index(d: TensorDesc, n: u32, c4: u32, h: u32, w: u32) -> u32 {
-  return n * d.s_n + h * d.s_h + (w / d.wb) * d.s_wb + (w % d.wb) * d.s_wi + c4 * d.s_c4;
+  return n * d.s_n + h * d.s_h + (w / d.wb) * d.s_wb + (w % d.wb) * d.s_wi + c4 * d.s_c4 - d.base;
 }
 
 // A word whose four bytes are all the zero point `zp` (int8 two's complement).

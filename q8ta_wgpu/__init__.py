@@ -12,7 +12,7 @@ from .conv import QConv2d, QTensor, conv2d, im2col, prepack_weights, weight_sums
 from .geometry import ConvGeometry
 from .layouts import LAYOUTS, pack, pack_gpu, unpack, unpack_gpu
 from .quant import dequantize, quantize, quantize_weights
-from .runtime import Device, KernelError, NoAdapterError, default_device, info, list_adapters
+from .runtime import Device, DeviceLostError, KernelError, NoAdapterError, default_device, info, list_adapters
 
 __version__ = "0.1.0"
 
@@ -20,6 +20,7 @@ __all__ = [
     "LAYOUTS",
     "ConvGeometry",
     "Device",
+    "DeviceLostError",
     "KernelError",
     "NoAdapterError",
     "QConv2d",
@@ -27,6 +28,8 @@ __all__ = [
     "conv2d",
     "default_device",
     "dequantize",
+    "from_qtensor",
+    "from_torch_conv",
     "im2col",
     "info",
     "layouts",
@@ -37,7 +40,19 @@ __all__ = [
     "quantize",
     "quantize_weights",
     "reference",
+    "to_qtensor",
     "unpack",
     "unpack_gpu",
     "weight_sums",
 ]
+
+# PyTorch interop, loaded on first use so that importing q8ta_wgpu never imports torch.
+_TORCH_INTEROP = ("from_qtensor", "from_torch_conv", "to_qtensor")
+
+
+def __getattr__(name: str) -> object:
+    if name in _TORCH_INTEROP:
+        from . import torch_interop
+
+        return getattr(torch_interop, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,19 @@
 """Command line: `python -m q8ta_wgpu {info,demo,verify,bench}` (also installed as `q8ta-wgpu`).
 
-Exit codes: 0 success; 1 a result check failed (wrong output); 2 bad command-line usage;
-3 no usable WebGPU adapter (install a driver, e.g. mesa-vulkan-drivers).
+    info     adapter, backend, driver, features, limits, whether dot4I8Packed is native (--json)
+    demo     one conv (spec config 4, bias + relu) checked against the reference, and timed
+    verify   the spec's configs with every applicable method against the reference (a table)
+    bench    GPU-timestamp benchmark against copy / dot4 anchors (and cuDNN where torch has CUDA)
+
+Exit codes (the same for every command):
+    0  success
+    1  a result check failed: some output is off the reference by more than 1 LSB
+    2  bad command-line usage (unknown command or option, bad value)
+    3  no usable WebGPU adapter (install a driver, e.g. mesa-vulkan-drivers; or --adapter /
+       --backend matched none)
+    4  error: a kernel failed to compile or validate on this adapter, or another unexpected
+       failure (the traceback is printed)
+    130 interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -13,7 +25,8 @@ import time
 
 import numpy as np
 
-EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_NO_ADAPTER = 0, 1, 2, 3
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_NO_ADAPTER, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+BACKENDS = ("Vulkan", "Metal", "D3D12", "OpenGL")
 
 
 def _device(args: argparse.Namespace):
@@ -35,6 +48,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"backend      {info['backend']}")
     print(f"driver       {info['driver']}")
     print(f"dot4I8Packed {info['dot4I8Packed']} (WGSL builtin exact on this adapter: {info['dot4I8Packed'] == 'builtin'})")
+    print(f"dot product  {info['dot_product']}: {info['dot_product_detail']}")
     print(f"timestamps   {info['timestamps']}")
     print(f"wgpu         {info['wgpu']}")
     print("limits")
@@ -95,7 +109,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     dev = _device(args)
     cfgs = SPEC_CONFIGS + POINTWISE_CONFIGS
     if args.quick:
+        n_all = len(cfgs)
         cfgs = [c for c in cfgs if c.geometry().macs <= 50_000_000]
+        print(f"--quick: {len(cfgs)} of {n_all} configs (those up to 50 M MACs)")
     print(f"adapter {dev.name} ({dev.backend}); tolerance 1 LSB")
     print(f"{'config':8s} {'shape':48s} {'method':15s} {'max':>4s} {'differ':>8s} {'of':>10s}")
     bad = 0
@@ -106,6 +122,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         methods = ["im2col_generic"]
         if cfg.c_in // cfg.groups % 4 == 0:
             methods.append("im2col_4w4c")
+        if cfg.geometry().is_pointwise:
+            methods.append("pointwise")
         for m in methods:
             conv = QConv2d(w, ws, b, method=m, device=dev, **case["kwargs"])
             err, count = _max_err(conv(x), ref)
@@ -122,25 +140,94 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+EXIT_CODES_HELP = """exit codes:
+  0    success
+  1    a result check failed (an output off the reference by more than 1 LSB)
+  2    bad command-line usage
+  3    no usable WebGPU adapter (or none matches --adapter / --backend)
+  4    a kernel failed to compile or validate, or another unexpected error
+  130  interrupted"""
+
+
+def _backend(value: str) -> str:
+    for b in BACKENDS:
+        if value.lower() == b.lower():
+            return b
+    raise argparse.ArgumentTypeError(f"unknown backend {value!r}; choose from {', '.join(BACKENDS)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    fmt = argparse.RawDescriptionHelpFormatter
     ap = argparse.ArgumentParser(
         prog="q8ta-wgpu",
-        description="int8 quantized conv2d on WebGPU: adapter facts, a demo, checks and benchmarks.",
-        epilog="Exit codes: 0 ok, 1 results off by more than 1 LSB, 2 usage error, 3 no WebGPU adapter.",
+        description="int8 quantized conv2d on WebGPU: adapter facts, a demo, checks and benchmarks.\n"
+        "Run `q8ta-wgpu COMMAND --help` for a command's options.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
     )
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--adapter", help="substring of the adapter name (default: $Q8TA_WGPU_ADAPTER or the best)")
-    common.add_argument("--backend", help="Vulkan, Metal, D3D12 or OpenGL (default: $WGPU_BACKEND_TYPE or any)")
+    common.add_argument(
+        "--adapter",
+        metavar="NAME",
+        help="use the adapter whose name contains NAME, case-insensitive (default: $Q8TA_WGPU_ADAPTER, "
+        "else the best: discrete GPU, integrated, virtual, then CPU such as lavapipe)",
+    )
+    common.add_argument(
+        "--backend",
+        type=_backend,
+        help=f"one of {', '.join(BACKENDS)} (default: $WGPU_BACKEND_TYPE, else any; Vulkan preferred)",
+    )
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("info", parents=[common], help="adapter, backend, features, limits, dot4I8Packed support")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p = sub.add_parser(
+        "info",
+        parents=[common],
+        formatter_class=fmt,
+        epilog=EXIT_CODES_HELP,
+        help="adapter, backend, features, limits, dot4I8Packed support",
+        description="Show the WebGPU adapter q8ta_wgpu would use: name, backend, driver, whether the\n"
+        "WGSL builtin dot4I8Packed compiles and is exact here (else a by-hand fallback is used),\n"
+        "GPU timestamps, the limits that matter (storage binding size, ...) and all adapters.",
+    )
+    p.add_argument("--json", action="store_true", help="print the same facts as one JSON object")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("demo", parents=[common], help="run one conv, check it against the reference, time it")
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        formatter_class=fmt,
+        epilog=EXIT_CODES_HELP,
+        help="run one conv, check it against the reference, time it",
+        description="Run one conv (spec config 4: 64x32 channels, 64x64, 3x3, padding 1, with bias and\n"
+        "relu) on the GPU, compare it with the numpy reference (at most 1 LSB) and time it\n"
+        "(first call, cached calls, and GPU time where timestamps exist).",
+    )
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("verify", parents=[common], help="run the spec's configs against the reference")
-    p.add_argument("--quick", action="store_true", help="only configs under 50 M MACs")
+    p = sub.add_parser(
+        "verify",
+        parents=[common],
+        formatter_class=fmt,
+        epilog=EXIT_CODES_HELP,
+        help="run the spec's configs against the reference",
+        description="Run the spec's conv and pointwise configs with every method that applies\n"
+        "(im2col_generic; im2col_4w4c when C_in/groups % 4 == 0; pointwise for 1x1 convs) and\n"
+        "compare each with the numpy reference. Prints one row per run: the largest difference\n"
+        "in LSB and how many outputs differ. Exit code 1 if any run is off by more than 1 LSB.",
+    )
+    p.add_argument("--quick", action="store_true", help="only configs up to 50 M MACs (seconds on lavapipe)")
     p.set_defaults(func=cmd_verify)
-    p = sub.add_parser("bench", parents=[common], help="benchmark kernels against copy/dot4 anchors (and cuDNN)")
+    p = sub.add_parser(
+        "bench",
+        parents=[common],
+        formatter_class=fmt,
+        epilog=EXIT_CODES_HELP,
+        help="benchmark kernels against copy/dot4 anchors (and cuDNN)",
+        description="Time each kernel with GPU timestamps and rate it against anchors measured in the\n"
+        "same process: copy bandwidth (im2col) and the dot4I8Packed peak (GEMM); with a CUDA\n"
+        "build of torch also cuDNN fp16. Writes bench/results/<adapter>.json (see\n"
+        "notebooks/performance.ipynb) and BENCHMARKS.md.",
+    )
     try:
         from .bench import add_arguments
     except ImportError:  # pragma: no cover - bench module missing in a trimmed install
@@ -152,14 +239,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .runtime import NoAdapterError
+    """Run the command line; returns the exit code (see the module docstring)."""
+    from .runtime import KernelError, NoAdapterError
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # exits 2 on bad usage
     try:
         return args.func(args)
     except NoAdapterError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_NO_ADAPTER
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KernelError as e:
+        print(f"error: a kernel failed on this adapter: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:  # noqa: BLE001 - anything else: show it, and do not look like exit code 1
+        import traceback
+
+        traceback.print_exc()
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

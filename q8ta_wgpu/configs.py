@@ -21,7 +21,8 @@ OUTPUT_ZERO_POINT = -1
 
 @dataclass(frozen=True)
 class ConvConfig:
-    """One conv2d shape. kernel, stride, padding, dilation are (h, w) pairs."""
+    """One conv2d shape: C_out x C_in channels, an H x W input, batch n. kernel, stride, padding,
+    dilation are (h, w) pairs in pixels; groups divides c_in and c_out."""
 
     name: str
     c_out: int
@@ -37,13 +38,16 @@ class ConvConfig:
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
+        """NCHW [n, c_in, h, w]."""
         return (self.n, self.c_in, self.h, self.w)
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:
+        """[c_out, c_in / groups, KH, KW]."""
         return (self.c_out, self.c_in // self.groups, *self.kernel)
 
     def conv_kwargs(self) -> dict[str, Any]:
+        """stride, padding, dilation and groups as keyword arguments of `q8ta_wgpu.conv2d`."""
         return {
             "stride": self.stride,
             "padding": self.padding,
@@ -52,12 +56,15 @@ class ConvConfig:
         }
 
     def geometry(self) -> ConvGeometry:
+        """All derived sizes (H_out, W_out, M, K, MACs, ...) of this conv."""
         return ConvGeometry.make(self.input_shape, self.weight_shape, **self.conv_kwargs())
 
     def with_batch(self, n: int) -> ConvConfig:
+        """The same conv with batch size n, named "<name>@n<n>"."""
         return replace(self, n=n, name=f"{self.name}@n{n}")
 
     def label(self) -> str:
+        """A one-line description, e.g. "64x32 64x64 k3x3 s1,1 p1,1 d1,1 g1 n1" (C_out x C_in, H x W)."""
         k, s, p, d = self.kernel, self.stride, self.padding, self.dilation
         return (
             f"{self.c_out}x{self.c_in} {self.h}x{self.w} k{k[0]}x{k[1]} s{s[0]},{s[1]} "

@@ -9,6 +9,8 @@ consumed in chunks of m-blocks that fit one storage binding.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -23,8 +25,10 @@ from ._checks import (
     check_scale,
     check_zero_point,
 )
+from . import _split
 from .geometry import ConvGeometry, ceil4, pair
-from .layouts import check_layout, pack_pass, packed_words, tensor_desc, unpack_pass
+from .layouts import check_layout, pack, pack_pass, packed_words, tensor_desc, unpack, unpack_pass
+from . import tuning
 from .runtime import Device, Pass, get_device, pack_fields
 
 METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise")
@@ -107,15 +111,22 @@ class QTensor:
         zero_point = check_zero_point("zero_point", zero_point)
         check_layout("layout", layout)
         dev = get_device(device)
-        src = dev.upload(x)
-        dst = dev.buffer(4 * packed_words(x.shape, layout))
-        dev.run([pack_pass(dev, src, dst, x.shape, layout, zero_point)])
+        nbytes = 4 * packed_words(x.shape, layout)
+        _check_buffer(dev, "x packed", nbytes)
+        if max(x.nbytes, nbytes) > dev.max_binding_size:  # too big for the pack kernel's bindings
+            dst = dev.upload(pack(x, layout, zero_point), label="x packed")
+        else:
+            src = dev.upload(x)
+            dst = dev.buffer(nbytes)
+            dev.run([pack_pass(dev, src, dst, x.shape, layout, zero_point)])
         return cls(dst, tuple(int(s) for s in x.shape), layout, scale, zero_point, dev)
 
     def numpy(self) -> np.ndarray:
         """Unpack on the GPU and read back: NCHW int8."""
         n, c, h, w = self.shape
         total = n * c * h * w
+        if max(total, self.nbytes) > self.device.max_binding_size:  # unpacked on the host
+            return unpack(self.words(), self.layout, self.shape)
         dst = self.device.buffer(total)
         self.device.run([unpack_pass(self.device, self.buffer, dst, self.shape, self.layout)])
         return np.frombuffer(self.device.read(dst, total), np.int8).reshape(self.shape).copy()
@@ -153,7 +164,7 @@ class _Plan:
     def passes(self, dev: Device, x_buf: Any, y_buf: Any) -> list[Pass]:
         out = []
         for pipe, res, wgs, label in self.specs:
-            bound = [x_buf if r is X else y_buf if r is Y else r for r in res]
+            bound = [_placeholder(r, x_buf, y_buf) for r in res]
             out.append(Pass(pipe, dev.bind_group(pipe, bound), wgs, label))
         return out
 
@@ -162,6 +173,23 @@ class _Plan:
         if self.free_outputs:
             return self.free_outputs.pop()
         return dev.buffer(4 * packed_words(self.geo.output_shape, self.out_layout), label="y")
+
+
+def _placeholder(r: Any, x_buf: Any, y_buf: Any) -> Any:
+    """A spec resource with X/Y (or a window (X|Y, offset, size) of them) made concrete."""
+    if isinstance(r, tuple) and (r[0] is X or r[0] is Y):
+        return (x_buf if r[0] is X else y_buf, *r[1:])
+    return x_buf if r is X else y_buf if r is Y else r
+
+
+def _rebind(specs: list, subs: list[tuple[Any, Any]]) -> list:
+    """Pass specs with resources replaced by identity (old, new): e.g. the whole weights by a
+    window of them, Y by a window of the output."""
+    out = []
+    for pipe, res, wgs, label in specs:
+        res = [next((new for old, new in subs if r is old), r) for r in res]
+        out.append((pipe, res, wgs, label))
+    return out
 
 
 def _conv_params(geo: ConvGeometry, mb_base: int, m_count: int) -> np.ndarray:
@@ -196,6 +224,14 @@ def _resolve_method(method: str, geo: ConvGeometry, in_layout: str) -> str:
     return method
 
 
+def _check_buffer(dev: Device, what: str, nbytes: int) -> None:
+    if nbytes > dev.max_buffer_size:
+        raise ValueError(
+            f"{what} needs {nbytes} bytes in one buffer; this adapter ({dev.name}) allows "
+            f"{dev.max_buffer_size} (max-buffer-size)"
+        )
+
+
 def _check_binding(dev: Device, what: str, nbytes: int) -> None:
     if nbytes > dev.max_binding_size:
         raise ValueError(
@@ -218,6 +254,9 @@ class QConv2d:
         method: "auto", "im2col_4w4c", "im2col_generic" or "pointwise".
         output_layout: layout of QTensor results ("4W4C", "4C" or "4C1W").
         device: a q8ta_wgpu.Device (default: the process-wide one).
+        tune: measure GEMM tile/split-K configurations (and, with method="auto", the valid
+            methods) for each new input shape on this adapter and keep the fastest; choices are
+            cached per adapter on disk (see q8ta_wgpu.tuning). Default: $Q8TA_WGPU_TUNE == "1".
 
     Calling with numpy int8 [N, C_in, H, W] returns numpy int8 [N, C_out, H_out, W_out]; calling
     with a QTensor returns a QTensor on the GPU (nothing is read back), so layers chain.
@@ -226,6 +265,7 @@ class QConv2d:
     """
 
     PLAN_CACHE_SIZE = 8
+    MAX_DISPATCH_MBLOCKS = 16 * 65535
 
     def __init__(
         self,
@@ -245,6 +285,7 @@ class QConv2d:
         method: str = "auto",
         output_layout: str = "4W4C",
         device: Device | None = None,
+        tune: bool | None = None,
     ) -> None:
         self.weight = check_int8_array("weight", weight, ndim=4).copy()
         c_out = self.weight.shape[0]
@@ -280,13 +321,21 @@ class QConv2d:
             )
         dev = self.device
         packed = prepack_weights(self.weight, self.groups)
-        _check_binding(dev, "the prepacked weights", packed.nbytes)
+        _check_buffer(dev, "the prepacked weights", packed.nbytes)
+        if self.groups != 1:  # groups == 1 splits them over output channels (_split.py)
+            _check_binding(dev, "the prepacked weights (groups > 1)", packed.nbytes)
         self._weights = dev.upload(packed, label="weights")
         self._chan = dev.upload(
             _channel_params(weight_sums(self.weight), self.input_scale, self.weight_scales, self.bias),
             label="channel params",
         )
         self._plans: OrderedDict[tuple, _Plan] = OrderedDict()
+        self._dummy_buf: Any = None
+        # A GEMM configuration forced on this conv (see gemm_config); set by tuning and benchmarks.
+        self.gemm_override: dict[str, Any] | None = None
+        # tune: measure GEMM configurations and methods per shape on this adapter (tuning.py).
+        self.tune = bool(tune) if tune is not None else os.environ.get(tuning.TUNE_ENV, "") == "1"
+        self._tuned: dict[ConvGeometry, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         c_out, cpg, kh, kw = self.weight.shape
@@ -308,15 +357,96 @@ class QConv2d:
             groups=self.groups,
         )
 
-    def gemm_config(self, geo: ConvGeometry) -> dict[str, int]:
-        """Override constants of kernels/gemm_q8.wgsl for this conv."""
-        if self.groups == 1:
-            mode = 0
-        elif geo.C_out_per_group % 4 == 0:
-            mode = 1
+    def gemm_config(self, geo: ConvGeometry, m_count: int) -> dict[str, Any]:
+        """Which GEMM kernel runs `m_count` m-blocks of this conv, with which override constants
+        and how many split-K slices: {"kernel": file, "constants": {...}, "splits": S}.
+
+        `self.gemm_override` (e.g. set by the tuner) wins where it applies. Otherwise the tiled
+        kernel (shared-memory tiles, gemm_q8_tiled.wgsl) serves groups == 1 and
+        C_out/groups % 4 == 0, with split-K when the tiles alone would leave the GPU idle; the
+        simple kernel (gemm_q8.wgsl) serves channel blocks that straddle groups (e.g. depthwise).
+        """
+        aligned = self.groups == 1 or geo.C_out_per_group % 4 == 0
+        if aligned and self.gemm_override is not None:
+            return self.gemm_override
+        if aligned and self._tuned.get(geo):
+            return self._tuned[geo]
+        if not aligned:
+            return {"kernel": "gemm_q8.wgsl", "constants": {"WG": 64, "TM": 2, "TN": 2, "MODE": 2}, "splits": 1}
+        c4_pg = ceil4(geo.C_out) if self.groups == 1 else geo.C_out_per_group // 4
+        k4_pg = geo.K_per_group // 4
+        # Tile shape: narrow channel tiles for few channels per group.
+        wg_n = 16 if c4_pg >= 24 else 8 if c4_pg >= 12 else 4
+        wg_m, bk = 256 // wg_n if m_count >= 512 else 64 // wg_n, 8
+        tiles = -(-m_count // (2 * wg_m)) * -(-c4_pg // (2 * wg_n)) * self.groups
+        # Split K while there are fewer tiles than ~2 waves of a large GPU and K is long.
+        splits = 1
+        while tiles * splits < 256 and k4_pg // (splits * 2) >= 4 * bk:
+            splits *= 2
+        consts = {"WG_M": wg_m, "WG_N": wg_n, "BK": bk}
+        return {"kernel": "gemm_q8_tiled.wgsl", "constants": consts, "splits": splits}
+
+    def _gemm_specs(
+        self, geo: ConvGeometry, a_bind: Any, base: int, count: int, out_desc: Any
+    ) -> list[tuple]:
+        """GEMM pass specs for m-blocks [base, base + count) whose A is bound as `a_bind`."""
+        dev = self.device
+        cfg = self.gemm_config(geo, count)
+        consts, splits = dict(cfg["constants"]), int(cfg["splits"])
+        k4_pg = geo.K_per_group // 4
+        c4_out = ceil4(geo.C_out)
+        if cfg["kernel"] == "gemm_q8_tiled.wgsl":
+            # Fewer K slices where their partial sums would not fit one binding (big chunks).
+            while splits > 1 and 64 * splits * count * c4_out > dev.max_binding_size:
+                splits //= 2
+            bk = consts["BK"]
+            kspan = -(-(-(-k4_pg // splits)) // bk) * bk  # k-blocks per slice, a multiple of BK
+            splits = -(-k4_pg // kspan)
         else:
-            mode = 2
-        return {"WG": 64, "TM": 2, "TN": 2, "MODE": mode}
+            kspan = k4_pg
+        gp = dev.uniform(
+            pack_fields(
+                count, base, geo.K // 4, k4_pg,
+                c4_out, geo.C_out_per_group, geo.C_out, geo.H_out,
+                ceil4(geo.W_out), geo.W_out, self.input_zero_point, self.output_zero_point,
+                float(np.float32(1.0) / np.float32(self.output_scale)),
+                int(self.activation == "relu"), splits, kspan,
+            )
+        )  # fmt: skip
+        if cfg["kernel"] == "gemm_q8.wgsl":
+            gemm = dev.pipeline("gemm_q8.wgsl", consts)
+            threads = -(-count // consts["TM"]) * -(-c4_out // consts["TN"])
+            res = [a_bind, self._weights, self._chan, Y, out_desc, gp]
+            return [(gemm, res, dev.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
+        partial = splits > 1
+        gemm = dev.pipeline("gemm_q8_tiled.wgsl", {**consts, "PARTIAL": partial})
+        c4_pg = c4_out if self.groups == 1 else geo.C_out_per_group // 4
+        grid = (
+            -(-c4_pg // (2 * consts["WG_N"])),
+            -(-count // (2 * consts["WG_M"])),
+            self.groups * splits,
+        )
+        if max(grid) > dev.max_workgroups:
+            raise ValueError(f"GEMM grid {grid} exceeds {dev.max_workgroups} workgroups per dimension")
+        if not partial:
+            res = [a_bind, self._weights, self._chan, Y, out_desc, gp, self._dummy()]
+            return [(gemm, res, grid, "gemm_q8_tiled")]
+        part_bytes = 16 * 4 * splits * count * c4_out
+        _check_binding(dev, "the split-K partial sums", part_bytes)
+        part = dev.buffer(part_bytes, label="split-K partials")
+        res = [a_bind, self._weights, self._chan, Y, out_desc, gp, part]
+        red = dev.pipeline("gemm_q8_splitk.wgsl", {"WG": 64})
+        red_res = [part, self._chan, Y, out_desc, gp]
+        return [
+            (gemm, res, grid, "gemm_q8_tiled(split-K)"),
+            (red, red_res, dev.workgroups(-(-count * c4_out // 64)), "gemm_q8_splitk"),
+        ]
+
+    def _dummy(self) -> Any:
+        """A tiny storage buffer for bindings a kernel variant does not use."""
+        if self._dummy_buf is None:
+            self._dummy_buf = self.device.buffer(16, label="unused")
+        return self._dummy_buf
 
     def plan(self, shape: tuple[int, ...], in_layout: str, numpy_in: bool) -> _Plan:
         """The cached plan for inputs of `shape` in `in_layout` (numpy_in: read back as numpy)."""
@@ -328,67 +458,77 @@ class QConv2d:
         dev = self.device
         geo = self.geometry(shape)
         method = _resolve_method(self.method, geo, in_layout)
+        if self.tune and dev.has_timestamps:
+            choice = tuning.tune(self, geo, in_layout)
+            method, self._tuned[geo] = choice["method"], choice["gemm"]
         out_layout = "4W4C" if numpy_in else self.output_layout
         in_words = packed_words(shape, in_layout)
-        _check_binding(dev, "the input", 4 * in_words)
-        _check_binding(dev, "the output", 4 * packed_words(geo.output_shape, out_layout))
+        # Over one binding, the input and output are bound as windows of rows (_split.py); over
+        # max-buffer-size they cannot exist (numpy calls are split over the batch first).
+        out_bytes = 4 * packed_words(geo.output_shape, out_layout)
+        _check_buffer(dev, "the output", out_bytes)
         specs = self._specs(geo, method, in_layout, out_layout)
         plan = _Plan(geo, method, in_layout, out_layout, specs)
         if numpy_in:
-            plan.x_nchw = dev.buffer(int(np.prod(shape)), label="x nchw")
+            # NCHW <-> 4W4C conversions run on the GPU when each side fits one binding, else
+            # on the host (numpy, same bytes).
+            if max(int(np.prod(shape)), 4 * in_words) <= dev.max_binding_size:
+                plan.x_nchw = dev.buffer(int(np.prod(shape)), label="x nchw")
             plan.x_packed = dev.buffer(4 * in_words, label="x packed")
             plan.out = plan.take_output(dev)
-            plan.out_nchw = dev.buffer(int(np.prod(geo.output_shape)), label="y nchw")
+            if max(int(np.prod(geo.output_shape)), out_bytes) <= dev.max_binding_size:
+                plan.out_nchw = dev.buffer(int(np.prod(geo.output_shape)), label="y nchw")
         self._plans[key] = plan
         while len(self._plans) > self.PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
         return plan
 
     def _specs(self, geo: ConvGeometry, method: str, in_layout: str, out_layout: str) -> list:
-        """im2col + GEMM pass specs, one pair per chunk of m-blocks whose A fits one binding."""
+        """im2col + GEMM pass specs, per chunk of m-blocks (and per slice of output channels)
+        such that A, the input and output windows and the weights each fit one binding
+        (_split.py; one chunk and one slice, binding whole tensors, when all fit)."""
         dev = self.device
-        in_desc = dev.uniform(tensor_desc(geo_input_shape(geo), in_layout, self.input_zero_point))
-        out_desc = dev.uniform(tensor_desc(geo.output_shape, out_layout, self.output_zero_point))
+        in_shape = geo_input_shape(geo)
         k4 = geo.K // 4
-        w4_out = ceil4(geo.W_out)
-        m_blocks = geo.N * geo.H_out * w4_out
-        cfg = self.gemm_config(geo)
-        gemm = dev.pipeline("gemm_q8.wgsl", cfg)
-        tm, tn, wg = cfg["TM"], cfg["TN"], cfg["WG"]
+        k4_pg = geo.K_per_group // 4
+        wg = 64
         specs: list = []
-        if method == "pointwise":
-            chunks = [(0, m_blocks)]
-        else:
-            per_chunk = dev.max_binding_size // (16 * k4)
-            if per_chunk < 1:
-                raise ValueError(
-                    f"one im2col row of {16 * k4} bytes exceeds this adapter's storage binding "
-                    f"limit ({dev.max_binding_size} bytes)"
-                )
-            per_chunk = min(m_blocks, max(tm, per_chunk // tm * tm))
-            chunks = [(b, min(per_chunk, m_blocks - b)) for b in range(0, m_blocks, per_chunk)]
-            a_buf = dev.buffer(16 * k4 * per_chunk, label="im2col A")
+        pointwise = method == "pointwise"
+        # At most MAX_DISPATCH_MBLOCKS m-blocks per chunk keeps every GEMM grid within
+        # max-compute-workgroups-per-dimension (tiles of >= 16 m-blocks).
+        chunks = _split.m_chunks(dev, geo, pointwise, in_layout, out_layout, self.MAX_DISPATCH_MBLOCKS)
+        slices = _split.channel_slices(dev, geo)
+        s_c4_out = int(tensor_desc(geo.output_shape, out_layout, 0)[8])  # words per channel block
+        if not pointwise:
+            a_buf = dev.buffer(16 * k4 * max(c.count for c in chunks), label="im2col A")
             im2col = dev.pipeline(f"{method}.wgsl", {"WG": wg})
-        for base, count in chunks:
-            if method == "pointwise":
-                a_bind: Any = X
-            else:
+        for ch in chunks:
+            base, count = ch.base, ch.count
+            x_bind: Any = X if ch.x_win is None else (X, ch.x_win[0], ch.x_win[1])
+            y_bind: Any = Y if ch.y_win is None else (Y, ch.y_win[0], ch.y_win[1])
+            y_base = 0 if ch.y_win is None else ch.y_win[2]
+            a_bind: Any = x_bind  # pointwise: the input is A
+            if not pointwise:
                 a_bind = (a_buf, 0, 16 * k4 * count)
+                x_base = 0 if ch.x_win is None else ch.x_win[2]
+                in_desc = dev.uniform(tensor_desc(in_shape, in_layout, self.input_zero_point, x_base))
                 cp = dev.uniform(_conv_params(geo, base, count))
                 wgs = dev.workgroups(-(-count * k4 // wg))
-                specs.append((im2col, [X, a_bind, in_desc, cp], wgs, method))
-            gp = dev.uniform(
-                pack_fields(
-                    count, base, k4, geo.K_per_group // 4,
-                    ceil4(geo.C_out), geo.C_out_per_group, geo.C_out, geo.H_out,
-                    w4_out, geo.W_out, self.input_zero_point, self.output_zero_point,
-                    float(np.float32(1.0) / np.float32(self.output_scale)),
-                    int(self.activation == "relu"), 0, 0,
+                specs.append((im2col, [x_bind, a_bind, in_desc, cp], wgs, method))
+            for c4_lo, c4_hi in slices:
+                # Output channel block c4 of the slice is block c4_lo + c4 of the tensor.
+                out_desc = dev.uniform(
+                    tensor_desc(geo.output_shape, out_layout, self.output_zero_point, y_base - c4_lo * s_c4_out)
                 )
-            )  # fmt: skip
-            threads = -(-count // tm) * -(-ceil4(geo.C_out) // tn)
-            res = [a_bind, self._weights, self._chan, Y, out_desc, gp]
-            specs.append((gemm, res, dev.workgroups(-(-threads // wg)), "gemm_q8"))
+                subs: list[tuple[Any, Any]] = [(Y, y_bind)]
+                sub_geo = geo
+                if len(slices) > 1:  # a conv of its own on the same A (groups == 1)
+                    sub_geo = dataclasses.replace(geo, C_out=min(geo.C_out, 4 * c4_hi) - 4 * c4_lo)
+                    subs += [
+                        (self._weights, (self._weights, 16 * k4_pg * c4_lo, 16 * k4_pg * (c4_hi - c4_lo))),
+                        (self._chan, (self._chan, 64 * c4_lo, 64 * (c4_hi - c4_lo))),
+                    ]
+                specs.extend(_rebind(self._gemm_specs(sub_geo, a_bind, base, count, out_desc), subs))
         return specs
 
     # -- calling --
@@ -398,7 +538,10 @@ class QConv2d:
         dev = self.device
         if isinstance(x, QTensor):
             if x.device is not dev:
-                raise ValueError("x is a QTensor of another Device than this conv's device")
+                raise ValueError(
+                    f"x is a QTensor of another Device ({x.device!r}) than this conv's device "
+                    f"({dev!r}); tensors cannot move between devices, upload x to the conv's device"
+                )
             if x.zero_point != self.input_zero_point or x.scale != self.input_scale:
                 raise ValueError(
                     f"x has scale {x.scale} and zero point {x.zero_point}; this conv expects "
@@ -409,14 +552,24 @@ class QConv2d:
             return plan, plan.passes(dev, x.buffer, y), y
         x = check_int8_array("x", x, ndim=4)
         plan = self.plan(x.shape, "4W4C", True)
-        dev.write(plan.x_nchw, x)
-        pre = pack_pass(dev, plan.x_nchw, plan.x_packed, x.shape, "4W4C", self.input_zero_point)
-        post = unpack_pass(dev, plan.out, plan.out_nchw, plan.geo.output_shape, "4W4C")
-        return plan, [pre, *plan.passes(dev, plan.x_packed, plan.out), post], plan.out
+        pre, post = [], []
+        if plan.x_nchw is None:  # over one binding: packed on the host
+            dev.write(plan.x_packed, pack(x, "4W4C", self.input_zero_point))
+        else:
+            dev.write(plan.x_nchw, x)
+            pre = [pack_pass(dev, plan.x_nchw, plan.x_packed, x.shape, "4W4C", self.input_zero_point)]
+        if plan.out_nchw is not None:  # else unpacked on the host after the readback
+            post = [unpack_pass(dev, plan.out, plan.out_nchw, plan.geo.output_shape, "4W4C")]
+        return plan, [*pre, *plan.passes(dev, plan.x_packed, plan.out), *post], plan.out
 
     def __call__(self, x: np.ndarray | QTensor) -> np.ndarray | QTensor:
         """Run the conv on x (numpy int8 NCHW -> numpy int8; QTensor -> QTensor)."""
         dev = self.device
+        if not isinstance(x, QTensor):
+            x = check_int8_array("x", x, ndim=4)
+            n_fit = _split.batch_size_that_fits(dev, self.geometry(x.shape), "4W4C")
+            if n_fit < x.shape[0]:
+                return self._call_batch_slices(x, n_fit)
         with dev.lock:
             plan, passes, y = self.passes(x)
             dev.run(passes)
@@ -425,8 +578,24 @@ class QConv2d:
                 out = QTensor(y, shape, self.output_layout, self.output_scale, self.output_zero_point, dev)
                 weakref.finalize(out, plan.free_outputs.append, y)
                 return out
+            if plan.out_nchw is None:
+                words = np.frombuffer(dev.read(plan.out, 4 * packed_words(shape, "4W4C")), np.uint32)
+                return unpack(words, "4W4C", shape)
             data = dev.read(plan.out_nchw, int(np.prod(shape)))
             return np.frombuffer(data, np.int8).reshape(shape).copy()
+
+    def _call_batch_slices(self, x: np.ndarray, n_fit: int) -> np.ndarray:
+        """A numpy call whose buffers would exceed max-buffer-size, run n_fit samples at a time."""
+        if n_fit < 1:
+            geo = self.geometry(x.shape)
+            per = max(geo.C_in * geo.H * geo.W, 4 * packed_words((1, *x.shape[1:]), "4W4C"),
+                      4 * packed_words((1, *geo.output_shape[1:]), "4W4C"))  # fmt: skip
+            raise ValueError(
+                f"one sample of x {x.shape} needs a buffer of {per} bytes (input or output, "
+                f"packed); this adapter ({self.device.name}) allows {self.device.max_buffer_size} "
+                "(max-buffer-size)"
+            )
+        return np.concatenate([self(x[i : i + n_fit]) for i in range(0, x.shape[0], n_fit)])
 
 
 def geo_input_shape(geo: ConvGeometry) -> tuple[int, int, int, int]:

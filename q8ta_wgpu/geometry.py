@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+
+# Sizes and conv parameters travel to the kernels as 32-bit integers.
+MAX_PARAM = 2**31 - 1
 
 
 def align4(v: int) -> int:
@@ -25,11 +31,16 @@ def pair(name: str, value: Any, *, minimum: int) -> tuple[int, int]:
         vals = (value, value)
     out = []
     for v in vals:
-        if isinstance(v, bool) or not hasattr(v, "__index__"):
-            raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
-        v = int(v)
+        try:
+            if isinstance(v, (bool, np.bool_)):
+                raise TypeError
+            v = operator.index(v)  # ints and numpy integers; not floats, arrays or strings
+        except TypeError:
+            raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}") from None
         if v < minimum:
             raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        if v > MAX_PARAM:
+            raise ValueError(f"{name} must be < 2**31 (kernels use 32-bit integers), got {value!r}")
         out.append(v)
     return out[0], out[1]
 
@@ -91,7 +102,8 @@ class ConvGeometry:
             raise ValueError(f"groups ({g}) must divide the output channels C_out ({C_out})")
         if Cpg != C_in // g:
             raise ValueError(
-                f"weight.shape[1] must be C_in/groups = {C_in}/{g} = {C_in // g}, got {Cpg}"
+                f"x has C_in = {C_in} channels (x.shape[1]) and groups = {g}, so weight.shape[1] "
+                f"must be C_in/groups = {C_in // g}; got weight of shape {tuple(weight_shape)}"
             )
         geo = cls(N, C_in, H, W, C_out, KH, KW, s, p, d, g)
         for axis, size, k, pad, dil in (("H", H, KH, p[0], d[0]), ("W", W, KW, p[1], d[1])):

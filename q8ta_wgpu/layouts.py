@@ -24,6 +24,7 @@ LAYOUTS = ("4W4C", "4C", "4C1W")
 
 
 def check_layout(name: str, layout: str) -> str:
+    """`layout` if it is one of LAYOUTS, else a ValueError naming the argument `name`."""
     if layout not in LAYOUTS:
         raise ValueError(f"{name} must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     return layout
@@ -37,7 +38,8 @@ def _shape4(shape: Sequence[int]) -> tuple[int, int, int, int]:
 
 
 def packed_words(shape: Sequence[int], layout: str) -> int:
-    """Number of uint32 words of a tensor of NCHW `shape` in `layout`."""
+    """Number of uint32 words (4 bytes each) of a tensor of NCHW `shape` [N, C, H, W] in `layout`,
+    padding included: N*H*ceil(W/4)*ceil(C/4)*4 for 4W4C, N*H*W*ceil(C/4) for 4C and 4C1W."""
     n, c, h, w = _shape4(shape)
     check_layout("layout", layout)
     if layout == "4W4C":
@@ -54,7 +56,16 @@ def _to_blocks(x: np.ndarray, zero_point: int) -> np.ndarray:
 
 
 def pack(x: np.ndarray, layout: str, zero_point: int = 0) -> np.ndarray:
-    """Pack an NCHW int8 array into `layout`; returns uint32 words (see module doc)."""
+    """Pack an NCHW int8 array into `layout` on the host (numpy).
+
+    Args:
+        x: int8 [N, C, H, W].
+        layout: "4W4C", "4C" or "4C1W" (addressing in the module doc).
+        zero_point: int8 value written into the padded slots (past C, and past W in 4W4C).
+
+    Returns:
+        uint32 [packed_words(x.shape, layout)], 4 little-endian int8 values per word.
+    """
     x = check_int8_array("x", x, ndim=4)
     check_layout("layout", layout)
     zp = check_zero_point("zero_point", zero_point)
@@ -74,7 +85,11 @@ def pack(x: np.ndarray, layout: str, zero_point: int = 0) -> np.ndarray:
 
 
 def unpack(words: np.ndarray, layout: str, shape: Sequence[int]) -> np.ndarray:
-    """Inverse of `pack`: uint32 words in `layout` -> NCHW int8 of `shape`."""
+    """Inverse of `pack`: uint32 words in `layout` -> int8 [N, C, H, W] of `shape`.
+
+    `words` must hold at least packed_words(shape, layout) words (extra words are ignored);
+    padded slots are dropped.
+    """
     check_layout("layout", layout)
     n, c, h, w = _shape4(shape)
     words = np.asarray(words)
@@ -97,8 +112,9 @@ def unpack(words: np.ndarray, layout: str, shape: Sequence[int]) -> np.ndarray:
     return np.ascontiguousarray(t.reshape(n, h, w, c4 * 4)[..., :c].transpose(0, 3, 1, 2))
 
 
-def tensor_desc(shape: Sequence[int], layout: str, zero_point: int) -> np.ndarray:
-    """The `TensorDesc` uniform of kernels/layout.wgsl for a tensor (12 words)."""
+def tensor_desc(shape: Sequence[int], layout: str, zero_point: int, base: int = 0) -> np.ndarray:
+    """The `TensorDesc` uniform of kernels/layout.wgsl for a tensor (16 words). `base`: the word
+    index of the binding's first word when a window of the tensor is bound (mod 2^32)."""
     n, c, h, w = _shape4(shape)
     c4, w4 = ceil4(c), ceil4(w)
     if layout == "4W4C":
@@ -109,7 +125,9 @@ def tensor_desc(shape: Sequence[int], layout: str, zero_point: int) -> np.ndarra
         s_h, s_wb, s_wi, s_c4, wb, w_alloc = c4 * w, 1, 0, w, 1, w
     else:
         check_layout("layout", layout)
-    return pack_fields(n, c, h, w, h * s_h, s_h, s_wb, s_wi, s_c4, wb, int(zero_point), w_alloc)
+    return pack_fields(
+        n, c, h, w, h * s_h, s_h, s_wb, s_wi, s_c4, wb, int(zero_point), w_alloc, int(base) % 2**32, 0, 0, 0
+    )
 
 
 def pack_pass(dev: Device, src: object, dst: object, shape: Sequence[int], layout: str, zp: int) -> Pass:
@@ -134,7 +152,8 @@ def unpack_pass(dev: Device, src: object, dst: object, shape: Sequence[int], lay
 
 
 def pack_gpu(x: np.ndarray, layout: str, zero_point: int = 0, device: Device | None = None) -> np.ndarray:
-    """`pack` computed by the GPU kernel: NCHW int8 -> uint32 words of `layout`."""
+    """`pack` computed by the GPU kernel (kernels/pack_nchw.wgsl): int8 [N, C, H, W] -> uint32
+    [packed_words(x.shape, layout)] read back from the GPU; equal to `pack(x, layout, zero_point)`."""
     x = check_int8_array("x", x, ndim=4)
     check_layout("layout", layout)
     zp = check_zero_point("zero_point", zero_point)
@@ -149,7 +168,8 @@ def pack_gpu(x: np.ndarray, layout: str, zero_point: int = 0, device: Device | N
 def unpack_gpu(
     words: np.ndarray, layout: str, shape: Sequence[int], device: Device | None = None
 ) -> np.ndarray:
-    """`unpack` computed by the GPU kernel: uint32 words of `layout` -> NCHW int8."""
+    """`unpack` computed by the GPU kernel (kernels/unpack_nchw.wgsl): uint32 words of `layout` ->
+    int8 [N, C, H, W] of `shape`, read back from the GPU; equal to `unpack(words, layout, shape)`."""
     check_layout("layout", layout)
     n, c, h, w = _shape4(shape)
     words = np.asarray(words)

@@ -29,6 +29,8 @@ REQUESTED_LIMITS = (
     "max-compute-workgroup-size-x",
     "max-compute-workgroups-per-dimension",
 )
+# Device(dot4=...): "auto" probes dot4I8Packed, "fallback" forces the by-hand replacement.
+DOT4_MODES = ("auto", "fallback")
 # Optional features: GPU timestamps for timing passes.
 OPTIONAL_FEATURES = ("timestamp-query",)
 
@@ -51,6 +53,17 @@ class NoAdapterError(RuntimeError):
 
 class KernelError(RuntimeError):
     """A WGSL kernel failed to compile or validate; the message names the file and has naga's text."""
+
+
+class DeviceLostError(RuntimeError):
+    """The WebGPU device is gone (driver reset, device destroyed): create a new `Device`.
+    wgpu-py 0.32 has no `device.lost` promise (NotImplementedError); a lost device shows up as
+    a validation error "Parent device is lost" on the next call, which `Device` turns into this."""
+
+
+def _is_device_lost(message: str) -> bool:
+    m = message.lower()
+    return "device is lost" in m or "device lost" in m or "device was lost" in m
 
 
 def kernels_dir() -> Path:
@@ -165,11 +178,14 @@ class Device:
         adapter: substring of the adapter name to use (default: $Q8TA_WGPU_ADAPTER, else the best).
         backend: "Vulkan", "Metal", "D3D12" or "OpenGL" (default: $WGPU_BACKEND_TYPE, else any).
         power_preference: "high-performance" (default) or "low-power".
+        dot4: "auto" (default): probe WGSL `dot4I8Packed` and use it when it compiles and is exact;
+            "fallback": always use the by-hand replacement (`_DOT4_FALLBACK`), e.g. to test it.
 
     Features requested: "timestamp-query" where the adapter has it (for timing). Limits requested:
-    the adapter's maximum of storage-binding size, buffer size, storage buffers per stage and
-    workgroup sizes (`REQUESTED_LIMITS`). On creation it checks that WGSL `dot4I8Packed`
-    compiles and gives the right answer; where it does not, kernels use a by-hand fallback.
+    the adapter's own maximum (never more) of storage-binding size, buffer size, storage buffers
+    per stage and workgroup sizes (`REQUESTED_LIMITS`). On creation it checks that WGSL
+    `dot4I8Packed` compiles and gives the right answer; where it does not, kernels use a by-hand
+    fallback. `dot_product()` says how the packed dot product is really computed.
     """
 
     BIND_GROUP_CACHE_SIZE = 1024
@@ -180,7 +196,10 @@ class Device:
         *,
         backend: str | None = None,
         power_preference: str = "high-performance",
+        dot4: str = "auto",
     ) -> None:
+        if dot4 not in DOT4_MODES:
+            raise ValueError(f"dot4 must be one of {', '.join(DOT4_MODES)}, got {dot4!r}")
         self.adapter = select_adapter(adapter, backend, power_preference)
         feats = [f for f in OPTIONAL_FEATURES if f in self.adapter.features]
         lim = self.adapter.limits
@@ -193,11 +212,13 @@ class Device:
         self.features = set(self.device.features)
         self.has_timestamps = "timestamp-query" in self.features
         self.lock = threading.RLock()
+        self.lost: str | None = None  # wgpu's message once the device is found lost
         self._modules: dict[tuple, Any] = {}
         self._pipelines: dict[tuple, Any] = {}
         self._bind_groups: OrderedDict[tuple, Any] = OrderedDict()
         self._uniforms: OrderedDict[bytes, Any] = OrderedDict()
-        self.dot4_mode = self._probe_dot4()
+        self.dot4_forced = dot4 == "fallback"
+        self.dot4_mode = "fallback" if self.dot4_forced else self._probe_dot4()
 
     # ---- facts -------------------------------------------------------------------------------
     @property
@@ -224,6 +245,7 @@ class Device:
     def info(self) -> dict[str, Any]:
         """Adapter name, backend, driver, features and the limits that matter to q8ta_wgpu."""
         ai = self.adapter.info
+        dot_kind, dot_detail = self.dot_product()
         return {
             "adapter": ai.get("device", ""),
             "vendor": ai.get("vendor", ""),
@@ -231,6 +253,8 @@ class Device:
             "adapter_type": ai.get("adapter_type", ""),
             "driver": ai.get("description", ""),
             "dot4I8Packed": self.dot4_mode,
+            "dot_product": dot_kind,
+            "dot_product_detail": dot_detail,
             "timestamps": self.has_timestamps,
             "features": sorted(self.features),
             "limits": {k: self.limits[k] for k in REQUESTED_LIMITS if k in self.limits},
@@ -239,6 +263,52 @@ class Device:
 
     def __repr__(self) -> str:
         return f"<q8ta_wgpu.Device {self.name!r} ({self.backend})>"
+
+    def dot_product(self) -> tuple[str, str]:
+        """How the kernels' packed int8 dot product runs here: (kind, detail), kind one of
+        "native" (the driver's packed-dot instruction: SPIR-V OpSDot), "naga polyfill" (naga
+        expands dot4I8Packed into byte extracts, multiplies and adds), "q8ta fallback" (our own
+        by-hand replacement, `_DOT4_FALLBACK`) or "unknown" (wgpu does not say which naga chose)."""
+        if self.dot4_mode == "fallback":
+            why = "forced by Device(dot4='fallback')" if self.dot4_forced else "dot4I8Packed failed the probe"
+            return "q8ta fallback", f"by-hand extractBits + dot(vec4<i32>) ({why})"
+        backend = self.backend
+        if backend == "Vulkan":
+            from ._vkquery import vulkan_integer_dot_product
+
+            has = vulkan_integer_dot_product(self.name)
+            if has is True:
+                cpu = self.adapter.info.get("adapter_type") == "CPU"
+                return "native", (
+                    "naga emits SPIR-V OpSDot: the Vulkan driver reports shaderIntegerDotProduct "
+                    "(VK_KHR_shader_integer_dot_product), which is what wgpu-hal checks"
+                    + ("; a CPU driver (e.g. lavapipe) lowers OpSDot itself" if cpu else "")
+                )
+            if has is False:
+                return (
+                    "naga polyfill",
+                    "the Vulkan driver lacks shaderIntegerDotProduct, so naga polyfills OpSDot",
+                )
+            return "unknown", (
+                "naga emits OpSDot if the driver has shaderIntegerDotProduct, else a polyfill; "
+                "the Vulkan loader could not be queried to tell which"
+            )
+        if backend == "OpenGL":
+            return (
+                "naga polyfill",
+                "naga's GLSL backend always polyfills dot4I8Packed (GLSL has no packed dot)",
+            )
+        if backend == "Metal":
+            return "unknown", (
+                "naga writes MSL dot(packed_char4, packed_char4) (MSL 2.1+); whether that becomes a "
+                "hardware instruction is up to Apple's compiler, which wgpu does not report"
+            )
+        if backend == "D3D12":
+            return "unknown", (
+                "naga writes HLSL dot4add_i8packed for shader model 6.4+ (DXC), else a polyfill "
+                "(FXC); wgpu does not report which compiler and shader model it used"
+            )
+        return "unknown", f"no information for backend {backend!r}"
 
     # ---- dot4I8Packed probe ----------------------------------------------------------------
     def _probe_dot4(self) -> str:
@@ -274,6 +344,8 @@ class Device:
             try:
                 mod = self.device.create_shader_module(code=src, label=name)
             except wgpu.GPUError as e:
+                if _is_device_lost(str(e)):
+                    raise self._error(e, f"compiling {name}") from None
                 raise KernelError(f"kernel {name} failed to compile on {self.name}:\n{e}") from None
             self._modules[key] = mod
         return mod
@@ -295,6 +367,8 @@ class Device:
                         label=f"{name}{consts or ''}", layout="auto", compute=stage
                     )
                 except wgpu.GPUError as e:
+                    if _is_device_lost(str(e)):
+                        raise self._error(e, f"creating the pipeline of {name}") from None
                     raise KernelError(
                         f"kernel {name} with constants {consts} failed to validate on {self.name}:\n{e}"
                     ) from None
@@ -316,9 +390,12 @@ class Device:
             if bg is not None:
                 self._bind_groups.move_to_end(key)
                 return bg
-            bg = self.device.create_bind_group(
-                layout=pipeline.get_bind_group_layout(0), entries=entries
-            )
+            try:
+                bg = self.device.create_bind_group(
+                    layout=pipeline.get_bind_group_layout(0), entries=entries
+                )
+            except wgpu.GPUError as e:
+                raise self._error(e, f"binding buffers to {getattr(pipeline, 'label', '')}", kernel=True) from None
             self._bind_groups[key] = bg
             for b in bufs:
                 weakref.finalize(b, self._bind_groups.pop, key, None)
@@ -339,7 +416,10 @@ class Device:
                 f"buffer of {nbytes} bytes exceeds this adapter's max-buffer-size "
                 f"({self.max_buffer_size} bytes) on {self.name}"
             )
-        return self.device.create_buffer(size=size, usage=usage or self.STORAGE, label=label)
+        try:
+            return self.device.create_buffer(size=size, usage=usage or self.STORAGE, label=label)
+        except wgpu.GPUError as e:
+            raise self._error(e, f"creating a buffer of {size} bytes") from None
 
     def upload(self, array: np.ndarray, usage: int | None = None, label: str = "") -> Any:
         """A new buffer holding the bytes of `array` (zero-padded to a multiple of 4 bytes)."""
@@ -356,7 +436,10 @@ class Device:
         data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
         if data.size % 4:
             data = np.concatenate([data, np.zeros(4 - data.size % 4, np.uint8)])
-        self.queue.write_buffer(buffer, offset, data)
+        try:
+            self.queue.write_buffer(buffer, offset, data)
+        except wgpu.GPUError as e:
+            raise self._error(e, "writing a buffer") from None
 
     UNIFORM_CACHE_SIZE = 4096
 
@@ -379,7 +462,11 @@ class Device:
         """Read back `nbytes` bytes of `buffer` from `offset` (waits for submitted work)."""
         size = buffer.size - offset if nbytes is None else int(nbytes)
         size4 = (size + 3) // 4 * 4
-        data = self.queue.read_buffer(buffer, offset, size4)
+        with self.lock:  # a readback submits and polls the queue: one thread at a time
+            try:
+                data = self.queue.read_buffer(buffer, offset, size4)
+            except wgpu.GPUError as e:
+                raise self._error(e, "reading back a buffer") from None
         return memoryview(data)[:size]
 
     def sync(self) -> None:
@@ -414,15 +501,25 @@ class Device:
             qs = None
             if timed:
                 qs = self.device.create_query_set(type="timestamp", count=2 * len(passes))
-            for i, p in enumerate(passes):
-                kw = {}
-                if qs is not None:
-                    kw["timestamp_writes"] = {
+            if qs is None:
+                # One compute pass for all dispatches: wgpu orders them and inserts the barriers
+                # between dispatches that read what an earlier one wrote; fewer passes = less
+                # host time per call.
+                cp = enc.begin_compute_pass()
+                for p in passes:
+                    cp.set_pipeline(p.pipeline)
+                    cp.set_bind_group(0, p.bind_group)
+                    cp.dispatch_workgroups(*p.workgroups)
+                cp.end()
+            for i, p in enumerate(passes if qs is not None else ()):
+                cp = enc.begin_compute_pass(
+                    label=p.label,
+                    timestamp_writes={
                         "query_set": qs,
                         "beginning_of_pass_write_index": 2 * i,
                         "end_of_pass_write_index": 2 * i + 1,
-                    }
-                cp = enc.begin_compute_pass(label=p.label, **kw)
+                    },
+                )
                 cp.set_pipeline(p.pipeline)
                 cp.set_bind_group(0, p.bind_group)
                 cp.dispatch_workgroups(*p.workgroups)
@@ -434,7 +531,7 @@ class Device:
                     usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC,
                 )
                 enc.resolve_query_set(qs, 0, 2 * len(passes), qbuf, 0)
-            self.queue.submit([enc.finish()])
+            self._submit(enc, passes)
             if qbuf is None:
                 return None
             t = np.frombuffer(self.queue.read_buffer(qbuf), np.uint64).astype(np.int64)
@@ -442,6 +539,27 @@ class Device:
             qbuf.destroy()
         return [float(d) * 1e-9 for d in (t[1::2] - t[0::2])]
 
+
+    def _submit(self, enc: Any, passes: Sequence[Pass]) -> None:
+        """Finish and submit `enc`. Validation errors of the recorded dispatches surface at
+        finish(): raised as KernelError naming the kernels (or DeviceLostError)."""
+        try:
+            self.queue.submit([enc.finish()])
+        except wgpu.GPUError as e:
+            kernels = ", ".join(dict.fromkeys(getattr(p.pipeline, "label", "") or p.label for p in passes))
+            raise self._error(e, f"dispatch of {kernels}", kernel=True) from None
+
+    def _error(self, e: Exception, what: str, *, kernel: bool = False) -> Exception:
+        """The exception for wgpu error `e` during `what`: DeviceLostError (and the device marked
+        lost) when the device is gone, else (kernel=True) KernelError with wgpu's message, else e."""
+        msg = str(e).strip()
+        if self.lost is not None or _is_device_lost(msg):
+            self.lost = self.lost or msg
+            return DeviceLostError(
+                f"the WebGPU device {self.name!r} was lost ({what} failed): {msg}\n"
+                "Create a new q8ta_wgpu.Device (q8ta_wgpu.default_device() does so by itself)."
+            )
+        return KernelError(f"{what} failed on {self.name}:\n{msg}") if kernel else e
 
     def time_passes(self, passes: Sequence[Pass], *, warmup: int = 3, repeats: int = 20) -> np.ndarray:
         """GPU time of each pass, in seconds, over `repeats` runs after `warmup` untimed runs:
@@ -472,7 +590,7 @@ def default_device() -> Device:
     """The process-wide Device, created on first use."""
     global _default
     with _default_lock:
-        if _default is None:
+        if _default is None or _default.lost is not None:  # a lost device is replaced
             _default = Device()
         return _default
 

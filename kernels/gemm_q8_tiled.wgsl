@@ -1,0 +1,137 @@
+// gemm_q8_tiled.wgsl -- int8 GEMM with workgroup tiles staged in shared memory, for groups == 1
+// or C_out_per_group % 4 == 0; optional split-K.
+// In:  `a`, A as 4W4C blocks (block mb*k4 + k = 4 rows x 4 k-bytes; m-blocks [mb_base,
+//      mb_base + m_count) from block 0); `wts`, prepacked weights (block c4*k4_pg + k = 4 words,
+//      word j = channel 4*c4+j's group-relative k-bytes 4k..4k+3); `chan`, epilogue records.
+// Workgroup (bx, by, bz): channel blocks [g*c4_pg + bx*BN, +BN) of group g = bz % groups,
+//      m-blocks [by*BM, +BM), K slice s = bz / groups: k-blocks [s*kspan, (s+1)*kspan) of the
+//      group's columns (A column blocks g*k4_pg + k). BM = 2*WG_M m-blocks, BN = 2*WG_N blocks.
+// Per stage, BK k-blocks of A (BM x BK vec4) and W (BN x BK vec4) go to shared memory (global
+//      loads coalesced along k; out-of-range blocks = 0; rows padded by one vec4 against bank
+//      conflicts). Thread (ty, tx) owns m-blocks ty, ty + WG_M and channel blocks tx, tx + WG_N:
+//      an 8-row x 8-channel register tile in 16 named vec4 accumulators (named, not an array,
+//      so it stays in registers), 64 dot4I8Packed per k-block from 4 vec4 shared loads.
+// Out: PARTIAL == false: requantized tiles through kernels/epilogue.wgsl (each thread writes
+//      only its own tiles' words). PARTIAL == true: raw int32 sums to `part` at
+//      ((s*m_count + mb)*c4_out + c4)*4 + j (vec4 over widths), for gemm_q8_splitk.wgsl.
+// Overflow: see epilogue.wgsl (int32 exact for K_per_group < 2^16).
+// #include "layout.wgsl"
+// #include "epilogue.wgsl"
+
+override WG_M: u32 = 16u;   // threads along M; the tile has 2*WG_M m-blocks (8*WG_M rows)
+override WG_N: u32 = 16u;   // threads along N; the tile has 2*WG_N channel blocks
+override BK: u32 = 8u;      // k-blocks per shared-memory stage
+override PARTIAL: bool = false;
+
+@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> wts: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> chan: array<Chan>;
+@group(0) @binding(3) var<storage, read_write> o: array<u32>;
+@group(0) @binding(4) var<uniform> od: TensorDesc;
+@group(0) @binding(5) var<uniform> p: GemmParams;
+@group(0) @binding(6) var<storage, read_write> part: array<vec4<i32>>;
+
+// Row r of As holds k-block r of the stage for the tile's 2*WG_M m-blocks (+1 pad), same for Bs.
+var<workgroup> As: array<vec4<u32>, BK * (2u * WG_M + 1u)>;
+var<workgroup> Bs: array<vec4<u32>, BK * (2u * WG_N + 1u)>;
+
+// acc + (x . w) for the 4 rows (widths) of x against one channel's word w.
+fn mac(acc: vec4<i32>, x: vec4<u32>, w: u32) -> vec4<i32> {
+  return acc + vec4<i32>(dot4I8Packed(x.x, w), dot4I8Packed(x.y, w),
+                         dot4I8Packed(x.z, w), dot4I8Packed(x.w, w));
+}
+
+fn emit(mb: u32, c4: u32, s: u32, c4_end: u32, t: array<vec4<i32>, 4>) {
+  if (mb >= p.m_count || c4 >= c4_end) { return; }
+  if (PARTIAL) {
+    let base = ((s * p.m_count + mb) * p.c4_out + c4) * 4u;
+    for (var j = 0u; j < 4u; j++) { part[base + j] = t[j]; }
+  } else {
+    store_tile(mb, c4, t);
+  }
+}
+
+@compute @workgroup_size(WG_M * WG_N)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let BM = 2u * WG_M;
+  let BN = 2u * WG_N;
+  let SA = BM + 1u;  // padded row strides
+  let SB = BN + 1u;
+  let NT = WG_M * WG_N;
+  let groups = p.c_out / p.cout_pg;
+  let c4_pg = select(p.c4_out, p.cout_pg / 4u, groups > 1u);
+  let g = wid.z % groups;
+  let s = wid.z / groups;
+  let c4_lo = g * c4_pg + wid.x * BN;
+  let c4_end = min((g + 1u) * c4_pg, p.c4_out);
+  let mb_lo = wid.y * BM;
+  let k_lo = s * p.kspan;
+  let k_end = min(k_lo + p.kspan, p.k4_pg);
+  let a_col = g * p.k4_pg;
+  let tx = li % WG_N;
+  let ty = li / WG_N;
+
+  var c000 = vec4<i32>(0);
+  var c001 = vec4<i32>(0);
+  var c002 = vec4<i32>(0);
+  var c003 = vec4<i32>(0);
+  var c010 = vec4<i32>(0);
+  var c011 = vec4<i32>(0);
+  var c012 = vec4<i32>(0);
+  var c013 = vec4<i32>(0);
+  var c100 = vec4<i32>(0);
+  var c101 = vec4<i32>(0);
+  var c102 = vec4<i32>(0);
+  var c103 = vec4<i32>(0);
+  var c110 = vec4<i32>(0);
+  var c111 = vec4<i32>(0);
+  var c112 = vec4<i32>(0);
+  var c113 = vec4<i32>(0);
+  for (var k0 = k_lo; k0 < k_end; k0 += BK) {
+    for (var e = li; e < BK * BM; e += NT) {
+      let kk = e % BK;
+      let mb = mb_lo + e / BK;
+      let k = k0 + kk;
+      var v = vec4<u32>(0u);
+      if (mb < p.m_count && k < k_end) { v = a[mb * p.k4 + a_col + k]; }
+      As[kk * SA + e / BK] = v;
+    }
+    for (var e = li; e < BK * BN; e += NT) {
+      let kk = e % BK;
+      let c4 = c4_lo + e / BK;
+      let k = k0 + kk;
+      var v = vec4<u32>(0u);
+      if (c4 < c4_end && k < k_end) { v = wts[c4 * p.k4_pg + k]; }
+      Bs[kk * SB + e / BK] = v;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < BK; kk++) {
+      let x0 = As[kk * SA + ty];
+      let x1 = As[kk * SA + ty + WG_M];
+      let w0 = Bs[kk * SB + tx];
+      let w1 = Bs[kk * SB + tx + WG_N];
+      c000 = mac(c000, x0, w0[0]);
+      c001 = mac(c001, x0, w0[1]);
+      c002 = mac(c002, x0, w0[2]);
+      c003 = mac(c003, x0, w0[3]);
+      c010 = mac(c010, x0, w1[0]);
+      c011 = mac(c011, x0, w1[1]);
+      c012 = mac(c012, x0, w1[2]);
+      c013 = mac(c013, x0, w1[3]);
+      c100 = mac(c100, x1, w0[0]);
+      c101 = mac(c101, x1, w0[1]);
+      c102 = mac(c102, x1, w0[2]);
+      c103 = mac(c103, x1, w0[3]);
+      c110 = mac(c110, x1, w1[0]);
+      c111 = mac(c111, x1, w1[1]);
+      c112 = mac(c112, x1, w1[2]);
+      c113 = mac(c113, x1, w1[3]);
+    }
+    workgroupBarrier();
+  }
+
+  emit(mb_lo + ty, c4_lo + tx, s, c4_end, array<vec4<i32>, 4>(c000, c001, c002, c003));
+  emit(mb_lo + ty, c4_lo + tx + WG_N, s, c4_end, array<vec4<i32>, 4>(c010, c011, c012, c013));
+  emit(mb_lo + ty + WG_M, c4_lo + tx, s, c4_end, array<vec4<i32>, 4>(c100, c101, c102, c103));
+  emit(mb_lo + ty + WG_M, c4_lo + tx + WG_N, s, c4_end, array<vec4<i32>, 4>(c110, c111, c112, c113));
+}

@@ -1,0 +1,169 @@
+"""Autotuning by measurement: for one conv shape on one adapter, time the GEMM configurations
+(workgroup shape, K stage depth, split-K) and, for method="auto", the valid methods, with GPU
+timestamps; keep the fastest. Choices are cached per adapter in a JSON file
+($Q8TA_WGPU_TUNING_CACHE, default ~/.cache/q8ta_wgpu/tuning.json) so a shape is measured once.
+
+Used by `QConv2d(..., tune=True)` (or Q8TA_WGPU_TUNE=1) and by `python -m q8ta_wgpu bench --tune`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .conv import QConv2d
+    from .geometry import ConvGeometry
+
+CACHE_ENV = "Q8TA_WGPU_TUNING_CACHE"
+TUNE_ENV = "Q8TA_WGPU_TUNE"
+_lock = threading.Lock()
+_memory: dict[str, dict[str, Any]] = {}
+
+# Workgroup shapes (threads along M, along N) of gemm_q8_tiled.wgsl; each thread owns 8x8 outputs.
+WORKGROUPS = [(16, 16), (32, 8), (8, 32), (64, 4), (4, 16), (16, 4), (8, 8), (4, 64)]
+STAGES = [8, 16]
+SPLITS = [1, 2, 4, 8, 16, 32]
+
+
+def cache_path() -> Path:
+    p = os.environ.get(CACHE_ENV)
+    if p:
+        return Path(p)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "q8ta_wgpu" / "tuning.json"
+
+
+def adapter_key(dev: Any) -> str:
+    info = dev.adapter.info
+    return f"{info.get('device', '')} | {info.get('backend_type', '')} | {info.get('description', '')}"
+
+
+def shape_key(conv: QConv2d, geo: ConvGeometry, in_layout: str) -> str:
+    return (
+        f"x{geo.N}x{geo.C_in}x{geo.H}x{geo.W} w{geo.C_out}x{geo.C_in_per_group}x{geo.KH}x{geo.KW} "
+        f"s{geo.stride} p{geo.padding} d{geo.dilation} g{geo.groups} {in_layout} {conv.method}"
+    )
+
+
+def _load() -> dict[str, dict[str, Any]]:
+    path = cache_path()
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def lookup(dev: Any, key: str) -> dict[str, Any] | None:
+    with _lock:
+        ak = adapter_key(dev)
+        if ak not in _memory:
+            _memory[ak] = _load().get(ak, {})
+        return _memory[ak].get(key)
+
+
+def store(dev: Any, key: str, choice: dict[str, Any]) -> None:
+    with _lock:
+        ak = adapter_key(dev)
+        _memory.setdefault(ak, {})[key] = choice
+        path = cache_path()
+        try:
+            data = _load()
+            data.setdefault(ak, {})[key] = choice
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only home still tunes, in memory
+
+
+def gemm_candidates(geo: ConvGeometry, m_count: int) -> list[dict[str, Any]]:
+    """Valid gemm_q8_tiled configurations for this shape (tile no wider than twice the work)."""
+    c4_pg = -(-geo.C_out // 4) if geo.groups == 1 else geo.C_out_per_group // 4
+    k4_pg = geo.K_per_group // 4
+    out = []
+    for wg_m, wg_n in WORKGROUPS:
+        if 2 * wg_n > 2 * max(c4_pg, 4) or 2 * wg_m > 2 * max(m_count, 8):
+            continue
+        for bk in STAGES:
+            if bk > 2 * k4_pg:
+                continue
+            for splits in SPLITS:
+                if splits > 1 and k4_pg < splits * bk:
+                    continue
+                out.append(
+                    {
+                        "kernel": "gemm_q8_tiled.wgsl",
+                        "constants": {"WG_M": wg_m, "WG_N": wg_n, "BK": bk},
+                        "splits": splits,
+                    }
+                )
+    return out
+
+
+def _time_specs(conv: QConv2d, geo: ConvGeometry, method: str, in_layout: str, repeats: int) -> float:
+    """Median GPU time (s) of the im2col + GEMM passes of `conv` for this shape, on scratch data."""
+    from .layouts import packed_words
+
+    dev = conv.device
+    x = dev.buffer(4 * packed_words((geo.N, geo.C_in, geo.H, geo.W), in_layout))
+    y = dev.buffer(4 * packed_words(geo.output_shape, "4W4C"))
+    specs = conv._specs(geo, method, in_layout, "4W4C")
+    from .conv import _Plan
+
+    plan = _Plan(geo, method, in_layout, "4W4C", specs)
+    passes = plan.passes(dev, x, y)
+    t = dev.time_passes(passes, warmup=2, repeats=repeats)
+    return float(np.median(t.sum(axis=1)))
+
+
+def tune(conv: QConv2d, geo: ConvGeometry, in_layout: str, *, repeats: int = 5) -> dict[str, Any]:
+    """Measure and return the fastest {"method", "gemm"} for this conv and shape (cached)."""
+    from .conv import _resolve_method
+
+    dev = conv.device
+    key = shape_key(conv, geo, in_layout)
+    hit = lookup(dev, key)
+    if hit is not None:
+        return hit
+    if not dev.has_timestamps:
+        raise RuntimeError(f"tuning needs GPU timestamps; {dev.name} has no timestamp-query feature")
+    default_method = _resolve_method(conv.method, geo, in_layout)
+    methods = [default_method]
+    if conv.method == "auto":
+        for m in ("pointwise", "im2col_4w4c", "im2col_generic"):
+            try:
+                if m not in methods and _resolve_method(m, geo, in_layout) == m:
+                    methods.append(m)
+            except ValueError:
+                continue
+    m_count = geo.N * geo.H_out * -(-geo.W_out // 4)
+    aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
+    cands = gemm_candidates(geo, m_count) if aligned else [None]  # unaligned: gemm_q8.wgsl only
+    saved = conv.gemm_override
+    results = []
+    try:
+        best_gemm, best_t = None, float("inf")
+        for cand in cands:
+            conv.gemm_override = cand
+            t = _time_specs(conv, geo, default_method, in_layout, repeats)
+            results.append((t, cand))
+            if t < best_t:
+                best_gemm, best_t = cand, t
+        best_method = default_method
+        for m in methods[1:]:
+            conv.gemm_override = best_gemm
+            t = _time_specs(conv, geo, m, in_layout, repeats)
+            if t < best_t:
+                best_method, best_t = m, t
+    finally:
+        conv.gemm_override = saved
+    choice = {"method": best_method, "gemm": best_gemm, "time_s": best_t, "candidates": len(results)}
+    store(dev, key, choice)
+    return choice
