@@ -1,7 +1,10 @@
 // gemm_q8_tiled.wgsl -- int8 GEMM with workgroup tiles staged in shared memory, for groups == 1
-// or C_out_per_group % 4 == 0; optional split-K.
+// or C_out_per_group % 4 == 0; optional split-K; optionally implicit (im2col fused in).
 // In:  `a`, A as 4W4C blocks (block mb*k4 + k = 4 rows x 4 k-bytes; m-blocks [mb_base,
-//      mb_base + m_count) from block 0); `wts`, prepacked weights (block c4*k4_pg + k = 4 words,
+//      mb_base + m_count) from block 0), or with IMPLICIT the 4W4C input itself (described by
+//      `xd`; C_in_per_group % 4 == 0): A's blocks are then gathered from it while filling the
+//      shared tile (gather_4w4c.wgsl, conv geometry `cv`), and no A matrix exists in memory.
+//      `wts`, prepacked weights (block c4*k4_pg + k = 4 words,
 //      word j = channel 4*c4+j's group-relative k-bytes 4k..4k+3); `chan`, epilogue records.
 // Workgroup (bx, by, bz): channel blocks [g*c4_pg + bx*BN, +BN) of group g = bz % groups,
 //      m-blocks [by*BM, +BM), K slice s = bz / groups: k-blocks [s*kspan, (s+1)*kspan) of the
@@ -17,11 +20,14 @@
 // Overflow: see epilogue.wgsl (int32 exact for K_per_group < 2^16).
 // #include "layout.wgsl"
 // #include "epilogue.wgsl"
+// #include "conv_params.wgsl"
+// #include "gather_4w4c.wgsl"
 
 override WG_M: u32 = 16u;   // threads along M; the tile has 2*WG_M m-blocks (8*WG_M rows)
 override WG_N: u32 = 16u;   // threads along N; the tile has 2*WG_N channel blocks
 override BK: u32 = 8u;      // k-blocks per shared-memory stage
 override PARTIAL: bool = false;
+override IMPLICIT: bool = false;  // `a` is the 4W4C input; gather A blocks on the fly
 
 @group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> wts: array<vec4<u32>>;
@@ -30,6 +36,18 @@ override PARTIAL: bool = false;
 @group(0) @binding(4) var<uniform> od: TensorDesc;
 @group(0) @binding(5) var<uniform> p: GemmParams;
 @group(0) @binding(6) var<storage, read_write> part: array<vec4<i32>>;
+@group(0) @binding(7) var<uniform> xd: TensorDesc;  // the input (IMPLICIT)
+@group(0) @binding(8) var<uniform> cv: ConvParams;  // the conv geometry (IMPLICIT)
+
+fn load_word(i: u32) -> u32 {
+  return a[i / 4u][i % 4u];
+}
+
+// Block (m-block mb of this dispatch, k-block kcol of A's columns).
+fn a_block(mb: u32, kcol: u32) -> vec4<u32> {
+  if (IMPLICIT) { return gather_4w4c(xd, cv, p.mb_base + mb, kcol); }
+  return a[mb * p.k4 + kcol];
+}
 
 // Row r of As holds k-block r of the stage for the tile's 2*WG_M m-blocks (+1 pad), same for Bs.
 var<workgroup> As: array<vec4<u32>, BK * (2u * WG_M + 1u)>;
@@ -93,7 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let mb = mb_lo + e / BK;
       let k = k0 + kk;
       var v = vec4<u32>(0u);
-      if (mb < p.m_count && k < k_end) { v = a[mb * p.k4 + a_col + k]; }
+      if (mb < p.m_count && k < k_end) { v = a_block(mb, a_col + k); }
       As[kk * SA + e / BK] = v;
     }
     for (var e = li; e < BK * BN; e += NT) {

@@ -1,5 +1,6 @@
 // im2col_4w4c.wgsl -- im2col for a 4W4C input with C_in_per_group % 4 == 0 (whole-word copies).
-// In:  `src`, the input in 4W4C (addressed through `d`, layout.wgsl).
+// In:  `src`, the input in 4W4C (addressed through `d`, layout.wgsl); it may be a window of
+//      the input's rows (d.base = its first word), big inputs are bound so.
 // Out: `dst`, A as 4W4C blocks (conv_params.wgsl); thread t writes exactly block t = (m-block
 //      mb_base + t / k4, k-block t % k4). Since cin_pg % 4 == 0, the 4 columns of a k-block share
 //      (kh, kw) and are the 4 channels of one input word, so each of the 4 rows is one u32 copy.

@@ -1,5 +1,6 @@
 // im2col_generic.wgsl -- layout-agnostic im2col (any C_in, groups, stride, padding, dilation, N).
-// In:  `src`, the input tensor in any packed layout, addressed through `d` (layout.wgsl).
+// In:  `src`, the input tensor in any packed layout, addressed through `d` (layout.wgsl); it may
+//      be a window of the input's rows (d.base = its first word), big inputs are bound so.
 // Out: `dst`, the im2col matrix A as 4W4C blocks (conv_params.wgsl); block t of this dispatch =
 //      m-block mb_base + t / k4, k-block t % k4. Thread t writes exactly block t (16 bytes).
 // Reads one int8 at a time (one u32 load per byte). Taps outside the input, rows past W_out

@@ -59,10 +59,18 @@ def input_rows(geo: ConvGeometry, o0: int, o1: int) -> tuple[int, int]:
 
 
 def m_chunks(
-    dev, geo: ConvGeometry, pointwise: bool, in_layout: str, out_layout: str, max_count: int | None = None
+    dev,
+    geo: ConvGeometry,
+    pointwise: bool,
+    in_layout: str,
+    out_layout: str,
+    max_count: int | None = None,
+    *,
+    a_matrix: bool = True,
 ) -> list[Chunk]:
     """Split the m-blocks of a conv so every binding of every dispatch fits (see module doc),
-    with at most max_count m-blocks per chunk. Raises ValueError naming the tensor when even one
+    with at most max_count m-blocks per chunk; a_matrix=False: no im2col matrix is stored (the
+    implicit GEMM gathers it from the input). Raises ValueError naming the tensor when even one
     m-block cannot fit."""
     limit, align = dev.max_binding_size, offset_alignment(dev)
     k4 = geo.K // 4
@@ -91,7 +99,7 @@ def m_chunks(
         """None, or what does not fit in one binding."""
         if max_count is not None and c > max_count:
             return "the dispatch size"
-        if (not pointwise or win_in) and a_row * c > limit:
+        if a_matrix and (not pointwise or win_in) and a_row * c > limit:
             return f"the im2col matrix ({a_row} bytes per block of 4 rows)"
         xw, yw = wins(b, c)
         if xw is not None and xw[1] > limit:

@@ -3,8 +3,10 @@ cached plans) and the functional `conv2d` / `im2col`.
 
 A call runs, in one command buffer: [pack NCHW -> 4W4C] (numpy input only), im2col (generic or
 4W4C kernel; none for pointwise convs), the int8 GEMM with its requantize epilogue writing the
-chosen output layout, [unpack -> NCHW] (numpy input only). The im2col matrix is produced and
-consumed in chunks of m-blocks that fit one storage binding.
+chosen output layout, [unpack -> NCHW] (numpy input only). Work too big for one storage binding
+is split (_split.py): the im2col matrix into chunks of m-blocks, the input and output into
+windows of rows, the weights into slices of output channels; numpy calls too big for one buffer
+run over slices of the batch.
 """
 
 from __future__ import annotations
@@ -18,20 +20,19 @@ from typing import Any
 
 import numpy as np
 
+from . import _split, tuning
 from ._checks import (
     check_float_vector,
-    check_scale_product,
     check_int8_array,
     check_scale,
+    check_scale_product,
     check_zero_point,
 )
-from . import _split
 from .geometry import ConvGeometry, ceil4, pair
 from .layouts import check_layout, pack, pack_pass, packed_words, tensor_desc, unpack, unpack_pass
-from . import tuning
 from .runtime import Device, Pass, get_device, pack_fields
 
-METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise")
+METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise", "implicit_4w4c")
 ACTIVATIONS = ("none", "relu")
 # int32 accumulation is exact while K_per_group < 2^16 (see kernels/gemm_q8.wgsl).
 MAX_K_PER_GROUP = 1 << 16
@@ -160,12 +161,22 @@ class _Plan:
     out: Any = None
     out_nchw: Any = None
     free_outputs: list = field(default_factory=list)  # QTensor outputs whose owner died
+    # (x, y) buffers -> their passes; weak references so a dead buffer's entry is never reused
+    # (its id may be), bounded by the few output buffers a plan cycles through.
+    _bound: OrderedDict = field(default_factory=OrderedDict)
 
     def passes(self, dev: Device, x_buf: Any, y_buf: Any) -> list[Pass]:
+        key = (id(x_buf), id(y_buf))
+        hit = self._bound.get(key)
+        if hit is not None and hit[0]() is x_buf and hit[1]() is y_buf:
+            return hit[2]
         out = []
         for pipe, res, wgs, label in self.specs:
             bound = [_placeholder(r, x_buf, y_buf) for r in res]
             out.append(Pass(pipe, dev.bind_group(pipe, bound), wgs, label))
+        self._bound[key] = (weakref.ref(x_buf), weakref.ref(y_buf), out)
+        while len(self._bound) > 8:
+            self._bound.popitem(last=False)
         return out
 
     def take_output(self, dev: Device) -> Any:
@@ -221,6 +232,14 @@ def _resolve_method(method: str, geo: ConvGeometry, in_layout: str) -> str:
             "method 'pointwise' needs a 1x1 kernel, stride 1, padding 0, a 4W4C input and "
             "groups == 1 or C_in/groups % 4 == 0"
         )
+    if method == "implicit_4w4c" and not (
+        fits_4w4c and (geo.groups == 1 or geo.C_out_per_group % 4 == 0)
+    ):
+        raise ValueError(
+            "method 'implicit_4w4c' needs a 4W4C input, C_in/groups % 4 == 0 and groups == 1 or "
+            f"C_out/groups % 4 == 0 (input layout {in_layout}, C_in/groups = "
+            f"{geo.C_in_per_group}, C_out/groups = {geo.C_out_per_group})"
+        )
     return method
 
 
@@ -251,7 +270,9 @@ class QConv2d:
         output_scale, output_zero_point: the output's quantization.
         stride, padding, dilation: int or (h, w); groups: int dividing C_in and C_out.
         activation: "none" or "relu" (fused before requantization).
-        method: "auto", "im2col_4w4c", "im2col_generic" or "pointwise".
+        method: "auto", "im2col_4w4c", "im2col_generic", "pointwise" (1x1 convs: the 4W4C input
+            is the im2col matrix) or "implicit_4w4c" (one fused kernel: the GEMM gathers im2col
+            blocks from the 4W4C input while filling its tiles; no im2col matrix in memory).
         output_layout: layout of QTensor results ("4W4C", "4C" or "4C1W").
         device: a q8ta_wgpu.Device (default: the process-wide one).
         tune: measure GEMM tile/split-K configurations (and, with method="auto", the valid
@@ -261,7 +282,12 @@ class QConv2d:
     Calling with numpy int8 [N, C_in, H, W] returns numpy int8 [N, C_out, H_out, W_out]; calling
     with a QTensor returns a QTensor on the GPU (nothing is read back), so layers chain.
     Weights, weight sums, pipelines, bind groups and scratch buffers are made once per input
-    shape and reused by later calls.
+    shape and reused by later calls. Calls from several threads are serialized by the device's
+    lock (`Device.lock`).
+
+    Raises TypeError (wrong type or dtype) or ValueError (wrong shape, value or combination),
+    naming the argument and the rule, before any GPU work; KernelError if a kernel fails to
+    compile or validate; DeviceLostError once the device is gone.
     """
 
     PLAN_CACHE_SIZE = 8
@@ -375,9 +401,10 @@ class QConv2d:
             return {"kernel": "gemm_q8.wgsl", "constants": {"WG": 64, "TM": 2, "TN": 2, "MODE": 2}, "splits": 1}
         c4_pg = ceil4(geo.C_out) if self.groups == 1 else geo.C_out_per_group // 4
         k4_pg = geo.K_per_group // 4
-        # Tile shape: narrow channel tiles for few channels per group.
-        wg_n = 16 if c4_pg >= 24 else 8 if c4_pg >= 12 else 4
-        wg_m, bk = 256 // wg_n if m_count >= 512 else 64 // wg_n, 8
+        # Untuned default: the shape the H100 tuner picked most often (8x8 threads, 16 k-blocks a
+        # stage); narrow channel tiles for few channels per group.
+        wg_n = 8 if c4_pg > 4 else 4
+        wg_m, bk = 64 // wg_n, 16 if k4_pg >= 16 else 8
         tiles = -(-m_count // (2 * wg_m)) * -(-c4_pg // (2 * wg_n)) * self.groups
         # Split K while there are fewer tiles than ~2 waves of a large GPU and K is long.
         splits = 1
@@ -387,11 +414,22 @@ class QConv2d:
         return {"kernel": "gemm_q8_tiled.wgsl", "constants": consts, "splits": splits}
 
     def _gemm_specs(
-        self, geo: ConvGeometry, a_bind: Any, base: int, count: int, out_desc: Any
+        self,
+        geo: ConvGeometry,
+        a_bind: Any,
+        base: int,
+        count: int,
+        out_desc: Any,
+        conv_binds: tuple[Any, Any],
+        implicit: bool = False,
     ) -> list[tuple]:
-        """GEMM pass specs for m-blocks [base, base + count) whose A is bound as `a_bind`."""
+        """GEMM pass specs for m-blocks [base, base + count) whose A is bound as `a_bind` (with
+        implicit=True: the 4W4C input, A gathered on the fly using conv_binds = (input desc,
+        conv params) uniforms, which the tiled kernel always binds)."""
         dev = self.device
         cfg = self.gemm_config(geo, count)
+        if implicit and cfg["kernel"] != "gemm_q8_tiled.wgsl":
+            raise ValueError("method 'implicit_4w4c' needs groups == 1 or C_out/groups % 4 == 0")
         consts, splits = dict(cfg["constants"]), int(cfg["splits"])
         k4_pg = geo.K_per_group // 4
         c4_out = ceil4(geo.C_out)
@@ -400,7 +438,8 @@ class QConv2d:
             while splits > 1 and 64 * splits * count * c4_out > dev.max_binding_size:
                 splits //= 2
             bk = consts["BK"]
-            kspan = -(-(-(-k4_pg // splits)) // bk) * bk  # k-blocks per slice, a multiple of BK
+            per_split = -(-k4_pg // splits)
+            kspan = -(-per_split // bk) * bk  # k-blocks per slice, a multiple of BK
             splits = -(-k4_pg // kspan)
         else:
             kspan = k4_pg
@@ -419,7 +458,7 @@ class QConv2d:
             res = [a_bind, self._weights, self._chan, Y, out_desc, gp]
             return [(gemm, res, dev.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
         partial = splits > 1
-        gemm = dev.pipeline("gemm_q8_tiled.wgsl", {**consts, "PARTIAL": partial})
+        gemm = dev.pipeline("gemm_q8_tiled.wgsl", {**consts, "PARTIAL": partial, "IMPLICIT": implicit})
         c4_pg = c4_out if self.groups == 1 else geo.C_out_per_group // 4
         grid = (
             -(-c4_pg // (2 * consts["WG_N"])),
@@ -429,16 +468,16 @@ class QConv2d:
         if max(grid) > dev.max_workgroups:
             raise ValueError(f"GEMM grid {grid} exceeds {dev.max_workgroups} workgroups per dimension")
         if not partial:
-            res = [a_bind, self._weights, self._chan, Y, out_desc, gp, self._dummy()]
-            return [(gemm, res, grid, "gemm_q8_tiled")]
+            res = [a_bind, self._weights, self._chan, Y, out_desc, gp, self._dummy(), *conv_binds]
+            return [(gemm, res, grid, "gemm_q8_implicit" if implicit else "gemm_q8_tiled")]
         part_bytes = 16 * 4 * splits * count * c4_out
         _check_binding(dev, "the split-K partial sums", part_bytes)
         part = dev.buffer(part_bytes, label="split-K partials")
-        res = [a_bind, self._weights, self._chan, Y, out_desc, gp, part]
+        res = [a_bind, self._weights, self._chan, Y, out_desc, gp, part, *conv_binds]
         red = dev.pipeline("gemm_q8_splitk.wgsl", {"WG": 64})
         red_res = [part, self._chan, Y, out_desc, gp]
         return [
-            (gemm, res, grid, "gemm_q8_tiled(split-K)"),
+            (gemm, res, grid, "gemm_q8_implicit(split-K)" if implicit else "gemm_q8_tiled(split-K)"),
             (red, red_res, dev.workgroups(-(-count * c4_out // 64)), "gemm_q8_splitk"),
         ]
 
@@ -458,8 +497,12 @@ class QConv2d:
         dev = self.device
         geo = self.geometry(shape)
         method = _resolve_method(self.method, geo, in_layout)
+        # Measured choices: tuned now (tune=True), else cached or shipped for this adapter model.
         if self.tune and dev.has_timestamps:
             choice = tuning.tune(self, geo, in_layout)
+        else:
+            choice = tuning.lookup(dev, tuning.shape_key(self, geo, in_layout))
+        if choice:
             method, self._tuned[geo] = choice["method"], choice["gemm"]
         out_layout = "4W4C" if numpy_in else self.output_layout
         in_words = packed_words(shape, in_layout)
@@ -494,12 +537,15 @@ class QConv2d:
         wg = 64
         specs: list = []
         pointwise = method == "pointwise"
+        implicit = method == "implicit_4w4c"  # the GEMM gathers A from the input: no A matrix
         # At most MAX_DISPATCH_MBLOCKS m-blocks per chunk keeps every GEMM grid within
         # max-compute-workgroups-per-dimension (tiles of >= 16 m-blocks).
-        chunks = _split.m_chunks(dev, geo, pointwise, in_layout, out_layout, self.MAX_DISPATCH_MBLOCKS)
+        chunks = _split.m_chunks(
+            dev, geo, pointwise, in_layout, out_layout, self.MAX_DISPATCH_MBLOCKS, a_matrix=not implicit
+        )
         slices = _split.channel_slices(dev, geo)
         s_c4_out = int(tensor_desc(geo.output_shape, out_layout, 0)[8])  # words per channel block
-        if not pointwise:
+        if not pointwise and not implicit:
             a_buf = dev.buffer(16 * k4 * max(c.count for c in chunks), label="im2col A")
             im2col = dev.pipeline(f"{method}.wgsl", {"WG": wg})
         for ch in chunks:
@@ -507,18 +553,20 @@ class QConv2d:
             x_bind: Any = X if ch.x_win is None else (X, ch.x_win[0], ch.x_win[1])
             y_bind: Any = Y if ch.y_win is None else (Y, ch.y_win[0], ch.y_win[1])
             y_base = 0 if ch.y_win is None else ch.y_win[2]
-            a_bind: Any = x_bind  # pointwise: the input is A
-            if not pointwise:
+            a_bind: Any = x_bind  # pointwise: the input is A; implicit: A is gathered from it
+            x_base = 0 if ch.x_win is None or pointwise else ch.x_win[2]
+            in_desc = dev.uniform(tensor_desc(in_shape, in_layout, self.input_zero_point, x_base))
+            cp = dev.uniform(_conv_params(geo, base, count))
+            if not pointwise and not implicit:
                 a_bind = (a_buf, 0, 16 * k4 * count)
-                x_base = 0 if ch.x_win is None else ch.x_win[2]
-                in_desc = dev.uniform(tensor_desc(in_shape, in_layout, self.input_zero_point, x_base))
-                cp = dev.uniform(_conv_params(geo, base, count))
                 wgs = dev.workgroups(-(-count * k4 // wg))
                 specs.append((im2col, [x_bind, a_bind, in_desc, cp], wgs, method))
             for c4_lo, c4_hi in slices:
                 # Output channel block c4 of the slice is block c4_lo + c4 of the tensor.
                 out_desc = dev.uniform(
-                    tensor_desc(geo.output_shape, out_layout, self.output_zero_point, y_base - c4_lo * s_c4_out)
+                    tensor_desc(
+                        geo.output_shape, out_layout, self.output_zero_point, y_base - c4_lo * s_c4_out
+                    )
                 )
                 subs: list[tuple[Any, Any]] = [(Y, y_bind)]
                 sub_geo = geo
@@ -528,7 +576,8 @@ class QConv2d:
                         (self._weights, (self._weights, 16 * k4_pg * c4_lo, 16 * k4_pg * (c4_hi - c4_lo))),
                         (self._chan, (self._chan, 64 * c4_lo, 64 * (c4_hi - c4_lo))),
                     ]
-                specs.extend(_rebind(self._gemm_specs(sub_geo, a_bind, base, count, out_desc), subs))
+                gemm = self._gemm_specs(sub_geo, a_bind, base, count, out_desc, (in_desc, cp), implicit)
+                specs.extend(_rebind(gemm, subs))
         return specs
 
     # -- calling --
@@ -567,9 +616,10 @@ class QConv2d:
         dev = self.device
         if not isinstance(x, QTensor):
             x = check_int8_array("x", x, ndim=4)
-            n_fit = _split.batch_size_that_fits(dev, self.geometry(x.shape), "4W4C")
-            if n_fit < x.shape[0]:
-                return self._call_batch_slices(x, n_fit)
+            if (x.shape, "4W4C", True) not in self._plans:  # (a cached plan's buffers exist)
+                n_fit = _split.batch_size_that_fits(dev, self.geometry(x.shape), "4W4C")
+                if n_fit < x.shape[0]:
+                    return self._call_batch_slices(x, n_fit)
         with dev.lock:
             plan, passes, y = self.passes(x)
             dev.run(passes)

@@ -186,6 +186,10 @@ class Device:
     per stage and workgroup sizes (`REQUESTED_LIMITS`). On creation it checks that WGSL
     `dot4I8Packed` compiles and gives the right answer; where it does not, kernels use a by-hand
     fallback. `dot_product()` says how the packed dot product is really computed.
+
+    Threads may share a Device: its caches and every submit/readback are guarded by `lock` (an
+    RLock; QConv2d calls hold it from upload to readback). wgpu errors surface as KernelError
+    (compile, validation, dispatch) or DeviceLostError (then `lost` holds wgpu's message).
     """
 
     BIND_GROUP_CACHE_SIZE = 1024
@@ -216,6 +220,7 @@ class Device:
         self._modules: dict[tuple, Any] = {}
         self._pipelines: dict[tuple, Any] = {}
         self._bind_groups: OrderedDict[tuple, Any] = OrderedDict()
+        self._bg_keys: dict[int, set[tuple]] = {}  # id(buffer or pipeline) -> its cached bind groups
         self._uniforms: OrderedDict[bytes, Any] = OrderedDict()
         self.dot4_forced = dot4 == "fallback"
         self.dot4_mode = "fallback" if self.dot4_forced else self._probe_dot4()
@@ -378,31 +383,55 @@ class Device:
     def bind_group(self, pipeline: Any, resources: Sequence[Any]) -> Any:
         """A bind group for group 0 of `pipeline`, binding i = resources[i] (a buffer, or a
         (buffer, offset, size) triple). Cached while all its buffers live (evicted when one dies)."""
-        entries, key_parts, bufs = [], [], []
-        for i, r in enumerate(resources):
-            buf, off, size = (r, 0, r.size) if not isinstance(r, tuple) else r
-            entries.append({"binding": i, "resource": {"buffer": buf, "offset": off, "size": size}})
-            key_parts.append((id(buf), off, size))
-            bufs.append(buf)
-        key = (id(pipeline), tuple(key_parts))
+        parts = [(r, 0, r.size) if not isinstance(r, tuple) else r for r in resources]
+        key = (id(pipeline), tuple((id(b), off, size) for b, off, size in parts))
+        bg = self._bind_groups.get(key)  # fast path: no entry dicts on a hit
+        if bg is not None:
+            return bg
+        entries = [
+            {"binding": i, "resource": {"buffer": b, "offset": off, "size": size}}
+            for i, (b, off, size) in enumerate(parts)
+        ]
+        bufs = [b for b, _, _ in parts]
         with self.lock:
             bg = self._bind_groups.get(key)
             if bg is not None:
                 self._bind_groups.move_to_end(key)
                 return bg
             try:
-                bg = self.device.create_bind_group(
-                    layout=pipeline.get_bind_group_layout(0), entries=entries
-                )
+                bg = self.device.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
             except wgpu.GPUError as e:
-                raise self._error(e, f"binding buffers to {getattr(pipeline, 'label', '')}", kernel=True) from None
+                raise self._error(
+                    e, f"binding buffers to {getattr(pipeline, 'label', '')}", kernel=True
+                ) from None
             self._bind_groups[key] = bg
-            for b in bufs:
-                weakref.finalize(b, self._bind_groups.pop, key, None)
-            weakref.finalize(pipeline, self._bind_groups.pop, key, None)
+            for obj in (pipeline, *bufs):
+                self._track(obj, key)
             while len(self._bind_groups) > self.BIND_GROUP_CACHE_SIZE:
-                self._bind_groups.popitem(last=False)
+                self._drop_bind_group(next(iter(self._bind_groups)))
         return bg
+
+    # One finalizer per buffer or pipeline (not one per bind group: a long-lived buffer or
+    # pipeline would collect a finalizer per call on short-lived buffers, a slow leak).
+    def _track(self, obj: Any, key: tuple) -> None:
+        keys = self._bg_keys.get(id(obj))
+        if keys is None:
+            keys = self._bg_keys[id(obj)] = set()
+            weakref.finalize(obj, self._forget, id(obj))
+        keys.add(key)
+
+    def _drop_bind_group(self, key: tuple) -> None:
+        self._bind_groups.pop(key, None)
+        for oid in (key[0], *(part[0] for part in key[1])):
+            keys = self._bg_keys.get(oid)
+            if keys is not None:
+                keys.discard(key)
+
+    def _forget(self, oid: int) -> None:
+        """Finalizer of a buffer or pipeline: drop the bind groups that used it."""
+        with self.lock:
+            for key in self._bg_keys.pop(oid, set()):
+                self._drop_bind_group(key)
 
     # ---- buffers -----------------------------------------------------------------------------
     STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
@@ -538,7 +567,6 @@ class Device:
             qs.destroy()
             qbuf.destroy()
         return [float(d) * 1e-9 for d in (t[1::2] - t[0::2])]
-
 
     def _submit(self, enc: Any, passes: Sequence[Pass]) -> None:
         """Finish and submit `enc`. Validation errors of the recorded dispatches surface at

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 CACHE_ENV = "Q8TA_WGPU_TUNING_CACHE"
 TUNE_ENV = "Q8TA_WGPU_TUNE"
+# Measure even where a choice is cached or shipped (set by `bench --tune`, which re-measures).
+FORCE_MEASURE = False
 _lock = threading.Lock()
 _memory: dict[str, dict[str, Any]] = {}
 
@@ -59,11 +62,26 @@ def _load() -> dict[str, dict[str, Any]]:
         return {}
 
 
+def bundled_path(dev: Any) -> Path:
+    """Choices measured by the project on this adapter model, shipped with the package."""
+    info = dev.adapter.info
+    name = re.sub(r"[^A-Za-z0-9]+", "_", f"{info.get('device', '')}").strip("_")
+    return Path(__file__).parent / "tuned" / f"{name}-{info.get('backend_type', '')}.json"
+
+
 def lookup(dev: Any, key: str) -> dict[str, Any] | None:
+    """The cached choice for this adapter and shape: this machine's cache first, then the table
+    shipped for this adapter model (measured with the same tuner), else None."""
     with _lock:
         ak = adapter_key(dev)
         if ak not in _memory:
-            _memory[ak] = _load().get(ak, {})
+            mem = {}
+            try:
+                mem.update(json.loads(bundled_path(dev).read_text())["choices"])
+            except (OSError, ValueError, KeyError):
+                pass
+            mem.update(_load().get(ak, {}))
+            _memory[ak] = mem
         return _memory[ak].get(key)
 
 
@@ -123,21 +141,23 @@ def _time_specs(conv: QConv2d, geo: ConvGeometry, method: str, in_layout: str, r
     return float(np.median(t.sum(axis=1)))
 
 
-def tune(conv: QConv2d, geo: ConvGeometry, in_layout: str, *, repeats: int = 5) -> dict[str, Any]:
+def tune(
+    conv: QConv2d, geo: ConvGeometry, in_layout: str, *, repeats: int = 5, force_measure: bool = False
+) -> dict[str, Any]:
     """Measure and return the fastest {"method", "gemm"} for this conv and shape (cached)."""
     from .conv import _resolve_method
 
     dev = conv.device
     key = shape_key(conv, geo, in_layout)
     hit = lookup(dev, key)
-    if hit is not None:
+    if hit is not None and not (force_measure or FORCE_MEASURE):
         return hit
     if not dev.has_timestamps:
         raise RuntimeError(f"tuning needs GPU timestamps; {dev.name} has no timestamp-query feature")
     default_method = _resolve_method(conv.method, geo, in_layout)
     methods = [default_method]
     if conv.method == "auto":
-        for m in ("pointwise", "im2col_4w4c", "im2col_generic"):
+        for m in ("pointwise", "implicit_4w4c", "im2col_4w4c", "im2col_generic"):
             try:
                 if m not in methods and _resolve_method(m, geo, in_layout) == m:
                     methods.append(m)

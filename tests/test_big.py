@@ -52,7 +52,9 @@ def _run(device, cfg, *, seed=0, in_layout=None, out_layout="4W4C", method="auto
         y = conv(x)
         plan = conv.plan(x.shape, "4W4C", True)
     else:
-        xt = q8.QTensor.from_numpy(x, kw["input_scale"], kw["input_zero_point"], layout=in_layout, device=device)
+        xt = q8.QTensor.from_numpy(
+            x, kw["input_scale"], kw["input_zero_point"], layout=in_layout, device=device
+        )
         yt = conv(xt)
         y = yt.numpy()
         plan = conv.plan(x.shape, in_layout, False)
@@ -76,6 +78,8 @@ SPLIT_CASES = {
     # 1x1: the input is A; windows of it at aligned m-block offsets
     "pointwise_input": (_cfg(8, 24, 60, 60, 1), "x"),
     "pointwise_output": (_cfg(80, 8, 30, 30, 1), "y"),
+    "pointwise_groups": (_cfg(16, 32, 48, 48, 1, g=2), "x"),
+    "depthwise_output": (_cfg(64, 64, 36, 36, 3, p=1, g=64), "y"),
 }
 
 
@@ -106,14 +110,16 @@ def test_split_every_layout(device, small_limits, in_layout, out_layout):
 
 @pytest.mark.parametrize("small_limits", [{}, {"align256": True}], ids=["align32", "align256"], indirect=True)
 def test_split_weights_over_output_channels(device, small_limits):
-    # 100 channels x 3*3*96 columns = 86 KB of prepacked weights > 64 KiB: channel slices.
-    cfg = _cfg(100, 96, 10, 9, 3, p=1)
+    # 99 channels x 3*3*96 columns = 86 KB of prepacked weights > 64 KiB: channel slices.
+    cfg = _cfg(99, 96, 10, 9, 3, p=1)
     y, ref, conv, plan = _run(device, cfg)
     assert_within_1lsb(y, ref, "split weights")
     assert len(_split.channel_slices(device, plan.geo)) > 1
     # The same with the output split too, into a QTensor of each layout.
     for out_layout in q8.LAYOUTS:
-        y, ref, _, _ = _run(device, _cfg(100, 96, 14, 13, 3, p=1), in_layout="4W4C", out_layout=out_layout, seed=1)
+        y, ref, _, _ = _run(
+            device, _cfg(99, 96, 14, 13, 3, p=1), in_layout="4W4C", out_layout=out_layout, seed=1
+        )
         assert_within_1lsb(y, ref, f"split weights+output {out_layout}")
 
 
@@ -187,3 +193,52 @@ def test_dispatches_over_65535_workgroups(device, kernel):
     assert plan.geo.M // 4 > conv.MAX_DISPATCH_MBLOCKS
     assert len([s for s in plan.specs if s[3].startswith("gemm")]) > 1
     assert device.workgroups(2048 * 2100 // 64)[1] > 1
+
+
+@pytest.mark.slow  # large: ~1.6 GB of host memory (weights, their packing, the reference's int32)
+def test_weights_over_128mib_real_limit(device):
+    """A real (unpatched) case: 2052 x 65529 prepacked weights (134.5 MB) exceed lavapipe's
+    128 MiB binding and are bound as slices of output channels."""
+    cfg = _cfg(2052, 7281, 3, 3, 3)
+    geo = cfg.geometry()
+    assert 16 * ((geo.C_out + 3) // 4) * (geo.K_per_group // 4) > device.max_binding_size
+    y, ref, conv, plan = _run(device, cfg, act="none")
+    assert_within_1lsb(y, ref, "weights > binding")
+    assert len(_split.channel_slices(device, geo)) > 1
+    assert np.mean((ref == 127) | (ref == -128)) < 0.01 and ref.std() > 10
+
+
+def test_input_over_128mib_real_limit(device):
+    """A real (unpatched) case: a 144 MB input (packed on the host, read through row windows)."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (1, 16, 3000, 3000), dtype=np.int8)  # int8 directly: less memory
+    assert x.nbytes > device.max_binding_size
+    w = rng.integers(-128, 128, (4, 16, 1, 1), dtype=np.int8)
+    ws = rng.uniform(0.005, 0.015, 4).astype(np.float32)
+    kw = dict(input_scale=0.01, input_zero_point=-3, output_scale=0.1, output_zero_point=5, stride=2)
+    conv = q8.QConv2d(w, ws, None, device=device, **kw)
+    y = conv(x)
+    ref = reference.conv2d(x, w, ws, None, **kw)
+    assert_within_1lsb(y, ref, "input > binding")
+    assert np.mean((ref == 127) | (ref == -128)) < 0.01 and ref.std() > 10
+    plan = conv.plan(x.shape, "4W4C", True)
+    assert plan.x_nchw is None and _windows(plan, X)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        _cfg(8, 16, 48, 48, 3, p=1, n=2),  # input windows
+        _cfg(8, 16, 50, 47, 3, s=2, p=2, d=2, n=2),
+        _cfg(72, 8, 24, 24, 3, p=1, n=2),  # output windows
+        _cfg(99, 96, 10, 9, 3, p=1),  # weight slices
+        _cfg(16, 32, 48, 48, 3, p=1, g=2),  # groups, input windows
+    ],
+    ids=["input", "input_s2_d2", "output", "weights", "groups"],
+)
+def test_split_implicit_gemm(device, small_limits, cfg):
+    # The fused kernel reads the input through the same windows (TensorDesc.base).
+    y, ref, conv, plan = _run(device, cfg, method="implicit_4w4c")
+    assert plan.method == "implicit_4w4c"
+    assert_within_1lsb(y, ref, "split implicit")
+    assert len([s for s in plan.specs if s[3].startswith("gemm")]) > 1

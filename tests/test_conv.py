@@ -16,10 +16,13 @@ from .conftest import assert_within_1lsb
 ALL_SPEC = SPEC_CONFIGS + POINTWISE_CONFIGS
 
 
-def methods_for(cfg: ConvConfig) -> list[str]:
+def methods_for(cfg: ConvConfig, *, fused: bool = True) -> list[str]:
+    """Every method valid for cfg: both im2col kernels, and the fused implicit GEMM."""
     ms = ["im2col_generic"]
     if (cfg.c_in // cfg.groups) % 4 == 0:
         ms.append("im2col_4w4c")
+        if fused and (cfg.groups == 1 or (cfg.c_out // cfg.groups) % 4 == 0):
+            ms.append("implicit_4w4c")
     return ms
 
 
@@ -114,7 +117,7 @@ def test_extra_coverage(device, name, activation):
         run_both(device, case, method, f"{name}/{method}/{activation}")
     x = case["args"][0]
     want = reference.im2col(x, cfg.kernel, input_zero_point=-5, **cfg.conv_kwargs())
-    for method in methods_for(cfg):
+    for method in methods_for(cfg, fused=False):
         got = q8.im2col(x, cfg.kernel, input_zero_point=-5, method=method, device=device, **cfg.conv_kwargs())
         assert got.tobytes() == want.tobytes(), f"{name} {method}"
 
@@ -166,12 +169,12 @@ def test_qtensor_chain_stays_on_gpu(device):
         )  # fmt: skip
         s_in, zp_in = s_out, zp_out
     t = q8.QTensor.from_numpy(x, 0.02, 4, device=device)
-    y_np = x
+    y_np = ref = x
     for conv in layers:
         t = conv(t)
         y_np = conv(y_np)
         ref = reference.conv2d(
-            ref if conv is not layers[0] else x, conv.weight, conv.weight_scales, conv.bias,
+            ref, conv.weight, conv.weight_scales, conv.bias,
             input_scale=conv.input_scale, input_zero_point=conv.input_zero_point,
             output_scale=conv.output_scale, output_zero_point=conv.output_zero_point,
             padding=conv.padding, groups=conv.groups, activation=conv.activation,

@@ -87,7 +87,10 @@ def _quantized_stack(qconfig) -> nn.Module:
 
 
 QCONFIGS = {
-    "per_channel": lambda: aq.get_default_qconfig(ENGINE),
+    "per_channel": lambda: aq.QConfig(
+        activation=aq.get_default_qconfig(ENGINE).activation,
+        weight=aq.default_per_channel_weight_observer,
+    ),
     "per_tensor": lambda: aq.QConfig(
         activation=aq.MinMaxObserver.with_args(dtype=torch.quint8),
         weight=aq.default_weight_observer,

@@ -31,12 +31,12 @@ def _actionlint() -> str:
 
 
 def _workflow() -> dict:
-    return yaml.safe_load(WORKFLOW.read_text())
+    return yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
 
 
 def test_actionlint_clean():
     res = subprocess.run(
-        [_actionlint(), "-no-color", str(WORKFLOW.relative_to(ROOT))],
+        [_actionlint(), "-no-color", WORKFLOW.relative_to(ROOT).as_posix()],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -46,7 +46,7 @@ def test_actionlint_clean():
 
 
 def test_steps_are_checkout_setup_python_and_setup_sh():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     jobs = _workflow()["jobs"]
     assert jobs, "no jobs"
     for name, job in jobs.items():
@@ -71,4 +71,5 @@ def test_matrix_covers_platforms_and_pythons():
     assert {str(v) for v in matrix["python"]} == {"3.11", "3.12"}
     assert job["runs-on"] == "${{ matrix.os }}"
     # The OpenGL backend tests run where an OpenGL adapter exists (Linux) and opt out elsewhere.
-    assert "Q8TA_SKIP_OPENGL" in job["env"] and "Q8TA_SKIP_OPENGL" in (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "Q8TA_SKIP_OPENGL" in job["env"] and "Q8TA_SKIP_OPENGL" in readme
