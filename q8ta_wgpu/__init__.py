@@ -1,8 +1,8 @@
 """q8ta_wgpu: int8 quantized conv2d on any WebGPU adapter (Vulkan, Metal, D3D12, OpenGL).
 
-    import q8ta_wgpu as q8
-    y = q8.conv2d(x, weight, weight_scales, bias, input_scale=..., input_zero_point=...,
-                  output_scale=..., output_zero_point=..., stride=1, padding=1)
+import q8ta_wgpu as q8
+y = q8.conv2d(x, weight, weight_scales, bias, input_scale=..., input_zero_point=...,
+              output_scale=..., output_zero_point=..., stride=1, padding=1)
 """
 
 from __future__ import annotations

@@ -47,7 +47,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"adapter      {info['adapter']}  ({info['adapter_type']})")
     print(f"backend      {info['backend']}")
     print(f"driver       {info['driver']}")
-    print(f"dot4I8Packed {info['dot4I8Packed']} (WGSL builtin exact on this adapter: {info['dot4I8Packed'] == 'builtin'})")
+    print(
+        f"dot4I8Packed {info['dot4I8Packed']} (WGSL builtin exact on this adapter: {info['dot4I8Packed'] == 'builtin'})"
+    )
     print(f"dot product  {info['dot_product']}: {info['dot_product_detail']}")
     print(f"timestamps   {info['timestamps']}")
     print(f"wgpu         {info['wgpu']}")

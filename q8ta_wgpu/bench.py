@@ -171,7 +171,9 @@ def bench_conv(
     # The GEMM runs M_pad x K_pad x C_out_pad MACs: rate those against the dot4 peak.
     gemm_macs = geo.M * geo.K_per_group * (-(-geo.C_out_per_group // 4) * 4) * geo.groups
     row["gemm_padded_tops"] = 2 * gemm_macs / float(np.median(gemm_t)) / 1e12
-    row["gemm_frac_peak"] = row["gemm_padded_tops"] / anchors["dot4_peak_tops"] if anchors.get("dot4_peak_tops") else None
+    row["gemm_frac_peak"] = (
+        row["gemm_padded_tops"] / anchors["dot4_peak_tops"] if anchors.get("dot4_peak_tops") else None
+    )
     if im2col_cols:
         a_bytes = geo.M * geo.K
         gbps = 2 * a_bytes / row["im2col_s"]["median"] / 1e9
@@ -335,7 +337,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, str]:
         s["GEMM % of dot4 peak (K >= 512, M, N >= 256)"] = (
             f"{len(big)} shapes: min {100 * min(f):.0f}%, median {100 * np.median(f):.0f}%, max {100 * max(f):.0f}%"
         )
-    ic = [r["im2col_frac_copy"] for r in rows if r.get("im2col_frac_copy") is not None and r["method"] == "im2col_4w4c"]
+    ic = [
+        r["im2col_frac_copy"]
+        for r in rows
+        if r.get("im2col_frac_copy") is not None and r["method"] == "im2col_4w4c"
+    ]
     if ic:
         s["im2col_4w4c % of copy bandwidth"] = (
             f"{len(ic)} shapes: min {100 * min(ic):.0f}%, median {100 * np.median(ic):.0f}%, max {100 * max(ic):.0f}%"
@@ -404,7 +410,10 @@ def main(args: argparse.Namespace) -> int:
         row["big_gemm"] = geo.K_per_group >= 512 and geo.M >= 256 and geo.C_out_per_group >= 256
         rows.append(row)
         if it is jobs:
-            print(f"  {suite:12s} {cfg.name:22s} {row['conv_s']['median'] * 1e6:9.1f} us {row['tops']:7.2f} TOPS", flush=True)
+            print(
+                f"  {suite:12s} {cfg.name:22s} {row['conv_s']['median'] * 1e6:9.1f} us {row['tops']:7.2f} TOPS",
+                flush=True,
+            )
     result = {
         "adapter": dev.name,
         "backend": dev.backend,

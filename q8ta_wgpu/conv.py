@@ -232,9 +232,7 @@ def _resolve_method(method: str, geo: ConvGeometry, in_layout: str) -> str:
             "method 'pointwise' needs a 1x1 kernel, stride 1, padding 0, a 4W4C input and "
             "groups == 1 or C_in/groups % 4 == 0"
         )
-    if method == "implicit_4w4c" and not (
-        fits_4w4c and (geo.groups == 1 or geo.C_out_per_group % 4 == 0)
-    ):
+    if method == "implicit_4w4c" and not (fits_4w4c and (geo.groups == 1 or geo.C_out_per_group % 4 == 0)):
         raise ValueError(
             "method 'implicit_4w4c' needs a 4W4C input, C_in/groups % 4 == 0 and groups == 1 or "
             f"C_out/groups % 4 == 0 (input layout {in_layout}, C_in/groups = "
@@ -398,7 +396,11 @@ class QConv2d:
         if aligned and self._tuned.get(geo):
             return self._tuned[geo]
         if not aligned:
-            return {"kernel": "gemm_q8.wgsl", "constants": {"WG": 64, "TM": 2, "TN": 2, "MODE": 2}, "splits": 1}
+            return {
+                "kernel": "gemm_q8.wgsl",
+                "constants": {"WG": 64, "TM": 2, "TN": 2, "MODE": 2},
+                "splits": 1,
+            }
         c4_pg = ceil4(geo.C_out) if self.groups == 1 else geo.C_out_per_group // 4
         k4_pg = geo.K_per_group // 4
         # Untuned default: the shape the H100 tuner picked most often (8x8 threads, 16 k-blocks a
@@ -749,7 +751,12 @@ def im2col(
     pipe = dev.pipeline(f"{method}.wgsl", {"WG": 64})
     bg = dev.bind_group(
         pipe,
-        [packed, a, dev.uniform(tensor_desc(x.shape, input_layout, zp)), dev.uniform(_conv_params(geo, 0, m_blocks))],
+        [
+            packed,
+            a,
+            dev.uniform(tensor_desc(x.shape, input_layout, zp)),
+            dev.uniform(_conv_params(geo, 0, m_blocks)),
+        ],
     )
     dev.run(
         [

@@ -72,9 +72,7 @@ def kernels_dir() -> Path:
     for cand in (here / "kernels", here.parent / "kernels"):
         if cand.is_dir() and any(cand.glob("*.wgsl")):
             return cand
-    raise FileNotFoundError(
-        f"q8ta_wgpu kernels not found in {here / 'kernels'} or {here.parent / 'kernels'}"
-    )
+    raise FileNotFoundError(f"q8ta_wgpu kernels not found in {here / 'kernels'} or {here.parent / 'kernels'}")
 
 
 _INCLUDE = re.compile(r'^//\s*#include\s+"([\w.]+)"\s*$', re.M)
@@ -162,12 +160,16 @@ def select_adapter(
     if not cands:
         seen = ", ".join(f"{a.info.get('device')} ({a.info.get('backend_type')})" for a in adapters)
         want = " and ".join(
-            s for s in (f"name containing {name!r}" if name else "", f"backend {backend!r}" if backend else "") if s
+            s
+            for s in (f"name containing {name!r}" if name else "", f"backend {backend!r}" if backend else "")
+            if s
         )
         raise NoAdapterError(f"No WebGPU adapter with {want}; available: {seen}")
     if power_preference == "low-power":
         rank = {"IntegratedGPU": 0, "DiscreteGPU": 1, "VirtualGPU": 2, "CPU": 3}
-        return min(cands, key=lambda a: (rank.get(a.info.get("adapter_type", ""), 4), _adapter_sort_key(a)[1]))
+        return min(
+            cands, key=lambda a: (rank.get(a.info.get("adapter_type", ""), 4), _adapter_sort_key(a)[1])
+        )
     return min(cands, key=_adapter_sort_key)
 
 

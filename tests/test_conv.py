@@ -130,7 +130,9 @@ def test_every_input_and_output_layout(device, in_layout, out_layout):
         x, w, ws, b = case["args"]
         kw = dict(case["kwargs"])
         ref = reference.conv2d(x, w, ws, b, **kw)
-        xt = q8.QTensor.from_numpy(x, kw["input_scale"], kw["input_zero_point"], layout=in_layout, device=device)
+        xt = q8.QTensor.from_numpy(
+            x, kw["input_scale"], kw["input_zero_point"], layout=in_layout, device=device
+        )
         for method in methods_for(cfg) if in_layout == "4W4C" else ["im2col_generic"]:
             y = q8.conv2d(xt, w, ws, b, method=method, output_layout=out_layout, **kw)
             assert isinstance(y, q8.QTensor) and y.layout == out_layout and y.shape == ref.shape
@@ -147,7 +149,9 @@ def test_4w4c_kernel_rejects_other_layouts(device):
     cfg = _cfg(8, 8, 5, 5, 3, 1, 1)
     case = make_case(cfg)
     x, w, ws, b = case["args"]
-    xt = q8.QTensor.from_numpy(x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], "4C", device)
+    xt = q8.QTensor.from_numpy(
+        x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], "4C", device
+    )
     with pytest.raises(ValueError, match="4W4C"):
         q8.conv2d(xt, w, ws, b, method="im2col_4w4c", **case["kwargs"])
 
@@ -193,9 +197,13 @@ def test_repeated_calls_reuse_plan_and_outputs_do_not_alias(device):
     for _ in range(3):
         np.testing.assert_array_equal(conv(x), y1)
     assert conv.plan(x.shape, "4W4C", True) is plan
-    xa = q8.QTensor.from_numpy(x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device=device)
+    xa = q8.QTensor.from_numpy(
+        x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device=device
+    )
     x2 = np.flip(x, axis=3).copy()
-    xb = q8.QTensor.from_numpy(x2, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device=device)
+    xb = q8.QTensor.from_numpy(
+        x2, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device=device
+    )
     ya, yb = conv(xa), conv(xb)
     np.testing.assert_array_equal(ya.numpy(), y1)  # not overwritten by the second call
     np.testing.assert_array_equal(yb.numpy(), conv(x2))

@@ -28,7 +28,13 @@ def test_default_device_is_shared(device):
 def test_kernels_found_and_have_one_entry_point():
     root = kernels_dir()
     files = sorted(p.name for p in root.glob("*.wgsl"))
-    for need in ["pack_nchw.wgsl", "unpack_nchw.wgsl", "im2col_generic.wgsl", "im2col_4w4c.wgsl", "gemm_q8.wgsl"]:
+    for need in [
+        "pack_nchw.wgsl",
+        "unpack_nchw.wgsl",
+        "im2col_generic.wgsl",
+        "im2col_4w4c.wgsl",
+        "gemm_q8.wgsl",
+    ]:
         assert need in files
     raw = {f: (root / f).read_text() for f in files}
     included = {inc for src in raw.values() for inc in re.findall(r'// #include "([\w.]+)"', src)}
