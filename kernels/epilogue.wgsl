@@ -13,37 +13,39 @@ struct GemmParams {
 }
 struct Chan { wsum: i32, scale: f32, bias: f32, _pad: f32, }
 
-fn requant(acc: i32, ch: Chan) -> i32 {
-  var y = f32(acc - p.zp_in * ch.wsum) * ch.scale + ch.bias;
-  if (p.relu != 0u) { y = max(y, 0.0); }
+// Requantized channel `oc` (record ch) at 4 widths (acc = its 4 accumulators), as int8 values in
+// i32; widths whose bit in `valid` is false, and channels past C_out, give zp_out.
+fn requant4(acc: vec4<i32>, ch: Chan, oc: u32, valid: vec4<bool>) -> vec4<i32> {
+  var y = vec4<f32>(acc - vec4<i32>(p.zp_in * ch.wsum)) * ch.scale + ch.bias;
+  if (p.relu != 0u) { y = max(y, vec4<f32>(0.0)); }
   // Clamp before the int conversion so huge values stay defined; +-512 cannot change the result.
-  let r = clamp(round(y * p.inv_s_out), -512.0, 512.0);
-  return clamp(i32(r) + p.zp_out, -128, 127);
+  let r = clamp(round(y * p.inv_s_out), vec4<f32>(-512.0), vec4<f32>(512.0));
+  let q = clamp(vec4<i32>(r) + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(127));
+  return select(vec4<i32>(p.zp_out), q, valid & vec4<bool>(oc < p.c_out));
 }
 
 // Requantize and store the tile of m-block `mb` (index within this dispatch) x channel block
-// `c4`; acc[j][i] = accumulator of channel 4*c4+j at width 4*w4+i. Slots past C_out or W_out
+// `c4`; a<j> = accumulators of channel 4*c4+j at widths 4*w4..+3. Slots past C_out or W_out
 // hold zp_out; in 4C/4C1W outputs words of widths >= W_out are not written (they don't exist).
-fn store_tile(mb: u32, c4: u32, acc: array<vec4<i32>, 4>) {
+// Named vectors, no dynamically indexed local arrays: those would live in slow local memory.
+fn store_tile(mb: u32, c4: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3: vec4<i32>) {
   let gmb = p.mb_base + mb;
   let w4 = gmb % p.w4_out;
   let row = gmb / p.w4_out;
   let h = row % p.h_out;
   let n = row / p.h_out;
-  var q: array<vec4<i32>, 4>;  // q[width][channel]
-  for (var j = 0u; j < 4u; j++) {
-    let oc = c4 * 4u + j;
-    let ch = chan[oc];
-    for (var i = 0u; i < 4u; i++) {
-      var v = p.zp_out;
-      if (oc < p.c_out && w4 * 4u + i < p.w_out) { v = requant(acc[j][i], ch); }
-      q[i][j] = v;
-    }
-  }
-  for (var i = 0u; i < 4u; i++) {
-    let w = w4 * 4u + i;
-    if (w < od.w_alloc) {
-      o[word_index(od, n, c4, h, w)] = pack4xI8(q[i]);
-    }
-  }
+  let w0 = w4 * 4u;
+  let valid = vec4<u32>(w0, w0 + 1u, w0 + 2u, w0 + 3u) < vec4<u32>(p.w_out);
+  let oc = c4 * 4u;
+  let q0 = requant4(a0, chan[oc], oc, valid);
+  let q1 = requant4(a1, chan[oc + 1u], oc + 1u, valid);
+  let q2 = requant4(a2, chan[oc + 2u], oc + 2u, valid);
+  let q3 = requant4(a3, chan[oc + 3u], oc + 3u, valid);
+  // Word of width i = the 4 channels' bytes at width i.
+  let wd = vec4<u32>(pack4xI8(vec4<i32>(q0.x, q1.x, q2.x, q3.x)), pack4xI8(vec4<i32>(q0.y, q1.y, q2.y, q3.y)),
+                     pack4xI8(vec4<i32>(q0.z, q1.z, q2.z, q3.z)), pack4xI8(vec4<i32>(q0.w, q1.w, q2.w, q3.w)));
+  if (w0 < od.w_alloc) { o[word_index(od, n, c4, h, w0)] = wd.x; }
+  if (w0 + 1u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 1u)] = wd.y; }
+  if (w0 + 2u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 2u)] = wd.z; }
+  if (w0 + 3u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 3u)] = wd.w; }
 }

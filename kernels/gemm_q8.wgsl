@@ -79,8 +79,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var ni = 0u; ni < TN; ni++) {
       if (c40 + ni >= p.c4_out) { break; }
       let base = (mi * TN + ni) * 4u;
-      store_tile(mb0 + mi, c40 + ni,
-                 array<vec4<i32>, 4>(acc[base], acc[base + 1u], acc[base + 2u], acc[base + 3u]));
+      store_tile(mb0 + mi, c40 + ni, acc[base], acc[base + 1u], acc[base + 2u], acc[base + 3u]);
     }
   }
 }

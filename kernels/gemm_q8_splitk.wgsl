@@ -18,10 +18,16 @@ override WG: u32 = 64u;
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = linear_id(gid, nwg, WG);
   if (t >= p.m_count * p.c4_out) { return; }
-  var acc: array<vec4<i32>, 4>;
+  var a0 = vec4<i32>(0);
+  var a1 = vec4<i32>(0);
+  var a2 = vec4<i32>(0);
+  var a3 = vec4<i32>(0);
   for (var s = 0u; s < p.splits; s++) {
     let base = (s * p.m_count * p.c4_out + t) * 4u;
-    for (var j = 0u; j < 4u; j++) { acc[j] += part[base + j]; }
+    a0 += part[base];
+    a1 += part[base + 1u];
+    a2 += part[base + 2u];
+    a3 += part[base + 3u];
   }
-  store_tile(t / p.c4_out, t % p.c4_out, acc);
+  store_tile(t / p.c4_out, t % p.c4_out, a0, a1, a2, a3);
 }

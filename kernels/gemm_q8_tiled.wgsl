@@ -11,7 +11,9 @@
 //      group's columns (A column blocks g*k4_pg + k). BM = 2*WG_M m-blocks, BN = 2*WG_N blocks.
 // Per stage, BK k-blocks of A (BM x BK vec4) and W (BN x BK vec4) go to shared memory (global
 //      loads coalesced along k; out-of-range blocks = 0; rows padded by one vec4 against bank
-//      conflicts). Thread (ty, tx) owns m-blocks ty, ty + WG_M and channel blocks tx, tx + WG_N:
+//      conflicts). Software-pipelined: each thread's NA + NB (<= 4 + 4) global loads for the next
+//      stage are issued into named registers before the current stage is computed, and the
+//      shared operands of the next k-block are read before the current one's dot products. Thread (ty, tx) owns m-blocks ty, ty + WG_M and channel blocks tx, tx + WG_N:
 //      an 8-row x 8-channel register tile in 16 named vec4 accumulators (named, not an array,
 //      so it stays in registers), 64 dot4I8Packed per k-block from 4 vec4 shared loads.
 // Out: PARTIAL == false: requantized tiles through kernels/epilogue.wgsl (each thread writes
@@ -59,14 +61,40 @@ fn mac(acc: vec4<i32>, x: vec4<u32>, w: u32) -> vec4<i32> {
                          dot4I8Packed(x.z, w), dot4I8Packed(x.w, w));
 }
 
-fn emit(mb: u32, c4: u32, s: u32, c4_end: u32, t: array<vec4<i32>, 4>) {
+fn emit(mb: u32, c4: u32, s: u32, c4_end: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3: vec4<i32>) {
   if (mb >= p.m_count || c4 >= c4_end) { return; }
   if (PARTIAL) {
     let base = ((s * p.m_count + mb) * p.c4_out + c4) * 4u;
-    for (var j = 0u; j < 4u; j++) { part[base + j] = t[j]; }
+    part[base] = a0;
+    part[base + 1u] = a1;
+    part[base + 2u] = a2;
+    part[base + 3u] = a3;
   } else {
-    store_tile(mb, c4, t);
+    store_tile(mb, c4, a0, a1, a2, a3);
   }
+}
+
+// Per-thread constants of the tile, set once in main (module-scope so the loaders can see them).
+var<private> t_mb_lo: u32;
+var<private> t_c4_lo: u32;
+var<private> t_c4_end: u32;
+var<private> t_a_col: u32;
+var<private> t_k_end: u32;
+
+// Element e of a stage's A tile (k-block k0 + e % BK of m-block t_mb_lo + e / BK), 0 outside.
+fn load_a(e: u32, k0: u32) -> vec4<u32> {
+  let mb = t_mb_lo + e / BK;
+  let k = k0 + e % BK;
+  if (e < BK * 2u * WG_M && mb < p.m_count && k < t_k_end) { return a_block(mb, t_a_col + k); }
+  return vec4<u32>(0u);
+}
+
+// Element e of a stage's W tile (k-block k0 + e % BK of channel block t_c4_lo + e / BK), 0 outside.
+fn load_b(e: u32, k0: u32) -> vec4<u32> {
+  let c4 = t_c4_lo + e / BK;
+  let k = k0 + e % BK;
+  if (e < BK * 2u * WG_N && c4 < t_c4_end && k < t_k_end) { return wts[c4 * p.k4_pg + k]; }
+  return vec4<u32>(0u);
 }
 
 @compute @workgroup_size(WG_M * WG_N)
@@ -88,6 +116,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let a_col = g * p.k4_pg;
   let tx = li % WG_N;
   let ty = li / WG_N;
+  t_mb_lo = mb_lo;
+  t_c4_lo = c4_lo;
+  t_c4_end = c4_end;
+  t_a_col = a_col;
+  t_k_end = k_end;
+  let NA = (BK * BM + NT - 1u) / NT;  // global loads per thread per stage (<= 4)
+  let NB = (BK * BN + NT - 1u) / NT;
 
   var c000 = vec4<i32>(0);
   var c001 = vec4<i32>(0);
@@ -105,29 +140,58 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var c111 = vec4<i32>(0);
   var c112 = vec4<i32>(0);
   var c113 = vec4<i32>(0);
+  // Stage k_lo's global loads, then each iteration: registers -> shared, barrier, next stage's
+  // loads (in flight while this stage computes), compute, barrier.
+  var ra0 = load_a(li, k_lo);
+  var ra1 = vec4<u32>(0u);
+  var ra2 = vec4<u32>(0u);
+  var ra3 = vec4<u32>(0u);
+  if (NA > 1u) { ra1 = load_a(li + NT, k_lo); }
+  if (NA > 2u) { ra2 = load_a(li + 2u * NT, k_lo); }
+  if (NA > 3u) { ra3 = load_a(li + 3u * NT, k_lo); }
+  var rb0 = load_b(li, k_lo);
+  var rb1 = vec4<u32>(0u);
+  var rb2 = vec4<u32>(0u);
+  var rb3 = vec4<u32>(0u);
+  if (NB > 1u) { rb1 = load_b(li + NT, k_lo); }
+  if (NB > 2u) { rb2 = load_b(li + 2u * NT, k_lo); }
+  if (NB > 3u) { rb3 = load_b(li + 3u * NT, k_lo); }
   for (var k0 = k_lo; k0 < k_end; k0 += BK) {
-    for (var e = li; e < BK * BM; e += NT) {
-      let kk = e % BK;
-      let mb = mb_lo + e / BK;
-      let k = k0 + kk;
-      var v = vec4<u32>(0u);
-      if (mb < p.m_count && k < k_end) { v = a_block(mb, a_col + k); }
-      As[kk * SA + e / BK] = v;
-    }
-    for (var e = li; e < BK * BN; e += NT) {
-      let kk = e % BK;
-      let c4 = c4_lo + e / BK;
-      let k = k0 + kk;
-      var v = vec4<u32>(0u);
-      if (c4 < c4_end && k < k_end) { v = wts[c4 * p.k4_pg + k]; }
-      Bs[kk * SB + e / BK] = v;
-    }
+    // Element e = li + r*NT of a tile goes to row e % BK, column e / BK.
+    if (li < BK * BM) { As[(li % BK) * SA + li / BK] = ra0; }
+    if (NA > 1u && li + NT < BK * BM) { As[((li + NT) % BK) * SA + (li + NT) / BK] = ra1; }
+    if (NA > 2u && li + 2u * NT < BK * BM) { As[((li + 2u * NT) % BK) * SA + (li + 2u * NT) / BK] = ra2; }
+    if (NA > 3u && li + 3u * NT < BK * BM) { As[((li + 3u * NT) % BK) * SA + (li + 3u * NT) / BK] = ra3; }
+    if (li < BK * BN) { Bs[(li % BK) * SB + li / BK] = rb0; }
+    if (NB > 1u && li + NT < BK * BN) { Bs[((li + NT) % BK) * SB + (li + NT) / BK] = rb1; }
+    if (NB > 2u && li + 2u * NT < BK * BN) { Bs[((li + 2u * NT) % BK) * SB + (li + 2u * NT) / BK] = rb2; }
+    if (NB > 3u && li + 3u * NT < BK * BN) { Bs[((li + 3u * NT) % BK) * SB + (li + 3u * NT) / BK] = rb3; }
     workgroupBarrier();
+    let kn = k0 + BK;
+    if (kn < k_end) {
+      ra0 = load_a(li, kn);
+      if (NA > 1u) { ra1 = load_a(li + NT, kn); }
+      if (NA > 2u) { ra2 = load_a(li + 2u * NT, kn); }
+      if (NA > 3u) { ra3 = load_a(li + 3u * NT, kn); }
+      rb0 = load_b(li, kn);
+      if (NB > 1u) { rb1 = load_b(li + NT, kn); }
+      if (NB > 2u) { rb2 = load_b(li + 2u * NT, kn); }
+      if (NB > 3u) { rb3 = load_b(li + 3u * NT, kn); }
+    }
+    var nx0 = As[ty];
+    var nx1 = As[ty + WG_M];
+    var nw0 = Bs[tx];
+    var nw1 = Bs[tx + WG_N];
     for (var kk = 0u; kk < BK; kk++) {
-      let x0 = As[kk * SA + ty];
-      let x1 = As[kk * SA + ty + WG_M];
-      let w0 = Bs[kk * SB + tx];
-      let w1 = Bs[kk * SB + tx + WG_N];
+      let x0 = nx0;
+      let x1 = nx1;
+      let w0 = nw0;
+      let w1 = nw1;
+      let kq = min(kk + 1u, BK - 1u) ;  // next k-block's operands, read before this one's dots
+      nx0 = As[kq * SA + ty];
+      nx1 = As[kq * SA + ty + WG_M];
+      nw0 = Bs[kq * SB + tx];
+      nw1 = Bs[kq * SB + tx + WG_N];
       c000 = mac(c000, x0, w0[0]);
       c001 = mac(c001, x0, w0[1]);
       c002 = mac(c002, x0, w0[2]);
@@ -148,8 +212,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
 
-  emit(mb_lo + ty, c4_lo + tx, s, c4_end, array<vec4<i32>, 4>(c000, c001, c002, c003));
-  emit(mb_lo + ty, c4_lo + tx + WG_N, s, c4_end, array<vec4<i32>, 4>(c010, c011, c012, c013));
-  emit(mb_lo + ty + WG_M, c4_lo + tx, s, c4_end, array<vec4<i32>, 4>(c100, c101, c102, c103));
-  emit(mb_lo + ty + WG_M, c4_lo + tx + WG_N, s, c4_end, array<vec4<i32>, 4>(c110, c111, c112, c113));
+  emit(mb_lo + ty, c4_lo + tx, s, c4_end, c000, c001, c002, c003);
+  emit(mb_lo + ty, c4_lo + tx + WG_N, s, c4_end, c010, c011, c012, c013);
+  emit(mb_lo + ty + WG_M, c4_lo + tx, s, c4_end, c100, c101, c102, c103);
+  emit(mb_lo + ty + WG_M, c4_lo + tx + WG_N, s, c4_end, c110, c111, c112, c113);
 }

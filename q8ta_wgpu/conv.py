@@ -39,6 +39,13 @@ MAX_K_PER_GROUP = 1 << 16
 
 
 # ---- weights ------------------------------------------------------------------------------
+def tiled_loads_ok(wg_m: int, wg_n: int, bk: int) -> bool:
+    """gemm_q8_tiled.wgsl prefetches each thread's share of a stage (BK x 2*WG_M A blocks and
+    BK x 2*WG_N W blocks over WG_M*WG_N threads) into at most 4 + 4 named registers."""
+    nt = wg_m * wg_n
+    return -(-bk * 2 * wg_m // nt) <= 4 and -(-bk * 2 * wg_n // nt) <= 4
+
+
 def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
     """[C_out, K_per_group] int8: each channel's group-relative im2col columns, (kh, kw, ic)
     order, zero-padded to a multiple of 4."""
@@ -406,7 +413,8 @@ class QConv2d:
         # Untuned default: the shape the H100 tuner picked most often (8x8 threads, 16 k-blocks a
         # stage); narrow channel tiles for few channels per group.
         wg_n = 8 if c4_pg > 4 else 4
-        wg_m, bk = 64 // wg_n, 16 if k4_pg >= 16 else 8
+        wg_m = 64 // wg_n
+        bk = 16 if k4_pg >= 16 and tiled_loads_ok(wg_m, wg_n, 16) else 8
         tiles = -(-m_count // (2 * wg_m)) * -(-c4_pg // (2 * wg_n)) * self.groups
         # Split K while there are fewer tiles than ~2 waves of a large GPU and K is long.
         splits = 1
@@ -436,6 +444,8 @@ class QConv2d:
         k4_pg = geo.K_per_group // 4
         c4_out = ceil4(geo.C_out)
         if cfg["kernel"] == "gemm_q8_tiled.wgsl":
+            if not tiled_loads_ok(consts["WG_M"], consts["WG_N"], consts["BK"]):
+                raise ValueError(f"gemm_q8_tiled.wgsl cannot take {consts}: over 4 loads per thread a stage")
             # Fewer K slices where their partial sums would not fit one binding (big chunks).
             while splits > 1 and 64 * splits * count * c4_out > dev.max_binding_size:
                 splits //= 2
@@ -504,6 +514,11 @@ class QConv2d:
             choice = tuning.tune(self, geo, in_layout)
         else:
             choice = tuning.lookup(dev, tuning.shape_key(self, geo, in_layout))
+        gemm = choice.get("gemm") if choice else None
+        if gemm and gemm["kernel"] == "gemm_q8_tiled.wgsl" and not tiled_loads_ok(
+            gemm["constants"]["WG_M"], gemm["constants"]["WG_N"], gemm["constants"]["BK"]
+        ):
+            choice = None  # a choice the current kernel cannot take (an older table): re-decide
         if choice:
             method, self._tuned[geo] = choice["method"], choice["gemm"]
         out_layout = "4W4C" if numpy_in else self.output_layout

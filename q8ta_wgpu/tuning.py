@@ -103,6 +103,8 @@ def store(dev: Any, key: str, choice: dict[str, Any]) -> None:
 
 def gemm_candidates(geo: ConvGeometry, m_count: int) -> list[dict[str, Any]]:
     """Valid gemm_q8_tiled configurations for this shape (tile no wider than twice the work)."""
+    from .conv import tiled_loads_ok
+
     c4_pg = -(-geo.C_out // 4) if geo.groups == 1 else geo.C_out_per_group // 4
     k4_pg = geo.K_per_group // 4
     out = []
@@ -110,7 +112,7 @@ def gemm_candidates(geo: ConvGeometry, m_count: int) -> list[dict[str, Any]]:
         if 2 * wg_n > 2 * max(c4_pg, 4) or 2 * wg_m > 2 * max(m_count, 8):
             continue
         for bk in STAGES:
-            if bk > 2 * k4_pg:
+            if bk > 2 * k4_pg or not tiled_loads_ok(wg_m, wg_n, bk):
                 continue
             for splits in SPLITS:
                 if splits > 1 and k4_pg < splits * bk:
