@@ -46,10 +46,6 @@ fn load_word(i: u32) -> u32 {
 }
 
 // Block (m-block mb of this dispatch, k-block kcol of A's columns).
-fn a_block(mb: u32, kcol: u32) -> vec4<u32> {
-  if (IMPLICIT) { return gather_4w4c(xd, cv, p.mb_base + mb, kcol); }
-  return a[mb * p.k4 + kcol];
-}
 
 // Row r of As holds k-block r of the stage for the tile's 2*WG_M m-blocks (+1 pad), same for Bs.
 var<workgroup> As: array<vec4<u32>, BK * (2u * WG_M + 1u)>;
@@ -81,12 +77,28 @@ var<private> t_c4_end: u32;
 var<private> t_a_col: u32;
 var<private> t_k_end: u32;
 
-// Element e of a stage's A tile (k-block k0 + e % BK of m-block t_mb_lo + e / BK), 0 outside.
-fn load_a(e: u32, k0: u32) -> vec4<u32> {
-  let mb = t_mb_lo + e / BK;
-  let k = k0 + e % BK;
-  if (e < BK * 2u * WG_M && mb < p.m_count && k < t_k_end) { return a_block(mb, t_a_col + k); }
-  return vec4<u32>(0u);
+// One of a thread's (up to 4) A loads per stage: element e = li + r*NT of every stage's tile, so
+// its m-block is fixed and only the k-block moves. Decoded once, before the stage loop.
+struct ASlot {
+  ok: u32,    // 1: e is inside the tile and its m-block inside this dispatch
+  kk: u32,    // k-block within a stage (e % BK)
+  mb: u32,    // m-block within this dispatch
+}
+
+fn a_slot(e: u32) -> ASlot {
+  var sl: ASlot;
+  sl.mb = t_mb_lo + e / BK;
+  sl.kk = e % BK;
+  sl.ok = select(0u, 1u, e < BK * 2u * WG_M && sl.mb < p.m_count);
+  return sl;
+}
+
+// The slot's A block at stage k0: from A, or with IMPLICIT gathered from the 4W4C input.
+fn load_a(sl: ASlot, k0: u32) -> vec4<u32> {
+  let k = k0 + sl.kk;
+  if (sl.ok == 0u || k >= t_k_end) { return vec4<u32>(0u); }
+  if (!IMPLICIT) { return a[sl.mb * p.k4 + t_a_col + k]; }
+  return gather_4w4c(xd, cv, p.mb_base + sl.mb, t_a_col + k);
 }
 
 // Element e of a stage's W tile (k-block k0 + e % BK of channel block t_c4_lo + e / BK), 0 outside.
@@ -123,6 +135,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   t_k_end = k_end;
   let NA = (BK * BM + NT - 1u) / NT;  // global loads per thread per stage (<= 4)
   let NB = (BK * BN + NT - 1u) / NT;
+  let sa0 = a_slot(li);
+  let sa1 = a_slot(li + NT);
+  let sa2 = a_slot(li + 2u * NT);
+  let sa3 = a_slot(li + 3u * NT);
 
   var c000 = vec4<i32>(0);
   var c001 = vec4<i32>(0);
@@ -142,13 +158,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var c113 = vec4<i32>(0);
   // Stage k_lo's global loads, then each iteration: registers -> shared, barrier, next stage's
   // loads (in flight while this stage computes), compute, barrier.
-  var ra0 = load_a(li, k_lo);
+  var ra0 = load_a(sa0, k_lo);
   var ra1 = vec4<u32>(0u);
   var ra2 = vec4<u32>(0u);
   var ra3 = vec4<u32>(0u);
-  if (NA > 1u) { ra1 = load_a(li + NT, k_lo); }
-  if (NA > 2u) { ra2 = load_a(li + 2u * NT, k_lo); }
-  if (NA > 3u) { ra3 = load_a(li + 3u * NT, k_lo); }
+  if (NA > 1u) { ra1 = load_a(sa1, k_lo); }
+  if (NA > 2u) { ra2 = load_a(sa2, k_lo); }
+  if (NA > 3u) { ra3 = load_a(sa3, k_lo); }
   var rb0 = load_b(li, k_lo);
   var rb1 = vec4<u32>(0u);
   var rb2 = vec4<u32>(0u);
@@ -169,10 +185,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     let kn = k0 + BK;
     if (kn < k_end) {
-      ra0 = load_a(li, kn);
-      if (NA > 1u) { ra1 = load_a(li + NT, kn); }
-      if (NA > 2u) { ra2 = load_a(li + 2u * NT, kn); }
-      if (NA > 3u) { ra3 = load_a(li + 3u * NT, kn); }
+      ra0 = load_a(sa0, kn);
+      if (NA > 1u) { ra1 = load_a(sa1, kn); }
+      if (NA > 2u) { ra2 = load_a(sa2, kn); }
+      if (NA > 3u) { ra3 = load_a(sa3, kn); }
       rb0 = load_b(li, kn);
       if (NB > 1u) { rb1 = load_b(li + NT, kn); }
       if (NB > 2u) { rb2 = load_b(li + 2u * NT, kn); }

@@ -515,8 +515,12 @@ class QConv2d:
         else:
             choice = tuning.lookup(dev, tuning.shape_key(self, geo, in_layout))
         gemm = choice.get("gemm") if choice else None
-        if gemm and gemm["kernel"] == "gemm_q8_tiled.wgsl" and not tiled_loads_ok(
-            gemm["constants"]["WG_M"], gemm["constants"]["WG_N"], gemm["constants"]["BK"]
+        if (
+            gemm
+            and gemm["kernel"] == "gemm_q8_tiled.wgsl"
+            and not tiled_loads_ok(
+                gemm["constants"]["WG_M"], gemm["constants"]["WG_N"], gemm["constants"]["BK"]
+            )
         ):
             choice = None  # a choice the current kernel cannot take (an older table): re-decide
         if choice:
