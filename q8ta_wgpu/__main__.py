@@ -124,6 +124,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         methods = ["im2col_generic"]
         if cfg.c_in // cfg.groups % 4 == 0:
             methods.append("im2col_4w4c")
+            if cfg.groups == 1 or cfg.c_out // cfg.groups % 4 == 0:
+                methods.append("implicit_4w4c")
         if cfg.geometry().is_pointwise:
             methods.append("pointwise")
         for m in methods:

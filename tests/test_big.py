@@ -168,9 +168,17 @@ def test_qtensor_round_trip_over_binding(device, small_limits):
         np.testing.assert_array_equal(t.numpy(), x)
 
 
+def _needs_128mib_binding(device) -> None:
+    """The real-limit cases are sized for lavapipe's 128 MiB binding (CI's adapter); on an adapter
+    with larger bindings (the H100's 2 GiB) the patched-limit tests above cover the same code."""
+    if device.max_binding_size > 128 * 2**20:
+        pytest.skip(f"{device.name} binds {device.max_binding_size >> 20} MiB; case sized for 128 MiB")
+
+
 def test_im2col_over_128mib_real_limit(device):
     """A real (unpatched) case: the im2col matrix is ~158 MB > lavapipe's 128 MiB binding, and the
     im2col dispatch of one chunk needs > 65535 workgroups (folded)."""
+    _needs_128mib_binding(device)
     cfg = _cfg(4, 320, 64, 64, 11, p=5)
     geo = cfg.geometry()
     a_bytes = geo.M * geo.K
@@ -201,6 +209,7 @@ def test_weights_over_128mib_real_limit(device):
     128 MiB binding and are bound as slices of output channels."""
     cfg = _cfg(2052, 7281, 3, 3, 3)
     geo = cfg.geometry()
+    _needs_128mib_binding(device)
     assert 16 * ((geo.C_out + 3) // 4) * (geo.K_per_group // 4) > device.max_binding_size
     y, ref, conv, plan = _run(device, cfg, act="none")
     assert_within_1lsb(y, ref, "weights > binding")
@@ -210,6 +219,7 @@ def test_weights_over_128mib_real_limit(device):
 
 def test_input_over_128mib_real_limit(device):
     """A real (unpatched) case: a 144 MB input (packed on the host, read through row windows)."""
+    _needs_128mib_binding(device)
     rng = np.random.default_rng(5)
     x = rng.integers(-128, 128, (1, 16, 3000, 3000), dtype=np.int8)  # int8 directly: less memory
     assert x.nbytes > device.max_binding_size
