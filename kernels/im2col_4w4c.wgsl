@@ -8,6 +8,7 @@
 // Out-of-input taps and rows past W_out get a word of 4 zero points. No overflow.
 // #include "layout.wgsl"
 // #include "conv_params.wgsl"
+// #include "gather_4w4c.wgsl"
 
 override WG: u32 = 64u;
 
@@ -16,33 +17,13 @@ override WG: u32 = 64u;
 @group(0) @binding(2) var<uniform> d: TensorDesc;
 @group(0) @binding(3) var<uniform> p: ConvParams;
 
+fn load_word(i: u32) -> u32 {
+  return src[i];
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = linear_id(gid, nwg, WG);
   if (t >= p.m_count * p.k4) { return; }
-  let k4 = t % p.k4;
-  let mb = p.mb_base + t / p.k4;
-  let w4 = mb % p.w4_out;
-  let row = mb / p.w4_out;
-  let h = row % p.h_out;
-  let n = row / p.h_out;
-  let k = k4 * 4u;
-  let g = k / p.k_pg;
-  let kk = k - g * p.k_pg;
-  let tap = kk / p.cin_pg;
-  let c4 = (g * p.cin_pg + kk % p.cin_pg) / 4u;
-  let hi = i32(h * p.stride_h + (tap / p.kw) * p.dil_h) - i32(p.pad_h);
-  let zw = zp_word(d.zp);
-  var blk = vec4<u32>(zw);
-  if (hi >= 0 && hi < i32(d.h)) {
-    let wofs = (tap % p.kw) * p.dil_w;
-    for (var i = 0u; i < 4u; i++) {
-      let w = w4 * 4u + i;
-      let wi = i32(w * p.stride_w + wofs) - i32(p.pad_w);
-      if (w < p.w_out && wi >= 0 && wi < i32(d.w)) {
-        blk[i] = src[word_index(d, n, c4, u32(hi), u32(wi))];
-      }
-    }
-  }
-  dst[t] = blk;
+  dst[t] = gather_4w4c(d, p, p.mb_base + t / p.k4, t % p.k4);
 }
