@@ -207,3 +207,54 @@ def test_repeated_calls_reuse_plan_and_outputs_do_not_alias(device):
     ya, yb = conv(xa), conv(xb)
     np.testing.assert_array_equal(ya.numpy(), y1)  # not overwritten by the second call
     np.testing.assert_array_equal(yb.numpy(), conv(x2))
+
+
+def _random_torch_cases(n: int = 24) -> list:
+    """n random conv configurations (seeded): batch, odd channels, groups incl. depthwise,
+    asymmetric kernel/stride/padding/dilation, zero points anywhere in int8, bias, ReLU."""
+    from .test_reference import Case
+
+    rng = np.random.default_rng(2026)
+    cases = []
+    while len(cases) < n:
+        g = int(rng.choice([1, 1, 2, 3, 4]))
+        cpg, opg = int(rng.integers(1, 13)), int(rng.integers(1, 9))
+        dw = rng.random() < 0.15  # depthwise
+        if dw:
+            g, cpg, opg = int(rng.integers(2, 17)), 1, 1
+        k = (int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+        s = (int(rng.integers(1, 3)), int(rng.integers(1, 4)))
+        p = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+        d = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        h, w = int(rng.integers(1, 24)), int(rng.integers(1, 24))
+        if h + 2 * p[0] < d[0] * (k[0] - 1) + 1 or w + 2 * p[1] < d[1] * (k[1] - 1) + 1:
+            continue
+        cases.append(
+            Case(
+                f"rand{len(cases)}", int(rng.integers(1, 4)), opg * g, cpg * g, h, w, k, s, p, d, g,
+                zp_in=int(rng.integers(-128, 128)), zp_out=int(rng.integers(-128, 128)), s_out=None,
+                bias=bool(rng.random() < 0.7), relu=bool(rng.random() < 0.5),
+            )
+        )  # fmt: skip
+    return cases
+
+
+@pytest.mark.parametrize("case", _random_torch_cases(), ids=lambda c: c.id)
+def test_gpu_matches_torch_quantized_conv(device, case):
+    """The GPU conv, every valid method, against PyTorch's quantized conv2d (onednn; see
+    tests/test_reference.py for why not fbgemm) on random configurations: at most 1 LSB."""
+    from .test_reference import S_IN, _make_data, _torch_conv
+
+    d = _make_data(case, need_float=True)
+    want = _torch_conv(case, d)  # skips, with a reason, without torch
+    kw = dict(
+        input_scale=S_IN, input_zero_point=case.zp_in, output_scale=d.s_out,
+        output_zero_point=case.zp_out, activation="relu" if case.relu else "none",
+        **case.conv_kwargs(),
+    )  # fmt: skip
+    cfg = ConvConfig(case.id, case.C_out, case.C_in, case.H, case.W, *(
+        v if isinstance(v, tuple) else (v, v) for v in (case.k, case.stride, case.padding, case.dilation)
+    ), case.groups, case.N)  # fmt: skip
+    for method in methods_for(cfg):
+        got = q8.conv2d(d.x, d.w, d.w_scales, d.bias, method=method, device=device, **kw)
+        assert_within_1lsb(got, want, f"{case.id}/{method} vs torch")
