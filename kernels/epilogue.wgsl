@@ -10,6 +10,7 @@ struct GemmParams {
   c4_out: u32, cout_pg: u32, c_out: u32, h_out: u32,
   w4_out: u32, w_out: u32, zp_in: i32, zp_out: i32,
   inv_s_out: f32, relu: u32, splits: u32, kspan: u32, // split-K: number of K slices, k4 per slice
+  g_base: u32, _q0: u32, _q1: u32, _q2: u32,            // first group of this dispatch's channels
 }
 struct Chan { wsum: i32, scale: f32, bias: f32, _pad: f32, }
 

@@ -9,7 +9,8 @@
 //      tile of TM m-blocks x TN channel blocks (4*TM widths x 4*TN channels), (mt, nt) with nt
 //      fastest, and writes only its own words: in 4W4C every word of its blocks (padding slots
 //      = zp_out), in 4C/4C1W the words of widths < W_out (channel padding bytes = zp_out).
-// Groups: output channel oc reads A columns [g*k4_pg, (g+1)*k4_pg) blocks, g = oc / cout_pg.
+// Groups: output channel oc reads A columns [g*k4_pg, (g+1)*k4_pg) blocks, g = g_base + oc / cout_pg
+//      (g_base: the first group of a dispatch over a slice of whole groups).
 //      MODE 0: groups == 1; MODE 1: cout_pg % 4 == 0 (a channel block is in one group);
 //      MODE 2: any (each channel finds its own group).
 // Epilogue: kernels/epilogue.wgsl.
@@ -42,7 +43,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   // Row start (in blocks) of each m-block and column start of each channel's group.
   var arow: array<u32, 8>;
   for (var mi = 0u; mi < TM; mi++) {
-    arow[mi] = min(mb0 + mi, p.m_count - 1u) * p.k4;
+    arow[mi] = min(mb0 + mi, p.m_count - 1u) * p.k4 + p.g_base * p.k4_pg;
   }
   var kb: array<u32, 32>;
   for (var ni = 0u; ni < TN; ni++) {

@@ -125,7 +125,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let mb_lo = wid.y * BM;
   let k_lo = s * p.kspan;
   let k_end = min(k_lo + p.kspan, p.k4_pg);
-  let a_col = g * p.k4_pg;
+  let a_col = (p.g_base + g) * p.k4_pg;  // g_base: first group of a slice of whole groups
   let tx = li % WG_N;
   let ty = li / WG_N;
   t_mb_lo = mb_lo;

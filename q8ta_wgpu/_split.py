@@ -145,31 +145,53 @@ def m_chunks(
 
 def channel_slices(dev, geo: ConvGeometry) -> list[tuple[int, int]]:
     """Output-channel-block ranges [c4_lo, c4_hi) whose prepacked weights each fit one binding:
-    [(0, C4_out)] when all fit. Splitting needs groups == 1 (a slice is then a conv of its own on
-    the same im2col matrix); for groups > 1 it raises ValueError."""
+    [(0, C4_out)] when all fit. With groups == 1 a slice is a conv of its own on the same im2col
+    matrix; with groups > 1 a slice is a run of whole groups starting on a channel-block
+    boundary, or (when one group alone is too big, C_out/groups % 4 == 0) part of one group;
+    the GEMM reads the slice's K columns through GemmParams.g_base."""
     limit, align = dev.max_binding_size, offset_alignment(dev)
     c4_out = ceil4(geo.C_out)
     per_c4 = 16 * (geo.K_per_group // 4)  # bytes of one channel block of prepacked weights
     if per_c4 * c4_out <= limit:
         return [(0, c4_out)]
-    if geo.groups != 1:
-        raise ValueError(
-            f"the prepacked weights need {per_c4 * c4_out} bytes in one storage binding; this "
-            f"adapter ({dev.name}) allows {limit} (max-storage-buffer-binding-size) and splitting "
-            "them over output channels is implemented for groups == 1 only"
-        )
     # Slice starts must keep both the weights window and the chan window (64 bytes per channel
-    # block) aligned.
-    step = 1
-    while (per_c4 * step) % align or (64 * step) % align:
-        step += 1
+    # block) aligned; with groups, they must also fall on a group boundary that is a block one.
+    if geo.groups == 1:
+        unit = 1  # channel blocks per step
+    else:
+        g_step = 1
+        while (g_step * geo.C_out_per_group) % 4:
+            g_step += 1
+        unit = g_step * geo.C_out_per_group // 4
+
+    def aligned(c4: int) -> bool:
+        return (per_c4 * c4) % align == 0 and (64 * c4) % align == 0
+
+    step = unit
+    while not aligned(step):
+        step += unit
     per = limit // per_c4 // step * step
-    if per < 1:
-        raise ValueError(
-            f"{step} channel block(s) of prepacked weights ({per_c4 * step} bytes) exceed this "
-            f"adapter's storage binding limit ({limit} bytes, max-storage-buffer-binding-size)"
-        )
-    return [(lo, min(lo + per, c4_out)) for lo in range(0, c4_out, per)]
+    if per >= 1:
+        return [(lo, min(lo + per, c4_out)) for lo in range(0, c4_out, per)]
+    if geo.groups > 1 and geo.C_out_per_group % 4 == 0:
+        # One group's weights exceed a binding: slice inside each group (a slice is then a
+        # one-group conv on that group's K columns); slices never cross a group boundary.
+        c4_pg = geo.C_out_per_group // 4
+        step = 1
+        while not aligned(step):
+            step += 1
+        per = limit // per_c4 // step * step
+        if per >= 1 and all(aligned(g * c4_pg) for g in range(geo.groups)):
+            return [
+                (lo, min(lo + per, (g + 1) * c4_pg))
+                for g in range(geo.groups)
+                for lo in range(g * c4_pg, (g + 1) * c4_pg, per)
+            ]
+    raise ValueError(
+        f"{step} channel block(s) of prepacked weights ({per_c4 * step} bytes) exceed this "
+        f"adapter's storage binding limit ({limit} bytes, max-storage-buffer-binding-size)"
+        + ("" if geo.groups == 1 else " (the fewest channels a slice of this grouped conv can hold)")
+    )
 
 
 def batch_size_that_fits(dev, geo: ConvGeometry, out_layout: str) -> int:

@@ -353,8 +353,6 @@ class QConv2d:
         dev = self.device
         packed = prepack_weights(self.weight, self.groups)
         _check_buffer(dev, "the prepacked weights", packed.nbytes)
-        if self.groups != 1:  # groups == 1 splits them over output channels (_split.py)
-            _check_binding(dev, "the prepacked weights (groups > 1)", packed.nbytes)
         self._weights = dev.upload(packed, label="weights")
         self._chan = dev.upload(
             _channel_params(weight_sums(self.weight), self.input_scale, self.weight_scales, self.bias),
@@ -397,7 +395,7 @@ class QConv2d:
         C_out/groups % 4 == 0, with split-K when the tiles alone would leave the GPU idle; the
         simple kernel (gemm_q8.wgsl) serves channel blocks that straddle groups (e.g. depthwise).
         """
-        aligned = self.groups == 1 or geo.C_out_per_group % 4 == 0
+        aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
         if aligned and self.gemm_override is not None:
             return self.gemm_override
         if aligned and self._tuned.get(geo):
@@ -408,14 +406,14 @@ class QConv2d:
                 "constants": {"WG": 64, "TM": 2, "TN": 2, "MODE": 2},
                 "splits": 1,
             }
-        c4_pg = ceil4(geo.C_out) if self.groups == 1 else geo.C_out_per_group // 4
+        c4_pg = ceil4(geo.C_out) if geo.groups == 1 else geo.C_out_per_group // 4
         k4_pg = geo.K_per_group // 4
         # Untuned default: the shape the H100 tuner picked most often (8x8 threads, 16 k-blocks a
         # stage); narrow channel tiles for few channels per group.
         wg_n = 8 if c4_pg > 4 else 4
         wg_m = 64 // wg_n
         bk = 16 if k4_pg >= 16 and tiled_loads_ok(wg_m, wg_n, 16) else 8
-        tiles = -(-m_count // (2 * wg_m)) * -(-c4_pg // (2 * wg_n)) * self.groups
+        tiles = -(-m_count // (2 * wg_m)) * -(-c4_pg // (2 * wg_n)) * geo.groups
         # Split K while there are fewer tiles than ~2 waves of a large GPU and K is long.
         splits = 1
         while tiles * splits < 256 and k4_pg // (splits * 2) >= 4 * bk:
@@ -432,10 +430,14 @@ class QConv2d:
         out_desc: Any,
         conv_binds: tuple[Any, Any],
         implicit: bool = False,
+        k4_row: int | None = None,
+        g_base: int = 0,
     ) -> list[tuple]:
         """GEMM pass specs for m-blocks [base, base + count) whose A is bound as `a_bind` (with
         implicit=True: the 4W4C input, A gathered on the fly using conv_binds = (input desc,
-        conv params) uniforms, which the tiled kernel always binds)."""
+        conv params) uniforms, which the tiled kernel always binds). For a slice of whole groups,
+        geo is the slice's own geometry, k4_row A's row stride in blocks (all groups) and g_base
+        the slice's first group."""
         dev = self.device
         cfg = self.gemm_config(geo, count)
         if implicit and cfg["kernel"] != "gemm_q8_tiled.wgsl":
@@ -457,11 +459,12 @@ class QConv2d:
             kspan = k4_pg
         gp = dev.uniform(
             pack_fields(
-                count, base, geo.K // 4, k4_pg,
+                count, base, geo.K // 4 if k4_row is None else k4_row, k4_pg,
                 c4_out, geo.C_out_per_group, geo.C_out, geo.H_out,
                 ceil4(geo.W_out), geo.W_out, self.input_zero_point, self.output_zero_point,
                 float(np.float32(1.0) / np.float32(self.output_scale)),
                 int(self.activation == "relu"), splits, kspan,
+                g_base, 0, 0, 0,
             )
         )  # fmt: skip
         if cfg["kernel"] == "gemm_q8.wgsl":
@@ -471,11 +474,11 @@ class QConv2d:
             return [(gemm, res, dev.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
         partial = splits > 1
         gemm = dev.pipeline("gemm_q8_tiled.wgsl", {**consts, "PARTIAL": partial, "IMPLICIT": implicit})
-        c4_pg = c4_out if self.groups == 1 else geo.C_out_per_group // 4
+        c4_pg = c4_out if geo.groups == 1 else geo.C_out_per_group // 4
         grid = (
             -(-c4_pg // (2 * consts["WG_N"])),
             -(-count // (2 * consts["WG_M"])),
-            self.groups * splits,
+            geo.groups * splits,
         )
         if max(grid) > dev.max_workgroups:
             raise ValueError(f"GEMM grid {grid} exceeds {dev.max_workgroups} workgroups per dimension")
@@ -590,14 +593,29 @@ class QConv2d:
                     )
                 )
                 subs: list[tuple[Any, Any]] = [(Y, y_bind)]
-                sub_geo = geo
-                if len(slices) > 1:  # a conv of its own on the same A (groups == 1)
+                sub_geo, g_base = geo, 0
+                if len(slices) > 1 and geo.groups == 1:  # a conv of its own on the same A
                     sub_geo = dataclasses.replace(geo, C_out=min(geo.C_out, 4 * c4_hi) - 4 * c4_lo)
+                elif len(slices) > 1:  # whole groups [g_base, g_end), or part of group g_base
+                    opg = geo.C_out_per_group
+                    g_base, g_end = 4 * c4_lo // opg, min(geo.groups, -(-4 * c4_hi // opg))
+                    n_out = min(4 * c4_hi, geo.C_out) - 4 * c4_lo
+                    if n_out < opg:  # inside one group: a one-group conv on its K columns
+                        g_end, opg = g_base + 1, n_out
+                    sub_geo = dataclasses.replace(
+                        geo,
+                        C_out=(g_end - g_base) * opg,
+                        C_in=(g_end - g_base) * geo.C_in_per_group,
+                        groups=g_end - g_base,
+                    )
+                if len(slices) > 1:
                     subs += [
                         (self._weights, (self._weights, 16 * k4_pg * c4_lo, 16 * k4_pg * (c4_hi - c4_lo))),
                         (self._chan, (self._chan, 64 * c4_lo, 64 * (c4_hi - c4_lo))),
                     ]
-                gemm = self._gemm_specs(sub_geo, a_bind, base, count, out_desc, (in_desc, cp), implicit)
+                gemm = self._gemm_specs(
+                    sub_geo, a_bind, base, count, out_desc, (in_desc, cp), implicit, k4, g_base
+                )
                 specs.extend(_rebind(gemm, subs))
         return specs
 

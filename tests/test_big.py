@@ -123,12 +123,36 @@ def test_split_weights_over_output_channels(device, small_limits):
         assert_within_1lsb(y, ref, f"split weights+output {out_layout}")
 
 
-def test_weights_over_binding_with_groups_is_a_clear_error(device, small_limits):
-    # 2 groups: 256 channels x 648 columns = 166 KB of prepacked weights > 64 KiB.
-    with pytest.raises(ValueError, match=r"prepacked weights.*max-storage-buffer-binding-size"):
-        q8.QConv2d(np.zeros((256, 72, 3, 3), np.int8), np.ones(256, np.float32), groups=2,
-                   input_scale=1.0, input_zero_point=0, output_scale=1.0, output_zero_point=0,
-                   device=device)  # fmt: skip
+@pytest.mark.parametrize("small_limits", [{}, {"align256": True}], indirect=True, ids=["align32", "align256"])
+@pytest.mark.parametrize(
+    "cfg, method",
+    [
+        # 2 groups of 128 channels x 648 columns: 166 KB of prepacked weights > 64 KiB, and
+        # one group alone (83 KB) too: slices inside each group.
+        (_cfg(256, 144, 6, 6, 3, p=1, g=2), "auto"),
+        (_cfg(256, 144, 6, 6, 3, p=1, g=2), "im2col_generic"),
+        (_cfg(256, 144, 6, 6, 3, p=1, g=2), "implicit_4w4c"),
+        # 40 groups of 6 channels x 288 columns (blocks straddle groups: the simple GEMM; slices
+        # of whole pairs of groups).
+        (_cfg(240, 1280, 5, 7, 3, p=1, g=40), "auto"),
+        # 16 groups, 1x1 (the pointwise path), 36 channels x 128 columns each.
+        (_cfg(576, 2048, 4, 4, 1, g=16), "pointwise"),
+    ],
+    ids=["g2", "g2-generic", "g2-implicit", "g8-straddling", "g16-pointwise"],
+)
+def test_grouped_weights_over_binding_are_split_by_groups(device, small_limits, cfg, method):
+    geo = cfg.geometry()
+    assert 16 * ((geo.C_out + 3) // 4) * (geo.K_per_group // 4) > device.max_binding_size
+    slices = _split.channel_slices(device, geo)
+    assert len(slices) > 1
+    opg = geo.C_out_per_group
+    for lo, hi in slices:  # whole groups, or a part of one group (never across a boundary)
+        whole = (4 * lo) % opg == 0 and (min(4 * hi, geo.C_out) % opg == 0)
+        inside = (4 * lo) // opg == (min(4 * hi, geo.C_out) - 1) // opg
+        assert whole or inside, (lo, hi)
+    y, ref, _, _ = _run(device, cfg, method=method)
+    assert_within_1lsb(y, ref, f"grouped weights split ({method})")
+    assert np.mean((ref == 127) | (ref == -128)) < 0.05 and ref.std() > 5
 
 
 def test_one_output_row_too_big_is_a_clear_error(device, small_limits):
