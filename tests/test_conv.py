@@ -242,10 +242,12 @@ def _random_torch_cases(n: int = 24) -> list:
 @pytest.mark.parametrize("case", _random_torch_cases(), ids=lambda c: c.id)
 def test_gpu_matches_torch_quantized_conv(device, case):
     """The GPU conv, every valid method, against PyTorch's quantized conv2d (onednn; see
-    tests/test_reference.py for why not fbgemm) on random configurations: at most 1 LSB."""
-    from .test_reference import S_IN, _make_data, _torch_conv
+    tests/test_reference.py for why not fbgemm, and why weights stay in [-64, 64]) on random
+    configurations: at most 1 LSB. The GPU result is also checked against the reference first,
+    so a failure says which side is off."""
+    from .test_reference import S_IN, TORCH_SAFE_W, _make_data, _torch_conv
 
-    d = _make_data(case, need_float=True)
+    d = _make_data(case, need_float=True, w_max=TORCH_SAFE_W)  # see TORCH_SAFE_W
     want = _torch_conv(case, d)  # skips, with a reason, without torch
     kw = dict(
         input_scale=S_IN, input_zero_point=case.zp_in, output_scale=d.s_out,
@@ -255,6 +257,8 @@ def test_gpu_matches_torch_quantized_conv(device, case):
     cfg = ConvConfig(case.id, case.C_out, case.C_in, case.H, case.W, *(
         v if isinstance(v, tuple) else (v, v) for v in (case.k, case.stride, case.padding, case.dilation)
     ), case.groups, case.N)  # fmt: skip
+    ref = reference.conv2d(d.x, d.w, d.w_scales, d.bias, **kw)
     for method in methods_for(cfg):
         got = q8.conv2d(d.x, d.w, d.w_scales, d.bias, method=method, device=device, **kw)
+        assert_within_1lsb(got, ref, f"{case.id}/{method} vs reference")
         assert_within_1lsb(got, want, f"{case.id}/{method} vs torch")
