@@ -106,7 +106,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import reference
     from .configs import POINTWISE_CONFIGS, SPEC_CONFIGS, make_case
-    from .conv import QConv2d
+    from .conv import QConv2d, valid_methods
 
     dev = _device(args)
     cfgs = SPEC_CONFIGS + POINTWISE_CONFIGS
@@ -121,14 +121,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         case = make_case(cfg, seed=1, activation="relu" if int(cfg.name[-1]) % 2 else "none")
         x, w, ws, b = case["args"]
         ref = reference.conv2d(x, w, ws, b, **case["kwargs"])
-        methods = ["im2col_generic"]
-        if cfg.c_in // cfg.groups % 4 == 0:
-            methods.append("im2col_4w4c")
-            if cfg.groups == 1 or cfg.c_out // cfg.groups % 4 == 0:
-                methods.append("implicit_4w4c")
-        if cfg.geometry().is_pointwise:
-            methods.append("pointwise")
-        for m in methods:
+        for m in valid_methods(cfg.geometry()):
             conv = QConv2d(w, ws, b, method=m, device=dev, **case["kwargs"])
             err, count = _max_err(conv(x), ref)
             bad += err > 1
@@ -215,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         help="run the spec's configs against the reference",
         description="Run the spec's conv and pointwise configs with every method that applies\n"
-        "(im2col_generic; im2col_4w4c when C_in/groups % 4 == 0; pointwise for 1x1 convs) and\n"
-        "compare each with the numpy reference. Prints one row per run: the largest difference\n"
-        "in LSB and how many outputs differ. Exit code 1 if any run is off by more than 1 LSB.",
+        "(im2col_generic; im2col_4w4c and implicit_4w4c when C_in/groups % 4 == 0; pointwise for\n"
+        "1x1 convs) and compare each with the numpy reference. Prints one row per run: the\n"
+        "largest difference in LSB and how many outputs differ. Exit code 1 if any run is off by\n"
+        "more than 1 LSB.",
     )
     p.add_argument("--quick", action="store_true", help="only configs up to 50 M MACs (seconds on lavapipe)")
     p.set_defaults(func=cmd_verify)

@@ -248,6 +248,18 @@ def _resolve_method(method: str, geo: ConvGeometry, in_layout: str) -> str:
     return method
 
 
+def valid_methods(geo: ConvGeometry, in_layout: str = "4W4C") -> list[str]:
+    """Every method (other than "auto") that can run this conv on an input in `in_layout`."""
+    out = []
+    for m in METHODS[1:]:
+        try:
+            _resolve_method(m, geo, in_layout)
+        except ValueError:
+            continue
+        out.append(m)
+    return out
+
+
 def _check_buffer(dev: Device, what: str, nbytes: int) -> None:
     if nbytes > dev.max_buffer_size:
         raise ValueError(

@@ -127,16 +127,15 @@ def gemm_candidates(geo: ConvGeometry, m_count: int) -> list[dict[str, Any]]:
     return out
 
 
-def _time_specs(conv: QConv2d, geo: ConvGeometry, method: str, in_layout: str, repeats: int) -> float:
-    """Median GPU time (s) of the im2col + GEMM passes of `conv` for this shape, on scratch data."""
-    from .layouts import packed_words
-
-    dev = conv.device
-    x = dev.buffer(4 * packed_words((geo.N, geo.C_in, geo.H, geo.W), in_layout))
-    y = dev.buffer(4 * packed_words(geo.output_shape, "4W4C"))
-    specs = conv._specs(geo, method, in_layout, "4W4C")
+def _time_specs(
+    conv: QConv2d, geo: ConvGeometry, method: str, in_layout: str, repeats: int, x: Any, y: Any
+) -> float:
+    """Median GPU time (s) of the im2col + GEMM passes of `conv` for this shape, reading scratch
+    input buffer x and writing scratch output buffer y."""
     from .conv import _Plan
 
+    dev = conv.device
+    specs = conv._specs(geo, method, in_layout, "4W4C")
     plan = _Plan(geo, method, in_layout, "4W4C", specs)
     passes = plan.passes(dev, x, y)
     t = dev.time_passes(passes, warmup=2, repeats=repeats)
@@ -147,7 +146,8 @@ def tune(
     conv: QConv2d, geo: ConvGeometry, in_layout: str, *, repeats: int = 5, force_measure: bool = False
 ) -> dict[str, Any]:
     """Measure and return the fastest {"method", "gemm"} for this conv and shape (cached)."""
-    from .conv import _resolve_method
+    from .conv import _resolve_method, valid_methods
+    from .layouts import packed_words
 
     dev = conv.device
     key = shape_key(conv, geo, in_layout)
@@ -159,29 +159,27 @@ def tune(
     default_method = _resolve_method(conv.method, geo, in_layout)
     methods = [default_method]
     if conv.method == "auto":
-        for m in ("pointwise", "implicit_4w4c", "im2col_4w4c", "im2col_generic"):
-            try:
-                if m not in methods and _resolve_method(m, geo, in_layout) == m:
-                    methods.append(m)
-            except ValueError:
-                continue
+        methods += [m for m in valid_methods(geo, in_layout) if m != default_method]
     m_count = geo.N * geo.H_out * -(-geo.W_out // 4)
     aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
     cands = gemm_candidates(geo, m_count) if aligned else [None]  # unaligned: gemm_q8.wgsl only
+    # Scratch input and output, made once for every candidate's passes.
+    x = dev.buffer(4 * packed_words((geo.N, geo.C_in, geo.H, geo.W), in_layout))
+    y = dev.buffer(4 * packed_words(geo.output_shape, "4W4C"))
     saved = conv.gemm_override
     results = []
     try:
         best_gemm, best_t = None, float("inf")
         for cand in cands:
             conv.gemm_override = cand
-            t = _time_specs(conv, geo, default_method, in_layout, repeats)
+            t = _time_specs(conv, geo, default_method, in_layout, repeats, x, y)
             results.append((t, cand))
             if t < best_t:
                 best_gemm, best_t = cand, t
         best_method = default_method
         for m in methods[1:]:
             conv.gemm_override = best_gemm
-            t = _time_specs(conv, geo, m, in_layout, repeats)
+            t = _time_specs(conv, geo, m, in_layout, repeats, x, y)
             if t < best_t:
                 best_method, best_t = m, t
     finally:
