@@ -32,6 +32,9 @@ from .configs import (
 from .conv import QConv2d, QTensor
 from .runtime import Device, Pass
 
+# Seconds of keeping the GPU busy with a conv's kernels before they are timed (clocks up).
+WARM_S = 0.2
+
 SUITES: dict[str, list[ConvConfig]] = {
     "spec": SPEC_CONFIGS,
     "pointwise": POINTWISE_CONFIGS,
@@ -155,13 +158,16 @@ def bench_conv(
     conv = QConv2d(w, ws, b, device=dev, tune=tune, **case["kwargs"])
     xt = QTensor.from_numpy(x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device=dev)
     plan, passes, _ = conv.passes(xt)
-    t = dev.time_passes(passes, warmup=5, repeats=repeats)
+    # Per-kernel times (each kernel in its own timed pass), then the whole conv as a call runs
+    # it: every dispatch in one compute pass, timed from its start to its end.
+    t = dev.time_passes(passes, warmup=5, repeats=repeats, warm_s=WARM_S)
+    whole = dev.time_passes(passes, warmup=2, repeats=repeats, whole=True)[:, 0]
     labels = [p.label for p in passes]
     im2col_cols = [i for i, lb in enumerate(labels) if lb.startswith("im2col")]
     gemm_cols = [i for i, lb in enumerate(labels) if lb.startswith("gemm")]
     geo = plan.geo
     ops = 2 * geo.macs
-    conv_t = t.sum(axis=1)
+    conv_t = whole
     gemm_t = t[:, gemm_cols].sum(axis=1)
     row: dict[str, Any] = {
         "name": cfg.name,
@@ -171,6 +177,7 @@ def bench_conv(
         "method": plan.method,
         "gemm_config": conv.gemm_config(geo, geo.N * geo.H_out * -(-geo.W_out // 4)),
         "conv_s": stats(conv_t),
+        "kernels_sum_s": stats(t.sum(axis=1)),
         "gemm_s": stats(gemm_t),
         "im2col_s": stats(t[:, im2col_cols].sum(axis=1)) if im2col_cols else None,
         "tops": ops / float(np.median(conv_t)) / 1e12,
@@ -415,12 +422,16 @@ def main(args: argparse.Namespace) -> int:
     except ImportError:
         it = jobs
     rows = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f"{slug(dev.name)}.partial.json"  # rows so far, should the run be cut short
     for suite, cfg in it:
         row = bench_conv(dev, cfg, args.repeats, anchors, torch_anchors, tune=args.tune)
         row["suite"] = suite
         geo = cfg.geometry()
         row["big_gemm"] = geo.K_per_group >= 512 and geo.M >= 256 and geo.C_out_per_group >= 256
         rows.append(row)
+        partial.write_text(json.dumps({"adapter": dev.name, "anchors": anchors, "rows": rows}, indent=1))
         if it is jobs:
             print(
                 f"  {suite:12s} {cfg.name:22s} {row['conv_s']['median'] * 1e6:9.1f} us {row['tops']:7.2f} TOPS",
@@ -439,8 +450,7 @@ def main(args: argparse.Namespace) -> int:
         "rows": rows,
     }
     result["summary"] = summarize(rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    partial.unlink(missing_ok=True)
     path = out / f"{slug(dev.name)}.json"
     path.write_text(json.dumps(result, indent=1))
     plot_results(path)

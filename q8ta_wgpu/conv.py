@@ -39,11 +39,17 @@ MAX_K_PER_GROUP = 1 << 16
 
 
 # ---- weights ------------------------------------------------------------------------------
-def tiled_loads_ok(wg_m: int, wg_n: int, bk: int) -> bool:
-    """gemm_q8_tiled.wgsl prefetches each thread's share of a stage (BK x 2*WG_M A blocks and
-    BK x 2*WG_N W blocks over WG_M*WG_N threads) into at most 4 + 4 named registers."""
+# Tiled GEMM kernels (shared-memory stages, split-K, implicit): file -> (m-blocks per thread,
+# channel blocks per thread, most global loads per thread per stage for A and for W).
+TILED_KERNELS: dict[str, tuple[int, int, int]] = {"gemm_q8_tiled.wgsl": (2, 2, 4)}
+
+
+def tiled_loads_ok(wg_m: int, wg_n: int, bk: int, kernel: str = "gemm_q8_tiled.wgsl") -> bool:
+    """A tiled kernel prefetches each thread's share of a stage (BK x TM*WG_M A blocks and
+    BK x TN*WG_N W blocks over WG_M*WG_N threads) into a fixed number of named registers."""
+    tm, tn, nl = TILED_KERNELS[kernel]
     nt = wg_m * wg_n
-    return -(-bk * 2 * wg_m // nt) <= 4 and -(-bk * 2 * wg_n // nt) <= 4
+    return -(-bk * tm * wg_m // nt) <= nl and -(-bk * tn * wg_n // nt) <= nl
 
 
 def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
@@ -452,14 +458,15 @@ class QConv2d:
         the slice's first group."""
         dev = self.device
         cfg = self.gemm_config(geo, count)
-        if implicit and cfg["kernel"] != "gemm_q8_tiled.wgsl":
+        tiled = cfg["kernel"] in TILED_KERNELS
+        if implicit and not tiled:
             raise ValueError("method 'implicit_4w4c' needs groups == 1 or C_out/groups % 4 == 0")
         consts, splits = dict(cfg["constants"]), int(cfg["splits"])
         k4_pg = geo.K_per_group // 4
         c4_out = ceil4(geo.C_out)
-        if cfg["kernel"] == "gemm_q8_tiled.wgsl":
-            if not tiled_loads_ok(consts["WG_M"], consts["WG_N"], consts["BK"]):
-                raise ValueError(f"gemm_q8_tiled.wgsl cannot take {consts}: over 4 loads per thread a stage")
+        if tiled:
+            if not tiled_loads_ok(consts["WG_M"], consts["WG_N"], consts["BK"], cfg["kernel"]):
+                raise ValueError(f"{cfg['kernel']} cannot take {consts}: too many loads per thread a stage")
             # Fewer K slices where their partial sums would not fit one binding (big chunks).
             while splits > 1 and 64 * splits * count * c4_out > dev.max_binding_size:
                 splits //= 2
@@ -485,11 +492,12 @@ class QConv2d:
             res = [a_bind, self._weights, self._chan, Y, out_desc, gp]
             return [(gemm, res, dev.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
         partial = splits > 1
-        gemm = dev.pipeline("gemm_q8_tiled.wgsl", {**consts, "PARTIAL": partial, "IMPLICIT": implicit})
+        gemm = dev.pipeline(cfg["kernel"], {**consts, "PARTIAL": partial, "IMPLICIT": implicit})
+        tm, tn, _ = TILED_KERNELS[cfg["kernel"]]
         c4_pg = c4_out if geo.groups == 1 else geo.C_out_per_group // 4
         grid = (
-            -(-c4_pg // (2 * consts["WG_N"])),
-            -(-count // (2 * consts["WG_M"])),
+            -(-c4_pg // (tn * consts["WG_N"])),
+            -(-count // (tm * consts["WG_M"])),
             geo.groups * splits,
         )
         if max(grid) > dev.max_workgroups:
@@ -532,9 +540,15 @@ class QConv2d:
         gemm = choice.get("gemm") if choice else None
         if (
             gemm
-            and gemm["kernel"] == "gemm_q8_tiled.wgsl"
-            and not tiled_loads_ok(
-                gemm["constants"]["WG_M"], gemm["constants"]["WG_N"], gemm["constants"]["BK"]
+            and gemm["kernel"] != "gemm_q8.wgsl"
+            and (
+                gemm["kernel"] not in TILED_KERNELS
+                or not tiled_loads_ok(
+                    gemm["constants"]["WG_M"],
+                    gemm["constants"]["WG_N"],
+                    gemm["constants"]["BK"],
+                    gemm["kernel"],
+                )
             )
         ):
             choice = None  # a choice the current kernel cannot take (an older table): re-decide

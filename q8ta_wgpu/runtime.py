@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -521,47 +522,48 @@ class Device:
             raise ValueError(f"dispatch of {count} workgroups exceeds {lim}*{lim} on {self.name}")
         return (x, y, 1)
 
-    def run(self, passes: Sequence[Pass], *, timestamps: bool = False) -> list[float] | None:
-        """Record and submit the passes in one command buffer, in order. With timestamps=True
-        (and adapter support) returns each pass's GPU time in seconds (waits for completion)."""
+    def run(
+        self, passes: Sequence[Pass], *, timestamps: bool = False, whole: bool = False
+    ) -> list[float] | None:
+        """Record and submit the passes in one command buffer, in order, all in one compute pass.
+        With timestamps=True (and adapter support) returns each pass's GPU time in seconds, each
+        timed in its own compute pass; with whole=True too, one time: that of the single compute
+        pass running them all, as an untimed call runs them (waits for completion)."""
         timed = timestamps and self.has_timestamps
         if timestamps and not timed:
             raise RuntimeError(f"adapter {self.name} has no timestamp-query feature")
         with self.lock:
             enc = self.device.create_command_encoder()
             qs = None
+            # Without timing, or timing the whole: one compute pass for all dispatches. wgpu
+            # orders them and inserts the barriers between dispatches that read what an earlier
+            # one wrote; fewer passes = less host time per call.
+            groups = [passes] if not timed or whole else [[p] for p in passes]
             if timed:
-                qs = self.device.create_query_set(type="timestamp", count=2 * len(passes))
-            if qs is None:
-                # One compute pass for all dispatches: wgpu orders them and inserts the barriers
-                # between dispatches that read what an earlier one wrote; fewer passes = less
-                # host time per call.
-                cp = enc.begin_compute_pass()
-                for p in passes:
+                qs = self.device.create_query_set(type="timestamp", count=2 * len(groups))
+            for i, group in enumerate(groups):
+                tw = None
+                if qs is not None:
+                    tw = {
+                        "query_set": qs,
+                        "beginning_of_pass_write_index": 2 * i,
+                        "end_of_pass_write_index": 2 * i + 1,
+                    }
+                cp = enc.begin_compute_pass(
+                    label=group[0].label if len(group) == 1 else None, timestamp_writes=tw
+                )
+                for p in group:
                     cp.set_pipeline(p.pipeline)
                     cp.set_bind_group(0, p.bind_group)
                     cp.dispatch_workgroups(*p.workgroups)
                 cp.end()
-            for i, p in enumerate(passes if qs is not None else ()):
-                cp = enc.begin_compute_pass(
-                    label=p.label,
-                    timestamp_writes={
-                        "query_set": qs,
-                        "beginning_of_pass_write_index": 2 * i,
-                        "end_of_pass_write_index": 2 * i + 1,
-                    },
-                )
-                cp.set_pipeline(p.pipeline)
-                cp.set_bind_group(0, p.bind_group)
-                cp.dispatch_workgroups(*p.workgroups)
-                cp.end()
             qbuf = None
             if qs is not None:
                 qbuf = self.device.create_buffer(
-                    size=16 * len(passes),
+                    size=16 * len(groups),
                     usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC,
                 )
-                enc.resolve_query_set(qs, 0, 2 * len(passes), qbuf, 0)
+                enc.resolve_query_set(qs, 0, 2 * len(groups), qbuf, 0)
             self._submit(enc, passes)
             if qbuf is None:
                 return None
@@ -591,13 +593,36 @@ class Device:
             )
         return KernelError(f"{what} failed on {self.name}:\n{msg}") if kernel else e
 
-    def time_passes(self, passes: Sequence[Pass], *, warmup: int = 3, repeats: int = 20) -> np.ndarray:
-        """GPU time of each pass, in seconds, over `repeats` runs after `warmup` untimed runs:
-        an array [repeats, len(passes)] from timestamp queries (needs "timestamp-query")."""
+    def keep_busy(self, passes: Sequence[Pass], seconds: float) -> None:
+        """Run `passes` back to back for about `seconds` of wall time. GPUs lower their clocks when
+        idle (after 1 s idle the H100 ran a GEMM 4.8x slower, and still 2.8x slower after 0.3 s of
+        work; 1 s brought it to speed), so timing starts from a busy GPU."""
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:
+            self.run(passes)
+            n += 1
+            if n % 8 == 0:
+                self.sync()  # bounded queue: `seconds` of submitting ~ of GPU work
+        self.sync()
+
+    def time_passes(
+        self,
+        passes: Sequence[Pass],
+        *,
+        warmup: int = 3,
+        repeats: int = 20,
+        warm_s: float = 0.0,
+        whole: bool = False,
+    ) -> np.ndarray:
+        """GPU time of each pass, in seconds, over `repeats` runs after `warmup` untimed runs (and
+        `warm_s` seconds of keeping the GPU busy with them): an array [repeats, len(passes)] from
+        timestamp queries (needs "timestamp-query"). whole=True: [repeats, 1], the time of all
+        passes run in one compute pass, as a call runs them."""
+        self.keep_busy(passes, warm_s)
         for _ in range(warmup):
             self.run(passes)
         self.sync()
-        return np.array([self.run(passes, timestamps=True) for _ in range(repeats)])
+        return np.array([self.run(passes, timestamps=True, whole=whole) for _ in range(repeats)])
 
 
 def pack_fields(*fields: int | float | np.integer | np.floating) -> np.ndarray:

@@ -1,0 +1,96 @@
+"""The benchmark's anchors and output: the packed-dot microkernels compute what they claim
+(against numpy), every chain of the peak kernel has its own product (so no compiler can share
+them and inflate the peak), and a small `bench` run writes complete, self-consistent results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from q8ta_wgpu import bench
+from q8ta_wgpu.configs import SPEC_CONFIGS
+from q8ta_wgpu.runtime import Pass
+
+KERNELS = Path(bench.__file__).parent.parent / "kernels"
+if not KERNELS.is_dir():  # installed wheel: kernels ship inside the package
+    KERNELS = Path(bench.__file__).parent / "kernels"
+
+
+def _peak_reference(threads: int, iters: int) -> np.ndarray:
+    """dot4_peak.wgsl's output in numpy: per thread the wrapped int32 sum of its 64 chains."""
+    m32 = 0xFFFFFFFF
+    gid = np.arange(threads, dtype=np.uint64)
+    seed = (gid * 2654435761) & m32
+    src = (KERNELS / "dot4_peak.wgsl").read_text()
+    b_consts = [int(h, 16) for h in re.findall(r"var b\d = seed \^ 0x([0-9a-f]+)u;", src)]
+    assert len(b_consts) == 8
+    a = [((seed + i * 0x01010101) & m32).astype(np.uint32) for i in range(8)]
+    b = [(seed ^ c).astype(np.uint32) for c in b_consts]
+
+    def bytes4(v):
+        return v.view(np.int8).reshape(-1, 4).astype(np.int64)
+
+    total = np.zeros(threads, np.int64)
+    for it in range(iters):
+        for j in range(8):
+            b[j] = b[j] ^ np.uint32(it)
+            for i in range(8):
+                total += (bytes4(a[i]) * bytes4(b[j])).sum(axis=1)
+    return ((total + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+
+@pytest.mark.parametrize("kernel", ["dot4_peak.wgsl", "dot4_manual_peak.wgsl"])
+def test_peak_microkernels_match_numpy(device, kernel):
+    wg, groups, iters = 64, 2, 5
+    pipe = device.pipeline(kernel, {"WG": wg, "ITERS": iters})
+    out = device.buffer(4 * wg * groups)
+    device.run([Pass(pipe, device.bind_group(pipe, [out]), (groups, 1, 1), kernel)])
+    got = np.frombuffer(device.read(out), np.int32)
+    np.testing.assert_array_equal(got, _peak_reference(wg * groups, iters))
+
+
+@pytest.mark.parametrize("kernel", ["dot4_peak.wgsl", "dot4_manual_peak.wgsl"])
+def test_peak_chains_have_distinct_products(kernel):
+    """64 chains a step, each fed by its own (a_i, b_j): a product shared by two chains can be
+    computed once, and the kernel would then read high (the old kernel read 2.5x high)."""
+    src = (KERNELS / kernel).read_text()
+    dots = re.findall(r"c(\d+) = \w+\(a(\d), b(\d)\) \+ c\1;", src)
+    assert len(dots) == 64
+    assert len({c for c, _, _ in dots}) == 64, "each chain updated once a step"
+    assert len({(a, b) for _, a, b in dots}) == 64, "each product computed once a step"
+    assert "64 * 4" in src  # the MAC count bench.dot4_peak uses
+
+
+def test_bench_run_writes_consistent_results(device, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "warm_up", lambda dev, seconds=1.0: None)  # seconds on lavapipe
+    max_mmacs = 4
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    args = p.parse_args(
+        ["--suite", "spec", "--max-mmacs", str(max_mmacs), "--repeats", "3",
+         "--out", str(tmp_path), "--md", str(tmp_path / "B.md")]
+    )  # fmt: skip
+    args.adapter = args.backend = None  # the CLI's global options: the default adapter
+    assert bench.main(args) == 0
+    (path,) = tmp_path.glob("*.json")
+    assert not list(tmp_path.glob("*.partial.json"))
+    res = json.loads(path.read_text())
+    assert res["adapter"] == device.name
+    peak = res["anchors"]["dot4_peak_tops"]
+    assert peak > 0 and res["anchors"]["copy_gbps"] > 0
+    want = [c.name for c in SPEC_CONFIGS if c.geometry().macs <= max_mmacs * 1e6]
+    assert [r["name"] for r in res["rows"]] == want and want
+    for r in res["rows"]:
+        for key in ("conv_s", "kernels_sum_s", "gemm_s"):
+            s = r[key]
+            assert 0 < s["min"] <= s["median"] <= s["max"], (r["name"], key)
+        assert r["tops"] == pytest.approx(r["ops"] / r["conv_s"]["median"] / 1e12)
+        assert r["gemm_frac_peak"] == pytest.approx(r["gemm_padded_tops"] / peak)
+    assert res["host_overhead"]["call_us"] > 0
+    assert res["adapter"] in (tmp_path / "B.md").read_text()
+    assert (tmp_path / f"{path.stem}.png").exists()

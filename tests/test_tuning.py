@@ -1,0 +1,107 @@
+"""The autotuner: it measures, picks a valid choice, caches it per adapter, and reuses the cache;
+shapes with no tiled candidate fall back to the default GEMM."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import q8ta_wgpu as q8
+from q8ta_wgpu import conv as convmod
+from q8ta_wgpu import reference, tuning
+from q8ta_wgpu.configs import ConvConfig, make_case
+
+from .conftest import assert_within_1lsb
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty tuning cache file and an empty in-memory cache (restored afterwards)."""
+    path = tmp_path / "tuning.json"
+    monkeypatch.setenv(tuning.CACHE_ENV, str(path))
+    monkeypatch.setattr(tuning, "_memory", {})
+    return path
+
+
+def _tuned_conv(device, cfg: ConvConfig):
+    case = make_case(cfg, seed=3)
+    x, w, ws, b = case["args"]
+    conv = q8.QConv2d(w, ws, b, device=device, tune=True, **case["kwargs"])
+    return conv, x, reference.conv2d(x, w, ws, b, **case["kwargs"])
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ConvConfig("t3x3", 16, 16, 12, 12, padding=(1, 1)),
+        ConvConfig("t1x1", 32, 16, 9, 10, kernel=(1, 1)),
+        # K = 8 columns: no tiled configuration fits (stage deeper than twice K): default GEMM.
+        ConvConfig("tiny_k", 8, 8, 6, 6, kernel=(1, 1)),
+        # 2 channels per group: blocks straddle groups, only the simple GEMM applies.
+        ConvConfig("straddle", 6, 6, 7, 7, padding=(1, 1), groups=3),
+    ],
+    ids=lambda c: c.name,
+)
+def test_tune_measures_caches_and_reuses(device, fresh_cache, monkeypatch, cfg):
+    conv, x, ref = _tuned_conv(device, cfg)
+    assert_within_1lsb(conv(x), ref, f"tuned {cfg.name}")
+    data = json.loads(fresh_cache.read_text())
+    (choices,) = data.values()  # one adapter
+    (choice,) = choices.values()  # one shape
+    geo = cfg.geometry()
+    assert choice["method"] in convmod.valid_methods(geo, "4W4C")
+    assert choice["time_s"] > 0 and choice["candidates"] >= 1
+    gemm = choice["gemm"]
+    if gemm is not None:
+        assert gemm["kernel"] in convmod.TILED_KERNELS
+        c = gemm["constants"]
+        assert convmod.tiled_loads_ok(c["WG_M"], c["WG_N"], c["BK"], gemm["kernel"])
+    else:  # only where no tiled candidate exists
+        aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
+        m_count = geo.N * geo.H_out * -(-geo.W_out // 4)
+        assert not aligned or not tuning.gemm_candidates(geo, m_count)
+
+    # A second conv of the same shape takes the cached choice without measuring.
+    def no_measuring(*a, **k):
+        raise AssertionError("measured again despite a cached choice")
+
+    monkeypatch.setattr(tuning, "_time_all", no_measuring)
+    conv2, x2, ref2 = _tuned_conv(device, cfg)
+    assert_within_1lsb(conv2(x2), ref2, f"cached {cfg.name}")
+
+
+def test_candidates_are_timed_as_one_call(device, fresh_cache, monkeypatch):
+    """The tuner times each candidate's passes in one compute pass (as a call runs them), after
+    keeping the GPU busy, and picks the fastest of what it measured."""
+    seen = []
+    real = device.time_passes
+
+    def spy(passes, **kw):
+        seen.append(kw.get("whole"))
+        return real(passes, **kw)
+
+    busy = []
+    monkeypatch.setattr(device, "time_passes", spy)
+    monkeypatch.setattr(device, "keep_busy", lambda passes, s: busy.append(s))
+    conv, x, ref = _tuned_conv(device, ConvConfig("t3x3", 16, 16, 12, 12, padding=(1, 1)))
+    conv(x)
+    assert seen and all(seen), "every candidate timed with whole=True"
+    assert busy and busy[0] == tuning.WARM_S
+
+
+def test_time_passes_whole_gives_one_time_per_run(device):
+    cfg = ConvConfig("w", 16, 16, 8, 8, padding=(1, 1))
+    case = make_case(cfg)
+    x, w, ws, b = case["args"]
+    conv = q8.QConv2d(w, ws, b, device=device, method="im2col_4w4c", **case["kwargs"])
+    xt = q8.QTensor.from_numpy(
+        x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device=device
+    )
+    _, passes, _ = conv.passes(xt)
+    assert len(passes) >= 2
+    each = device.time_passes(passes, warmup=1, repeats=3)
+    whole = device.time_passes(passes, warmup=1, repeats=3, whole=True)
+    assert each.shape == (3, len(passes)) and whole.shape == (3, 1)
+    assert np.all(each > 0) and np.all(whole > 0)
