@@ -21,6 +21,12 @@ fn word_index(d: TensorDesc, n: u32, c4: u32, h: u32, w: u32) -> u32 {
   return n * d.s_n + h * d.s_h + (w / d.wb) * d.s_wb + (w % d.wb) * d.s_wi + c4 * d.s_c4 - d.base;
 }
 
+// word_index for a 4W4C tensor (wb = 4, s_wi = 1, s_c4 = 4), with shifts: a division by the
+// uniform d.wb costs ~20 instructions, and gathers compute 4 indices per 16-byte block.
+fn word_index_4w4c(d: TensorDesc, n: u32, c4: u32, h: u32, w: u32) -> u32 {
+  return n * d.s_n + h * d.s_h + (w >> 2u) * d.s_wb + (w & 3u) + c4 * 4u - d.base;
+}
+
 // A word whose four bytes are all the zero point `zp` (int8 two's complement).
 fn zp_word(zp: i32) -> u32 {
   return (u32(zp) & 0xffu) * 0x01010101u;

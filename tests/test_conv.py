@@ -244,8 +244,11 @@ def test_gpu_matches_torch_quantized_conv(device, case):
     """The GPU conv, every valid method, against PyTorch's quantized conv2d (onednn; see
     tests/test_reference.py for why not fbgemm, and why weights stay in [-64, 64]) on random
     configurations: at most 1 LSB. The GPU result is also checked against the reference first,
-    so a failure says which side is off."""
-    from .test_reference import S_IN, TORCH_SAFE_W, _make_data, _torch_conv
+    so a failure says which side is off. Both are also checked against the float64 conv
+    requantized: where torch is off from it by more than 1 LSB and the GPU is not, torch is the
+    one that is wrong (torch 2.11's oneDNN AVX-512 path on the GPU machine's Xeon: 139 LSB on
+    rand20, exact with ONEDNN_MAX_CPU_ISA=AVX2), and that case is an xfail naming the numbers."""
+    from .test_reference import S_IN, TORCH_SAFE_W, _make_data, _requantize, _torch_conv
 
     d = _make_data(case, need_float=True, w_max=TORCH_SAFE_W)  # see TORCH_SAFE_W
     want = _torch_conv(case, d)  # skips, with a reason, without torch
@@ -258,7 +261,16 @@ def test_gpu_matches_torch_quantized_conv(device, case):
         v if isinstance(v, tuple) else (v, v) for v in (case.k, case.stride, case.padding, case.dilation)
     ), case.groups, case.N)  # fmt: skip
     ref = reference.conv2d(d.x, d.w, d.w_scales, d.bias, **kw)
+    truth = _requantize(d.y_float, d.bias, case.relu, d.s_out, case.zp_out)
+    torch_off = np.abs(want.astype(np.int32) - truth.astype(np.int32))
     for method in methods_for(cfg):
         got = q8.conv2d(d.x, d.w, d.w_scales, d.bias, method=method, device=device, **kw)
         assert_within_1lsb(got, ref, f"{case.id}/{method} vs reference")
-        assert_within_1lsb(got, want, f"{case.id}/{method} vs torch")
+        assert_within_1lsb(got, truth, f"{case.id}/{method} vs float64")
+        if torch_off.max() <= 1:
+            assert_within_1lsb(got, want, f"{case.id}/{method} vs torch")
+    if torch_off.max() > 1:
+        pytest.xfail(
+            f"torch is off from the float64 conv by up to {torch_off.max()} LSB in "
+            f"{np.count_nonzero(torch_off > 1)} of {torch_off.size} outputs (the GPU is within 1 LSB)"
+        )
