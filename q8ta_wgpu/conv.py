@@ -44,6 +44,18 @@ MAX_K_PER_GROUP = 1 << 16
 TILED_KERNELS: dict[str, tuple[int, int, int]] = {"gemm_q8_tiled.wgsl": (2, 2, 4)}
 
 
+# k-blocks per thread of im2col_4w4c.wgsl (one position decode, then steps).
+IM2COL_4W4C_RUN = 4
+
+
+def im2col_pass_shape(method: str, m_blocks: int, k4: int) -> tuple[dict[str, int], int]:
+    """Override constants and thread count of the im2col kernel `method` for m_blocks x k4
+    blocks: im2col_4w4c runs IM2COL_4W4C_RUN k-blocks of one m-block per thread, generic one."""
+    if method == "im2col_4w4c":
+        return {"WG": 64, "RUN": IM2COL_4W4C_RUN}, m_blocks * -(-k4 // IM2COL_4W4C_RUN)
+    return {"WG": 64}, m_blocks * k4
+
+
 def tiled_loads_ok(wg_m: int, wg_n: int, bk: int, kernel: str = "gemm_q8_tiled.wgsl") -> bool:
     """A tiled kernel prefetches each thread's share of a stage (BK x TM*WG_M A blocks and
     BK x TN*WG_N W blocks over WG_M*WG_N threads) into a fixed number of named registers."""
@@ -584,7 +596,6 @@ class QConv2d:
         in_shape = geo_input_shape(geo)
         k4 = geo.K // 4
         k4_pg = geo.K_per_group // 4
-        wg = 64
         specs: list = []
         pointwise = method == "pointwise"
         implicit = method == "implicit_4w4c"  # the GEMM gathers A from the input: no A matrix
@@ -597,7 +608,8 @@ class QConv2d:
         s_c4_out = int(tensor_desc(geo.output_shape, out_layout, 0)[8])  # words per channel block
         if not pointwise and not implicit:
             a_buf = dev.buffer(16 * k4 * max(c.count for c in chunks), label="im2col A")
-            im2col = dev.pipeline(f"{method}.wgsl", {"WG": wg})
+            im2col_consts = im2col_pass_shape(method, 1, k4)[0]
+            im2col = dev.pipeline(f"{method}.wgsl", im2col_consts)
         for ch in chunks:
             base, count = ch.base, ch.count
             x_bind: Any = X if ch.x_win is None else (X, ch.x_win[0], ch.x_win[1])
@@ -609,7 +621,7 @@ class QConv2d:
             cp = dev.uniform(_conv_params(geo, base, count))
             if not pointwise and not implicit:
                 a_bind = (a_buf, 0, 16 * k4 * count)
-                wgs = dev.workgroups(-(-count * k4 // wg))
+                wgs = dev.workgroups(-(-im2col_pass_shape(method, count, k4)[1] // im2col_consts["WG"]))
                 specs.append((im2col, [x_bind, a_bind, in_desc, cp], wgs, method))
             for c4_lo, c4_hi in slices:
                 # Output channel block c4 of the slice is block c4_lo + c4 of the tensor.
@@ -811,7 +823,8 @@ def im2col(
     src = dev.upload(x)
     packed = dev.buffer(4 * packed_words(x.shape, input_layout))
     a = dev.buffer(16 * k4 * m_blocks)
-    pipe = dev.pipeline(f"{method}.wgsl", {"WG": 64})
+    consts, threads = im2col_pass_shape(method, m_blocks, k4)
+    pipe = dev.pipeline(f"{method}.wgsl", consts)
     bg = dev.bind_group(
         pipe,
         [
@@ -824,7 +837,7 @@ def im2col(
     dev.run(
         [
             pack_pass(dev, src, packed, x.shape, input_layout, zp),
-            Pass(pipe, bg, dev.workgroups(-(-m_blocks * k4 // 64)), method),
+            Pass(pipe, bg, dev.workgroups(-(-threads // consts["WG"])), method),
         ]
     )
     blocks = np.frombuffer(dev.read(a, 16 * k4 * m_blocks), np.int8).reshape(m_blocks, k4, 4, 4)

@@ -91,6 +91,11 @@ def test_bench_run_writes_consistent_results(device, tmp_path, monkeypatch):
             assert 0 < s["min"] <= s["median"] <= s["max"], (r["name"], key)
         assert r["tops"] == pytest.approx(r["ops"] / r["conv_s"]["median"] / 1e12)
         assert r["gemm_frac_peak"] == pytest.approx(r["gemm_padded_tops"] / peak)
+    with_4w4c = [r for r in res["rows"] if r["im2col_4w4c_s"] is not None]
+    assert with_4w4c, "the 4W4C im2col kernel is timed wherever it applies"
+    for r in with_4w4c:
+        gbps = 2 * r["a_bytes"] / r["im2col_4w4c_s"]["median"] / 1e9
+        assert r["im2col_4w4c_frac_copy"] == pytest.approx(gbps / res["anchors"]["copy_gbps"])
     assert res["host_overhead"]["call_us"] > 0
     assert res["adapter"] in (tmp_path / "B.md").read_text()
     assert (tmp_path / f"{path.stem}.png").exists()
