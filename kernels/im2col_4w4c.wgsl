@@ -13,7 +13,7 @@
 // #include "gather_4w4c.wgsl"
 
 override WG: u32 = 64u;
-override RUN: u32 = 4u;  // k-blocks per thread (the host dispatches m_count * ceil(k4 / RUN))
+override RUN: u32 = 1u;  // k-blocks per thread (host: per adapter type; dispatches m_count * ceil(k4 / RUN))
 
 @group(0) @binding(0) var<storage, read> src: array<u32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<u32>>;

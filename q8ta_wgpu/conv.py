@@ -44,15 +44,18 @@ MAX_K_PER_GROUP = 1 << 16
 TILED_KERNELS: dict[str, tuple[int, int, int]] = {"gemm_q8_tiled.wgsl": (2, 2, 4)}
 
 
-# k-blocks per thread of im2col_4w4c.wgsl (one position decode, then steps).
-IM2COL_4W4C_RUN = 4
+# k-blocks per thread of im2col_4w4c.wgsl (one position decode, then steps), by adapter type,
+# as measured: on the H100 one block per thread is fastest (a warp's stores stay contiguous;
+# spec17: 85% of copy bandwidth with 1, 61% with 4); on lavapipe 8 (spec13: 60% vs 28% with 1).
+IM2COL_4W4C_RUN = {"gpu": 1, "cpu": 8}
 
 
-def im2col_pass_shape(method: str, m_blocks: int, k4: int) -> tuple[dict[str, int], int]:
+def im2col_pass_shape(dev: Device, method: str, m_blocks: int, k4: int) -> tuple[dict[str, int], int]:
     """Override constants and thread count of the im2col kernel `method` for m_blocks x k4
-    blocks: im2col_4w4c runs IM2COL_4W4C_RUN k-blocks of one m-block per thread, generic one."""
+    blocks: im2col_4w4c runs RUN k-blocks of one m-block per thread, im2col_generic one."""
     if method == "im2col_4w4c":
-        return {"WG": 64, "RUN": IM2COL_4W4C_RUN}, m_blocks * -(-k4 // IM2COL_4W4C_RUN)
+        run = IM2COL_4W4C_RUN["cpu" if dev.adapter.info.get("adapter_type") == "CPU" else "gpu"]
+        return {"WG": 64, "RUN": run}, m_blocks * -(-k4 // run)
     return {"WG": 64}, m_blocks * k4
 
 
@@ -608,7 +611,7 @@ class QConv2d:
         s_c4_out = int(tensor_desc(geo.output_shape, out_layout, 0)[8])  # words per channel block
         if not pointwise and not implicit:
             a_buf = dev.buffer(16 * k4 * max(c.count for c in chunks), label="im2col A")
-            im2col_consts = im2col_pass_shape(method, 1, k4)[0]
+            im2col_consts = im2col_pass_shape(dev, method, 1, k4)[0]
             im2col = dev.pipeline(f"{method}.wgsl", im2col_consts)
         for ch in chunks:
             base, count = ch.base, ch.count
@@ -621,7 +624,7 @@ class QConv2d:
             cp = dev.uniform(_conv_params(geo, base, count))
             if not pointwise and not implicit:
                 a_bind = (a_buf, 0, 16 * k4 * count)
-                wgs = dev.workgroups(-(-im2col_pass_shape(method, count, k4)[1] // im2col_consts["WG"]))
+                wgs = dev.workgroups(-(-im2col_pass_shape(dev, method, count, k4)[1] // im2col_consts["WG"]))
                 specs.append((im2col, [x_bind, a_bind, in_desc, cp], wgs, method))
             for c4_lo, c4_hi in slices:
                 # Output channel block c4 of the slice is block c4_lo + c4 of the tensor.
@@ -823,7 +826,7 @@ def im2col(
     src = dev.upload(x)
     packed = dev.buffer(4 * packed_words(x.shape, input_layout))
     a = dev.buffer(16 * k4 * m_blocks)
-    consts, threads = im2col_pass_shape(method, m_blocks, k4)
+    consts, threads = im2col_pass_shape(dev, method, m_blocks, k4)
     pipe = dev.pipeline(f"{method}.wgsl", consts)
     bg = dev.bind_group(
         pipe,

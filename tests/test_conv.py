@@ -75,6 +75,30 @@ def test_im2col_byte_identical(device, cfg):
         assert got.tobytes() == want.tobytes(), f"{cfg.name} {method}: im2col bytes differ"
 
 
+@pytest.mark.parametrize("run", [1, 3, 8])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        # k4 = 36 (runs of 3 and 8 end mid-tap, and 8 does not divide it), groups, dilation
+        ConvConfig("r1", 8, 16, 9, 11, padding=(1, 2), dilation=(1, 2)),
+        ConvConfig("r2", 12, 24, 7, 6, kernel=(5, 3), stride=(2, 1), padding=(2, 1), groups=2, n=2),
+        ConvConfig("r3", 4, 4, 5, 5, kernel=(1, 1), stride=(2, 2)),
+    ],
+    ids=lambda c: c.name,
+)
+def test_im2col_4w4c_runs_per_thread(device, monkeypatch, cfg, run):
+    """im2col_4w4c copies a run of k-blocks per thread (1 on GPUs, 8 on CPU adapters), stepping
+    the tap position without divisions: every run length gives the reference's bytes."""
+    from q8ta_wgpu import conv as convmod
+
+    monkeypatch.setattr(convmod, "IM2COL_4W4C_RUN", {"cpu": run, "gpu": run})
+    x = make_case(cfg, seed=4)["args"][0]
+    kw = cfg.conv_kwargs()
+    want = reference.im2col(x, cfg.kernel, input_zero_point=-5, **kw)
+    got = q8.im2col(x, cfg.kernel, input_zero_point=-5, method="im2col_4w4c", device=device, **kw)
+    assert got.tobytes() == want.tobytes(), f"{cfg.name} RUN={run}: im2col bytes differ"
+
+
 def _cfg(co, ci, h, w, k, s=1, p=0, d=1, g=1, n=1):
     pr = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
     return ConvConfig("x", co, ci, h, w, pr(k), pr(s), pr(p), pr(d), g, n)
