@@ -325,7 +325,7 @@ def plot_results(json_path: Path) -> Path | None:
     ax = axes[0]
     names = [row["name"] for row in rows]
     xs = np.arange(len(rows))
-    ax.bar(xs, [row["tops"] for row in rows], label="q8ta conv (im2col + GEMM)")
+    ax.bar(xs, [row["tops"] for row in rows], label="q8ta conv (the method it runs)")
     cud = [row["ops"] / row["cudnn_fp16_s"] / 1e12 if row.get("cudnn_fp16_s") else np.nan for row in rows]
     if not np.all(np.isnan(cud)):
         ax.plot(xs, cud, "r.", label="cuDNN fp16 conv2d")
