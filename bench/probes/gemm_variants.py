@@ -1,0 +1,402 @@
+"""GEMM kernel variants for experiments: generated WGSL variants of kernels/gemm_q8_tiled.wgsl,
+timed against it on chosen shapes and configurations, each checked bit for bit against it.
+Nothing here ships; the variants keep the tiled kernel's bindings and contract (PARTIAL split-K,
+IMPLICIT gather, epilogue), so `conv.QConv2d` runs them through `gemm_override`.
+
+Families (name: what differs from the shipped kernel):
+- `smem`  : TM x TN blocks per thread (shipped: 2 x 2 = 8 rows x 8 channels), NBUF shared
+            buffers (2 = one barrier per stage), FRAG (prefetch the next k-block's operands),
+            KS k-groups per workgroup (KS > 1: the warps of one output tile split the stage's
+            k-blocks between them and reduce in shared memory at the end, instead of split-K's
+            partial sums in memory and a second pass).
+- `direct`: no shared memory and no barriers: each thread reads its operands straight from
+            memory (through L1), prefetching the next k-block.
+
+Run on a GPU (the H100 figures in bench/analysis.md came from this):
+    python bench/probes/gemm_variants.py --variants smem_ks2,direct22 \\
+        --shapes spec16,r50.l4.c2@n8 --configs '[[8,8,16,8],[16,4,8,2]]'
+Each config is [WG_M, WG_N, BK, splits]; a variant skips configs it cannot take.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HEAD = """// #include "layout.wgsl"
+// #include "epilogue.wgsl"
+// #include "conv_params.wgsl"
+// #include "gather_4w4c.wgsl"
+override WG_M: u32 = 16u;
+override WG_N: u32 = 16u;
+override BK: u32 = 8u;
+override PARTIAL: bool = false;
+override IMPLICIT: bool = false;
+@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> wts: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> chan: array<Chan>;
+@group(0) @binding(3) var<storage, read_write> o: array<u32>;
+@group(0) @binding(4) var<uniform> od: TensorDesc;
+@group(0) @binding(5) var<uniform> p: GemmParams;
+@group(0) @binding(6) var<storage, read_write> part: array<vec4<i32>>;
+@group(0) @binding(7) var<uniform> xd: TensorDesc;
+@group(0) @binding(8) var<uniform> cv: ConvParams;
+fn load_word(i: u32) -> u32 {
+  return a[i / 4u][i % 4u];
+}
+fn mac(acc: vec4<i32>, x: vec4<u32>, w: u32) -> vec4<i32> {
+  return acc + vec4<i32>(dot4I8Packed(x.x, w), dot4I8Packed(x.y, w),
+                         dot4I8Packed(x.z, w), dot4I8Packed(x.w, w));
+}
+fn emit(mb: u32, c4: u32, s: u32, c4_end: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3: vec4<i32>) {
+  if (mb >= p.m_count || c4 >= c4_end) { return; }
+  if (PARTIAL) {
+    let base = ((s * p.m_count + mb) * p.c4_out + c4) * 4u;
+    part[base] = a0;
+    part[base + 1u] = a1;
+    part[base + 2u] = a2;
+    part[base + 3u] = a3;
+  } else {
+    store_tile(mb, c4, a0, a1, a2, a3);
+  }
+}
+"""
+
+SETUP = """  let BM = {TM}u * WG_M;
+  let BN = {TN}u * WG_N;
+  let NT = WG_M * WG_N;
+  let groups = p.c_out / p.cout_pg;
+  let c4_pg = select(p.c4_out, p.cout_pg / 4u, groups > 1u);
+  let g = wid.z % groups;
+  let s = wid.z / groups;
+  let c4_lo = g * c4_pg + wid.x * BN;
+  let c4_end = min((g + 1u) * c4_pg, p.c4_out);
+  let mb_lo = wid.y * BM;
+  let k_lo = s * p.kspan;
+  let k_end = min(k_lo + p.kspan, p.k4_pg);
+  let a_col = (p.g_base + g) * p.k4_pg;
+  let kg = li / NT;  // k-group (KS > 1)
+  let lt = li % NT;
+  let tx = lt % WG_N;
+  let ty = lt / WG_N;
+"""
+
+
+def _accs(tm: int, tn: int) -> list[tuple[int, int, int]]:
+    return [(i, j, c) for i in range(tm) for j in range(tn) for c in range(4)]
+
+
+def _emit_all(tm: int, tn: int) -> list[str]:
+    return [
+        f"  emit(mb_lo + ty + {i}u * WG_M, c4_lo + tx + {j}u * WG_N, s, c4_end, "
+        + ", ".join(f"c{i}{j}{c}" for c in range(4))
+        + ");"
+        for i in range(tm)
+        for j in range(tn)
+    ]
+
+
+def smem_variant(tm: int = 2, tn: int = 2, nbuf: int = 1, frag: bool = True, nl: int = 4, ks: int = 1) -> str:
+    """The shared-memory tiled kernel, parametrized (tm = tn = 2, nbuf = 1, frag, ks = 1 is the
+    shipped kernel's structure)."""
+    out = [f"// variant smem tm={tm} tn={tn} nbuf={nbuf} frag={frag} nl={nl} ks={ks}", HEAD]
+    w = out.append
+    w(f"const KS: u32 = {ks}u;")
+    w(f"var<workgroup> As: array<vec4<u32>, KS * {nbuf}u * BK * ({tm}u * WG_M + 1u)>;")
+    w(f"var<workgroup> Bs: array<vec4<u32>, KS * {nbuf}u * BK * ({tn}u * WG_N + 1u)>;")
+    if ks > 1:
+        w(f"var<workgroup> Red: array<vec4<i32>, WG_M * WG_N * {tm * tn * 4}u>;")
+    w("""var<private> t_mb_lo: u32;
+var<private> t_c4_lo: u32;
+var<private> t_c4_end: u32;
+var<private> t_a_col: u32;
+var<private> t_k_end: u32;
+struct ASlot { ok: u32, kk: u32, mb: u32, }""")
+    w(f"""fn a_slot(e: u32) -> ASlot {{
+  var sl: ASlot;
+  sl.mb = t_mb_lo + e / BK;
+  sl.kk = e % BK;
+  sl.ok = select(0u, 1u, e < BK * {tm}u * WG_M && sl.mb < p.m_count);
+  return sl;
+}}
+fn load_a(sl: ASlot, k0: u32) -> vec4<u32> {{
+  let k = k0 + sl.kk;
+  if (sl.ok == 0u || k >= t_k_end) {{ return vec4<u32>(0u); }}
+  if (!IMPLICIT) {{ return a[sl.mb * p.k4 + t_a_col + k]; }}
+  return gather_4w4c(xd, cv, p.mb_base + sl.mb, t_a_col + k);
+}}
+fn load_b(e: u32, k0: u32) -> vec4<u32> {{
+  let c4 = t_c4_lo + e / BK;
+  let k = k0 + e % BK;
+  if (e < BK * {tn}u * WG_N && c4 < t_c4_end && k < t_k_end) {{ return wts[c4 * p.k4_pg + k]; }}
+  return vec4<u32>(0u);
+}}""")
+    w("@compute @workgroup_size(WG_M * WG_N * KS)")
+    w("fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {")
+    w(SETUP.format(TM=tm, TN=tn))
+    w("""  let SA = BM + 1u;
+  let SB = BN + 1u;
+  t_mb_lo = mb_lo;
+  t_c4_lo = c4_lo;
+  t_c4_end = c4_end;
+  t_a_col = a_col;
+  t_k_end = k_end;
+  let NA = (BK * BM + NT - 1u) / NT;
+  let NB = (BK * BN + NT - 1u) / NT;""")
+    for r in range(nl):
+        w(f"  let sa{r} = a_slot(lt + {r}u * NT);")
+    accs = _accs(tm, tn)
+    for i, j, c in accs:
+        w(f"  var c{i}{j}{c} = vec4<i32>(0);")
+    for r in range(nl):
+        w(f"  var ra{r} = vec4<u32>(0u);\n  var rb{r} = vec4<u32>(0u);")
+
+    def loads(k: str) -> list[str]:
+        return [f"if (NA > {r}u) {{ ra{r} = load_a(sa{r}, {k}); }}" for r in range(nl)] + [
+            f"if (NB > {r}u) {{ rb{r} = load_b(lt + {r}u * NT, {k}); }}" for r in range(nl)
+        ]
+
+    def stores(buf: str) -> list[str]:
+        res = [f"let sao = (kg * {nbuf}u + {buf}) * BK * SA;", f"let sbo = (kg * {nbuf}u + {buf}) * BK * SB;"]
+        for r in range(nl):
+            e = f"(lt + {r}u * NT)"
+            res.append(f"if (NA > {r}u && {e} < BK * BM) {{ As[sao + ({e} % BK) * SA + {e} / BK] = ra{r}; }}")
+        for r in range(nl):
+            e = f"(lt + {r}u * NT)"
+            res.append(f"if (NB > {r}u && {e} < BK * BN) {{ Bs[sbo + ({e} % BK) * SB + {e} / BK] = rb{r}; }}")
+        return res
+
+    def frag_loads(prefix: str, kexpr: str) -> list[str]:
+        return [f"{prefix}x{i} = As[ao + ({kexpr}) * SA + ty + {i}u * WG_M];" for i in range(tm)] + [
+            f"{prefix}w{j} = Bs[bo + ({kexpr}) * SB + tx + {j}u * WG_N];" for j in range(tn)
+        ]
+
+    # Round r: k-group kg takes the stage at k0 + kg*BK (KS stages a round).
+    w("  let kstep = KS * BK;")
+    w("  var kb = k_lo + kg * BK;")
+    for line in loads("kb"):
+        w("  " + line)
+    if nbuf == 2:
+        w("  {")
+        for line in stores("0u"):
+            w("    " + line)
+        w("  }\n  workgroupBarrier();\n  var buf = 0u;")
+    w("  for (var k0 = k_lo; k0 < k_end; k0 += kstep) {")
+    w("    let kn = kb + kstep;")
+    if nbuf == 1:
+        w("    {")
+        for line in stores("0u"):
+            w("      " + line)
+        w("    }\n    workgroupBarrier();")
+        w("    let ao = kg * BK * SA;\n    let bo = kg * BK * SB;")
+    else:
+        w("    let ao = (kg * 2u + buf) * BK * SA;\n    let bo = (kg * 2u + buf) * BK * SB;")
+    w("    if (k0 + kstep < k_end) {")
+    for line in loads("kn"):
+        w("      " + line)
+    w("    }")
+    if frag:
+        for line in frag_loads("var n", "0u"):
+            w("    " + line)
+    w("    for (var kk = 0u; kk < BK; kk++) {")
+    if frag:
+        for i in range(tm):
+            w(f"      let x{i} = nx{i};")
+        for j in range(tn):
+            w(f"      let w{j} = nw{j};")
+        w("      let kq = min(kk + 1u, BK - 1u);")
+        for line in frag_loads("n", "kq"):
+            w("      " + line)
+    else:
+        for line in frag_loads("let ", "kk"):
+            w("      " + line)
+    for i, j, c in accs:
+        w(f"      c{i}{j}{c} = mac(c{i}{j}{c}, x{i}, w{j}[{c}]);")
+    w("    }")
+    if nbuf == 2:
+        w("    if (k0 + kstep < k_end) {")
+        for line in stores("(1u - buf)"):
+            w("      " + line)
+        w("    }\n    workgroupBarrier();\n    buf = 1u - buf;")
+    else:
+        w("    workgroupBarrier();")
+    w("    kb = kn;\n  }")
+    if ks > 1:
+        q = len(accs)
+        w("  for (var r = 1u; r < KS; r++) {")
+        w("    if (kg == r) {")
+        for n, (i, j, c) in enumerate(accs):
+            w(f"      Red[lt * {q}u + {n}u] = c{i}{j}{c};")
+        w("    }\n    workgroupBarrier();\n    if (kg == 0u) {")
+        for n, (i, j, c) in enumerate(accs):
+            w(f"      c{i}{j}{c} += Red[lt * {q}u + {n}u];")
+        w("    }\n    workgroupBarrier();\n  }")
+        w("  if (kg != 0u) { return; }")
+    out += _emit_all(tm, tn)
+    w("}")
+    return "\n".join(out) + "\n"
+
+
+def direct_variant(tm: int = 2, tn: int = 2) -> str:
+    """No shared memory, no barriers: operands read straight from memory (rows past the end
+    clamped: computed, not stored). A-matrix only (IMPLICIT is not supported)."""
+    out = [f"// variant direct tm={tm} tn={tn}", HEAD]
+    w = out.append
+    w("@compute @workgroup_size(WG_M * WG_N)")
+    w("fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {")
+    w(SETUP.format(TM=tm, TN=tn))
+    # Keeps the gather bindings referenced (wgpu's auto layouts drop unused ones).
+    w("  if (IMPLICIT && li == 0xffffffffu) { part[0] = vec4<i32>(gather_4w4c(xd, cv, 0u, 0u)); }")
+    for i in range(tm):
+        w(f"  let ar{i} = min(mb_lo + ty + {i}u * WG_M, p.m_count - 1u) * p.k4 + a_col;")
+    for j in range(tn):
+        w(f"  let br{j} = min(c4_lo + tx + {j}u * WG_N, c4_end - 1u) * p.k4_pg;")
+    accs = _accs(tm, tn)
+    for i, j, c in accs:
+        w(f"  var c{i}{j}{c} = vec4<i32>(0);")
+    for i in range(tm):
+        w(f"  var nx{i} = a[ar{i} + k_lo];")
+    for j in range(tn):
+        w(f"  var nw{j} = wts[br{j} + k_lo];")
+    w("  for (var k = k_lo; k < k_end; k++) {")
+    for i in range(tm):
+        w(f"    let x{i} = nx{i};")
+    for j in range(tn):
+        w(f"    let w{j} = nw{j};")
+    w("    let kq = min(k + 1u, k_end - 1u);")
+    for i in range(tm):
+        w(f"    nx{i} = a[ar{i} + kq];")
+    for j in range(tn):
+        w(f"    nw{j} = wts[br{j} + kq];")
+    for i, j, c in accs:
+        w(f"    c{i}{j}{c} = mac(c{i}{j}{c}, x{i}, w{j}[{c}]);")
+    w("  }")
+    out += _emit_all(tm, tn)
+    w("}")
+    return "\n".join(out) + "\n"
+
+
+# name -> (source, (TM, TN, most loads per thread per stage), takes IMPLICIT)
+def variants() -> dict[str, tuple[str, tuple[int, int, int], bool]]:
+    return {
+        "smem22": (smem_variant(), (2, 2, 4), True),
+        "smem22_db": (smem_variant(nbuf=2), (2, 2, 4), True),
+        "smem42_db": (smem_variant(tm=4, nbuf=2, frag=False, nl=8), (4, 2, 8), True),
+        "smem12": (smem_variant(tm=1), (1, 2, 4), True),
+        "smem11": (smem_variant(tm=1, tn=1), (1, 1, 4), True),
+        "smem_ks2": (smem_variant(ks=2), (2, 2, 4), True),
+        "smem_ks4": (smem_variant(ks=4), (2, 2, 4), True),
+        "direct22": (direct_variant(), (2, 2, 64), False),
+        "direct12": (direct_variant(tm=1), (1, 2, 64), False),
+    }
+
+
+@contextlib.contextmanager
+def installed(names: list[str]) -> Iterator[dict[str, str]]:
+    """Make the variants loadable as kernels `v_<name>.wgsl`: a temporary copy of the kernels
+    folder with them added, and their tiles registered with conv.TILED_KERNELS (restored after).
+    Yields {name: kernel file}."""
+    from q8ta_wgpu import conv as convmod
+    from q8ta_wgpu import runtime
+
+    table = variants()
+    tmp = Path(tempfile.mkdtemp(prefix="q8ta_variants_"))
+    saved_dir, saved_tiles = runtime.kernels_dir, dict(convmod.TILED_KERNELS)
+    try:
+        for f in runtime.kernels_dir().glob("*.wgsl"):
+            shutil.copy(f, tmp / f.name)
+        files = {}
+        for n in names:
+            src, tiles, _ = table[n]
+            (tmp / f"v_{n}.wgsl").write_text(src)
+            convmod.TILED_KERNELS[f"v_{n}.wgsl"] = tiles
+            files[n] = f"v_{n}.wgsl"
+        runtime.kernels_dir = lambda: tmp
+        yield files
+    finally:
+        runtime.kernels_dir = saved_dir
+        convmod.TILED_KERNELS.clear()
+        convmod.TILED_KERNELS.update(saved_tiles)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], method: str, repeats: int = 15):
+    """Yield (kernel, config, GEMM seconds or None, differing outputs vs the shipped kernel's
+    first config) for every kernel x config the kernel can take, timed back to back on a busy GPU."""
+    import q8ta_wgpu as q8
+    from q8ta_wgpu import conv as convmod
+    from q8ta_wgpu.configs import make_case
+
+    case = make_case(cfg)
+    x, w, ws, b = case["args"]
+    conv = q8.QConv2d(w, ws, b, device=dev, method=method, **case["kwargs"])
+    xt = q8.QTensor.from_numpy(
+        x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device=dev
+    )
+    ref, jobs = None, []
+    for kern in kernels:
+        for wm, wn, bk, splits in configs:
+            if not convmod.tiled_loads_ok(wm, wn, bk, kern):
+                continue
+            conv.gemm_override = {
+                "kernel": kern,
+                "constants": {"WG_M": wm, "WG_N": wn, "BK": bk},
+                "splits": splits,
+            }
+            conv._plans.clear()
+            _, passes, _ = conv.passes(xt)
+            y = conv(xt).numpy()
+            ref = y if ref is None else ref
+            jobs.append((kern, [wm, wn, bk, splits], passes, int(np.count_nonzero(y != ref))))
+    if jobs:
+        dev.keep_busy(jobs[0][2], 1.0)
+    for kern, c, passes, nd in jobs:
+        cols = [i for i, p in enumerate(passes) if p.label.startswith("gemm")]
+        t = dev.time_passes(passes, warmup=2, repeats=repeats, warm_s=0.03)
+        yield kern, c, float(np.median(t[:, cols].sum(axis=1))), nd
+
+
+def main() -> None:
+    import q8ta_wgpu as q8
+    from q8ta_wgpu.bench import dot4_peak
+    from q8ta_wgpu.configs import POINTWISE_CONFIGS, RESNET50_CONFIGS, SPEC_CONFIGS
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", default="smem22_db,smem_ks2,direct22")
+    ap.add_argument("--shapes", default="spec16,r50.l4.c2@n8")
+    ap.add_argument("--configs", default="[[8,8,16,8],[16,4,8,2],[8,8,8,4],[16,8,16,4]]")
+    args = ap.parse_args()
+    names = [n for n in args.variants.split(",") if n]
+    configs = json.loads(args.configs)
+    by_name = {c.name: c for c in SPEC_CONFIGS + POINTWISE_CONFIGS + RESNET50_CONFIGS}
+    by_name.update({c.name + "@n8": c.with_batch(8) for c in RESNET50_CONFIGS})
+    dev = q8.default_device()
+    peak = dot4_peak(dev)
+    print(f"{dev.name}: dot4I8Packed peak {peak:.1f} TOPS", flush=True)
+    with installed(names) as files:
+        for sname in args.shapes.split(","):
+            cfg = by_name[sname]
+            geo = cfg.geometry()
+            pw = geo.KH == geo.KW == 1 and geo.stride == (1, 1) and geo.padding == (0, 0)
+            macs = geo.M * geo.K_per_group * (-(-geo.C_out_per_group // 4) * 4) * geo.groups
+            t0 = time.time()
+            kernels = ["gemm_q8_tiled.wgsl"] + [files[n] for n in names]
+            for kern, c, t, nd in compare(dev, cfg, kernels, configs, "pointwise" if pw else "im2col_4w4c"):
+                tops = 2 * macs / t / 1e12
+                flag = "" if nd == 0 else f"  MISMATCH: {nd} outputs differ"
+                print(f"{sname:16s} {kern:22s} {str(c):18s} {tops:6.1f} TOPS {100 * tops / peak:5.1f}%  "
+                      f"{t * 1e6:7.1f} us{flag}", flush=True)  # fmt: skip
+            print(f"  ({time.time() - t0:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The experiment variants of bench/probes/gemm_variants.py compute exactly what the shipped tiled
+GEMM computes (else their timings would mean nothing): every variant, with and without split-K,
+and with the implicit gather where it takes it, on shapes with ragged tiles and groups."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import q8ta_wgpu as q8
+from q8ta_wgpu import reference
+from q8ta_wgpu.configs import ConvConfig, make_case
+
+from .conftest import assert_within_1lsb
+
+PROBE = Path(__file__).resolve().parent.parent / "bench" / "probes" / "gemm_variants.py"
+
+
+def _probe():
+    spec = importlib.util.spec_from_file_location("gemm_variants", PROBE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SHAPES = [
+    ConvConfig("v1", 40, 24, 9, 13, padding=(1, 1)),  # 40 channels: a partial channel tile
+    ConvConfig("v2", 16, 32, 7, 7, kernel=(3, 3), stride=(2, 2), padding=(1, 1), groups=2, n=2),
+]
+
+
+@pytest.mark.parametrize("cfg", SHAPES, ids=lambda c: c.name)
+def test_variants_match_shipped_kernel(device, cfg):
+    gv = _probe()
+    table = gv.variants()
+    case = make_case(cfg, seed=5)
+    x, w, ws, b = case["args"]
+    ref = reference.conv2d(x, w, ws, b, **case["kwargs"])
+
+    def run(kernel, method, splits):
+        conv = q8.QConv2d(w, ws, b, device=device, method=method, **case["kwargs"])
+        conv.gemm_override = {
+            "kernel": kernel,
+            "constants": {"WG_M": 4, "WG_N": 4, "BK": 8},
+            "splits": splits,
+        }
+        return conv(x)
+
+    with gv.installed(list(table)) as files:
+        for method in ("im2col_4w4c", "implicit_4w4c"):
+            for splits in (1, 2):
+                shipped = run("gemm_q8_tiled.wgsl", method, splits)
+                assert_within_1lsb(shipped, ref, f"{cfg.name} shipped {method} splits={splits}")
+                for name, (_, _, implicit_ok) in table.items():
+                    if method == "implicit_4w4c" and not implicit_ok:
+                        continue
+                    got = run(files[name], method, splits)
+                    nd = int(np.count_nonzero(got != shipped))
+                    assert nd == 0, f"{cfg.name} {name} {method} splits={splits}: {nd} outputs differ"
+
+
+def test_installed_restores_the_kernels(device):
+    gv = _probe()
+    from q8ta_wgpu import conv as convmod
+    from q8ta_wgpu import runtime
+
+    before = (runtime.kernels_dir(), dict(convmod.TILED_KERNELS))
+    with gv.installed(["smem_ks2"]) as files:
+        assert (runtime.kernels_dir() / files["smem_ks2"]).is_file()
+        assert files["smem_ks2"] in convmod.TILED_KERNELS
+    assert (runtime.kernels_dir(), dict(convmod.TILED_KERNELS)) == before
+    assert not np.any([p.name.startswith("v_") for p in runtime.kernels_dir().glob("*.wgsl")])
