@@ -1,6 +1,7 @@
 """Autotuning by measurement: for one conv shape on one adapter, time the GEMM configurations
 (workgroup shape, K stage depth, split-K) and, for method="auto", the valid methods, with GPU
-timestamps; keep the fastest. Choices are cached per adapter in a JSON file
+timestamps; keep the fastest. All candidates are compiled first, then timed back to back on a
+GPU kept busy (clocks up), each as one compute pass, as a call runs it. Choices are cached per adapter in a JSON file
 ($Q8TA_WGPU_TUNING_CACHE, default ~/.cache/q8ta_wgpu/tuning.json) so a shape is measured once.
 
 Used by `QConv2d(..., tune=True)` (or Q8TA_WGPU_TUNE=1) and by `python -m q8ta_wgpu bench --tune`.
