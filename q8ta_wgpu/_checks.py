@@ -50,14 +50,21 @@ def check_int8_array(name: str, x: Any, ndim: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def check_float_vector(name: str, x: Any, length: int, *, positive: bool = False) -> np.ndarray:
-    """A float vector of the given length, finite (and > 0 with positive=True), as float32."""
+def real_array(name: str, x: Any, what: str = "real numbers") -> np.ndarray:
+    """x as a numpy array of real numbers (float, int or uint dtype; not bool or complex); a
+    TypeError "<name> must be an array of <what>" for anything else."""
     try:
         a = np.asarray(x)
     except Exception:  # noqa: BLE001 - anything numpy cannot read is a type error here
-        raise TypeError(f"{name} must be an array of floats") from None
+        raise TypeError(f"{name} must be an array of {what}") from None
     if a.dtype.kind not in "fiu" or a.dtype == np.bool_:
-        raise TypeError(f"{name} must be an array of floats, got dtype {a.dtype}")
+        raise TypeError(f"{name} must be an array of {what}, got dtype {a.dtype}")
+    return a
+
+
+def check_float_vector(name: str, x: Any, length: int, *, positive: bool = False) -> np.ndarray:
+    """A float vector of the given length, finite (and > 0 with positive=True), as float32."""
+    a = real_array(name, x, "floats")
     if a.shape != (length,):
         raise ValueError(f"{name} must have shape ({length},), got {a.shape}")
     a = np.ascontiguousarray(a, dtype=np.float32)

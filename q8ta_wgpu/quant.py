@@ -10,17 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_scale, check_zero_point
+from ._checks import check_scale, check_zero_point, real_array
 
 
 def _float_array(name: str, x: Any) -> np.ndarray:
     """x as a float32 array; a TypeError naming x for anything that is not real numbers."""
-    try:
-        a = np.asarray(x)
-    except Exception:  # noqa: BLE001 - anything numpy cannot read is a type error here
-        raise TypeError(f"{name} must be an array of real numbers") from None
-    if a.dtype.kind not in "fiu" or a.dtype == np.bool_:
-        raise TypeError(f"{name} must be an array of real numbers, got dtype {a.dtype}")
+    a = real_array(name, x)
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf: callers check
         return a.astype(np.float32, copy=False)
 
