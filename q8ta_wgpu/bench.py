@@ -189,23 +189,24 @@ def bench_conv(
     row["gemm_frac_peak"] = (
         row["gemm_padded_tops"] / anchors["dot4_peak_tops"] if anchors.get("dot4_peak_tops") else None
     )
-    if im2col_cols:
-        a_bytes = geo.M * geo.K
-        gbps = 2 * a_bytes / row["im2col_s"]["median"] / 1e9
-        row["im2col_gbps"] = gbps
-        row["im2col_frac_copy"] = gbps / anchors["copy_gbps"] if anchors.get("copy_gbps") else None
-    else:
-        row["im2col_gbps"] = row["im2col_frac_copy"] = None
-    # The 4W4C im2col kernel on every shape it can take, whichever method the conv runs.
     row["a_bytes"] = int(geo.M * geo.K)  # the im2col matrix
+
+    def im2col_gbps(s: dict[str, float]) -> tuple[float, float | None]:
+        """Bandwidth (A written + the same read) of an im2col timed `s`, and its copy fraction."""
+        gbps = 2 * row["a_bytes"] / s["median"] / 1e9
+        return gbps, gbps / anchors["copy_gbps"] if anchors.get("copy_gbps") else None
+
+    row["im2col_gbps"] = row["im2col_frac_copy"] = None
+    if im2col_cols:
+        row["im2col_gbps"], row["im2col_frac_copy"] = im2col_gbps(row["im2col_s"])
+    # The 4W4C im2col kernel on every shape it can take, whichever method the conv runs.
     row["im2col_4w4c_s"] = row["im2col_4w4c_frac_copy"] = None
     if geo.C_in_per_group % 4 == 0:
         c2 = QConv2d(w, ws, b, device=dev, method="im2col_4w4c", **case["kwargs"])
         only = [p for p in c2.passes(xt)[1] if p.label.startswith("im2col_4w4c")]
         ti = dev.time_passes(only, warmup=3, repeats=repeats, warm_s=WARM_S / 2).sum(axis=1)
         row["im2col_4w4c_s"] = stats(ti)
-        gbps = 2 * geo.M * geo.K / row["im2col_4w4c_s"]["median"] / 1e9
-        row["im2col_4w4c_frac_copy"] = gbps / anchors["copy_gbps"] if anchors.get("copy_gbps") else None
+        row["im2col_4w4c_frac_copy"] = im2col_gbps(row["im2col_4w4c_s"])[1]
     row["cudnn_fp16_s"] = torch_anchors.cudnn_fp16(cfg, repeats)
     row["speedup_vs_cudnn"] = row["cudnn_fp16_s"] / row["conv_s"]["median"] if row["cudnn_fp16_s"] else None
     row["int_mm_s"] = (
