@@ -16,7 +16,7 @@ import os
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,9 +39,29 @@ MAX_K_PER_GROUP = 1 << 16
 
 
 # ---- weights ------------------------------------------------------------------------------
-# Tiled GEMM kernels (shared-memory stages, split-K, implicit): file -> (m-blocks per thread,
-# channel blocks per thread, most global loads per thread per stage for A and for W).
-TILED_KERNELS: dict[str, tuple[int, int, int]] = {"gemm_q8_tiled.wgsl": (2, 2, 4)}
+class TiledKernel(NamedTuple):
+    """The structure of a tiled GEMM kernel (shared-memory stages, split-K, implicit), which
+    decides what a configuration (WG_M, WG_N, BK) asks of the device."""
+
+    tm: int  # m-blocks per thread (the tile has tm*WG_M)
+    tn: int  # channel blocks per thread (the tile has tn*WG_N)
+    loads: int  # most global loads per thread per stage, for A and for W
+    k_groups: int = 1  # thread groups splitting each tile's K, reduced in shared memory
+    buffers: int = 1  # shared-memory copies of a stage (2: double-buffered; 0: none)
+
+    def threads(self, wg_m: int, wg_n: int) -> int:
+        return wg_m * wg_n * self.k_groups
+
+    def workgroup_bytes(self, wg_m: int, wg_n: int, bk: int) -> int:
+        """Shared memory: per k-group and buffer, a stage of BK rows of tm*WG_M (A) and tn*WG_N
+        (W) vec4 blocks, each row padded by one; with k-groups, a reduction area of one 4x4
+        accumulator block per thread of each k-group past the first."""
+        stage = 16 * bk * (self.tm * wg_m + 1 + self.tn * wg_n + 1)
+        return self.k_groups * self.buffers * stage + (self.k_groups - 1) * wg_m * wg_n * 4 * 16
+
+
+# Tiled GEMM kernels by file.
+TILED_KERNELS: dict[str, TiledKernel] = {"gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=4)}
 
 
 # k-blocks per thread of im2col_4w4c.wgsl (one position decode, then steps), by adapter type,
@@ -62,9 +82,31 @@ def im2col_pass_shape(dev: Device, method: str, m_blocks: int, k4: int) -> tuple
 def tiled_loads_ok(wg_m: int, wg_n: int, bk: int, kernel: str = "gemm_q8_tiled.wgsl") -> bool:
     """A tiled kernel prefetches each thread's share of a stage (BK x TM*WG_M A blocks and
     BK x TN*WG_N W blocks over WG_M*WG_N threads) into a fixed number of named registers."""
-    tm, tn, nl = TILED_KERNELS[kernel]
+    k = TILED_KERNELS[kernel]
     nt = wg_m * wg_n
-    return -(-bk * tm * wg_m // nt) <= nl and -(-bk * tn * wg_n // nt) <= nl
+    return -(-bk * k.tm * wg_m // nt) <= k.loads and -(-bk * k.tn * wg_n // nt) <= k.loads
+
+
+def tiled_config_error(
+    dev: Device, wg_m: int, wg_n: int, bk: int, kernel: str = "gemm_q8_tiled.wgsl"
+) -> str | None:
+    """Why `kernel` cannot run with WG_M x WG_N threads and BK k-blocks a stage on `dev`, or None.
+    The device's workgroup limits are checked here because wgpu does not check shared memory
+    sized by override constants: a kernel over the limit compiles, and on the H100 its
+    dispatch hung the device."""
+    if not tiled_loads_ok(wg_m, wg_n, bk, kernel):
+        return "too many loads per thread a stage"
+    k = TILED_KERNELS[kernel]
+    threads = k.threads(wg_m, wg_n)
+    most = min(
+        dev.limits["max-compute-invocations-per-workgroup"], dev.limits["max-compute-workgroup-size-x"]
+    )
+    if threads > most:
+        return f"{threads} threads a workgroup, over the device's {most}"
+    need, have = k.workgroup_bytes(wg_m, wg_n, bk), dev.limits["max-compute-workgroup-storage-size"]
+    if need > have:
+        return f"{need} bytes of workgroup memory, over the device's {have}"
+    return None
 
 
 def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
@@ -445,7 +487,7 @@ class QConv2d:
         # stage); narrow channel tiles for few channels per group.
         wg_n = 8 if c4_pg > 4 else 4
         wg_m = 64 // wg_n
-        bk = 16 if k4_pg >= 16 and tiled_loads_ok(wg_m, wg_n, 16) else 8
+        bk = 16 if k4_pg >= 16 and tiled_config_error(self.device, wg_m, wg_n, 16) is None else 8
         tiles = -(-m_count // (2 * wg_m)) * -(-c4_pg // (2 * wg_n)) * geo.groups
         # Split K while there are fewer tiles than ~2 waves of a large GPU and K is long.
         splits = 1
@@ -480,8 +522,9 @@ class QConv2d:
         k4_pg = geo.K_per_group // 4
         c4_out = ceil4(geo.C_out)
         if tiled:
-            if not tiled_loads_ok(consts["WG_M"], consts["WG_N"], consts["BK"], cfg["kernel"]):
-                raise ValueError(f"{cfg['kernel']} cannot take {consts}: too many loads per thread a stage")
+            why = tiled_config_error(dev, consts["WG_M"], consts["WG_N"], consts["BK"], cfg["kernel"])
+            if why:
+                raise ValueError(f"gemm config: {cfg['kernel']} cannot take {consts}: {why}")
             # Fewer K slices where their partial sums would not fit one binding (big chunks).
             while splits > 1 and 64 * splits * count * c4_out > dev.max_binding_size:
                 splits //= 2
@@ -508,7 +551,7 @@ class QConv2d:
             return [(gemm, res, dev.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
         partial = splits > 1
         gemm = dev.pipeline(cfg["kernel"], {**consts, "PARTIAL": partial, "IMPLICIT": implicit})
-        tm, tn, _ = TILED_KERNELS[cfg["kernel"]]
+        tm, tn = TILED_KERNELS[cfg["kernel"]][:2]
         c4_pg = c4_out if geo.groups == 1 else geo.C_out_per_group // 4
         grid = (
             -(-c4_pg // (tn * consts["WG_N"])),
@@ -558,7 +601,8 @@ class QConv2d:
             and gemm["kernel"] != "gemm_q8.wgsl"
             and (
                 gemm["kernel"] not in TILED_KERNELS
-                or not tiled_loads_ok(
+                or tiled_config_error(
+                    dev,
                     gemm["constants"]["WG_M"],
                     gemm["constants"]["WG_N"],
                     gemm["constants"]["BK"],
@@ -566,7 +610,9 @@ class QConv2d:
                 )
             )
         ):
-            choice = None  # a choice the current kernel cannot take (an older table): re-decide
+            # A choice the current kernel or this device cannot take (an older table, or one
+            # made for a device of the same name with other limits): re-decide.
+            choice = None
         if choice:
             method, self._tuned[geo] = choice["method"], choice["gemm"]
         out_layout = "4W4C" if numpy_in else self.output_layout

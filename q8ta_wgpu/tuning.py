@@ -104,9 +104,10 @@ def store(dev: Any, key: str, choice: dict[str, Any]) -> None:
             pass  # a read-only home still tunes, in memory
 
 
-def gemm_candidates(geo: ConvGeometry, m_count: int) -> list[dict[str, Any]]:
-    """Valid gemm_q8_tiled configurations for this shape (tile no wider than twice the work)."""
-    from .conv import tiled_loads_ok
+def gemm_candidates(dev: Any, geo: ConvGeometry, m_count: int) -> list[dict[str, Any]]:
+    """gemm_q8_tiled configurations for this shape (tile no wider than twice the work) that
+    `dev` can run."""
+    from .conv import tiled_config_error
 
     c4_pg = -(-geo.C_out // 4) if geo.groups == 1 else geo.C_out_per_group // 4
     k4_pg = geo.K_per_group // 4
@@ -115,7 +116,7 @@ def gemm_candidates(geo: ConvGeometry, m_count: int) -> list[dict[str, Any]]:
         if 2 * wg_n > 2 * max(c4_pg, 4) or 2 * wg_m > 2 * max(m_count, 8):
             continue
         for bk in STAGES:
-            if bk > 2 * k4_pg or not tiled_loads_ok(wg_m, wg_n, bk):
+            if bk > 2 * k4_pg or tiled_config_error(dev, wg_m, wg_n, bk):
                 continue
             for splits in SPLITS:
                 if splits > 1 and k4_pg < splits * bk:
@@ -169,7 +170,7 @@ def tune(
     m_count = geo.N * geo.H_out * -(-geo.W_out // 4)
     aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
     # Unaligned groups: gemm_q8.wgsl only; no tiled candidate fits: the default config.
-    cands = (gemm_candidates(geo, m_count) if aligned else []) or [None]
+    cands = (gemm_candidates(dev, geo, m_count) if aligned else []) or [None]
     # Scratch input and output, made once for every candidate's passes.
     x = dev.buffer(4 * packed_words((geo.N, geo.C_in, geo.H, geo.W), in_layout))
     y = dev.buffer(4 * packed_words(geo.output_shape, "4W4C"))

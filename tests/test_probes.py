@@ -5,6 +5,7 @@ and with the implicit gather where it takes it, on shapes with ragged tiles and 
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,31 @@ def test_installed_restores_the_kernels(device):
         assert files["smem_ks2"] in convmod.TILED_KERNELS
     assert (runtime.kernels_dir(), dict(convmod.TILED_KERNELS)) == before
     assert not np.any([p.name.startswith("v_") for p in runtime.kernels_dir().glob("*.wgsl")])
+
+
+def _declared_workgroup_bytes(src: str, wg_m: int, wg_n: int, bk: int) -> int:
+    """Bytes of the vec4 `var<workgroup>` arrays a kernel declares, their sizes evaluated."""
+    consts = {n: int(v) for n, v in re.findall(r"const (\w+): u32 = (\d+)u;", src)}
+    consts.update({"WG_M": wg_m, "WG_N": wg_n, "BK": bk})
+    total = 0
+    for expr in re.findall(r"var<workgroup> \w+: array<vec4<[iu]32>, ([^>]+)>;", src):
+        expr = re.sub(r"(\d+)u\b", r"\1", expr)
+        total += 16 * eval(expr, {}, dict(consts))  # noqa: S307 - arithmetic on the constants
+    return total
+
+
+def test_workgroup_bytes_match_the_kernels():
+    """TiledKernel.workgroup_bytes, which the device-limit check uses, is what each kernel
+    declares (the shipped kernel and every probe variant)."""
+    from q8ta_wgpu import conv as convmod
+    from q8ta_wgpu import runtime
+
+    gv = _probe()
+    kernels = {"shipped": ((runtime.kernels_dir() / "gemm_q8_tiled.wgsl").read_text(),
+                           convmod.TILED_KERNELS["gemm_q8_tiled.wgsl"])}  # fmt: skip
+    kernels.update({n: (src, k) for n, (src, k, _) in gv.variants().items()})
+    for name, (src, k) in kernels.items():
+        for wg_m, wg_n, bk in [(8, 8, 16), (16, 4, 8), (4, 16, 16), (32, 8, 8)]:
+            got = k.workgroup_bytes(wg_m, wg_n, bk)
+            assert got == _declared_workgroup_bytes(src, wg_m, wg_n, bk), (name, wg_m, wg_n, bk)
+    assert kernels["smem_ks4"][1].workgroup_bytes(8, 8, 16) > kernels["shipped"][1].workgroup_bytes(8, 8, 16)

@@ -57,11 +57,11 @@ def test_tune_measures_caches_and_reuses(device, fresh_cache, monkeypatch, cfg):
     if gemm is not None:
         assert gemm["kernel"] in convmod.TILED_KERNELS
         c = gemm["constants"]
-        assert convmod.tiled_loads_ok(c["WG_M"], c["WG_N"], c["BK"], gemm["kernel"])
+        assert convmod.tiled_config_error(device, c["WG_M"], c["WG_N"], c["BK"], gemm["kernel"]) is None
     else:  # only where no tiled candidate exists
         aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
         m_count = geo.N * geo.H_out * -(-geo.W_out // 4)
-        assert not aligned or not tuning.gemm_candidates(geo, m_count)
+        assert not aligned or not tuning.gemm_candidates(device, geo, m_count)
 
     # A second conv of the same shape takes the cached choice without measuring.
     def no_measuring(*a, **k):
@@ -105,3 +105,46 @@ def test_time_passes_whole_gives_one_time_per_run(device):
     whole = device.time_passes(passes, warmup=1, repeats=3, whole=True)
     assert each.shape == (3, len(passes)) and whole.shape == (3, 1)
     assert np.all(each > 0) and np.all(whole > 0)
+
+
+def test_configs_over_the_devices_workgroup_limits_are_refused(device, fresh_cache, monkeypatch):
+    """wgpu does not check shared memory sized by override constants, so the GEMM configs are
+    checked against the device's limits here: an explicit config over them is a ValueError,
+    the tuner never offers one, and the default config steps down to a stage that fits."""
+    cfg = ConvConfig("lim", 32, 64, 10, 10, kernel=(3, 3), padding=(1, 1))
+    case = make_case(cfg, seed=4)
+    x, w, ws, b = case["args"]
+    ref = reference.conv2d(x, w, ws, b, **case["kwargs"])
+    shipped = convmod.TILED_KERNELS["gemm_q8_tiled.wgsl"]
+    # 16 KiB, the WebGPU default: 8x8 threads fit with BK = 8 (4352 bytes) but not BK = 16 (8704).
+    monkeypatch.setitem(device.limits, "max-compute-workgroup-storage-size", 8192)
+    conv = q8.QConv2d(w, ws, b, device=device, method="im2col_4w4c", **case["kwargs"])
+    conv.gemm_override = {
+        "kernel": "gemm_q8_tiled.wgsl",
+        "constants": {"WG_M": 16, "WG_N": 16, "BK": 16},
+        "splits": 1,
+    }
+    with pytest.raises(
+        ValueError, match=r"gemm config.*16896 bytes of workgroup memory, over the device's 8192"
+    ):
+        conv(x)
+    conv.gemm_override = None
+    conv._plans.clear()
+    geo = cfg.geometry()
+    m_count = geo.N * geo.H_out * -(-geo.W_out // 4)
+    assert conv.gemm_config(geo, m_count)["constants"]["BK"] == 8
+    assert_within_1lsb(conv(x), ref, "default config under a small limit")
+    cands = tuning.gemm_candidates(device, geo, m_count)
+    assert cands
+    for c in cands:
+        k = c["constants"]
+        assert shipped.workgroup_bytes(k["WG_M"], k["WG_N"], k["BK"]) <= 8192
+    monkeypatch.setitem(device.limits, "max-compute-invocations-per-workgroup", 32)
+    conv.gemm_override = {
+        "kernel": "gemm_q8_tiled.wgsl",
+        "constants": {"WG_M": 8, "WG_N": 8, "BK": 8},
+        "splits": 1,
+    }
+    conv._plans.clear()
+    with pytest.raises(ValueError, match="64 threads a workgroup, over the device's 32"):
+        conv(x)
