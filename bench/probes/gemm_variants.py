@@ -15,7 +15,8 @@ Families (name: what differs from the shipped kernel):
 Run on a GPU (the H100 figures in bench/analysis.md came from this):
     python bench/probes/gemm_variants.py --variants smem_ks2,direct22 \\
         --shapes spec16,r50.l4.c2@n8 --configs '[[8,8,16,8],[16,4,8,2]]'
-Each config is [WG_M, WG_N, BK, splits]; a variant skips configs it cannot take.
+Each config is [WG_M, WG_N, BK, splits]; a variant skips configs it cannot take. A shape is a
+config name, or "gemmMxNxK" for a pointwise conv with that GEMM.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from q8ta_wgpu.conv import TiledKernel
 
 HEAD = """// #include "layout.wgsl"
 // #include "epilogue.wgsl"
@@ -105,16 +108,20 @@ def _emit_all(tm: int, tn: int) -> list[str]:
     ]
 
 
-def smem_variant(tm: int = 2, tn: int = 2, nbuf: int = 1, frag: bool = True, nl: int = 4, ks: int = 1) -> str:
+def smem_variant(
+    tm: int = 2, tn: int = 2, nbuf: int = 1, frag: bool = True, nl: int = 4, ks: int = 1, ablate: str = ""
+) -> str:
     """The shared-memory tiled kernel, parametrized (tm = tn = 2, nbuf = 1, frag, ks = 1 is the
-    shipped kernel's structure)."""
-    out = [f"// variant smem tm={tm} tn={tn} nbuf={nbuf} frag={frag} nl={nl} ks={ks}", HEAD]
+    shipped kernel's structure). `ablate` (timing only: the results are wrong) leaves parts out,
+    to see what each costs: "global" loads only the first stage from memory, "lds" reads the
+    shared operands once a stage (then varies them in registers), "barrier" drops the barriers."""
+    out = [f"// variant smem tm={tm} tn={tn} nbuf={nbuf} frag={frag} nl={nl} ks={ks} ablate={ablate}", HEAD]
     w = out.append
     w(f"const KS: u32 = {ks}u;")
     w(f"var<workgroup> As: array<vec4<u32>, KS * {nbuf}u * BK * ({tm}u * WG_M + 1u)>;")
     w(f"var<workgroup> Bs: array<vec4<u32>, KS * {nbuf}u * BK * ({tn}u * WG_N + 1u)>;")
-    if ks > 1:
-        w(f"var<workgroup> Red: array<vec4<i32>, WG_M * WG_N * {tm * tn * 4}u>;")
+    if ks > 1:  # one 4x4 accumulator block per thread of each k-group past the first
+        w("var<workgroup> Red: array<vec4<i32>, (KS - 1u) * WG_M * WG_N * 4u>;")
     w("""var<private> t_mb_lo: u32;
 var<private> t_c4_lo: u32;
 var<private> t_c4_end: u32;
@@ -190,20 +197,25 @@ fn load_b(e: u32, k0: u32) -> vec4<u32> {{
         for line in stores("0u"):
             w("    " + line)
         w("  }\n  workgroupBarrier();\n  var buf = 0u;")
+    barrier = "" if "barrier" in ablate else "workgroupBarrier();"
     w("  for (var k0 = k_lo; k0 < k_end; k0 += kstep) {")
     w("    let kn = kb + kstep;")
     if nbuf == 1:
         w("    {")
         for line in stores("0u"):
             w("      " + line)
-        w("    }\n    workgroupBarrier();")
+        w(f"    }}\n    {barrier}")
         w("    let ao = kg * BK * SA;\n    let bo = kg * BK * SB;")
     else:
         w("    let ao = (kg * 2u + buf) * BK * SA;\n    let bo = (kg * 2u + buf) * BK * SB;")
     w("    if (k0 + kstep < k_end) {")
-    for line in loads("kn"):
+    for line in [] if "global" in ablate else loads("kn"):
         w("      " + line)
     w("    }")
+    if "lds" in ablate:  # operands read once a stage, then varied in registers (xor with kk)
+        frag = False
+        for line in frag_loads("let f", "0u"):
+            w("    " + line)
     if frag:
         for line in frag_loads("var n", "0u"):
             w("    " + line)
@@ -216,6 +228,11 @@ fn load_b(e: u32, k0: u32) -> vec4<u32> {{
         w("      let kq = min(kk + 1u, BK - 1u);")
         for line in frag_loads("n", "kq"):
             w("      " + line)
+    elif "lds" in ablate:
+        for i in range(tm):
+            w(f"      let x{i} = fx{i} ^ vec4<u32>(kk);")
+        for j in range(tn):
+            w(f"      let w{j} = fw{j} ^ vec4<u32>(kk);")
     else:
         for line in frag_loads("let ", "kk"):
             w("      " + line)
@@ -228,18 +245,18 @@ fn load_b(e: u32, k0: u32) -> vec4<u32> {{
             w("      " + line)
         w("    }\n    workgroupBarrier();\n    buf = 1u - buf;")
     else:
-        w("    workgroupBarrier();")
+        w(f"    {barrier}")
     w("    kb = kn;\n  }")
-    if ks > 1:
-        q = len(accs)
-        w("  for (var r = 1u; r < KS; r++) {")
-        w("    if (kg == r) {")
-        for n, (i, j, c) in enumerate(accs):
-            w(f"      Red[lt * {q}u + {n}u] = c{i}{j}{c};")
-        w("    }\n    workgroupBarrier();\n    if (kg == 0u) {")
-        for n, (i, j, c) in enumerate(accs):
-            w(f"      c{i}{j}{c} += Red[lt * {q}u + {n}u];")
-        w("    }\n    workgroupBarrier();\n  }")
+    if ks > 1:  # block by block: k-groups 1.. park theirs, k-group 0 adds them up
+        for i in range(tm):
+            for j in range(tn):
+                w("  if (kg > 0u) {")
+                for c in range(4):
+                    w(f"    Red[((kg - 1u) * NT + lt) * 4u + {c}u] = c{i}{j}{c};")
+                w("  }\n  workgroupBarrier();\n  if (kg == 0u) {\n    for (var r = 1u; r < KS; r++) {")
+                for c in range(4):
+                    w(f"      c{i}{j}{c} += Red[((r - 1u) * NT + lt) * 4u + {c}u];")
+                w("    }\n  }\n  workgroupBarrier();")
         w("  if (kg != 0u) { return; }")
     out += _emit_all(tm, tn)
     w("}")
@@ -285,18 +302,27 @@ def direct_variant(tm: int = 2, tn: int = 2) -> str:
     return "\n".join(out) + "\n"
 
 
-# name -> (source, (TM, TN, most loads per thread per stage), takes IMPLICIT)
-def variants() -> dict[str, tuple[str, tuple[int, int, int], bool]]:
+# name -> (source, structure, takes IMPLICIT)
+def variants() -> dict[str, tuple[str, TiledKernel, bool]]:
     return {
-        "smem22": (smem_variant(), (2, 2, 4), True),
-        "smem22_db": (smem_variant(nbuf=2), (2, 2, 4), True),
-        "smem42_db": (smem_variant(tm=4, nbuf=2, frag=False, nl=8), (4, 2, 8), True),
-        "smem12": (smem_variant(tm=1), (1, 2, 4), True),
-        "smem11": (smem_variant(tm=1, tn=1), (1, 1, 4), True),
-        "smem_ks2": (smem_variant(ks=2), (2, 2, 4), True),
-        "smem_ks4": (smem_variant(ks=4), (2, 2, 4), True),
-        "direct22": (direct_variant(), (2, 2, 64), False),
-        "direct12": (direct_variant(tm=1), (1, 2, 64), False),
+        "smem22": (smem_variant(), TiledKernel(2, 2, 4), True),
+        "smem22_db": (smem_variant(nbuf=2), TiledKernel(2, 2, 4, buffers=2), True),
+        "smem42_db": (smem_variant(tm=4, nbuf=2, frag=False, nl=8), TiledKernel(4, 2, 8, buffers=2), True),
+        "smem12": (smem_variant(tm=1), TiledKernel(1, 2, 4), True),
+        "smem11": (smem_variant(tm=1, tn=1), TiledKernel(1, 1, 4), True),
+        "smem_ks2": (smem_variant(ks=2), TiledKernel(2, 2, 4, k_groups=2), True),
+        "smem_ks4": (smem_variant(ks=4), TiledKernel(2, 2, 4, k_groups=4), True),
+        "direct22": (direct_variant(), TiledKernel(2, 2, 64, buffers=0), False),
+        "direct12": (direct_variant(tm=1), TiledKernel(1, 2, 64, buffers=0), False),
+    }
+
+
+# Timing-only variants (wrong results): the shipped structure with parts left out.
+def ablations() -> dict[str, tuple[str, TiledKernel, bool]]:
+    k = TiledKernel(2, 2, 4)
+    return {
+        f"abl_{'_'.join(parts)}": (smem_variant(ablate=",".join(parts)), k, True)
+        for parts in (["global"], ["lds"], ["barrier"], ["global", "barrier"], ["global", "lds", "barrier"])
     }
 
 
@@ -308,7 +334,7 @@ def installed(names: list[str]) -> Iterator[dict[str, str]]:
     from q8ta_wgpu import conv as convmod
     from q8ta_wgpu import runtime
 
-    table = variants()
+    table = {**variants(), **ablations()}
     tmp = Path(tempfile.mkdtemp(prefix="q8ta_variants_"))
     saved_dir, saved_tiles = runtime.kernels_dir, dict(convmod.TILED_KERNELS)
     try:
@@ -330,8 +356,9 @@ def installed(names: list[str]) -> Iterator[dict[str, str]]:
 
 
 def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], method: str, repeats: int = 15):
-    """Yield (kernel, config, GEMM seconds or None, differing outputs vs the shipped kernel's
-    first config) for every kernel x config the kernel can take, timed back to back on a busy GPU."""
+    """Yield (kernel, config, GEMM seconds, differing outputs vs the shipped kernel's first
+    config, seconds of each GEMM pass) for every kernel x config the kernel can take, timed back
+    to back on a busy GPU."""
     import q8ta_wgpu as q8
     from q8ta_wgpu import conv as convmod
     from q8ta_wgpu.configs import make_case
@@ -345,7 +372,9 @@ def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], me
     ref, jobs = None, []
     for kern in kernels:
         for wm, wn, bk, splits in configs:
-            if not convmod.tiled_loads_ok(wm, wn, bk, kern):
+            why = convmod.tiled_config_error(dev, wm, wn, bk, kern)
+            if why:
+                print(f"  skipped {kern} {[wm, wn, bk, splits]}: {why}", flush=True)
                 continue
             conv.gemm_override = {
                 "kernel": kern,
@@ -362,7 +391,19 @@ def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], me
     for kern, c, passes, nd in jobs:
         cols = [i for i, p in enumerate(passes) if p.label.startswith("gemm")]
         t = dev.time_passes(passes, warmup=2, repeats=repeats, warm_s=0.03)
-        yield kern, c, float(np.median(t[:, cols].sum(axis=1))), nd
+        each = [float(np.median(t[:, i])) for i in cols]
+        yield kern, c, float(np.median(t[:, cols].sum(axis=1))), nd, each
+
+
+def gemm_shape(name: str) -> Any:
+    """A pointwise conv with GEMM M x N x K, named "gemmMxNxK" (M a multiple of 8: 8 images
+    of 1 x M/8 pixels; rows of 4W4C blocks past M/8 are padding, as in a real conv)."""
+    from q8ta_wgpu.configs import ConvConfig
+
+    m, n, k = (int(v) for v in name.removeprefix("gemm").split("x"))
+    if m % 8:
+        raise ValueError(f"{name}: M must be a multiple of 8")
+    return ConvConfig(name, n, k, 1, m // 8, kernel=(1, 1), n=8)
 
 
 def main() -> None:
@@ -384,17 +425,20 @@ def main() -> None:
     print(f"{dev.name}: dot4I8Packed peak {peak:.1f} TOPS", flush=True)
     with installed(names) as files:
         for sname in args.shapes.split(","):
-            cfg = by_name[sname]
+            cfg = by_name[sname] if sname in by_name else gemm_shape(sname)
             geo = cfg.geometry()
             pw = geo.KH == geo.KW == 1 and geo.stride == (1, 1) and geo.padding == (0, 0)
             macs = geo.M * geo.K_per_group * (-(-geo.C_out_per_group // 4) * 4) * geo.groups
             t0 = time.time()
             kernels = ["gemm_q8_tiled.wgsl"] + [files[n] for n in names]
-            for kern, c, t, nd in compare(dev, cfg, kernels, configs, "pointwise" if pw else "im2col_4w4c"):
+            for kern, c, t, nd, each in compare(
+                dev, cfg, kernels, configs, "pointwise" if pw else "im2col_4w4c"
+            ):
                 tops = 2 * macs / t / 1e12
                 flag = "" if nd == 0 else f"  MISMATCH: {nd} outputs differ"
+                split = " + ".join(f"{e * 1e6:.1f}" for e in each) if len(each) > 1 else ""
                 print(f"{sname:16s} {kern:22s} {str(c):18s} {tops:6.1f} TOPS {100 * tops / peak:5.1f}%  "
-                      f"{t * 1e6:7.1f} us{flag}", flush=True)  # fmt: skip
+                      f"{t * 1e6:7.1f} us {split}{flag}", flush=True)  # fmt: skip
             print(f"  ({time.time() - t0:.0f} s)", flush=True)
 
 

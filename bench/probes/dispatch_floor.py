@@ -1,0 +1,61 @@
+"""What a dispatch costs before it does any work, as the timestamps see it: one compute pass with
+a trivial dispatch, the peak microkernel with a growing loop (intercept and slope), and a GEMM's
+passes timed one pass each vs all in one pass (as a call runs them).
+
+Run on a GPU (the H100 figures in bench/analysis.md came from this):
+    python bench/probes/dispatch_floor.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def median_us(dev, passes, whole: bool = False) -> list[float]:
+    t = dev.time_passes(passes, warmup=3, repeats=30, warm_s=0.2, whole=whole)
+    return [float(np.median(t[:, i])) * 1e6 for i in range(t.shape[1])]
+
+
+def main() -> None:
+    import q8ta_wgpu as q8
+    from q8ta_wgpu.bench import warm_up
+    from q8ta_wgpu.configs import RESNET50_CONFIGS, make_case
+    from q8ta_wgpu.runtime import Pass
+
+    dev = q8.default_device()
+    print(dev.name, flush=True)
+    warm_up(dev, 1.0)
+    src, dst = dev.buffer(4096), dev.buffer(4096)
+    copy = dev.pipeline("copy_bw.wgsl", {"WG": 64})
+    p = Pass(copy, dev.bind_group(copy, [src, dst]), (1, 1, 1), "copy")
+    print(f"copy of 4 KiB, 1 workgroup: {median_us(dev, [p])[0]:.1f} us; "
+          f"8 such dispatches in one pass: {median_us(dev, [p] * 8, whole=True)[0]:.1f} us", flush=True)  # fmt: skip
+    out = dev.buffer(4 * 32 * 132)
+    for iters in (1, 16, 64, 256, 1024):
+        pipe = dev.pipeline("dot4_peak.wgsl", {"WG": 32, "ITERS": iters})
+        p = Pass(pipe, dev.bind_group(pipe, [out]), (132, 1, 1), "peak")
+        t = median_us(dev, [p])[0]
+        print(f"peak kernel, 132 x 32 threads, {iters:5d} steps of 64 dots: {t:7.1f} us", flush=True)
+    cfg = {c.name: c for c in RESNET50_CONFIGS}["r50.l4.c2"].with_batch(8)
+    case = make_case(cfg)
+    x, w, ws, b = case["args"]
+    kw = case["kwargs"]
+    conv = q8.QConv2d(w, ws, b, device=dev, method="im2col_4w4c", **kw)
+    xt = q8.QTensor.from_numpy(x, kw["input_scale"], kw["input_zero_point"], device=dev)
+    for splits in (1, 4, 8):
+        conv.gemm_override = {
+            "kernel": "gemm_q8_tiled.wgsl",
+            "constants": {"WG_M": 8, "WG_N": 8, "BK": 16},
+            "splits": splits,
+        }
+        conv._plans.clear()
+        _, passes, _ = conv.passes(xt)
+        gemm = [p for p in passes if p.label.startswith("gemm")]
+        each = median_us(dev, gemm)
+        one = median_us(dev, gemm, whole=True)[0]
+        print(f"{cfg.name}@n8 GEMM, split {splits}: passes {' + '.join(f'{e:.1f}' for e in each)} us; "
+              f"in one pass {one:.1f} us", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
