@@ -54,21 +54,29 @@ def slug(name: str) -> str:
 
 
 # ---- anchors ------------------------------------------------------------------------------
-def copy_bandwidth(dev: Device, nbytes: int = 256 * 2**20, repeats: int = 20, rounds: int = 3) -> float:
-    """Copy-kernel bandwidth in GB/s (2 * nbytes moved per run): the best of `rounds` medians."""
-    nbytes = min(nbytes, dev.max_binding_size // 16 * 16)
+def copy_pass(dev: Device, nbytes: int) -> Pass:
+    """The copy kernel's pass over two fresh buffers of `nbytes` (rounded up to 16 bytes)."""
+    nbytes = -(-nbytes // 16) * 16
     src = dev.buffer(nbytes)
     dst = dev.buffer(nbytes)
     pipe = dev.pipeline("copy_bw.wgsl", {"WG": 256})
     groups = min(-(-nbytes // (16 * 256)), 65535)
-    p = Pass(pipe, dev.bind_group(pipe, [src, dst]), (groups, 1, 1), "copy")
+    return Pass(pipe, dev.bind_group(pipe, [src, dst]), (groups, 1, 1), "copy")
+
+
+def copy_bandwidth(dev: Device, nbytes: int = 256 * 2**20, repeats: int = 20, rounds: int = 3) -> float:
+    """Copy-kernel bandwidth in GB/s (2 * nbytes moved per run): the best of `rounds` medians."""
+    nbytes = min(nbytes, dev.max_binding_size // 16 * 16)
+    p = copy_pass(dev, nbytes)
     t = min(float(np.median(dev.time_passes([p], warmup=3, repeats=repeats)[:, 0])) for _ in range(rounds))
     return 2 * nbytes / t / 1e9
 
 
-def dot4_peak(dev: Device, kernel: str = "dot4_peak.wgsl", repeats: int = 10, rounds: int = 5) -> float:
-    """Packed-dot throughput in TOPS (2 ops per MAC) of the microkernel `kernel`: the best of
-    `rounds` medians (a peak is what the adapter can reach; clocks ramp up during the first)."""
+def dot4_peak(dev: Device, repeats: int = 10, rounds: int = 5) -> float:
+    """Packed-dot throughput in TOPS (2 ops per MAC) of the microkernel dot4_peak.wgsl (with the
+    device's dot product: dot4I8Packed, or its by-hand fallback): the best of `rounds` medians (a
+    peak is what the adapter can reach; clocks ramp up during the first)."""
+    kernel = "dot4_peak.wgsl"
     iters, wg = 1024, 256
     groups = 2048 if dev.adapter.info.get("adapter_type") != "CPU" else 8
     pipe = dev.pipeline(kernel, {"WG": wg, "ITERS": iters})
@@ -80,11 +88,9 @@ def dot4_peak(dev: Device, kernel: str = "dot4_peak.wgsl", repeats: int = 10, ro
 
 
 def warm_up(dev: Device, seconds: float = 1.0) -> None:
-    """Keep the GPU busy for `seconds` (the peak kernel) so its clocks are up before anchors and
-    kernels are timed: measured cold, the same kernels ran 2-4x slower."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        dot4_peak(dev, repeats=3, rounds=1)
+    """Keep the GPU busy for `seconds` (with the copy kernel) so its clocks are up before anchors
+    and kernels are timed: measured cold, the same kernels ran 2-4x slower."""
+    dev.keep_busy([copy_pass(dev, 16 * 2**20)], seconds)
 
 
 class TorchAnchors:
@@ -199,14 +205,23 @@ def bench_conv(
     row["im2col_gbps"] = row["im2col_frac_copy"] = None
     if im2col_cols:
         row["im2col_gbps"], row["im2col_frac_copy"] = im2col_gbps(row["im2col_s"])
-    # The 4W4C im2col kernel on every shape it can take, whichever method the conv runs.
-    row["im2col_4w4c_s"] = row["im2col_4w4c_frac_copy"] = None
+    # The 4W4C im2col kernel on every shape it can take, whichever method the conv runs (its
+    # own passes' times where it runs it), and the copy kernel moving the same bytes: a dispatch
+    # costs some microseconds before it moves any, which small matrices cannot hide.
+    row["im2col_4w4c_s"] = row["im2col_4w4c_frac_copy"] = row["copy_same_s"] = None
+    row["im2col_4w4c_frac_copy_same"] = None
     if geo.C_in_per_group % 4 == 0:
-        c2 = QConv2d(w, ws, b, device=dev, method="im2col_4w4c", **case["kwargs"])
-        only = [p for p in c2.passes(xt)[1] if p.label.startswith("im2col_4w4c")]
-        ti = dev.time_passes(only, warmup=3, repeats=repeats, warm_s=WARM_S / 2).sum(axis=1)
+        if plan.method == "im2col_4w4c":
+            ti = t[:, im2col_cols].sum(axis=1)
+        else:
+            c2 = QConv2d(w, ws, b, device=dev, method="im2col_4w4c", **case["kwargs"])
+            only = [p for p in c2.passes(xt)[1] if p.label.startswith("im2col_4w4c")]
+            ti = dev.time_passes(only, warmup=3, repeats=repeats, warm_s=WARM_S / 2).sum(axis=1)
         row["im2col_4w4c_s"] = stats(ti)
         row["im2col_4w4c_frac_copy"] = im2col_gbps(row["im2col_4w4c_s"])[1]
+        tc = dev.time_passes([copy_pass(dev, row["a_bytes"])], warmup=3, repeats=repeats)[:, 0]
+        row["copy_same_s"] = stats(tc)
+        row["im2col_4w4c_frac_copy_same"] = row["copy_same_s"]["median"] / row["im2col_4w4c_s"]["median"]
     row["cudnn_fp16_s"] = torch_anchors.cudnn_fp16(cfg, repeats)
     row["speedup_vs_cudnn"] = row["cudnn_fp16_s"] / row["conv_s"]["median"] if row["cudnn_fp16_s"] else None
     row["int_mm_s"] = (
@@ -260,7 +275,8 @@ def write_benchmarks_md(results_dir: Path, md_path: Path) -> None:
         "GPU timestamps after warm-up, measured in one process, with its anchors, on the adapter named.",
         "Ops = 2 per MAC with C_in/groups per output. `gemm %peak`: GEMM rate over its padded MACs against",
         "the measured dot4I8Packed peak. `im2col %copy`: im2col rate (2 x bytes of A) against the copy",
-        "kernel. `vs cuDNN`: cuDNN float16 conv2d time / q8ta conv time (kernel time; > 1 means faster).",
+        "kernel (256 MiB); `%copy same bytes`: the copy kernel's time for A's bytes over im2col's time.",
+        "`vs cuDNN`: cuDNN float16 conv2d time / q8ta conv time (kernel time; > 1 means faster).",
         "",
     ]
     analysis = results_dir.parent / "analysis.md"  # hand-written reading of the results
@@ -289,8 +305,8 @@ def write_benchmarks_md(results_dir: Path, md_path: Path) -> None:
         if summ:
             out += [f"- {k}: {v}" for k, v in summ.items()] + [""]
         out += [
-            "| suite | config | shape | method | conv us | TOPS | gemm %peak | im2col_4w4c %copy | cuDNN fp16 us | vs cuDNN |",
-            "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+            "| suite | config | shape | method | conv us | TOPS | gemm %peak | im2col_4w4c %copy | %copy same bytes | cuDNN fp16 us | vs cuDNN |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
 
         def fmt(v, spec):
@@ -303,6 +319,7 @@ def write_benchmarks_md(results_dir: Path, md_path: Path) -> None:
                 f"{row['conv_s']['median'] * 1e6:.1f} | {row['tops']:.2f} | "
                 f"{fmt(row.get('gemm_frac_peak') and 100 * row['gemm_frac_peak'], '.0f')} | "
                 f"{fmt(row.get('im2col_4w4c_frac_copy') and 100 * row['im2col_4w4c_frac_copy'], '.0f')} | "
+                f"{fmt(row.get('im2col_4w4c_frac_copy_same') and 100 * row['im2col_4w4c_frac_copy_same'], '.0f')} | "
                 f"{fmt(cud and cud * 1e6, '.1f')} | {fmt(row.get('speedup_vs_cudnn'), '.2f')} |"
             )
         png = results_dir / f"{f.stem}.png"
@@ -341,6 +358,8 @@ def plot_results(json_path: Path) -> Path | None:
     ic = [100 * (row.get("im2col_4w4c_frac_copy") or np.nan) for row in rows]
     ax.plot(xs, gp, "o", label="GEMM % of dot4 peak")
     ax.plot(xs, ic, "s", label="im2col_4w4c % of copy bandwidth")
+    same = [100 * (row.get("im2col_4w4c_frac_copy_same") or np.nan) for row in rows]
+    ax.plot(xs, same, "x", label="im2col_4w4c % of a copy of the same bytes")
     ax.set_xticks(xs, names, rotation=90, fontsize=6)
     ax.set_ylabel("% of anchor")
     ax.legend(fontsize=7)
@@ -370,6 +389,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, str]:
     if ic:
         f = [r["im2col_4w4c_frac_copy"] for r in ic]
         s["im2col_4w4c % of copy bandwidth (every shape it takes)"] = (
+            f"{len(f)} shapes: min {100 * min(f):.0f}%, median {100 * np.median(f):.0f}%, max {100 * max(f):.0f}%"
+        )
+        f = [r["im2col_4w4c_frac_copy_same"] for r in ic]
+        s["im2col_4w4c % of a copy of the same bytes (every shape it takes)"] = (
             f"{len(f)} shapes: min {100 * min(f):.0f}%, median {100 * np.median(f):.0f}%, max {100 * max(f):.0f}%"
         )
         # A dispatch costs at least ~6 us on the H100: only big matrices can show bandwidth.
@@ -419,7 +442,9 @@ def main(args: argparse.Namespace) -> int:
     anchors = {
         "copy_gbps": copy_bandwidth(dev),
         "dot4_peak_tops": dot4_peak(dev),
-        "dot4_manual_tops": dot4_peak(dev, "dot4_manual_peak.wgsl"),
+        # The same kernel with the runtime's by-hand dot product (what adapters without a usable
+        # dot4I8Packed run): the ratio says whether dot4I8Packed is a native instruction here.
+        "dot4_manual_tops": dot4_peak(Device(args.adapter, backend=args.backend, dot4="fallback")),
         "torch": torch_anchors.torch.__version__ if torch_anchors.available else None,
     }
     print(

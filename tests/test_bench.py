@@ -1,5 +1,5 @@
-"""The benchmark's anchors and output: the packed-dot microkernels compute what they claim
-(against numpy), every chain of the peak kernel has its own product (so no compiler can share
+"""The benchmark's anchors and output: the packed-dot microkernel computes what it claims
+(against numpy, with dot4I8Packed and with the by-hand fallback), every chain of the peak kernel has its own product (so no compiler can share
 them and inflate the peak), and a small `bench` run writes complete, self-consistent results."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import q8ta_wgpu as q8
 from q8ta_wgpu import bench
 from q8ta_wgpu.configs import SPEC_CONFIGS
 from q8ta_wgpu.runtime import Pass
@@ -44,21 +45,24 @@ def _peak_reference(threads: int, iters: int) -> np.ndarray:
     return ((total + 2**31) % 2**32 - 2**31).astype(np.int32)
 
 
-@pytest.mark.parametrize("kernel", ["dot4_peak.wgsl", "dot4_manual_peak.wgsl"])
-def test_peak_microkernels_match_numpy(device, kernel):
+@pytest.mark.parametrize("dot4", ["auto", "fallback"])
+def test_peak_microkernel_matches_numpy(device, dot4):
+    """The peak kernel as the bench runs it: with dot4I8Packed, and with the by-hand fallback
+    (the bench's unpacked anchor)."""
+    dev = device if dot4 == "auto" else q8.Device(device.name, backend=device.backend, dot4="fallback")
+    assert dev.dot4_mode == ("fallback" if dot4 == "fallback" else device.dot4_mode)
     wg, groups, iters = 64, 2, 5
-    pipe = device.pipeline(kernel, {"WG": wg, "ITERS": iters})
-    out = device.buffer(4 * wg * groups)
-    device.run([Pass(pipe, device.bind_group(pipe, [out]), (groups, 1, 1), kernel)])
-    got = np.frombuffer(device.read(out), np.int32)
+    pipe = dev.pipeline("dot4_peak.wgsl", {"WG": wg, "ITERS": iters})
+    out = dev.buffer(4 * wg * groups)
+    dev.run([Pass(pipe, dev.bind_group(pipe, [out]), (groups, 1, 1), "peak")])
+    got = np.frombuffer(dev.read(out), np.int32)
     np.testing.assert_array_equal(got, _peak_reference(wg * groups, iters))
 
 
-@pytest.mark.parametrize("kernel", ["dot4_peak.wgsl", "dot4_manual_peak.wgsl"])
-def test_peak_chains_have_distinct_products(kernel):
+def test_peak_chains_have_distinct_products():
     """64 chains a step, each fed by its own (a_i, b_j): a product shared by two chains can be
     computed once, and the kernel would then read high (the old kernel read 2.5x high)."""
-    src = (KERNELS / kernel).read_text()
+    src = (KERNELS / "dot4_peak.wgsl").read_text()
     dots = re.findall(r"c(\d+) = \w+\(a(\d), b(\d)\) \+ c\1;", src)
     assert len(dots) == 64
     assert len({c for c, _, _ in dots}) == 64, "each chain updated once a step"
@@ -96,6 +100,10 @@ def test_bench_run_writes_consistent_results(device, tmp_path, monkeypatch):
     for r in with_4w4c:
         gbps = 2 * r["a_bytes"] / r["im2col_4w4c_s"]["median"] / 1e9
         assert r["im2col_4w4c_frac_copy"] == pytest.approx(gbps / res["anchors"]["copy_gbps"])
+        same = r["copy_same_s"]
+        assert 0 < same["min"] <= same["median"] <= same["max"], r["name"]
+        assert r["im2col_4w4c_frac_copy_same"] == pytest.approx(same["median"] / r["im2col_4w4c_s"]["median"])
+    assert any(r["method"] == "im2col_4w4c" for r in with_4w4c)  # the reused per-kernel time
     assert res["host_overhead"]["call_us"] > 0
     assert res["adapter"] in (tmp_path / "B.md").read_text()
     assert (tmp_path / f"{path.stem}.png").exists()
