@@ -53,7 +53,7 @@ def main() -> None:
         gemm = [p for p in passes if p.label.startswith("gemm")]
         each = median_us(dev, gemm)
         one = median_us(dev, gemm, whole=True)[0]
-        print(f"{cfg.name}@n8 GEMM, split {splits}: passes {' + '.join(f'{e:.1f}' for e in each)} us; "
+        print(f"{cfg.name} GEMM, split {splits}: passes {' + '.join(f'{e:.1f}' for e in each)} us; "
               f"in one pass {one:.1f} us", flush=True)  # fmt: skip
 
 

@@ -5,6 +5,7 @@ packed-dot throughput, which is what bounds the GEMM on shapes too small to fill
 
 Run on a GPU (the H100 figures in bench/analysis.md came from this):
     python bench/probes/dot4_occupancy.py --sms 132
+    python bench/probes/dot4_occupancy.py --like bench/results/NVIDIA_H100_80GB_HBM3.json
 """
 
 from __future__ import annotations
@@ -26,13 +27,48 @@ def measure(dev, wg: int, groups: int, iters: int = 1024, repeats: int = 10) -> 
     return 2 * wg * groups * iters * 64 * 4 / t / 1e12
 
 
+def shaped_like_gemm(results: str) -> None:
+    """The peak kernel given each big GEMM's work as the recorded run split it: as many
+    workgroups and threads as its tiled GEMM (x split-K slices), each thread as many steps of
+    64 dots as the GEMM's threads do k-blocks. What it reaches is a bound for any kernel that
+    splits the work that way and no more (it has no loads, no shared memory, no epilogue)."""
+    import json
+
+    import q8ta_wgpu as q8
+    from q8ta_wgpu.configs import POINTWISE_CONFIGS, RESNET50_CONFIGS, SPEC_CONFIGS
+
+    by_name = {c.name: c for c in SPEC_CONFIGS + POINTWISE_CONFIGS + RESNET50_CONFIGS}
+    by_name.update({c.name + "@n8": c.with_batch(8) for c in RESNET50_CONFIGS})
+    dev = q8.default_device()
+    peak = measure(dev, 256, 2048)
+    print(f"{dev.name}: peak {peak:.1f} TOPS", flush=True)
+    for row in json.loads(open(results).read())["rows"]:
+        if not row.get("big_gemm"):
+            continue
+        geo = by_name[row["name"]].geometry()
+        cfg = row["gemm_config"]
+        wm, wn, splits = cfg["constants"]["WG_M"], cfg["constants"]["WG_N"], cfg["splits"]
+        m_blocks, c4, k4 = geo.N * geo.H_out * -(-geo.W_out // 4), -(-geo.C_out // 4), geo.K_per_group // 4
+        groups = -(-m_blocks // (2 * wm)) * -(-c4 // (2 * wn)) * splits
+        iters = -(-k4 // splits)
+        tops = measure(dev, wm * wn, groups, iters)
+        print(f"{row['name']:16s} {groups:5d} x {wm * wn:3d} threads x {iters:5d} steps: {tops:5.1f} TOPS "
+              f"({100 * tops / peak:4.1f}% of peak); its GEMM: {100 * row['gemm_frac_peak']:4.1f}%", flush=True)  # fmt: skip
+
+
 def main() -> None:
     import q8ta_wgpu as q8
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sms", type=int, default=132, help="the GPU's SM count (to print warps per SM)")
     ap.add_argument("--warps-per-sm", default="1,2,3,4,6,8,12,16,24,32,48,64")
+    ap.add_argument(
+        "--like", metavar="RESULTS_JSON", help="instead: the peak kernel shaped like each big GEMM there"
+    )
     args = ap.parse_args()
+    if args.like:
+        shaped_like_gemm(args.like)
+        return
     dev = q8.default_device()
     peak = measure(dev, 256, 2048)
     print(f"{dev.name}: peak {peak:.1f} TOPS (2048 x 256 threads)", flush=True)

@@ -109,12 +109,22 @@ def _emit_all(tm: int, tn: int) -> list[str]:
 
 
 def smem_variant(
-    tm: int = 2, tn: int = 2, nbuf: int = 1, frag: bool = True, nl: int = 4, ks: int = 1, ablate: str = ""
+    tm: int = 2,
+    tn: int = 2,
+    nbuf: int = 1,
+    frag: bool = True,
+    nl: int = 4,
+    ks: int = 1,
+    ablate: str = "",
+    scalar: bool = False,
 ) -> str:
     """The shared-memory tiled kernel, parametrized (tm = tn = 2, nbuf = 1, frag, ks = 1 is the
     shipped kernel's structure). `ablate` (timing only: the results are wrong) leaves parts out,
     to see what each costs: "global" loads only the first stage from memory, "lds" reads the
-    shared operands once a stage (then varies them in registers), "barrier" drops the barriers."""
+    shared operands once a stage (then varies them in registers), "barrier" drops the barriers,
+    "emit" writes no results (nor split-K partial sums).
+    `scalar`: 64 scalar accumulators, each updated as `dot4I8Packed(x, w) + c` (the peak
+    kernel's form), instead of 16 vec4 accumulators updated by `mac`."""
     out = [f"// variant smem tm={tm} tn={tn} nbuf={nbuf} frag={frag} nl={nl} ks={ks} ablate={ablate}", HEAD]
     w = out.append
     w(f"const KS: u32 = {ks}u;")
@@ -163,7 +173,10 @@ fn load_b(e: u32, k0: u32) -> vec4<u32> {{
         w(f"  let sa{r} = a_slot(lt + {r}u * NT);")
     accs = _accs(tm, tn)
     for i, j, c in accs:
-        w(f"  var c{i}{j}{c} = vec4<i32>(0);")
+        if scalar:
+            w(f"  var c{i}{j}{c}x = 0; var c{i}{j}{c}y = 0; var c{i}{j}{c}z = 0; var c{i}{j}{c}w = 0;")
+        else:
+            w(f"  var c{i}{j}{c} = vec4<i32>(0);")
     for r in range(nl):
         w(f"  var ra{r} = vec4<u32>(0u);\n  var rb{r} = vec4<u32>(0u);")
 
@@ -237,7 +250,11 @@ fn load_b(e: u32, k0: u32) -> vec4<u32> {{
         for line in frag_loads("let ", "kk"):
             w("      " + line)
     for i, j, c in accs:
-        w(f"      c{i}{j}{c} = mac(c{i}{j}{c}, x{i}, w{j}[{c}]);")
+        if scalar:
+            for r in "xyzw":
+                w(f"      c{i}{j}{c}{r} = dot4I8Packed(x{i}.{r}, w{j}[{c}]) + c{i}{j}{c}{r};")
+        else:
+            w(f"      c{i}{j}{c} = mac(c{i}{j}{c}, x{i}, w{j}[{c}]);")
     w("    }")
     if nbuf == 2:
         w("    if (k0 + kstep < k_end) {")
@@ -247,6 +264,9 @@ fn load_b(e: u32, k0: u32) -> vec4<u32> {{
     else:
         w(f"    {barrier}")
     w("    kb = kn;\n  }")
+    if scalar:
+        for i, j, c in accs:
+            w(f"  var c{i}{j}{c} = vec4<i32>(c{i}{j}{c}x, c{i}{j}{c}y, c{i}{j}{c}z, c{i}{j}{c}w);")
     if ks > 1:  # block by block: k-groups 1.. park theirs, k-group 0 adds them up
         for i in range(tm):
             for j in range(tn):
@@ -258,6 +278,10 @@ fn load_b(e: u32, k0: u32) -> vec4<u32> {{
                     w(f"      c{i}{j}{c} += Red[((r - 1u) * NT + lt) * 4u + {c}u];")
                 w("    }\n  }\n  workgroupBarrier();")
         w("  if (kg != 0u) { return; }")
+    if "emit" in ablate:  # results kept live, but written (almost) never
+        total = " + ".join(f"c{i}{j}{c}" for i, j, c in accs)
+        w(f"  let total = {total};")
+        w("  if (total.x + total.y + total.z + total.w != i32(p.m_count) + 0x7654321) { return; }")
     out += _emit_all(tm, tn)
     w("}")
     return "\n".join(out) + "\n"
@@ -312,6 +336,7 @@ def variants() -> dict[str, tuple[str, TiledKernel, bool]]:
         "smem11": (smem_variant(tm=1, tn=1), TiledKernel(1, 1, 4), True),
         "smem_ks2": (smem_variant(ks=2), TiledKernel(2, 2, 4, k_groups=2), True),
         "smem_ks4": (smem_variant(ks=4), TiledKernel(2, 2, 4, k_groups=4), True),
+        "smem22_sc": (smem_variant(scalar=True), TiledKernel(2, 2, 4), True),
         "direct22": (direct_variant(), TiledKernel(2, 2, 64, buffers=0), False),
         "direct12": (direct_variant(tm=1), TiledKernel(1, 2, 64, buffers=0), False),
     }
@@ -322,7 +347,15 @@ def ablations() -> dict[str, tuple[str, TiledKernel, bool]]:
     k = TiledKernel(2, 2, 4)
     return {
         f"abl_{'_'.join(parts)}": (smem_variant(ablate=",".join(parts)), k, True)
-        for parts in (["global"], ["lds"], ["barrier"], ["global", "barrier"], ["global", "lds", "barrier"])
+        for parts in (
+            ["global"],
+            ["lds"],
+            ["barrier"],
+            ["emit"],
+            ["global", "barrier"],
+            ["global", "lds", "barrier"],
+            ["global", "lds", "barrier", "emit"],
+        )
     }
 
 
