@@ -76,21 +76,26 @@ def dot4_peak(dev: Device, repeats: int = 10, rounds: int = 5) -> float:
     """Packed-dot throughput in TOPS (2 ops per MAC) of the microkernel dot4_peak.wgsl (with the
     device's dot product: dot4I8Packed, or its by-hand fallback): the best of `rounds` medians (a
     peak is what the adapter can reach; clocks ramp up during the first)."""
-    kernel = "dot4_peak.wgsl"
-    iters, wg = 1024, 256
-    groups = 2048 if dev.adapter.info.get("adapter_type") != "CPU" else 8
-    pipe = dev.pipeline(kernel, {"WG": wg, "ITERS": iters})
-    out = dev.buffer(4 * wg * groups)
-    p = Pass(pipe, dev.bind_group(pipe, [out]), (groups, 1, 1), kernel)
+    p, macs = peak_pass(dev)
     t = min(float(np.median(dev.time_passes([p], warmup=2, repeats=repeats)[:, 0])) for _ in range(rounds))
-    macs = wg * groups * iters * 64 * 4
     return 2 * macs / t / 1e12
 
 
+def peak_pass(dev: Device) -> tuple[Pass, int]:
+    """The pass of the peak microkernel (dot4_peak.wgsl) as the bench runs it, and its MACs."""
+    iters, wg = 1024, 256
+    groups = 2048 if dev.adapter.info.get("adapter_type") != "CPU" else 8
+    pipe = dev.pipeline("dot4_peak.wgsl", {"WG": wg, "ITERS": iters})
+    out = dev.buffer(4 * wg * groups)
+    return Pass(pipe, dev.bind_group(pipe, [out]), (groups, 1, 1), "dot4_peak"), wg * groups * iters * 64 * 4
+
+
 def warm_up(dev: Device, seconds: float = 1.0) -> None:
-    """Keep the GPU busy for `seconds` (with the copy kernel) so its clocks are up before anchors
-    and kernels are timed: measured cold, the same kernels ran 2-4x slower."""
-    dev.keep_busy([copy_pass(dev, 16 * 2**20)], seconds)
+    """Keep the GPU busy for `seconds` so its clocks are up before anchors and kernels are timed:
+    measured cold, the same kernels ran 2-4x slower. With the peak kernel, whose runs are long
+    enough to keep the GPU busy between submits: warmed with a 16 MiB copy instead, the H100's
+    copy anchor read 1681 GB/s, against 2953 after this warm-up."""
+    dev.keep_busy([peak_pass(dev)[0]], seconds)
 
 
 class TorchAnchors:
