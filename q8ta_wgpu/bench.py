@@ -81,10 +81,11 @@ def dot4_peak(dev: Device, repeats: int = 10, rounds: int = 5) -> float:
     return 2 * macs / t / 1e12
 
 
-def peak_pass(dev: Device) -> tuple[Pass, int]:
-    """The pass of the peak microkernel (dot4_peak.wgsl) as the bench runs it, and its MACs."""
-    iters, wg = 1024, 256
-    groups = 2048 if dev.adapter.info.get("adapter_type") != "CPU" else 8
+def peak_pass(dev: Device, wg: int = 256, groups: int | None = None, iters: int = 1024) -> tuple[Pass, int]:
+    """The pass of the peak microkernel (dot4_peak.wgsl), `groups` workgroups of `wg` threads
+    running `iters` steps (default: as the bench runs it), and its MACs."""
+    if groups is None:
+        groups = 2048 if dev.adapter.info.get("adapter_type") != "CPU" else 8
     pipe = dev.pipeline("dot4_peak.wgsl", {"WG": wg, "ITERS": iters})
     out = dev.buffer(4 * wg * groups)
     return Pass(pipe, dev.bind_group(pipe, [out]), (groups, 1, 1), "dot4_peak"), wg * groups * iters * 64 * 4

@@ -18,7 +18,7 @@ def median_us(dev, passes, whole: bool = False) -> list[float]:
 
 def main() -> None:
     import q8ta_wgpu as q8
-    from q8ta_wgpu.bench import warm_up
+    from q8ta_wgpu.bench import peak_pass, warm_up
     from q8ta_wgpu.configs import RESNET50_CONFIGS, make_case
     from q8ta_wgpu.runtime import Pass
 
@@ -30,11 +30,8 @@ def main() -> None:
     p = Pass(copy, dev.bind_group(copy, [src, dst]), (1, 1, 1), "copy")
     print(f"copy of 4 KiB, 1 workgroup: {median_us(dev, [p])[0]:.1f} us; "
           f"8 such dispatches in one pass: {median_us(dev, [p] * 8, whole=True)[0]:.1f} us", flush=True)  # fmt: skip
-    out = dev.buffer(4 * 32 * 132)
     for iters in (1, 16, 64, 256, 1024):
-        pipe = dev.pipeline("dot4_peak.wgsl", {"WG": 32, "ITERS": iters})
-        p = Pass(pipe, dev.bind_group(pipe, [out]), (132, 1, 1), "peak")
-        t = median_us(dev, [p])[0]
+        t = median_us(dev, [peak_pass(dev, 32, 132, iters)[0]])[0]
         print(f"peak kernel, 132 x 32 threads, {iters:5d} steps of 64 dots: {t:7.1f} us", flush=True)
     cfg = {c.name: c for c in RESNET50_CONFIGS}["r50.l4.c2"].with_batch(8)
     case = make_case(cfg)

@@ -17,14 +17,12 @@ import numpy as np
 
 def measure(dev, wg: int, groups: int, iters: int = 1024, repeats: int = 10) -> float:
     """TOPS (2 ops per MAC) of the peak kernel run as `groups` workgroups of `wg` threads."""
-    from q8ta_wgpu.runtime import Pass
+    from q8ta_wgpu.bench import peak_pass
 
-    pipe = dev.pipeline("dot4_peak.wgsl", {"WG": wg, "ITERS": iters})
-    out = dev.buffer(4 * wg * groups)
-    p = Pass(pipe, dev.bind_group(pipe, [out]), (groups, 1, 1), "dot4_peak")
+    p, macs = peak_pass(dev, wg, groups, iters)
     dev.keep_busy([p], 0.1)
     t = float(np.median(dev.time_passes([p], warmup=2, repeats=repeats)[:, 0]))
-    return 2 * wg * groups * iters * 64 * 4 / t / 1e12
+    return 2 * macs / t / 1e12
 
 
 def shaped_like_gemm(results: str) -> None:
@@ -35,10 +33,9 @@ def shaped_like_gemm(results: str) -> None:
     import json
 
     import q8ta_wgpu as q8
-    from q8ta_wgpu.configs import POINTWISE_CONFIGS, RESNET50_CONFIGS, SPEC_CONFIGS
+    from q8ta_wgpu.bench import SUITES
 
-    by_name = {c.name: c for c in SPEC_CONFIGS + POINTWISE_CONFIGS + RESNET50_CONFIGS}
-    by_name.update({c.name + "@n8": c.with_batch(8) for c in RESNET50_CONFIGS})
+    by_name = {c.name: c for suite in SUITES.values() for c in suite}
     dev = q8.default_device()
     peak = measure(dev, 256, 2048)
     print(f"{dev.name}: peak {peak:.1f} TOPS", flush=True)

@@ -441,8 +441,7 @@ def gemm_shape(name: str) -> Any:
 
 def main() -> None:
     import q8ta_wgpu as q8
-    from q8ta_wgpu.bench import dot4_peak
-    from q8ta_wgpu.configs import POINTWISE_CONFIGS, RESNET50_CONFIGS, SPEC_CONFIGS
+    from q8ta_wgpu.bench import SUITES, dot4_peak
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="smem22_db,smem_ks2,direct22")
@@ -451,8 +450,7 @@ def main() -> None:
     args = ap.parse_args()
     names = [n for n in args.variants.split(",") if n]
     configs = json.loads(args.configs)
-    by_name = {c.name: c for c in SPEC_CONFIGS + POINTWISE_CONFIGS + RESNET50_CONFIGS}
-    by_name.update({c.name + "@n8": c.with_batch(8) for c in RESNET50_CONFIGS})
+    by_name = {c.name: c for suite in SUITES.values() for c in suite}
     dev = q8.default_device()
     peak = dot4_peak(dev)
     print(f"{dev.name}: dot4I8Packed peak {peak:.1f} TOPS", flush=True)
