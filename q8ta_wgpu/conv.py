@@ -551,11 +551,11 @@ class QConv2d:
             return [(gemm, res, dev.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
         partial = splits > 1
         gemm = dev.pipeline(cfg["kernel"], {**consts, "PARTIAL": partial, "IMPLICIT": implicit})
-        tm, tn = TILED_KERNELS[cfg["kernel"]][:2]
+        tk = TILED_KERNELS[cfg["kernel"]]
         c4_pg = c4_out if geo.groups == 1 else geo.C_out_per_group // 4
         grid = (
-            -(-c4_pg // (tn * consts["WG_N"])),
-            -(-count // (tm * consts["WG_M"])),
+            -(-c4_pg // (tk.tn * consts["WG_N"])),
+            -(-count // (tk.tm * consts["WG_M"])),
             geo.groups * splits,
         )
         if max(grid) > dev.max_workgroups:
