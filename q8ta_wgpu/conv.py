@@ -48,6 +48,7 @@ class TiledKernel(NamedTuple):
     loads: int  # most global loads per thread per stage, for A and for W
     k_groups: int = 1  # thread groups splitting each tile's K, reduced in shared memory
     buffers: int = 1  # shared-memory copies of a stage (2: double-buffered; 0: none)
+    bk_multiple: int = 1  # BK must be a multiple of this (the k-block loop's unrolling)
 
     def threads(self, wg_m: int, wg_n: int) -> int:
         return wg_m * wg_n * self.k_groups
@@ -61,7 +62,9 @@ class TiledKernel(NamedTuple):
 
 
 # Tiled GEMM kernels by file.
-TILED_KERNELS: dict[str, TiledKernel] = {"gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=4)}
+TILED_KERNELS: dict[str, TiledKernel] = {
+    "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=4, bk_multiple=2)
+}
 
 
 # k-blocks per thread of im2col_4w4c.wgsl (one position decode, then steps), by adapter type,
@@ -94,9 +97,11 @@ def tiled_config_error(
     The device's workgroup limits are checked here because wgpu does not check shared memory
     sized by override constants: a kernel over the limit compiles, and on the H100 its
     dispatch hung the device."""
+    k = TILED_KERNELS[kernel]
+    if bk < 1 or bk % k.bk_multiple:
+        return f"BK {bk} is not a positive multiple of {k.bk_multiple}"
     if not tiled_loads_ok(wg_m, wg_n, bk, kernel):
         return "too many loads per thread a stage"
-    k = TILED_KERNELS[kernel]
     threads = k.threads(wg_m, wg_n)
     most = min(
         dev.limits["max-compute-invocations-per-workgroup"], dev.limits["max-compute-workgroup-size-x"]

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import wgpu
 
+from . import _trusted
+
 ADAPTER_ENV = "Q8TA_WGPU_ADAPTER"
 BACKEND_ENV = "WGPU_BACKEND_TYPE"
 
@@ -183,6 +185,9 @@ class Device:
         power_preference: "high-performance" (default) or "low-power".
         dot4: "auto" (default): probe WGSL `dot4I8Packed` and use it when it compiles and is exact;
             "fallback": always use the by-hand replacement (`_DOT4_FALLBACK`), e.g. to test it.
+        loop_bounding: compile kernels with wgpu's forced loop bounding (default False: every
+            loop in kernels/ ends by construction, and the counter slows the GEMM; see
+            `_trusted`). Bounds checks stay on either way.
 
     Features requested: "timestamp-query" where the adapter has it (for timing). Limits requested:
     the adapter's own maximum (never more) of storage-binding size, buffer size, storage buffers
@@ -204,6 +209,7 @@ class Device:
         backend: str | None = None,
         power_preference: str = "high-performance",
         dot4: str = "auto",
+        loop_bounding: bool = False,
     ) -> None:
         if dot4 not in DOT4_MODES:
             raise ValueError(f"dot4 must be one of {', '.join(DOT4_MODES)}, got {dot4!r}")
@@ -225,6 +231,7 @@ class Device:
         self._bind_groups: OrderedDict[tuple, Any] = OrderedDict()
         self._bg_keys: dict[int, set[tuple]] = {}  # id(buffer or pipeline) -> its cached bind groups
         self._uniforms: OrderedDict[bytes, Any] = OrderedDict()
+        self.loop_bounding = loop_bounding
         self.dot4_forced = dot4 == "fallback"
         self.dot4_mode = "fallback" if self.dot4_forced else self._probe_dot4()
 
@@ -327,7 +334,7 @@ class Device:
         b = words.view(np.int8).reshape(32, 2, 4).astype(np.int32)
         want = (b[:, 0] * b[:, 1]).sum(axis=1)
         try:
-            mod = self.device.create_shader_module(code=_DOT4_PROBE, label="dot4_probe")
+            mod = self._compile(_DOT4_PROBE, "dot4_probe")
             pipe = self.device.create_compute_pipeline(
                 layout="auto", compute={"module": mod, "entry_point": "main"}
             )
@@ -341,6 +348,15 @@ class Device:
         return "builtin" if np.array_equal(got, want) else "fallback"
 
     # ---- shaders and pipelines -------------------------------------------------------------
+    def _compile(self, src: str, label: str) -> Any:
+        """A shader module of WGSL `src`: without loop bounding unless asked for (and where
+        this wgpu cannot, with it)."""
+        if not self.loop_bounding:
+            mod = _trusted.create_module(self.device, src, label)
+            if mod is not None:
+                return mod
+        return self.device.create_shader_module(code=src, label=label)
+
     def shader(self, name: str) -> Any:
         """The shader module of kernels/<name>, compiled once."""
         key = (name, self.dot4_mode)
@@ -350,7 +366,7 @@ class Device:
             if self.dot4_mode == "fallback":
                 src = src.replace("dot4I8Packed(", "q8_dot4(") + _DOT4_FALLBACK
             try:
-                mod = self.device.create_shader_module(code=src, label=name)
+                mod = self._compile(src, name)
             except wgpu.GPUError as e:
                 if _is_device_lost(str(e)):
                     raise self._error(e, f"compiling {name}") from None

@@ -8,7 +8,9 @@ Families (name: what differs from the shipped kernel):
             buffers (2 = one barrier per stage), FRAG (prefetch the next k-block's operands),
             KS k-groups per workgroup (KS > 1: the warps of one output tile split the stage's
             k-blocks between them and reduce in shared memory at the end, instead of split-K's
-            partial sums in memory and a second pass).
+            partial sums in memory and a second pass), UNROLL (the k-block loop written out
+            that many times through two alternating register sets; shipped: 2; 0 = one set
+            rotated by copies, as the shipped kernel first did: every ablation keeps that).
 - `direct`: no shared memory and no barriers: each thread reads its operands straight from
             memory (through L1), prefetching the next k-block.
 
@@ -117,15 +119,21 @@ def smem_variant(
     ks: int = 1,
     ablate: str = "",
     scalar: bool = False,
+    unroll: int = 0,
 ) -> str:
-    """The shared-memory tiled kernel, parametrized (tm = tn = 2, nbuf = 1, frag, ks = 1 is the
-    shipped kernel's structure). `ablate` (timing only: the results are wrong) leaves parts out,
+    """The shared-memory tiled kernel, parametrized (tm = tn = 2, nbuf = 1, frag, ks = 1,
+    unroll = 2 is the shipped kernel's structure). `ablate` (timing only: the results are wrong) leaves parts out,
     to see what each costs: "global" loads only the first stage from memory, "lds" reads the
     shared operands once a stage (then varies them in registers), "barrier" drops the barriers,
     "emit" writes no results (nor split-K partial sums).
     `scalar`: 64 scalar accumulators, each updated as `dot4I8Packed(x, w) + c` (the peak
-    kernel's form), instead of 16 vec4 accumulators updated by `mac`."""
-    out = [f"// variant smem tm={tm} tn={tn} nbuf={nbuf} frag={frag} nl={nl} ks={ks} ablate={ablate}", HEAD]
+    kernel's form), instead of 16 vec4 accumulators updated by `mac`.
+    `unroll` (even, dividing BK; with frag): the k-block loop written out `unroll` times, the
+    prefetched operands alternating between two register sets, so no register is copied."""
+    out = [
+        f"// variant smem tm={tm} tn={tn} nbuf={nbuf} frag={frag} nl={nl} ks={ks} ablate={ablate} unroll={unroll}",
+        HEAD,
+    ]
     w = out.append
     w(f"const KS: u32 = {ks}u;")
     w(f"var<workgroup> As: array<vec4<u32>, KS * {nbuf}u * BK * ({tm}u * WG_M + 1u)>;")
@@ -232,8 +240,27 @@ fn load_b(e: u32, k0: u32) -> vec4<u32> {{
     if frag:
         for line in frag_loads("var n", "0u"):
             w("    " + line)
-    w("    for (var kk = 0u; kk < BK; kk++) {")
-    if frag:
+    if unroll:
+        if not frag or unroll % 2:
+            raise ValueError("unroll needs frag and an even count")
+        for i in range(tm):
+            w(f"    var px{i} = nx{i};")
+        for j in range(tn):
+            w(f"    var pw{j} = nw{j};")
+        w(f"    for (var kk = 0u; kk < BK; kk += {unroll}u) {{")
+        for u in range(unroll):
+            cur, nxt = ("p", "n") if u % 2 == 0 else ("n", "p")
+            w(f"      let kq{u} = min(kk + {u + 1}u, BK - 1u);")
+            for line in frag_loads(nxt, f"kq{u}"):
+                w("      " + line)
+            for i, j, c in accs:
+                w(f"      c{i}{j}{c} = mac(c{i}{j}{c}, {cur}x{i}, {cur}w{j}[{c}]);")
+        w("    }")
+    else:
+        w("    for (var kk = 0u; kk < BK; kk++) {")
+    if unroll:
+        pass
+    elif frag:
         for i in range(tm):
             w(f"      let x{i} = nx{i};")
         for j in range(tn):
@@ -249,13 +276,14 @@ fn load_b(e: u32, k0: u32) -> vec4<u32> {{
     else:
         for line in frag_loads("let ", "kk"):
             w("      " + line)
-    for i, j, c in accs:
+    for i, j, c in [] if unroll else accs:
         if scalar:
             for r in "xyzw":
                 w(f"      c{i}{j}{c}{r} = dot4I8Packed(x{i}.{r}, w{j}[{c}]) + c{i}{j}{c}{r};")
         else:
             w(f"      c{i}{j}{c} = mac(c{i}{j}{c}, x{i}, w{j}[{c}]);")
-    w("    }")
+    if not unroll:
+        w("    }")
     if nbuf == 2:
         w("    if (k0 + kstep < k_end) {")
         for line in stores("(1u - buf)"):
@@ -337,6 +365,9 @@ def variants() -> dict[str, tuple[str, TiledKernel, bool]]:
         "smem_ks2": (smem_variant(ks=2), TiledKernel(2, 2, 4, k_groups=2), True),
         "smem_ks4": (smem_variant(ks=4), TiledKernel(2, 2, 4, k_groups=4), True),
         "smem22_sc": (smem_variant(scalar=True), TiledKernel(2, 2, 4), True),
+        "smem22_nofrag": (smem_variant(frag=False), TiledKernel(2, 2, 4), True),
+        "smem22_u2": (smem_variant(unroll=2), TiledKernel(2, 2, 4, bk_multiple=2), True),
+        "smem22_u8": (smem_variant(unroll=8), TiledKernel(2, 2, 4, bk_multiple=8), True),
         "direct22": (direct_variant(), TiledKernel(2, 2, 64, buffers=0), False),
         "direct12": (direct_variant(tm=1), TiledKernel(1, 2, 64, buffers=0), False),
     }
@@ -447,11 +478,12 @@ def main() -> None:
     ap.add_argument("--variants", default="smem22_db,smem_ks2,direct22")
     ap.add_argument("--shapes", default="spec16,r50.l4.c2@n8")
     ap.add_argument("--configs", default="[[8,8,16,8],[16,4,8,2],[8,8,8,4],[16,8,16,4]]")
+    ap.add_argument("--loop-bounding", action="store_true", help="compile with wgpu's loop bounding")
     args = ap.parse_args()
     names = [n for n in args.variants.split(",") if n]
     configs = json.loads(args.configs)
     by_name = {c.name: c for suite in SUITES.values() for c in suite}
-    dev = q8.default_device()
+    dev = q8.Device(loop_bounding=True) if args.loop_bounding else q8.default_device()
     peak = dot4_peak(dev)
     print(f"{dev.name}: dot4I8Packed peak {peak:.1f} TOPS", flush=True)
     with installed(names) as files:
