@@ -8,16 +8,18 @@
 //      word j = channel 4*c4+j's group-relative k-bytes 4k..4k+3); `chan`, epilogue records.
 // Workgroup (bx, by, bz): channel blocks [g*c4_pg + bx*BN, +BN) of group g = bz % groups,
 //      m-blocks [by*BM, +BM), K slice s = bz / groups: k-blocks [s*kspan, (s+1)*kspan) of the
-//      group's columns (A column blocks g*k4_pg + k). BM = 2*WG_M m-blocks, BN = 2*WG_N blocks.
+//      group's columns (A column blocks g*k4_pg + k). BM = TM*WG_M m-blocks, BN = TN*WG_N blocks.
 // Per stage, BK k-blocks of A (BM x BK vec4) and W (BN x BK vec4) go to shared memory (global
 //      loads coalesced along k; out-of-range blocks = 0; rows padded by one vec4 against bank
 //      conflicts). Software-pipelined: each thread's NA + NB (<= 4 + 4) global loads for the next
 //      stage are issued into named registers before the current stage is computed, and the
 //      shared operands of the next k-block are read before the current one's dot products
 //      (k-blocks in pairs through two register sets; BK even). Thread (ty, tx) owns m-blocks
-//      ty, ty + WG_M and channel blocks tx, tx + WG_N:
-//      an 8-row x 8-channel register tile in 16 named vec4 accumulators (named, not an array,
-//      so it stays in registers), 64 dot4I8Packed per k-block from 4 vec4 shared loads.
+//      ty (+ WG_M if TM = 2) and channel blocks tx (+ WG_N if TN = 2): with TM = TN = 2 an
+//      8-row x 8-channel register tile in 16 named vec4 accumulators (named, not an array, so
+//      it stays in registers), 64 dot4I8Packed per k-block from 4 vec4 shared loads. TM or TN
+//      = 1 halves the tile (the accumulators it leaves unused are compiled away): twice the
+//      threads for the same output, for GEMMs too small to fill the GPU otherwise.
 // Out: PARTIAL == false: requantized tiles through kernels/epilogue.wgsl (each thread writes
 //      only its own tiles' words). PARTIAL == true: raw int32 sums to `part` at
 //      ((s*m_count + mb)*c4_out + c4)*4 + j (vec4 over widths), for gemm_q8_splitk.wgsl.
@@ -27,8 +29,10 @@
 // #include "conv_params.wgsl"
 // #include "gather_4w4c.wgsl"
 
-override WG_M: u32 = 16u;   // threads along M; the tile has 2*WG_M m-blocks (8*WG_M rows)
-override WG_N: u32 = 16u;   // threads along N; the tile has 2*WG_N channel blocks
+override WG_M: u32 = 16u;   // threads along M; the tile has TM*WG_M m-blocks (4*TM*WG_M rows)
+override WG_N: u32 = 16u;   // threads along N; the tile has TN*WG_N channel blocks
+override TM: u32 = 2u;      // m-blocks per thread: 1 or 2
+override TN: u32 = 2u;      // channel blocks per thread: 1 or 2
 override BK: u32 = 8u;      // k-blocks per shared-memory stage
 override PARTIAL: bool = false;
 override IMPLICIT: bool = false;  // `a` is the 4W4C input; gather A blocks on the fly
@@ -49,9 +53,9 @@ fn load_word(i: u32) -> u32 {
 
 // Block (m-block mb of this dispatch, k-block kcol of A's columns).
 
-// Row r of As holds k-block r of the stage for the tile's 2*WG_M m-blocks (+1 pad), same for Bs.
-var<workgroup> As: array<vec4<u32>, BK * (2u * WG_M + 1u)>;
-var<workgroup> Bs: array<vec4<u32>, BK * (2u * WG_N + 1u)>;
+// Row r of As holds k-block r of the stage for the tile's TM*WG_M m-blocks (+1 pad), same for Bs.
+var<workgroup> As: array<vec4<u32>, BK * (TM * WG_M + 1u)>;
+var<workgroup> Bs: array<vec4<u32>, BK * (TN * WG_N + 1u)>;
 
 // acc + (x . w) for the 4 rows (widths) of x against one channel's word w.
 fn mac(acc: vec4<i32>, x: vec4<u32>, w: u32) -> vec4<i32> {
@@ -91,7 +95,7 @@ fn a_slot(e: u32) -> ASlot {
   var sl: ASlot;
   sl.mb = t_mb_lo + e / BK;
   sl.kk = e % BK;
-  sl.ok = select(0u, 1u, e < BK * 2u * WG_M && sl.mb < p.m_count);
+  sl.ok = select(0u, 1u, e < BK * TM * WG_M && sl.mb < p.m_count);
   return sl;
 }
 
@@ -107,14 +111,14 @@ fn load_a(sl: ASlot, k0: u32) -> vec4<u32> {
 fn load_b(e: u32, k0: u32) -> vec4<u32> {
   let c4 = t_c4_lo + e / BK;
   let k = k0 + e % BK;
-  if (e < BK * 2u * WG_N && c4 < t_c4_end && k < t_k_end) { return wts[c4 * p.k4_pg + k]; }
+  if (e < BK * TN * WG_N && c4 < t_c4_end && k < t_k_end) { return wts[c4 * p.k4_pg + k]; }
   return vec4<u32>(0u);
 }
 
 @compute @workgroup_size(WG_M * WG_N)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let BM = 2u * WG_M;
-  let BN = 2u * WG_N;
+  let BM = TM * WG_M;
+  let BN = TN * WG_N;
   let SA = BM + 1u;  // padded row strides
   let SB = BN + 1u;
   let NT = WG_M * WG_N;
@@ -199,59 +203,75 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // k-blocks in pairs, through two register sets: p holds the even k-block, q the odd one. Each
     // half reads the other set's operands before its own dot products, so no operand is ever
     // copied between registers (rotating one prefetch set cost 16 moves per 64 dots: ~30% on
-    // the H100). BK is even.
+    // the H100). BK is even. Operands of a second m-block (channel block) only with TM (TN) 2.
     var px0 = As[ty];
-    var px1 = As[ty + WG_M];
+    var px1 = vec4<u32>(0u);
     var pw0 = Bs[tx];
-    var pw1 = Bs[tx + WG_N];
+    var pw1 = vec4<u32>(0u);
+    if (TM > 1u) { px1 = As[ty + WG_M]; }
+    if (TN > 1u) { pw1 = Bs[tx + WG_N]; }
     for (var kk = 0u; kk < BK; kk += 2u) {
       let qx0 = As[(kk + 1u) * SA + ty];
-      let qx1 = As[(kk + 1u) * SA + ty + WG_M];
+      var qx1 = vec4<u32>(0u);
       let qw0 = Bs[(kk + 1u) * SB + tx];
-      let qw1 = Bs[(kk + 1u) * SB + tx + WG_N];
+      var qw1 = vec4<u32>(0u);
+      if (TM > 1u) { qx1 = As[(kk + 1u) * SA + ty + WG_M]; }
+      if (TN > 1u) { qw1 = Bs[(kk + 1u) * SB + tx + WG_N]; }
       c000 = mac(c000, px0, pw0[0]);
       c001 = mac(c001, px0, pw0[1]);
       c002 = mac(c002, px0, pw0[2]);
       c003 = mac(c003, px0, pw0[3]);
-      c010 = mac(c010, px0, pw1[0]);
-      c011 = mac(c011, px0, pw1[1]);
-      c012 = mac(c012, px0, pw1[2]);
-      c013 = mac(c013, px0, pw1[3]);
-      c100 = mac(c100, px1, pw0[0]);
-      c101 = mac(c101, px1, pw0[1]);
-      c102 = mac(c102, px1, pw0[2]);
-      c103 = mac(c103, px1, pw0[3]);
-      c110 = mac(c110, px1, pw1[0]);
-      c111 = mac(c111, px1, pw1[1]);
-      c112 = mac(c112, px1, pw1[2]);
-      c113 = mac(c113, px1, pw1[3]);
+      if (TN > 1u) {
+        c010 = mac(c010, px0, pw1[0]);
+        c011 = mac(c011, px0, pw1[1]);
+        c012 = mac(c012, px0, pw1[2]);
+        c013 = mac(c013, px0, pw1[3]);
+      }
+      if (TM > 1u) {
+        c100 = mac(c100, px1, pw0[0]);
+        c101 = mac(c101, px1, pw0[1]);
+        c102 = mac(c102, px1, pw0[2]);
+        c103 = mac(c103, px1, pw0[3]);
+      }
+      if (TM > 1u && TN > 1u) {
+        c110 = mac(c110, px1, pw1[0]);
+        c111 = mac(c111, px1, pw1[1]);
+        c112 = mac(c112, px1, pw1[2]);
+        c113 = mac(c113, px1, pw1[3]);
+      }
       let kn2 = min(kk + 2u, BK - 1u);  // the next pair's even k-block (the last pair rereads)
       px0 = As[kn2 * SA + ty];
-      px1 = As[kn2 * SA + ty + WG_M];
       pw0 = Bs[kn2 * SB + tx];
-      pw1 = Bs[kn2 * SB + tx + WG_N];
+      if (TM > 1u) { px1 = As[kn2 * SA + ty + WG_M]; }
+      if (TN > 1u) { pw1 = Bs[kn2 * SB + tx + WG_N]; }
       c000 = mac(c000, qx0, qw0[0]);
       c001 = mac(c001, qx0, qw0[1]);
       c002 = mac(c002, qx0, qw0[2]);
       c003 = mac(c003, qx0, qw0[3]);
-      c010 = mac(c010, qx0, qw1[0]);
-      c011 = mac(c011, qx0, qw1[1]);
-      c012 = mac(c012, qx0, qw1[2]);
-      c013 = mac(c013, qx0, qw1[3]);
-      c100 = mac(c100, qx1, qw0[0]);
-      c101 = mac(c101, qx1, qw0[1]);
-      c102 = mac(c102, qx1, qw0[2]);
-      c103 = mac(c103, qx1, qw0[3]);
-      c110 = mac(c110, qx1, qw1[0]);
-      c111 = mac(c111, qx1, qw1[1]);
-      c112 = mac(c112, qx1, qw1[2]);
-      c113 = mac(c113, qx1, qw1[3]);
+      if (TN > 1u) {
+        c010 = mac(c010, qx0, qw1[0]);
+        c011 = mac(c011, qx0, qw1[1]);
+        c012 = mac(c012, qx0, qw1[2]);
+        c013 = mac(c013, qx0, qw1[3]);
+      }
+      if (TM > 1u) {
+        c100 = mac(c100, qx1, qw0[0]);
+        c101 = mac(c101, qx1, qw0[1]);
+        c102 = mac(c102, qx1, qw0[2]);
+        c103 = mac(c103, qx1, qw0[3]);
+      }
+      if (TM > 1u && TN > 1u) {
+        c110 = mac(c110, qx1, qw1[0]);
+        c111 = mac(c111, qx1, qw1[1]);
+        c112 = mac(c112, qx1, qw1[2]);
+        c113 = mac(c113, qx1, qw1[3]);
+      }
     }
     workgroupBarrier();
   }
 
   emit(mb_lo + ty, c4_lo + tx, s, c4_end, c000, c001, c002, c003);
-  emit(mb_lo + ty, c4_lo + tx + WG_N, s, c4_end, c010, c011, c012, c013);
-  emit(mb_lo + ty + WG_M, c4_lo + tx, s, c4_end, c100, c101, c102, c103);
-  emit(mb_lo + ty + WG_M, c4_lo + tx + WG_N, s, c4_end, c110, c111, c112, c113);
+  if (TN > 1u) { emit(mb_lo + ty, c4_lo + tx + WG_N, s, c4_end, c010, c011, c012, c013); }
+  if (TM > 1u) { emit(mb_lo + ty + WG_M, c4_lo + tx, s, c4_end, c100, c101, c102, c103); }
+  if (TM > 1u && TN > 1u) { emit(mb_lo + ty + WG_M, c4_lo + tx + WG_N, s, c4_end, c110, c111, c112, c113); }
 }

@@ -180,7 +180,15 @@ def bench_conv(
     geo = plan.geo
     ops = 2 * geo.macs
     conv_t = whole
-    gemm_t = t[:, gemm_cols].sum(axis=1)
+    # The GEMM's dispatches (with split-K, the slices and their reduction) in one compute pass, as
+    # a call runs them: a pass of its own per dispatch would charge the pass's fixed cost (~5 us on
+    # the H100) once more for each.
+    gemm_each_t = t[:, gemm_cols].sum(axis=1)
+    if len(gemm_cols) > 1:
+        gemm_passes = [passes[i] for i in gemm_cols]
+        gemm_t = dev.time_passes(gemm_passes, warmup=2, repeats=repeats, whole=True)[:, 0]
+    else:
+        gemm_t = gemm_each_t
     row: dict[str, Any] = {
         "name": cfg.name,
         "label": cfg.label(),
@@ -191,6 +199,7 @@ def bench_conv(
         "conv_s": stats(conv_t),
         "kernels_sum_s": stats(t.sum(axis=1)),
         "gemm_s": stats(gemm_t),
+        "gemm_passes_sum_s": stats(gemm_each_t),
         "im2col_s": stats(t[:, im2col_cols].sum(axis=1)) if im2col_cols else None,
         "tops": ops / float(np.median(conv_t)) / 1e12,
         "gemm_tops": ops / float(np.median(gemm_t)) / 1e12,
@@ -401,7 +410,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, str]:
         s["im2col_4w4c % of a copy of the same bytes (every shape it takes)"] = (
             f"{len(f)} shapes: min {100 * min(f):.0f}%, median {100 * np.median(f):.0f}%, max {100 * max(f):.0f}%"
         )
-        # A dispatch costs at least ~6 us on the H100: only big matrices can show bandwidth.
+        # A pass costs at least 5.5 us on the H100 (bench/probes/dispatch_floor.py): only big
+        # matrices can show bandwidth.
         big = [r["im2col_4w4c_frac_copy"] for r in ic if r["a_bytes"] >= 16 * 2**20]
         if big:
             s["im2col_4w4c % of copy bandwidth (A >= 16 MiB)"] = (

@@ -15,6 +15,7 @@ import dataclasses
 import os
 import weakref
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -41,14 +42,16 @@ MAX_K_PER_GROUP = 1 << 16
 # ---- weights ------------------------------------------------------------------------------
 class TiledKernel(NamedTuple):
     """The structure of a tiled GEMM kernel (shared-memory stages, split-K, implicit), which
-    decides what a configuration (WG_M, WG_N, BK) asks of the device."""
+    decides what a configuration (WG_M, WG_N, BK and, where the kernel takes them, TM, TN) asks
+    of the device."""
 
-    tm: int  # m-blocks per thread (the tile has tm*WG_M)
-    tn: int  # channel blocks per thread (the tile has tn*WG_N)
+    tm: int  # m-blocks per thread (the tile has tm*WG_M); the TM constant's default
+    tn: int  # channel blocks per thread (the tile has tn*WG_N); the TN constant's default
     loads: int  # most global loads per thread per stage, for A and for W
     k_groups: int = 1  # thread groups splitting each tile's K, reduced in shared memory
     buffers: int = 1  # shared-memory copies of a stage (2: double-buffered; 0: none)
     bk_multiple: int = 1  # BK must be a multiple of this (the k-block loop's unrolling)
+    tile_choices: tuple[int, ...] = ()  # values the TM and TN constants may take (): fixed
 
     def threads(self, wg_m: int, wg_n: int) -> int:
         return wg_m * wg_n * self.k_groups
@@ -63,7 +66,7 @@ class TiledKernel(NamedTuple):
 
 # Tiled GEMM kernels by file.
 TILED_KERNELS: dict[str, TiledKernel] = {
-    "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=4, bk_multiple=2)
+    "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=4, bk_multiple=2, tile_choices=(1, 2))
 }
 
 
@@ -82,25 +85,33 @@ def im2col_pass_shape(dev: Device, method: str, m_blocks: int, k4: int) -> tuple
     return {"WG": 64}, m_blocks * k4
 
 
-def tiled_loads_ok(wg_m: int, wg_n: int, bk: int, kernel: str = "gemm_q8_tiled.wgsl") -> bool:
-    """A tiled kernel prefetches each thread's share of a stage (BK x TM*WG_M A blocks and
-    BK x TN*WG_N W blocks over WG_M*WG_N threads) into a fixed number of named registers."""
+def tiled_kernel(kernel: str, consts: Mapping[str, Any]) -> TiledKernel:
+    """The structure of tiled kernel `kernel` under override constants `consts` (its TM, TN)."""
     k = TILED_KERNELS[kernel]
-    nt = wg_m * wg_n
-    return -(-bk * k.tm * wg_m // nt) <= k.loads and -(-bk * k.tn * wg_n // nt) <= k.loads
+    if not k.tile_choices:
+        return k
+    return k._replace(tm=int(consts.get("TM", k.tm)), tn=int(consts.get("TN", k.tn)))
 
 
 def tiled_config_error(
-    dev: Device, wg_m: int, wg_n: int, bk: int, kernel: str = "gemm_q8_tiled.wgsl"
+    dev: Device, consts: Mapping[str, Any], kernel: str = "gemm_q8_tiled.wgsl"
 ) -> str | None:
-    """Why `kernel` cannot run with WG_M x WG_N threads and BK k-blocks a stage on `dev`, or None.
-    The device's workgroup limits are checked here because wgpu does not check shared memory
-    sized by override constants: a kernel over the limit compiles, and on the H100 its
-    dispatch hung the device."""
-    k = TILED_KERNELS[kernel]
+    """Why `kernel` cannot run with override constants `consts` (WG_M x WG_N threads, BK k-blocks
+    a stage, TM x TN blocks a thread) on `dev`, or None. The device's workgroup limits are checked
+    here because wgpu does not check shared memory sized by override constants: a kernel over
+    the limit compiles, and on the H100 its dispatch hung the device."""
+    base = TILED_KERNELS[kernel]
+    for name in ("TM", "TN"):
+        if name in consts and int(consts[name]) not in base.tile_choices:
+            return f"{name} {consts[name]} is not one of {base.tile_choices or 'none (fixed tile)'}"
+    k = tiled_kernel(kernel, consts)
+    wg_m, wg_n, bk = int(consts["WG_M"]), int(consts["WG_N"]), int(consts["BK"])
     if bk < 1 or bk % k.bk_multiple:
         return f"BK {bk} is not a positive multiple of {k.bk_multiple}"
-    if not tiled_loads_ok(wg_m, wg_n, bk, kernel):
+    # Each thread prefetches its share of a stage (BK x tm*WG_M A blocks and BK x tn*WG_N W
+    # blocks over WG_M*WG_N threads) into a fixed number of named registers.
+    nt = wg_m * wg_n
+    if -(-bk * k.tm * wg_m // nt) > k.loads or -(-bk * k.tn * wg_n // nt) > k.loads:
         return "too many loads per thread a stage"
     threads = k.threads(wg_m, wg_n)
     most = min(
@@ -492,7 +503,8 @@ class QConv2d:
         # stage); narrow channel tiles for few channels per group.
         wg_n = 8 if c4_pg > 4 else 4
         wg_m = 64 // wg_n
-        bk = 16 if k4_pg >= 16 and tiled_config_error(self.device, wg_m, wg_n, 16) is None else 8
+        fits16 = tiled_config_error(self.device, {"WG_M": wg_m, "WG_N": wg_n, "BK": 16}) is None
+        bk = 16 if k4_pg >= 16 and fits16 else 8
         tiles = -(-m_count // (2 * wg_m)) * -(-c4_pg // (2 * wg_n)) * geo.groups
         # Split K while there are fewer tiles than ~2 waves of a large GPU and K is long.
         splits = 1
@@ -527,7 +539,7 @@ class QConv2d:
         k4_pg = geo.K_per_group // 4
         c4_out = ceil4(geo.C_out)
         if tiled:
-            why = tiled_config_error(dev, consts["WG_M"], consts["WG_N"], consts["BK"], cfg["kernel"])
+            why = tiled_config_error(dev, consts, cfg["kernel"])
             if why:
                 raise ValueError(f"gemm config: {cfg['kernel']} cannot take {consts}: {why}")
             # Fewer K slices where their partial sums would not fit one binding (big chunks).
@@ -556,7 +568,7 @@ class QConv2d:
             return [(gemm, res, dev.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
         partial = splits > 1
         gemm = dev.pipeline(cfg["kernel"], {**consts, "PARTIAL": partial, "IMPLICIT": implicit})
-        tk = TILED_KERNELS[cfg["kernel"]]
+        tk = tiled_kernel(cfg["kernel"], consts)
         c4_pg = c4_out if geo.groups == 1 else geo.C_out_per_group // 4
         grid = (
             -(-c4_pg // (tk.tn * consts["WG_N"])),
@@ -606,13 +618,7 @@ class QConv2d:
             and gemm["kernel"] != "gemm_q8.wgsl"
             and (
                 gemm["kernel"] not in TILED_KERNELS
-                or tiled_config_error(
-                    dev,
-                    gemm["constants"]["WG_M"],
-                    gemm["constants"]["WG_N"],
-                    gemm["constants"]["BK"],
-                    gemm["kernel"],
-                )
+                or tiled_config_error(dev, gemm["constants"], gemm["kernel"])
             )
         ):
             # A choice the current kernel or this device cannot take (an older table, or one

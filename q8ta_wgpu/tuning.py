@@ -29,9 +29,13 @@ FORCE_MEASURE = False
 _lock = threading.Lock()
 _memory: dict[str, dict[str, Any]] = {}
 
-# Workgroup shapes (threads along M, along N) of gemm_q8_tiled.wgsl; each thread owns 8x8 outputs.
+# Workgroup shapes (threads along M, along N) of gemm_q8_tiled.wgsl; each thread owns 4*TM rows x
+# 4*TN channels (TILES).
 WORKGROUPS = [(16, 16), (32, 8), (8, 32), (64, 4), (4, 16), (16, 4), (8, 8), (4, 64)]
 STAGES = [8, 16]
+# Blocks per thread (TM, TN) and the most split-K slices tried with them: the half tile (twice
+# the threads) is for GEMMs too small to fill the GPU, where it competes with splitting K.
+TILES = [(2, 2, 32), (1, 2, 4)]
 SPLITS = [1, 2, 4, 8, 16, 32]
 # Seconds of keeping the GPU busy before a shape's candidates are timed (clocks up).
 WARM_S = 0.3
@@ -112,22 +116,18 @@ def gemm_candidates(dev: Any, geo: ConvGeometry, m_count: int) -> list[dict[str,
     c4_pg = -(-geo.C_out // 4) if geo.groups == 1 else geo.C_out_per_group // 4
     k4_pg = geo.K_per_group // 4
     out = []
-    for wg_m, wg_n in WORKGROUPS:
-        if 2 * wg_n > 2 * max(c4_pg, 4) or 2 * wg_m > 2 * max(m_count, 8):
-            continue
-        for bk in STAGES:
-            if bk > 2 * k4_pg or tiled_config_error(dev, wg_m, wg_n, bk):
+    for tm, tn, most_splits in TILES:
+        for wg_m, wg_n in WORKGROUPS:
+            if tn * wg_n > 2 * max(c4_pg, 4) or tm * wg_m > 2 * max(m_count, 8):
                 continue
-            for splits in SPLITS:
-                if splits > 1 and k4_pg < splits * bk:
+            for bk in STAGES:
+                consts = {"WG_M": wg_m, "WG_N": wg_n, "BK": bk, "TM": tm, "TN": tn}
+                if bk > 2 * k4_pg or tiled_config_error(dev, consts):
                     continue
-                out.append(
-                    {
-                        "kernel": "gemm_q8_tiled.wgsl",
-                        "constants": {"WG_M": wg_m, "WG_N": wg_n, "BK": bk},
-                        "splits": splits,
-                    }
-                )
+                for splits in SPLITS:
+                    if splits > most_splits or (splits > 1 and k4_pg < splits * bk):
+                        continue
+                    out.append({"kernel": "gemm_q8_tiled.wgsl", "constants": consts, "splits": splits})
     return out
 
 

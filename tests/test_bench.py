@@ -90,7 +90,7 @@ def test_bench_run_writes_consistent_results(device, tmp_path, monkeypatch):
     want = [c.name for c in SPEC_CONFIGS if c.geometry().macs <= max_mmacs * 1e6]
     assert [r["name"] for r in res["rows"]] == want and want
     for r in res["rows"]:
-        for key in ("conv_s", "kernels_sum_s", "gemm_s"):
+        for key in ("conv_s", "kernels_sum_s", "gemm_s", "gemm_passes_sum_s"):
             s = r[key]
             assert 0 < s["min"] <= s["median"] <= s["max"], (r["name"], key)
         assert r["tops"] == pytest.approx(r["ops"] / r["conv_s"]["median"] / 1e12)

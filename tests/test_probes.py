@@ -76,10 +76,10 @@ def test_installed_restores_the_kernels(device):
     assert not np.any([p.name.startswith("v_") for p in runtime.kernels_dir().glob("*.wgsl")])
 
 
-def _declared_workgroup_bytes(src: str, wg_m: int, wg_n: int, bk: int) -> int:
+def _declared_workgroup_bytes(src: str, wg_m: int, wg_n: int, bk: int, tm: int = 2, tn: int = 2) -> int:
     """Bytes of the vec4 `var<workgroup>` arrays a kernel declares, their sizes evaluated."""
     consts = {n: int(v) for n, v in re.findall(r"const (\w+): u32 = (\d+)u;", src)}
-    consts.update({"WG_M": wg_m, "WG_N": wg_n, "BK": bk})
+    consts.update({"WG_M": wg_m, "WG_N": wg_n, "BK": bk, "TM": tm, "TN": tn})
     total = 0
     for expr in re.findall(r"var<workgroup> \w+: array<vec4<[iu]32>, ([^>]+)>;", src):
         expr = re.sub(r"(\d+)u\b", r"\1", expr)
@@ -94,11 +94,18 @@ def test_workgroup_bytes_match_the_kernels():
     from q8ta_wgpu import runtime
 
     gv = _probe()
-    kernels = {"shipped": ((runtime.kernels_dir() / "gemm_q8_tiled.wgsl").read_text(),
-                           convmod.TILED_KERNELS["gemm_q8_tiled.wgsl"])}  # fmt: skip
+    shipped = (runtime.kernels_dir() / "gemm_q8_tiled.wgsl").read_text()
+    kernels = {
+        f"shipped {tm}x{tn}": (shipped, convmod.tiled_kernel("gemm_q8_tiled.wgsl", {"TM": tm, "TN": tn}))
+        for tm in (1, 2)
+        for tn in (1, 2)
+    }
     kernels.update({n: (src, k) for n, (src, k, _) in gv.variants().items()})
     for name, (src, k) in kernels.items():
         for wg_m, wg_n, bk in [(8, 8, 16), (16, 4, 8), (4, 16, 16), (32, 8, 8)]:
             got = k.workgroup_bytes(wg_m, wg_n, bk)
-            assert got == _declared_workgroup_bytes(src, wg_m, wg_n, bk), (name, wg_m, wg_n, bk)
-    assert kernels["smem_ks4"][1].workgroup_bytes(8, 8, 16) > kernels["shipped"][1].workgroup_bytes(8, 8, 16)
+            want = _declared_workgroup_bytes(src, wg_m, wg_n, bk, k.tm, k.tn)
+            assert got == want, (name, wg_m, wg_n, bk)
+    assert kernels["smem_ks4"][1].workgroup_bytes(8, 8, 16) > kernels["shipped 2x2"][1].workgroup_bytes(
+        8, 8, 16
+    )

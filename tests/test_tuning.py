@@ -57,7 +57,7 @@ def test_tune_measures_caches_and_reuses(device, fresh_cache, monkeypatch, cfg):
     if gemm is not None:
         assert gemm["kernel"] in convmod.TILED_KERNELS
         c = gemm["constants"]
-        assert convmod.tiled_config_error(device, c["WG_M"], c["WG_N"], c["BK"], gemm["kernel"]) is None
+        assert convmod.tiled_config_error(device, c, gemm["kernel"]) is None
     else:  # only where no tiled candidate exists
         aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
         m_count = geo.N * geo.H_out * -(-geo.W_out // 4)
@@ -115,7 +115,6 @@ def test_configs_over_the_devices_workgroup_limits_are_refused(device, fresh_cac
     case = make_case(cfg, seed=4)
     x, w, ws, b = case["args"]
     ref = reference.conv2d(x, w, ws, b, **case["kwargs"])
-    shipped = convmod.TILED_KERNELS["gemm_q8_tiled.wgsl"]
     # 16 KiB, the WebGPU default: 8x8 threads fit with BK = 8 (4352 bytes) but not BK = 16 (8704).
     monkeypatch.setitem(device.limits, "max-compute-workgroup-storage-size", 8192)
     conv = q8.QConv2d(w, ws, b, device=device, method="im2col_4w4c", **case["kwargs"])
@@ -138,7 +137,8 @@ def test_configs_over_the_devices_workgroup_limits_are_refused(device, fresh_cac
     assert cands
     for c in cands:
         k = c["constants"]
-        assert shipped.workgroup_bytes(k["WG_M"], k["WG_N"], k["BK"]) <= 8192
+        tiles = convmod.tiled_kernel(c["kernel"], k)
+        assert tiles.workgroup_bytes(k["WG_M"], k["WG_N"], k["BK"]) <= 8192
     monkeypatch.setitem(device.limits, "max-compute-invocations-per-workgroup", 32)
     conv.gemm_override = {
         "kernel": "gemm_q8_tiled.wgsl",

@@ -17,7 +17,8 @@ Families (name: what differs from the shipped kernel):
 Run on a GPU (the H100 figures in bench/analysis.md came from this):
     python bench/probes/gemm_variants.py --variants smem_ks2,direct22 \\
         --shapes spec16,r50.l4.c2@n8 --configs '[[8,8,16,8],[16,4,8,2]]'
-Each config is [WG_M, WG_N, BK, splits]; a variant skips configs it cannot take. A shape is a
+Each config is [WG_M, WG_N, BK, splits], or [WG_M, WG_N, BK, splits, TM, TN] for the shipped
+kernel's blocks per thread (variants have their own); a variant skips configs it cannot take. A shape is a
 config name, or "gemmMxNxK" for a pointwise conv with that GEMM.
 """
 
@@ -368,6 +369,10 @@ def variants() -> dict[str, tuple[str, TiledKernel, bool]]:
         "smem22_nofrag": (smem_variant(frag=False), TiledKernel(2, 2, 4), True),
         "smem22_u2": (smem_variant(unroll=2), TiledKernel(2, 2, 4, bk_multiple=2), True),
         "smem22_u8": (smem_variant(unroll=8), TiledKernel(2, 2, 4, bk_multiple=8), True),
+        "smem12_u2": (smem_variant(tm=1, unroll=2), TiledKernel(1, 2, 4, bk_multiple=2), True),
+        "smem21_u2": (smem_variant(tn=1, unroll=2), TiledKernel(2, 1, 4, bk_multiple=2), True),
+        "smem_ks2_u2": (smem_variant(ks=2, unroll=2), TiledKernel(2, 2, 4, k_groups=2, bk_multiple=2), True),
+        "smem_ks4_u2": (smem_variant(ks=4, unroll=2), TiledKernel(2, 2, 4, k_groups=4, bk_multiple=2), True),
         "direct22": (direct_variant(), TiledKernel(2, 2, 64, buffers=0), False),
         "direct12": (direct_variant(tm=1), TiledKernel(1, 2, 64, buffers=0), False),
     }
@@ -435,21 +440,20 @@ def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], me
     )
     ref, jobs = None, []
     for kern in kernels:
-        for wm, wn, bk, splits in configs:
-            why = convmod.tiled_config_error(dev, wm, wn, bk, kern)
+        for wm, wn, bk, splits, *tile in configs:
+            consts = {"WG_M": wm, "WG_N": wn, "BK": bk}
+            if tile:  # the shipped kernel's blocks per thread
+                consts.update(TM=tile[0], TN=tile[1])
+            why = convmod.tiled_config_error(dev, consts, kern)
             if why:
-                print(f"  skipped {kern} {[wm, wn, bk, splits]}: {why}", flush=True)
+                print(f"  skipped {kern} {[wm, wn, bk, splits, *tile]}: {why}", flush=True)
                 continue
-            conv.gemm_override = {
-                "kernel": kern,
-                "constants": {"WG_M": wm, "WG_N": wn, "BK": bk},
-                "splits": splits,
-            }
+            conv.gemm_override = {"kernel": kern, "constants": consts, "splits": splits}
             conv._plans.clear()
             _, passes, _ = conv.passes(xt)
             y = conv(xt).numpy()
             ref = y if ref is None else ref
-            jobs.append((kern, [wm, wn, bk, splits], passes, int(np.count_nonzero(y != ref))))
+            jobs.append((kern, [wm, wn, bk, splits, *tile], passes, int(np.count_nonzero(y != ref))))
     if jobs:
         dev.keep_busy(jobs[0][2], 1.0)
     for kern, c, passes, nd in jobs:
