@@ -10,6 +10,8 @@ import pytest
 import q8ta_wgpu as q8
 from q8ta_wgpu.runtime import kernels_dir, load_wgsl, pack_fields
 
+from .conftest import assert_within_1lsb
+
 
 def test_info_names_adapter_and_limits(device):
     info = q8.info(device)
@@ -136,3 +138,44 @@ def test_adapter_selection_by_name_and_backend(monkeypatch):
     assert names
     d = q8.Device(names[0]["name"][:5], backend=names[0]["backend"])
     assert d.backend == names[0]["backend"]
+
+
+def test_kernels_compile_without_forced_loop_bounding(monkeypatch):
+    """Kernels go through wgpu-native's trusted entry point with bounds checks only (no forced
+    loop bounding); Device(loop_bounding=True) takes wgpu's ordinary call. Both compute the same
+    bytes, within 1 LSB of the reference's."""
+    from q8ta_wgpu import _trusted, reference
+    from q8ta_wgpu.configs import ConvConfig, make_case
+
+    trusted = []
+    real = _trusted.create_module
+
+    def spy(device, code, label, checks=_trusted.BOUNDS_CHECKS):
+        mod = real(device, code, label, checks)
+        assert mod is not None, "the pinned wgpu has wgpuDeviceCreateShaderModuleTrusted"
+        trusted.append((label, checks))
+        return mod
+
+    monkeypatch.setattr(_trusted, "create_module", spy)
+    case = make_case(ConvConfig("lb", 12, 20, 9, 7, padding=(1, 1)), seed=3)
+    x, w, ws, b = case["args"]
+    want = reference.conv2d(x, w, ws, b, **case["kwargs"])
+    outs = {}
+    for bounded in (False, True):
+        dev = q8.Device(loop_bounding=bounded)
+        before = len(trusted)
+        conv = q8.QConv2d(w, ws, b, device=dev, method="im2col_4w4c", **case["kwargs"])
+        conv.gemm_override = {
+            "kernel": "gemm_q8_tiled.wgsl",
+            "constants": {"WG_M": 4, "WG_N": 4, "BK": 8},
+            "splits": 2,
+        }
+        outs[bounded] = conv(x)
+        labels = {lb for lb, _ in trusted[before:]}
+        if bounded:
+            assert not labels
+        else:
+            assert {"gemm_q8_tiled.wgsl", "im2col_4w4c.wgsl"} <= labels
+            assert {c for _, c in trusted[before:]} == {_trusted.BOUNDS_CHECKS}
+    np.testing.assert_array_equal(outs[False], outs[True])
+    assert_within_1lsb(outs[False], want, "compiled without loop bounding")
