@@ -11,7 +11,7 @@
 //      group's columns (A column blocks g*k4_pg + k). BM = TM*WG_M m-blocks, BN = TN*WG_N blocks.
 // Per stage, BK k-blocks of A (BM x BK vec4) and W (BN x BK vec4) go to shared memory (global
 //      loads coalesced along k; out-of-range blocks = 0; rows padded by one vec4 against bank
-//      conflicts). Software-pipelined: each thread's NA + NB (<= 4 + 4) global loads for the next
+//      conflicts). Software-pipelined: each thread's NA + NB (<= 8 + 8) global loads for the next
 //      stage are issued into named registers before the current stage is computed, and the
 //      shared operands of the next k-block are read before the current one's dot products
 //      (k-blocks in pairs through two register sets; BK even). Thread (ty, tx) owns m-blocks
@@ -83,7 +83,7 @@ var<private> t_c4_end: u32;
 var<private> t_a_col: u32;
 var<private> t_k_end: u32;
 
-// One of a thread's (up to 4) A loads per stage: element e = li + r*NT of every stage's tile, so
+// One of a thread's (up to 8) A loads per stage: element e = li + r*NT of every stage's tile, so
 // its m-block is fixed and only the k-block moves. Decoded once, before the stage loop.
 struct ASlot {
   ok: u32,    // 1: e is inside the tile and its m-block inside this dispatch
@@ -139,12 +139,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   t_c4_end = c4_end;
   t_a_col = a_col;
   t_k_end = k_end;
-  let NA = (BK * BM + NT - 1u) / NT;  // global loads per thread per stage (<= 4)
+  let NA = (BK * BM + NT - 1u) / NT;  // global loads per thread per stage (<= 8)
   let NB = (BK * BN + NT - 1u) / NT;
   let sa0 = a_slot(li);
   let sa1 = a_slot(li + NT);
   let sa2 = a_slot(li + 2u * NT);
   let sa3 = a_slot(li + 3u * NT);
+  let sa4 = a_slot(li + 4u * NT);
+  let sa5 = a_slot(li + 5u * NT);
+  let sa6 = a_slot(li + 6u * NT);
+  let sa7 = a_slot(li + 7u * NT);
 
   var c000 = vec4<i32>(0);
   var c001 = vec4<i32>(0);
@@ -168,26 +172,50 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var ra1 = vec4<u32>(0u);
   var ra2 = vec4<u32>(0u);
   var ra3 = vec4<u32>(0u);
+  var ra4 = vec4<u32>(0u);
+  var ra5 = vec4<u32>(0u);
+  var ra6 = vec4<u32>(0u);
+  var ra7 = vec4<u32>(0u);
   if (NA > 1u) { ra1 = load_a(sa1, k_lo); }
   if (NA > 2u) { ra2 = load_a(sa2, k_lo); }
   if (NA > 3u) { ra3 = load_a(sa3, k_lo); }
+  if (NA > 4u) { ra4 = load_a(sa4, k_lo); }
+  if (NA > 5u) { ra5 = load_a(sa5, k_lo); }
+  if (NA > 6u) { ra6 = load_a(sa6, k_lo); }
+  if (NA > 7u) { ra7 = load_a(sa7, k_lo); }
   var rb0 = load_b(li, k_lo);
   var rb1 = vec4<u32>(0u);
   var rb2 = vec4<u32>(0u);
   var rb3 = vec4<u32>(0u);
+  var rb4 = vec4<u32>(0u);
+  var rb5 = vec4<u32>(0u);
+  var rb6 = vec4<u32>(0u);
+  var rb7 = vec4<u32>(0u);
   if (NB > 1u) { rb1 = load_b(li + NT, k_lo); }
   if (NB > 2u) { rb2 = load_b(li + 2u * NT, k_lo); }
   if (NB > 3u) { rb3 = load_b(li + 3u * NT, k_lo); }
+  if (NB > 4u) { rb4 = load_b(li + 4u * NT, k_lo); }
+  if (NB > 5u) { rb5 = load_b(li + 5u * NT, k_lo); }
+  if (NB > 6u) { rb6 = load_b(li + 6u * NT, k_lo); }
+  if (NB > 7u) { rb7 = load_b(li + 7u * NT, k_lo); }
   for (var k0 = k_lo; k0 < k_end; k0 += BK) {
     // Element e = li + r*NT of a tile goes to row e % BK, column e / BK.
     if (li < BK * BM) { As[(li % BK) * SA + li / BK] = ra0; }
     if (NA > 1u && li + NT < BK * BM) { As[((li + NT) % BK) * SA + (li + NT) / BK] = ra1; }
     if (NA > 2u && li + 2u * NT < BK * BM) { As[((li + 2u * NT) % BK) * SA + (li + 2u * NT) / BK] = ra2; }
     if (NA > 3u && li + 3u * NT < BK * BM) { As[((li + 3u * NT) % BK) * SA + (li + 3u * NT) / BK] = ra3; }
+    if (NA > 4u && li + 4u * NT < BK * BM) { As[((li + 4u * NT) % BK) * SA + (li + 4u * NT) / BK] = ra4; }
+    if (NA > 5u && li + 5u * NT < BK * BM) { As[((li + 5u * NT) % BK) * SA + (li + 5u * NT) / BK] = ra5; }
+    if (NA > 6u && li + 6u * NT < BK * BM) { As[((li + 6u * NT) % BK) * SA + (li + 6u * NT) / BK] = ra6; }
+    if (NA > 7u && li + 7u * NT < BK * BM) { As[((li + 7u * NT) % BK) * SA + (li + 7u * NT) / BK] = ra7; }
     if (li < BK * BN) { Bs[(li % BK) * SB + li / BK] = rb0; }
     if (NB > 1u && li + NT < BK * BN) { Bs[((li + NT) % BK) * SB + (li + NT) / BK] = rb1; }
     if (NB > 2u && li + 2u * NT < BK * BN) { Bs[((li + 2u * NT) % BK) * SB + (li + 2u * NT) / BK] = rb2; }
     if (NB > 3u && li + 3u * NT < BK * BN) { Bs[((li + 3u * NT) % BK) * SB + (li + 3u * NT) / BK] = rb3; }
+    if (NB > 4u && li + 4u * NT < BK * BN) { Bs[((li + 4u * NT) % BK) * SB + (li + 4u * NT) / BK] = rb4; }
+    if (NB > 5u && li + 5u * NT < BK * BN) { Bs[((li + 5u * NT) % BK) * SB + (li + 5u * NT) / BK] = rb5; }
+    if (NB > 6u && li + 6u * NT < BK * BN) { Bs[((li + 6u * NT) % BK) * SB + (li + 6u * NT) / BK] = rb6; }
+    if (NB > 7u && li + 7u * NT < BK * BN) { Bs[((li + 7u * NT) % BK) * SB + (li + 7u * NT) / BK] = rb7; }
     workgroupBarrier();
     let kn = k0 + BK;
     if (kn < k_end) {
@@ -195,10 +223,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (NA > 1u) { ra1 = load_a(sa1, kn); }
       if (NA > 2u) { ra2 = load_a(sa2, kn); }
       if (NA > 3u) { ra3 = load_a(sa3, kn); }
+      if (NA > 4u) { ra4 = load_a(sa4, kn); }
+      if (NA > 5u) { ra5 = load_a(sa5, kn); }
+      if (NA > 6u) { ra6 = load_a(sa6, kn); }
+      if (NA > 7u) { ra7 = load_a(sa7, kn); }
       rb0 = load_b(li, kn);
       if (NB > 1u) { rb1 = load_b(li + NT, kn); }
       if (NB > 2u) { rb2 = load_b(li + 2u * NT, kn); }
       if (NB > 3u) { rb3 = load_b(li + 3u * NT, kn); }
+      if (NB > 4u) { rb4 = load_b(li + 4u * NT, kn); }
+      if (NB > 5u) { rb5 = load_b(li + 5u * NT, kn); }
+      if (NB > 6u) { rb6 = load_b(li + 6u * NT, kn); }
+      if (NB > 7u) { rb7 = load_b(li + 7u * NT, kn); }
     }
     // k-blocks in pairs, through two register sets: p holds the even k-block, q the odd one. Each
     // half reads the other set's operands before its own dot products, so no operand is ever

@@ -66,7 +66,7 @@ class TiledKernel(NamedTuple):
 
 # Tiled GEMM kernels by file.
 TILED_KERNELS: dict[str, TiledKernel] = {
-    "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=4, bk_multiple=2, tile_choices=(1, 2))
+    "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=8, bk_multiple=2, tile_choices=(1, 2))
 }
 
 

@@ -32,7 +32,7 @@ _memory: dict[str, dict[str, Any]] = {}
 # Workgroup shapes (threads along M, along N) of gemm_q8_tiled.wgsl; each thread owns 4*TM rows x
 # 4*TN channels (TILES).
 WORKGROUPS = [(16, 16), (32, 8), (8, 32), (64, 4), (4, 16), (16, 4), (8, 8), (4, 64)]
-STAGES = [8, 16]
+STAGES = [8, 16, 32]
 # Blocks per thread (TM, TN) and the most split-K slices tried with them: the half tile (twice
 # the threads) is for GEMMs too small to fill the GPU, where it competes with splitting K.
 TILES = [(2, 2, 32), (1, 2, 4)]

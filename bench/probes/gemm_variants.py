@@ -371,6 +371,11 @@ def variants() -> dict[str, tuple[str, TiledKernel, bool]]:
         "smem22_u8": (smem_variant(unroll=8), TiledKernel(2, 2, 4, bk_multiple=8), True),
         "smem12_u2": (smem_variant(tm=1, unroll=2), TiledKernel(1, 2, 4, bk_multiple=2), True),
         "smem12_u2_l8": (smem_variant(tm=1, unroll=2, nl=8), TiledKernel(1, 2, 8, bk_multiple=2), True),
+        "smem12_db_u2": (
+            smem_variant(tm=1, nbuf=2, unroll=2),
+            TiledKernel(1, 2, 4, buffers=2, bk_multiple=2),
+            True,
+        ),
         "smem21_u2": (smem_variant(tn=1, unroll=2), TiledKernel(2, 1, 4, bk_multiple=2), True),
         "smem_ks2_u2": (smem_variant(ks=2, unroll=2), TiledKernel(2, 2, 4, k_groups=2, bk_multiple=2), True),
         "smem_ks4_u2": (smem_variant(ks=4, unroll=2), TiledKernel(2, 2, 4, k_groups=4, bk_multiple=2), True),
