@@ -33,9 +33,10 @@ _memory: dict[str, dict[str, Any]] = {}
 # 4*TN channels (TILES).
 WORKGROUPS = [(16, 16), (32, 8), (8, 32), (64, 4), (4, 16), (16, 4), (8, 8), (4, 64)]
 STAGES = [8, 16, 32]
-# Blocks per thread (TM, TN) and the most split-K slices tried with them: the half tile (twice
-# the threads) is for GEMMs too small to fill the GPU, where it competes with splitting K.
-TILES = [(2, 2, 32), (1, 2, 4)]
+# Blocks per thread (TM, TN) and the most split-K slices tried with them: the half and quarter
+# tiles (2x and 4x the threads) are for GEMMs too small to fill the GPU, where they compete with
+# splitting K.
+TILES = [(2, 2, 32), (1, 2, 4), (2, 1, 4), (1, 1, 4)]
 SPLITS = [1, 2, 4, 8, 16, 32]
 # Seconds of keeping the GPU busy before a shape's candidates are timed (clocks up).
 WARM_S = 0.3

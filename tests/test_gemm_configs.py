@@ -51,7 +51,7 @@ def test_tiled_gemm_configs_match_the_reference(device, cfg, tile):
 
 def test_tile_constants_are_checked(device):
     """TM and TN take only the values the kernel is written for; BK must be even (k-blocks go in
-    pairs); the tuner offers half tiles, and only configurations that pass these checks."""
+    pairs); the tuner offers half and quarter tiles, and only configurations that pass these checks."""
     base = {"WG_M": 8, "WG_N": 8, "BK": 8}
     assert convmod.tiled_config_error(device, {**base, "TM": 3}) == "TM 3 is not one of (1, 2)"
     assert convmod.tiled_config_error(device, {**base, "TN": 0}) == "TN 0 is not one of (1, 2)"
@@ -64,5 +64,5 @@ def test_tile_constants_are_checked(device):
     geo = SHAPES[0].geometry()
     cands = tuning.gemm_candidates(device, geo, geo.N * geo.H_out * -(-geo.W_out // 4))
     tiles = {(c["constants"]["TM"], c["constants"]["TN"]) for c in cands}
-    assert tiles == {(2, 2), (1, 2)}
+    assert tiles == {(2, 2), (1, 2), (2, 1), (1, 1)}
     assert all(convmod.tiled_config_error(device, c["constants"]) is None for c in cands)
