@@ -76,11 +76,16 @@ TILED_KERNELS: dict[str, TiledKernel] = {
 IM2COL_4W4C_RUN = {"gpu": 1, "cpu": 8}
 
 
+def _cpu_adapter(dev: Device) -> bool:
+    """Whether `dev` runs on the CPU (lavapipe): some measured defaults differ there."""
+    return dev.adapter.info.get("adapter_type") == "CPU"
+
+
 def im2col_pass_shape(dev: Device, method: str, m_blocks: int, k4: int) -> tuple[dict[str, int], int]:
     """Override constants and thread count of the im2col kernel `method` for m_blocks x k4
     blocks: im2col_4w4c runs RUN k-blocks of one m-block per thread, im2col_generic one."""
     if method == "im2col_4w4c":
-        run = IM2COL_4W4C_RUN["cpu" if dev.adapter.info.get("adapter_type") == "CPU" else "gpu"]
+        run = IM2COL_4W4C_RUN["cpu" if _cpu_adapter(dev) else "gpu"]
         return {"WG": 64, "RUN": run}, m_blocks * -(-k4 // run)
     return {"WG": 64}, m_blocks * k4
 
@@ -499,18 +504,22 @@ class QConv2d:
             }
         c4_pg = ceil4(geo.C_out) if geo.groups == 1 else geo.C_out_per_group // 4
         k4_pg = geo.K_per_group // 4
-        # Untuned default: the shape the H100 tuner picked most often (8x8 threads, 16 k-blocks a
-        # stage); narrow channel tiles for few channels per group.
+        # Untuned default, by adapter type, as measured. GPUs: what the H100 tuner picked most
+        # often (8x8 threads of 1x1 blocks, 8 k-blocks a stage: 76 of its 83 shapes). CPU
+        # adapters (lavapipe): 2x2 blocks a thread and 16 k-blocks a stage, which run the GEMM's
+        # loop with more independent work per invocation. Narrow tiles for few channels a group.
+        cpu = _cpu_adapter(self.device)
+        tm = tn = 2 if cpu else 1
         wg_n = 8 if c4_pg > 4 else 4
         wg_m = 64 // wg_n
         fits16 = tiled_config_error(self.device, {"WG_M": wg_m, "WG_N": wg_n, "BK": 16}) is None
-        bk = 16 if k4_pg >= 16 and fits16 else 8
-        tiles = -(-m_count // (2 * wg_m)) * -(-c4_pg // (2 * wg_n)) * geo.groups
+        bk = 16 if cpu and k4_pg >= 16 and fits16 else 8
+        tiles = -(-m_count // (tm * wg_m)) * -(-c4_pg // (tn * wg_n)) * geo.groups
         # Split K while there are fewer tiles than ~2 waves of a large GPU and K is long.
         splits = 1
         while tiles * splits < 256 and k4_pg // (splits * 2) >= 4 * bk:
             splits *= 2
-        consts = {"WG_M": wg_m, "WG_N": wg_n, "BK": bk}
+        consts = {"WG_M": wg_m, "WG_N": wg_n, "BK": bk, "TM": tm, "TN": tn}
         return {"kernel": "gemm_q8_tiled.wgsl", "constants": consts, "splits": splits}
 
     def _gemm_specs(
