@@ -18,8 +18,9 @@
 //      ty (+ WG_M if TM = 2) and channel blocks tx (+ WG_N if TN = 2): with TM = TN = 2 an
 //      8-row x 8-channel register tile in 16 named vec4 accumulators (named, not an array, so
 //      it stays in registers), 64 dot4I8Packed per k-block from 4 vec4 shared loads. TM or TN
-//      = 1 halves the tile (the accumulators it leaves unused are compiled away): twice the
-//      threads for the same output, for GEMMs too small to fill the GPU otherwise.
+//      = 1 halves the tile, both quarter it (the accumulators left unused are compiled away):
+//      2x or 4x the threads for the same output, which GEMMs too small to fill the GPU need
+//      more than they need dots per shared load (the H100 tuner picks 4x4 for most shapes).
 // Out: PARTIAL == false: requantized tiles through kernels/epilogue.wgsl (each thread writes
 //      only its own tiles' words). PARTIAL == true: raw int32 sums to `part` at
 //      ((s*m_count + mb)*c4_out + c4)*4 + j (vec4 over widths), for gemm_q8_splitk.wgsl.
