@@ -51,7 +51,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"dot4I8Packed {info['dot4I8Packed']} (WGSL builtin exact on this adapter: {info['dot4I8Packed'] == 'builtin'})"
     )
     print(f"dot product  {info['dot_product']}: {info['dot_product_detail']}")
-    print(f"timestamps   {info['timestamps']}")
+    print(f"timestamps   {info['timestamps']} ({info['timestamp_period_ns']:g} ns a tick)")
     print(f"wgpu         {info['wgpu']}")
     print("limits")
     for k, v in info["limits"].items():

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import wgpu
 
-from . import _trusted
+from . import _native
 
 ADAPTER_ENV = "Q8TA_WGPU_ADAPTER"
 BACKEND_ENV = "WGPU_BACKEND_TYPE"
@@ -187,7 +187,7 @@ class Device:
             "fallback": always use the by-hand replacement (`_DOT4_FALLBACK`), e.g. to test it.
         loop_bounding: compile kernels with wgpu's forced loop bounding (default False: every
             loop in kernels/ ends by construction, and the counter slows the GEMM; see
-            `_trusted`). Bounds checks stay on either way.
+            `_native`). Bounds checks stay on either way.
 
     Features requested: "timestamp-query" where the adapter has it (for timing). Limits requested:
     the adapter's own maximum (never more) of storage-binding size, buffer size, storage buffers
@@ -224,6 +224,8 @@ class Device:
         self.limits = dict(self.device.limits)
         self.features = set(self.device.features)
         self.has_timestamps = "timestamp-query" in self.features
+        # Timestamps come back in the GPU's ticks (wgpu-native does not normalize by default).
+        self.timestamp_period_ns = _native.timestamp_period(self.queue) or 1.0
         self.lock = threading.RLock()
         self.lost: str | None = None  # wgpu's message once the device is found lost
         self._modules: dict[tuple, Any] = {}
@@ -271,6 +273,7 @@ class Device:
             "dot_product": dot_kind,
             "dot_product_detail": dot_detail,
             "timestamps": self.has_timestamps,
+            "timestamp_period_ns": self.timestamp_period_ns,
             "features": sorted(self.features),
             "limits": {k: self.limits[k] for k in REQUESTED_LIMITS if k in self.limits},
             "wgpu": wgpu.__version__,
@@ -352,7 +355,7 @@ class Device:
         """A shader module of WGSL `src`: without loop bounding unless asked for (and where
         this wgpu cannot, with it)."""
         if not self.loop_bounding:
-            mod = _trusted.create_module(self.device, src, label)
+            mod = _native.create_module(self.device, src, label)
             if mod is not None:
                 return mod
         return self.device.create_shader_module(code=src, label=label)
@@ -586,7 +589,7 @@ class Device:
             t = np.frombuffer(self.queue.read_buffer(qbuf), np.uint64).astype(np.int64)
             qs.destroy()
             qbuf.destroy()
-        return [float(d) * 1e-9 for d in (t[1::2] - t[0::2])]
+        return [float(d) * self.timestamp_period_ns * 1e-9 for d in (t[1::2] - t[0::2])]
 
     def _submit(self, enc: Any, passes: Sequence[Pass]) -> None:
         """Finish and submit `enc`. Validation errors of the recorded dispatches surface at

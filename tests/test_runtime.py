@@ -17,6 +17,7 @@ def test_info_names_adapter_and_limits(device):
     info = q8.info(device)
     assert info["adapter"] and info["backend"] in {"Vulkan", "Metal", "D3D12", "OpenGL"}
     assert info["dot4I8Packed"] in {"builtin", "fallback"}
+    assert info["timestamp_period_ns"] == device.timestamp_period_ns > 0
     lim = info["limits"]
     assert lim["max-storage-buffer-binding-size"] >= 128 * 2**20
     assert lim["max-compute-workgroups-per-dimension"] >= 65535
@@ -103,6 +104,24 @@ def test_timestamps(device):
     assert t.shape == (3, 2) and np.all(t > 0) and np.all(t < 10)
 
 
+def test_timestamps_are_converted_with_the_queues_period(device, monkeypatch):
+    """wgpu-native returns timestamps in GPU ticks; the runtime multiplies by the queue's period
+    (read from wgpu-native), so times are seconds on GPUs whose tick is not 1 ns."""
+    from q8ta_wgpu import _native
+
+    period = _native.timestamp_period(device.queue)
+    assert period is not None and period > 0, "the pinned wgpu reports the timestamp period"
+    assert device.timestamp_period_ns == period
+    x = np.zeros((1, 8, 64, 64), np.int8)
+    src = device.upload(x)
+    dst = device.buffer(4 * q8.layouts.packed_words(x.shape, "4C"))
+    p = q8.layouts.pack_pass(device, src, dst, x.shape, "4C", 0)
+    base = np.median(device.time_passes([p], warmup=1, repeats=9))
+    monkeypatch.setattr(device, "timestamp_period_ns", period * 1000.0)
+    scaled = np.median(device.time_passes([p], warmup=1, repeats=9))
+    assert 100 < scaled / base < 10000, (base, scaled)
+
+
 def test_kernel_error_names_file(device, tmp_path, monkeypatch):
     from q8ta_wgpu import runtime
 
@@ -144,19 +163,19 @@ def test_kernels_compile_without_forced_loop_bounding(monkeypatch):
     """Kernels go through wgpu-native's trusted entry point with bounds checks only (no forced
     loop bounding); Device(loop_bounding=True) takes wgpu's ordinary call. Both compute the same
     bytes, within 1 LSB of the reference's."""
-    from q8ta_wgpu import _trusted, reference
+    from q8ta_wgpu import _native, reference
     from q8ta_wgpu.configs import ConvConfig, make_case
 
     trusted = []
-    real = _trusted.create_module
+    real = _native.create_module
 
-    def spy(device, code, label, checks=_trusted.BOUNDS_CHECKS):
+    def spy(device, code, label, checks=_native.BOUNDS_CHECKS):
         mod = real(device, code, label, checks)
         assert mod is not None, "the pinned wgpu has wgpuDeviceCreateShaderModuleTrusted"
         trusted.append((label, checks))
         return mod
 
-    monkeypatch.setattr(_trusted, "create_module", spy)
+    monkeypatch.setattr(_native, "create_module", spy)
     case = make_case(ConvConfig("lb", 12, 20, 9, 7, padding=(1, 1)), seed=3)
     x, w, ws, b = case["args"]
     want = reference.conv2d(x, w, ws, b, **case["kwargs"])
@@ -176,6 +195,6 @@ def test_kernels_compile_without_forced_loop_bounding(monkeypatch):
             assert not labels
         else:
             assert {"gemm_q8_tiled.wgsl", "im2col_4w4c.wgsl"} <= labels
-            assert {c for _, c in trusted[before:]} == {_trusted.BOUNDS_CHECKS}
+            assert {c for _, c in trusted[before:]} == {_native.BOUNDS_CHECKS}
     np.testing.assert_array_equal(outs[False], outs[True])
     assert_within_1lsb(outs[False], want, "compiled without loop bounding")

@@ -1,17 +1,20 @@
-"""Shader modules without naga's forced loop bounding (wgpu-native's
-`wgpuDeviceCreateShaderModuleTrusted`).
+"""Two wgpu-native calls that wgpu-py does not expose: shader modules without naga's forced loop
+bounding (`wgpuDeviceCreateShaderModuleTrusted`) and the queue's timestamp period
+(`wgpuQueueGetTimestampPeriod`). Both go through wgpu-native's C entry points with wgpu-py's own
+structures (the wgpu version is pinned in pyproject.toml); where anything here is missing, they
+return None and the runtime does without (the ordinary module call; 1 ns a tick).
 
-By default wgpu compiles every WGSL loop with an extra 64-bit iteration counter and exit test
-(`ShaderRuntimeChecks::force_loop_bounding`), so that a driver may not assume an infinite loop
-away. It protects nothing in practice (the bound is 2^64 iterations) and it stands in the way of
-the driver's loop optimizations: on the H100 the tiled GEMM ran up to 10% faster without it
+Loop bounding: by default wgpu compiles every WGSL loop with an extra 64-bit iteration counter and
+exit test (`ShaderRuntimeChecks::force_loop_bounding`), so that a driver may not assume an infinite
+loop away. It protects nothing in practice (the bound is 2^64 iterations) and it stands in the way
+of the driver's loop optimizations: on the H100 the tiled GEMM ran up to 6% faster without it
 (bench/analysis.md). Every loop in kernels/ ends by construction (its trip count comes from a
 validated shape or an override constant), so the runtime compiles its own kernels without the
 counter. Bounds checks stay on.
 
-wgpu-py has no public call for this, so the module is made through wgpu-native's C entry point
-with wgpu-py's own structures (the wgpu version is pinned in pyproject.toml). Where anything here
-is missing, `create_module` returns None and the runtime uses the ordinary call.
+Timestamps: wgpu-native resolves timestamp queries in the GPU's ticks unless its instance was
+made with automatic normalization (off by default); the period converts them to nanoseconds. It
+is 1 on NVIDIA and lavapipe, not on every GPU (Intel's is about 52 ns).
 """
 
 from __future__ import annotations
@@ -45,3 +48,14 @@ def create_module(device: Any, code: str, label: str, checks: int = BOUNDS_CHECK
     if handle == ffi.NULL:
         raise RuntimeError(f"shader module {label} could not be created")
     return module_class(label, handle, device)
+
+
+def timestamp_period(queue: Any) -> float | None:
+    """Nanoseconds per timestamp tick of `queue`, or None where this wgpu build cannot tell."""
+    try:
+        from wgpu.backends.wgpu_native import _api
+
+        period = float(_api.libf.wgpuQueueGetTimestampPeriod(queue._internal))
+    except (ImportError, AttributeError, TypeError):
+        return None
+    return period if period > 0 else None
