@@ -14,7 +14,7 @@ counter. Bounds checks stay on.
 
 Timestamps: wgpu-native resolves timestamp queries in the GPU's ticks unless its instance was
 made with automatic normalization (off by default); the period converts them to nanoseconds. It
-is 1 on NVIDIA and lavapipe, not on every GPU (Intel's is about 52 ns).
+is 1 on NVIDIA and lavapipe, not on every GPU (e.g. Intel's integrated GPUs tick slower).
 """
 
 from __future__ import annotations
