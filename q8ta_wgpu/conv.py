@@ -512,7 +512,10 @@ class QConv2d:
         tm = tn = 2 if cpu else 1
         wg_n = 8 if c4_pg > 4 else 4
         wg_m = 64 // wg_n
-        fits16 = tiled_config_error(self.device, {"WG_M": wg_m, "WG_N": wg_n, "BK": 16}) is None
+        fits16 = (
+            tiled_config_error(self.device, {"WG_M": wg_m, "WG_N": wg_n, "BK": 16, "TM": tm, "TN": tn})
+            is None
+        )
         bk = 16 if cpu and k4_pg >= 16 and fits16 else 8
         tiles = -(-m_count // (tm * wg_m)) * -(-c4_pg // (tn * wg_n)) * geo.groups
         # Split K while there are fewer tiles than ~2 waves of a large GPU and K is long.
