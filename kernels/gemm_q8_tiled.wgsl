@@ -90,6 +90,7 @@ struct ASlot {
   ok: u32,    // 1: e is inside the tile and its m-block inside this dispatch
   kk: u32,    // k-block within a stage (e % BK)
   mb: u32,    // m-block within this dispatch
+  m: MPos,    // IMPLICIT: its output position, decoded once (two divisions less a load)
 }
 
 fn a_slot(e: u32) -> ASlot {
@@ -97,6 +98,7 @@ fn a_slot(e: u32) -> ASlot {
   sl.mb = t_mb_lo + e / BK;
   sl.kk = e % BK;
   sl.ok = select(0u, 1u, e < BK * TM * WG_M && sl.mb < p.m_count);
+  if (IMPLICIT) { sl.m = m_pos(cv, p.mb_base + sl.mb); }
   return sl;
 }
 
@@ -105,7 +107,7 @@ fn load_a(sl: ASlot, k0: u32) -> vec4<u32> {
   let k = k0 + sl.kk;
   if (sl.ok == 0u || k >= t_k_end) { return vec4<u32>(0u); }
   if (!IMPLICIT) { return a[sl.mb * p.k4 + t_a_col + k]; }
-  return gather_4w4c(xd, cv, p.mb_base + sl.mb, t_a_col + k);
+  return gather_at(xd, cv, sl.m, k_pos(cv, t_a_col + k));
 }
 
 // Element e of a stage's W tile (k-block k0 + e % BK of channel block t_c4_lo + e / BK), 0 outside.
