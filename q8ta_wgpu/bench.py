@@ -85,7 +85,7 @@ def peak_pass(dev: Device, wg: int = 256, groups: int | None = None, iters: int 
     """The pass of the peak microkernel (dot4_peak.wgsl), `groups` workgroups of `wg` threads
     running `iters` steps (default: as the bench runs it), and its MACs."""
     if groups is None:
-        groups = 2048 if dev.adapter.info.get("adapter_type") != "CPU" else 8
+        groups = 8 if dev.on_cpu else 2048
     pipe = dev.pipeline("dot4_peak.wgsl", {"WG": wg, "ITERS": iters})
     out = dev.buffer(4 * wg * groups)
     return Pass(pipe, dev.bind_group(pipe, [out]), (groups, 1, 1), "dot4_peak"), wg * groups * iters * 64 * 4

@@ -76,16 +76,11 @@ TILED_KERNELS: dict[str, TiledKernel] = {
 IM2COL_4W4C_RUN = {"gpu": 1, "cpu": 8}
 
 
-def _cpu_adapter(dev: Device) -> bool:
-    """Whether `dev` runs on the CPU (lavapipe): some measured defaults differ there."""
-    return dev.adapter.info.get("adapter_type") == "CPU"
-
-
 def im2col_pass_shape(dev: Device, method: str, m_blocks: int, k4: int) -> tuple[dict[str, int], int]:
     """Override constants and thread count of the im2col kernel `method` for m_blocks x k4
     blocks: im2col_4w4c runs RUN k-blocks of one m-block per thread, im2col_generic one."""
     if method == "im2col_4w4c":
-        run = IM2COL_4W4C_RUN["cpu" if _cpu_adapter(dev) else "gpu"]
+        run = IM2COL_4W4C_RUN["cpu" if dev.on_cpu else "gpu"]
         return {"WG": 64, "RUN": run}, m_blocks * -(-k4 // run)
     return {"WG": 64}, m_blocks * k4
 
@@ -508,7 +503,7 @@ class QConv2d:
         # often (8x8 threads of 1x1 blocks, 8 k-blocks a stage: 76 of its 83 shapes). CPU
         # adapters (lavapipe): 2x2 blocks a thread and 16 k-blocks a stage, which run the GEMM's
         # loop with more independent work per invocation. Narrow tiles for few channels a group.
-        cpu = _cpu_adapter(self.device)
+        cpu = self.device.on_cpu
         tm = tn = 2 if cpu else 1
         wg_n = 8 if c4_pg > 4 else 4
         wg_m = 64 // wg_n

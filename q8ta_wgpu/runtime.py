@@ -247,6 +247,11 @@ class Device:
         return self.adapter.info.get("backend_type", "")
 
     @property
+    def on_cpu(self) -> bool:
+        """Whether the adapter is a CPU driver (lavapipe): some measured defaults differ there."""
+        return self.adapter.info.get("adapter_type") == "CPU"
+
+    @property
     def max_binding_size(self) -> int:
         """Largest storage binding in bytes (lavapipe: 128 MiB)."""
         return int(self.limits["max-storage-buffer-binding-size"])
@@ -296,11 +301,10 @@ class Device:
 
             has = vulkan_integer_dot_product(self.name)
             if has is True:
-                cpu = self.adapter.info.get("adapter_type") == "CPU"
                 return "native", (
                     "naga emits SPIR-V OpSDot: the Vulkan driver reports shaderIntegerDotProduct "
                     "(VK_KHR_shader_integer_dot_product), which is what wgpu-hal checks"
-                    + ("; a CPU driver (e.g. lavapipe) lowers OpSDot itself" if cpu else "")
+                    + ("; a CPU driver (e.g. lavapipe) lowers OpSDot itself" if self.on_cpu else "")
                 )
             if has is False:
                 return (
