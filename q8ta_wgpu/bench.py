@@ -195,7 +195,7 @@ def bench_conv(
         "macs": int(geo.macs),
         "ops": int(ops),
         "method": plan.method,
-        "gemm_config": conv.gemm_config(geo, geo.N * geo.H_out * -(-geo.W_out // 4)),
+        "gemm_config": conv.gemm_config(geo, geo.m_blocks),
         "conv_s": stats(conv_t),
         "kernels_sum_s": stats(t.sum(axis=1)),
         "gemm_s": stats(gemm_t),

@@ -500,7 +500,7 @@ class QConv2d:
         c4_pg = ceil4(geo.C_out) if geo.groups == 1 else geo.C_out_per_group // 4
         k4_pg = geo.K_per_group // 4
         # Untuned default, by adapter type, as measured. GPUs: what the H100 tuner picked most
-        # often (8x8 threads of 1x1 blocks, 8 k-blocks a stage: 76 of its 83 shapes). CPU
+        # often (8x8 threads of 1x1 blocks, 8 k-blocks a stage). CPU
         # adapters (lavapipe): 2x2 blocks a thread and 16 k-blocks a stage, which run the GEMM's
         # loop with more independent work per invocation. Narrow tiles for few channels a group.
         cpu = self.device.on_cpu
@@ -885,7 +885,7 @@ def im2col(
     else:
         method = _resolve_method(method, geo, input_layout)
     k4 = geo.K // 4
-    m_blocks = geo.N * geo.H_out * ceil4(geo.W_out)
+    m_blocks = geo.m_blocks
     _check_binding(dev, "the im2col matrix", 16 * k4 * m_blocks)
     src = dev.upload(x)
     packed = dev.buffer(4 * packed_words(x.shape, input_layout))

@@ -147,6 +147,11 @@ class ConvGeometry:
         return self.N * self.H_out * self.W_pad
 
     @property
+    def m_blocks(self) -> int:
+        """Rows of A in 4W4C blocks of 4 output widths: what the GEMM kernels call m-blocks."""
+        return self.M // 4
+
+    @property
     def output_shape(self) -> tuple[int, int, int, int]:
         return (self.N, self.C_out, self.H_out, self.W_out)
 

@@ -168,7 +168,7 @@ def tune(
     methods = [default_method]
     if conv.method == "auto":
         methods += [m for m in valid_methods(geo, in_layout) if m != default_method]
-    m_count = geo.N * geo.H_out * -(-geo.W_out // 4)
+    m_count = geo.m_blocks
     aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
     # Unaligned groups: gemm_q8.wgsl only; no tiled candidate fits: the default config.
     cands = (gemm_candidates(dev, geo, m_count) if aligned else []) or [None]

@@ -60,7 +60,7 @@ def test_tune_measures_caches_and_reuses(device, fresh_cache, monkeypatch, cfg):
         assert convmod.tiled_config_error(device, c, gemm["kernel"]) is None
     else:  # only where no tiled candidate exists
         aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
-        m_count = geo.N * geo.H_out * -(-geo.W_out // 4)
+        m_count = geo.m_blocks
         assert not aligned or not tuning.gemm_candidates(device, geo, m_count)
 
     # A second conv of the same shape takes the cached choice without measuring.
@@ -130,7 +130,7 @@ def test_configs_over_the_devices_workgroup_limits_are_refused(device, fresh_cac
     conv.gemm_override = None
     conv._plans.clear()
     geo = cfg.geometry()
-    m_count = geo.N * geo.H_out * -(-geo.W_out // 4)
+    m_count = geo.m_blocks
     assert conv.gemm_config(geo, m_count)["constants"]["BK"] == 8
     assert_within_1lsb(conv(x), ref, "default config under a small limit")
     cands = tuning.gemm_candidates(device, geo, m_count)

@@ -34,6 +34,7 @@ def shaped_like_gemm(results: str) -> None:
 
     import q8ta_wgpu as q8
     from q8ta_wgpu.bench import SUITES
+    from q8ta_wgpu.conv import tiled_kernel
 
     by_name = {c.name: c for suite in SUITES.values() for c in suite}
     dev = q8.default_device()
@@ -45,9 +46,11 @@ def shaped_like_gemm(results: str) -> None:
         geo = by_name[row["name"]].geometry()
         cfg = row["gemm_config"]
         wm, wn, splits = cfg["constants"]["WG_M"], cfg["constants"]["WG_N"], cfg["splits"]
-        m_blocks, c4, k4 = geo.N * geo.H_out * -(-geo.W_out // 4), -(-geo.C_out // 4), geo.K_per_group // 4
-        groups = -(-m_blocks // (2 * wm)) * -(-c4 // (2 * wn)) * splits
-        iters = -(-k4 // splits)
+        tile = tiled_kernel(cfg["kernel"], cfg["constants"])  # tm x tn blocks a thread
+        c4, k4 = -(-geo.C_out // 4), geo.K_per_group // 4
+        groups = -(-geo.m_blocks // (tile.tm * wm)) * -(-c4 // (tile.tn * wn)) * splits
+        # A GEMM thread does tm*tn*16 dots a k-block; a peak-kernel step is 64.
+        iters = -(-k4 * tile.tm * tile.tn // (4 * splits))
         tops = measure(dev, wm * wn, groups, iters)
         print(f"{row['name']:16s} {groups:5d} x {wm * wn:3d} threads x {iters:5d} steps: {tops:5.1f} TOPS "
               f"({100 * tops / peak:4.1f}% of peak); its GEMM: {100 * row['gemm_frac_peak']:4.1f}%", flush=True)  # fmt: skip
