@@ -70,18 +70,28 @@ TILED_KERNELS: dict[str, TiledKernel] = {
 }
 
 
-# k-blocks per thread of im2col_4w4c.wgsl (one position decode, then steps), by adapter type,
-# as measured: on the H100 one block per thread is fastest (a warp's stores stay contiguous;
-# spec17: 85% of copy bandwidth with 1, 61% with 4); on lavapipe 8 (spec13: 60% vs 28% with 1).
-IM2COL_4W4C_RUN = {"gpu": 1, "cpu": 8}
+# im2col_4w4c.wgsl's layout of work, by adapter type, as measured (bench/analysis.md):
+# - GPUs: 128-thread workgroups, a thread's blocks WG apart (SPREAD), so a warp's stores stay
+#   contiguous; 2 blocks a thread from SPREAD_RUN2_BLOCKS blocks (8 MiB of A) on. On the H100,
+#   128 threads were 10-14% faster than 64 on 1-50 MiB matrices; 2 blocks a thread gained 3-6%
+#   more from 12 MiB on and lost 3-5% below 2 MiB. Consecutive runs were worse (spec17: 61%
+#   of copy bandwidth with 4 blocks vs 85% with 1).
+# - CPU adapters (lavapipe): 64 threads, 8 consecutive k-blocks a thread, the position stepped
+#   instead of divided (spec13: 60% of copy with 8 vs 28% with 1; 8 spread apart: 1.7x slower).
+IM2COL_4W4C = {"gpu": {"WG": 128, "RUN": 1, "SPREAD": True}, "cpu": {"WG": 64, "RUN": 8, "SPREAD": False}}
+SPREAD_RUN2_BLOCKS = 1 << 19
 
 
-def im2col_pass_shape(dev: Device, method: str, m_blocks: int, k4: int) -> tuple[dict[str, int], int]:
+def im2col_pass_shape(dev: Device, method: str, m_blocks: int, k4: int) -> tuple[dict[str, Any], int]:
     """Override constants and thread count of the im2col kernel `method` for m_blocks x k4
-    blocks: im2col_4w4c runs RUN k-blocks of one m-block per thread, im2col_generic one."""
+    blocks: im2col_4w4c runs RUN blocks per thread (IM2COL_4W4C), im2col_generic one."""
     if method == "im2col_4w4c":
-        run = IM2COL_4W4C_RUN["cpu" if dev.on_cpu else "gpu"]
-        return {"WG": 64, "RUN": run}, m_blocks * -(-k4 // run)
+        consts = dict(IM2COL_4W4C["cpu" if dev.on_cpu else "gpu"])
+        if consts["SPREAD"]:
+            if m_blocks * k4 >= SPREAD_RUN2_BLOCKS:
+                consts["RUN"] = max(consts["RUN"], 2)
+            return consts, -(-m_blocks * k4 // consts["RUN"])
+        return consts, m_blocks * -(-k4 // consts["RUN"])
     return {"WG": 64}, m_blocks * k4
 
 
@@ -675,8 +685,6 @@ class QConv2d:
         s_c4_out = int(tensor_desc(geo.output_shape, out_layout, 0)[8])  # words per channel block
         if not pointwise and not implicit:
             a_buf = dev.buffer(16 * k4 * max(c.count for c in chunks), label="im2col A")
-            im2col_consts = im2col_pass_shape(dev, method, 1, k4)[0]
-            im2col = dev.pipeline(f"{method}.wgsl", im2col_consts)
         for ch in chunks:
             base, count = ch.base, ch.count
             x_bind: Any = X if ch.x_win is None else (X, ch.x_win[0], ch.x_win[1])
@@ -688,7 +696,9 @@ class QConv2d:
             cp = dev.uniform(_conv_params(geo, base, count))
             if not pointwise and not implicit:
                 a_bind = (a_buf, 0, 16 * k4 * count)
-                wgs = dev.workgroups(-(-im2col_pass_shape(dev, method, count, k4)[1] // im2col_consts["WG"]))
+                im2col_consts, threads = im2col_pass_shape(dev, method, count, k4)
+                im2col = dev.pipeline(f"{method}.wgsl", im2col_consts)
+                wgs = dev.workgroups(-(-threads // im2col_consts["WG"]))
                 specs.append((im2col, [x_bind, a_bind, in_desc, cp], wgs, method))
             for c4_lo, c4_hi in slices:
                 # Output channel block c4 of the slice is block c4_lo + c4 of the tensor.

@@ -98,6 +98,23 @@ def test_split_over_binding_numpy(device, small_limits, name):
                             [w[1:] for w in wins])  # fmt: skip
 
 
+@pytest.mark.parametrize("name", ["input_3x3", "input_s2_d2", "input_groups", "im2col"])
+@pytest.mark.parametrize("layout", ["gpu", "cpu"])
+def test_split_im2col_4w4c_either_work_layout(device, small_limits, monkeypatch, name, layout):
+    """Chunks of m-blocks (mb_base > 0) over input windows through im2col_4w4c, with the GPUs'
+    work layout (two blocks a thread, WG apart) and the CPU adapters' (runs of k-blocks)
+    whichever adapter runs the test."""
+    from q8ta_wgpu import conv as convmod
+
+    chosen = convmod.IM2COL_4W4C[layout]
+    monkeypatch.setattr(convmod, "IM2COL_4W4C", {"cpu": chosen, "gpu": chosen})
+    monkeypatch.setattr(convmod, "SPREAD_RUN2_BLOCKS", 0)
+    cfg = SPLIT_CASES[name][0]
+    y, ref, _, plan = _run(device, cfg, method="im2col_4w4c")
+    assert_within_1lsb(y, ref, f"split {name} im2col_4w4c {layout} layout")
+    assert sum(s[3] == "im2col_4w4c" for s in plan.specs) > 1, "expected several chunks"
+
+
 @pytest.mark.parametrize("in_layout", q8.LAYOUTS)
 @pytest.mark.parametrize("out_layout", q8.LAYOUTS)
 def test_split_every_layout(device, small_limits, in_layout, out_layout):

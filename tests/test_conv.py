@@ -75,7 +75,18 @@ def test_im2col_byte_identical(device, cfg):
         assert got.tobytes() == want.tobytes(), f"{cfg.name} {method}: im2col bytes differ"
 
 
-@pytest.mark.parametrize("run", [1, 3, 8])
+@pytest.mark.parametrize(
+    "layout, run2_from, run",
+    [
+        ({"WG": 64, "RUN": 1, "SPREAD": False}, None, 1),
+        ({"WG": 64, "RUN": 3, "SPREAD": False}, None, 3),
+        ({"WG": 64, "RUN": 8, "SPREAD": False}, None, 8),
+        ({"WG": 128, "RUN": 1, "SPREAD": True}, 1 << 30, 1),  # small matrix: one block a thread
+        ({"WG": 128, "RUN": 1, "SPREAD": True}, 0, 2),  # over the threshold: two
+        ({"WG": 32, "RUN": 3, "SPREAD": True}, 0, 3),
+    ],
+    ids=["steps1", "steps3", "steps8", "spread1", "spread2", "spread3_wg32"],
+)
 @pytest.mark.parametrize(
     "cfg",
     [
@@ -86,17 +97,24 @@ def test_im2col_byte_identical(device, cfg):
     ],
     ids=lambda c: c.name,
 )
-def test_im2col_4w4c_runs_per_thread(device, monkeypatch, cfg, run):
-    """im2col_4w4c copies a run of k-blocks per thread (1 on GPUs, 8 on CPU adapters), stepping
-    the tap position without divisions: every run length gives the reference's bytes."""
+def test_im2col_4w4c_work_layouts(device, monkeypatch, cfg, layout, run2_from, run):
+    """im2col_4w4c writes RUN blocks per thread: consecutive k-blocks with the tap position
+    stepped without divisions (CPU adapters), or blocks WG apart, two a thread from a matrix
+    size on (GPUs; grids whose last workgroup is partly idle). Every layout gives the
+    reference's bytes."""
     from q8ta_wgpu import conv as convmod
 
-    monkeypatch.setattr(convmod, "IM2COL_4W4C_RUN", {"cpu": run, "gpu": run})
+    monkeypatch.setattr(convmod, "IM2COL_4W4C", {"cpu": layout, "gpu": layout})
+    if run2_from is not None:
+        monkeypatch.setattr(convmod, "SPREAD_RUN2_BLOCKS", run2_from)
+    consts, threads = convmod.im2col_pass_shape(device, "im2col_4w4c", 7, 36)
+    assert consts["RUN"] == run
+    assert threads == (-(-7 * 36 // run) if layout["SPREAD"] else 7 * -(-36 // run))
     x = make_case(cfg, seed=4)["args"][0]
     kw = cfg.conv_kwargs()
     want = reference.im2col(x, cfg.kernel, input_zero_point=-5, **kw)
     got = q8.im2col(x, cfg.kernel, input_zero_point=-5, method="im2col_4w4c", device=device, **kw)
-    assert got.tobytes() == want.tobytes(), f"{cfg.name} RUN={run}: im2col bytes differ"
+    assert got.tobytes() == want.tobytes(), f"{cfg.name} {layout} RUN {run}: im2col bytes differ"
 
 
 def _cfg(co, ci, h, w, k, s=1, p=0, d=1, g=1, n=1):
