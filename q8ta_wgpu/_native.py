@@ -1,8 +1,10 @@
-"""Two wgpu-native calls that wgpu-py does not expose: shader modules without naga's forced loop
-bounding (`wgpuDeviceCreateShaderModuleTrusted`) and the queue's timestamp period
-(`wgpuQueueGetTimestampPeriod`). Both go through wgpu-native's C entry points with wgpu-py's own
-structures (the wgpu version is pinned in pyproject.toml); where anything here is missing, they
-return None and the runtime does without (the ordinary module call; 1 ns a tick).
+"""wgpu-native's C entry points, used directly where wgpu-py does not expose a call or where its
+Python layer costs most of a call: shader modules without naga's forced loop bounding
+(`wgpuDeviceCreateShaderModuleTrusted`), the queue's timestamp period
+(`wgpuQueueGetTimestampPeriod`) and recording + submitting a call's dispatches (`Submitter`).
+They use wgpu-py's own structures and library handle (the wgpu version is pinned in
+pyproject.toml); where anything here is missing, they return None and the runtime does without
+(the ordinary module call; 1 ns a tick; wgpu-py's encoder objects).
 
 Loop bounding: by default wgpu compiles every WGSL loop with an extra 64-bit iteration counter and
 exit test (`ShaderRuntimeChecks::force_loop_bounding`), so that a driver may not assume an infinite
@@ -19,6 +21,7 @@ is 1 on NVIDIA and lavapipe, not on every GPU (e.g. Intel's integrated GPUs tick
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 BOUNDS_CHECKS = 0x1  # WGPUShaderRuntimeChecks_BoundsChecks
@@ -59,3 +62,85 @@ def timestamp_period(queue: Any) -> float | None:
     except (ImportError, AttributeError, TypeError):
         return None
     return period if period > 0 else None
+
+
+class Submitter:
+    """Records dispatches into one compute pass of a new command buffer and submits it, through
+    wgpu-native's C functions with descriptors made once.
+
+    Why: wgpu-py wraps each call in Python (descriptor structs, an error capture per call, an
+    object per encoder). For a conv's two dispatches that was ~25 us of host time on the CI
+    machine against ~7 us for the same native calls (bench/analysis.md). Errors are still
+    raised: one capture of wgpu-py's error handler spans the whole recording, and wgpu-native
+    reports validation errors synchronously, inside the failing call."""
+
+    def __init__(self, device: Any, queue: Any) -> None:
+        from wgpu.backends.wgpu_native import _api
+        from wgpu.backends.wgpu_native._ffi import ffi, lib
+        from wgpu.backends.wgpu_native._helpers import ERROR_TYPES
+
+        self._lib, self._null, self._errors, self._error_types = (
+            lib,
+            ffi.NULL,
+            _api.error_handler,
+            ERROR_TYPES,
+        )
+        empty = _api.to_c_string_view("")
+        self._enc_desc = _api.new_struct_p("WGPUCommandEncoderDescriptor *", label=empty)
+        self._pass_desc = _api.new_struct_p(
+            "WGPUComputePassDescriptor *", label=empty, timestampWrites=ffi.NULL
+        )
+        self._cb_desc = _api.new_struct_p("WGPUCommandBufferDescriptor *", label=empty)
+        self._cbs = ffi.new("WGPUCommandBuffer[1]")
+        self._device, self._queue = device._internal, queue._internal
+
+    def __call__(self, passes: Sequence[Any]) -> None:
+        """Record `passes` (pipeline, bind_group, workgroups) in order in one compute pass and
+        submit. Raises wgpu's GPUError (or its subclass) for an error wgpu-native reports."""
+        lib, null = self._lib, self._null
+        enc = cp = cb = null
+        self._errors.capture("q8ta_record")
+        try:
+            enc = lib.wgpuDeviceCreateCommandEncoder(self._device, self._enc_desc)
+            cp = lib.wgpuCommandEncoderBeginComputePass(enc, self._pass_desc)
+            for p in passes:
+                lib.wgpuComputePassEncoderSetPipeline(cp, p.pipeline._internal)
+                lib.wgpuComputePassEncoderSetBindGroup(cp, 0, p.bind_group._internal, 0, null)
+                x, y, z = p.workgroups
+                lib.wgpuComputePassEncoderDispatchWorkgroups(cp, x, y, z)
+            lib.wgpuComputePassEncoderEnd(cp)
+            cb = lib.wgpuCommandEncoderFinish(enc, self._cb_desc)
+        finally:
+            error = self._errors.release("q8ta_record")
+            # Our references only: wgpu-native keeps what submitted work still needs.
+            if cp != null:
+                lib.wgpuComputePassEncoderRelease(cp)
+            if enc != null:
+                lib.wgpuCommandEncoderRelease(enc)
+        try:
+            # A command buffer that failed validation is never submitted (wgpu-native aborts
+            # the process on one).
+            self._raise(error)
+            self._errors.capture("q8ta_submit")
+            try:
+                self._cbs[0] = cb
+                lib.wgpuQueueSubmit(self._queue, 1, self._cbs)
+            finally:
+                error = self._errors.release("q8ta_submit")
+            self._raise(error)
+        finally:
+            if cb != null:
+                lib.wgpuCommandBufferRelease(cb)
+
+    def _raise(self, error: tuple[str, str] | None) -> None:
+        if error is not None:
+            kind, message = error
+            raise self._error_types.get(kind, self._error_types[""])(message)
+
+
+def submitter(device: Any, queue: Any) -> Submitter | None:
+    """A Submitter for `device`, or None where this wgpu build lacks what it uses."""
+    try:
+        return Submitter(device, queue)
+    except (ImportError, AttributeError, TypeError):
+        return None

@@ -226,6 +226,7 @@ class Device:
         self.has_timestamps = "timestamp-query" in self.features
         # Timestamps come back in the GPU's ticks (wgpu-native does not normalize by default).
         self.timestamp_period_ns = _native.timestamp_period(self.queue) or 1.0
+        self._submitter = _native.submitter(self.device, self.queue)  # None: wgpu-py's objects
         self.lock = threading.RLock()
         self.lost: str | None = None  # wgpu's message once the device is found lost
         self._modules: dict[tuple, Any] = {}
@@ -555,12 +556,18 @@ class Device:
         timed = timestamps and self.has_timestamps
         if timestamps and not timed:
             raise RuntimeError(f"adapter {self.name} has no timestamp-query feature")
+        # Without timing, or timing the whole: one compute pass for all dispatches. wgpu orders
+        # them and inserts the barriers between dispatches that read what an earlier one wrote;
+        # fewer passes = less host time per call.
         with self.lock:
+            if not timed and self._submitter is not None:  # a call: wgpu-native's C calls
+                try:
+                    self._submitter(passes)
+                except wgpu.GPUError as e:
+                    raise self._dispatch_error(e, passes) from None
+                return None
             enc = self.device.create_command_encoder()
             qs = None
-            # Without timing, or timing the whole: one compute pass for all dispatches. wgpu
-            # orders them and inserts the barriers between dispatches that read what an earlier
-            # one wrote; fewer passes = less host time per call.
             groups = [passes] if not timed or whole else [[p] for p in passes]
             if timed:
                 qs = self.device.create_query_set(type="timestamp", count=2 * len(groups))
@@ -601,8 +608,11 @@ class Device:
         try:
             self.queue.submit([enc.finish()])
         except wgpu.GPUError as e:
-            kernels = ", ".join(dict.fromkeys(getattr(p.pipeline, "label", "") or p.label for p in passes))
-            raise self._error(e, f"dispatch of {kernels}", kernel=True) from None
+            raise self._dispatch_error(e, passes) from None
+
+    def _dispatch_error(self, e: Exception, passes: Sequence[Pass]) -> Exception:
+        kernels = ", ".join(dict.fromkeys(getattr(p.pipeline, "label", "") or p.label for p in passes))
+        return self._error(e, f"dispatch of {kernels}", kernel=True)
 
     def _error(self, e: Exception, what: str, *, kernel: bool = False) -> Exception:
         """The exception for wgpu error `e` during `what`: DeviceLostError (and the device marked

@@ -198,3 +198,33 @@ def test_kernels_compile_without_forced_loop_bounding(monkeypatch):
             assert {c for _, c in trusted[before:]} == {_native.BOUNDS_CHECKS}
     np.testing.assert_array_equal(outs[False], outs[True])
     assert_within_1lsb(outs[False], want, "compiled without loop bounding")
+
+
+def test_calls_submit_through_wgpu_natives_c_functions(device, monkeypatch):
+    """Untimed runs record and submit through _native.Submitter (the pinned wgpu has it): the
+    same bytes as through wgpu-py's encoder objects, in as many submits, and a dispatch that
+    fails validation is a KernelError there too (never submitted)."""
+    from q8ta_wgpu import reference
+    from q8ta_wgpu.configs import ConvConfig, make_case
+    from q8ta_wgpu.runtime import Pass
+
+    sub = device._submitter
+    assert sub is not None, "the pinned wgpu has what _native.Submitter uses"
+    calls = []
+    monkeypatch.setattr(device, "_submitter", lambda passes: (calls.append(len(passes)), sub(passes)))
+    case = make_case(ConvConfig("sub", 12, 16, 9, 7, padding=(1, 1)), seed=5)
+    x, w, ws, b = case["args"]
+    conv = q8.QConv2d(w, ws, b, device=device, method="im2col_4w4c", **case["kwargs"])
+    xt = q8.QTensor.from_numpy(x, conv.input_scale, conv.input_zero_point, device=device)
+    direct = conv(xt).numpy()
+    assert calls == [1, 2, 1], "pack, conv (im2col + GEMM), unpack: one submit each"
+    monkeypatch.setattr(device, "_submitter", None)
+    np.testing.assert_array_equal(conv(xt).numpy(), direct)
+    assert_within_1lsb(direct, reference.conv2d(x, w, ws, b, **case["kwargs"]), "direct submit")
+    monkeypatch.setattr(device, "_submitter", sub)
+    pipe = device.pipeline("pack_nchw.wgsl", {"WG": 64})
+    u = device.uniform(q8.layouts.tensor_desc((1, 4, 1, 4), "4C", 0))
+    bg = device.bind_group(pipe, [device.buffer(64), device.buffer(64), u])
+    with pytest.raises(q8.KernelError, match="dispatch group size"):
+        device.run([Pass(pipe, bg, (device.max_workgroups + 1, 1, 1), "pack")])
+    np.testing.assert_array_equal(conv(xt).numpy(), direct)  # the device still works
