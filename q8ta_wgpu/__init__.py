@@ -3,6 +3,11 @@
 import q8ta_wgpu as q8
 y = q8.conv2d(x, weight, weight_scales, bias, input_scale=..., input_zero_point=...,
               output_scale=..., output_zero_point=..., stride=1, padding=1)
+
+Chains of convs on GPU-resident tensors (QTensor), submitted together:
+with q8.recording():
+    y = conv2(conv1(q8.QTensor.from_numpy(x, scale, zero_point)))
+out = y.numpy()
 """
 
 from __future__ import annotations
@@ -12,7 +17,16 @@ from .conv import QConv2d, QTensor, conv2d, im2col, prepack_weights, weight_sums
 from .geometry import ConvGeometry
 from .layouts import LAYOUTS, pack, pack_gpu, unpack, unpack_gpu
 from .quant import dequantize, quantize, quantize_weights
-from .runtime import Device, DeviceLostError, KernelError, NoAdapterError, default_device, info, list_adapters
+from .runtime import (
+    Device,
+    DeviceLostError,
+    KernelError,
+    NoAdapterError,
+    default_device,
+    info,
+    list_adapters,
+    recording,
+)
 
 __version__ = "0.1.0"
 
@@ -39,6 +53,7 @@ __all__ = [
     "prepack_weights",
     "quantize",
     "quantize_weights",
+    "recording",
     "reference",
     "to_qtensor",
     "unpack",

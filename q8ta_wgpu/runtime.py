@@ -3,13 +3,14 @@ and bind groups; ops never create a device, they take one (or the lazily created
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,9 @@ class Device:
     Threads may share a Device: its caches and every submit/readback are guarded by `lock` (an
     RLock; QConv2d calls hold it from upload to readback). wgpu errors surface as KernelError
     (compile, validation, dispatch) or DeviceLostError (then `lost` holds wgpu's message).
+
+    `recording()` collects the dispatches of many calls (e.g. a chain of QConv2d calls on
+    QTensors) into one submit, which cuts the host time per call several-fold.
     """
 
     BIND_GROUP_CACHE_SIZE = 1024
@@ -235,6 +239,8 @@ class Device:
         self._bg_keys: dict[int, set[tuple]] = {}  # id(buffer or pipeline) -> its cached bind groups
         self._uniforms: OrderedDict[bytes, Any] = OrderedDict()
         self.loop_bounding = loop_bounding
+        self._recording = 0  # open recording() blocks (any thread's)
+        self._pending: list[Pass] = []  # passes recorded, not yet submitted
         self.dot4_forced = dot4 == "fallback"
         self.dot4_mode = "fallback" if self.dot4_forced else self._probe_dot4()
 
@@ -492,6 +498,9 @@ class Device:
         data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
         if data.size % 4:
             data = np.concatenate([data, np.zeros(4 - data.size % 4, np.uint8)])
+        # A queue write lands before the next submit's work: recorded passes that read the old
+        # bytes go first.
+        self.flush()
         try:
             self.queue.write_buffer(buffer, offset, data)
         except wgpu.GPUError as e:
@@ -519,6 +528,7 @@ class Device:
         size = buffer.size - offset if nbytes is None else int(nbytes)
         size4 = (size + 3) // 4 * 4
         with self.lock:  # a readback submits and polls the queue: one thread at a time
+            self.flush()
             try:
                 data = self.queue.read_buffer(buffer, offset, size4)
             except wgpu.GPUError as e:
@@ -530,7 +540,41 @@ class Device:
         broken in wgpu 0.32)."""
         if not hasattr(self, "_sync_buf"):
             self._sync_buf = self.buffer(16)
-        self.queue.read_buffer(self._sync_buf, 0, 4)
+        self.read(self._sync_buf, 4)
+
+    # ---- recording ---------------------------------------------------------------------------
+    MAX_PENDING = 4096  # recorded passes that force a submit (bounds one command buffer)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[Device]:
+        """Collect the dispatches of every call in the block, submitted together when the
+        outermost block ends (or at `flush()`), in one compute pass, in call order.
+
+            with dev.recording():
+                y = conv3(conv2(conv1(x)))  # QTensors: nothing submitted yet
+            out = y.numpy()
+
+        Anything that must see the GPU's results or the queue in order submits what is recorded
+        first: reading back (`numpy()`, `read`, `sync`), writing a buffer (a numpy input),
+        timing. So calls in a block give the same bytes as outside it; what a block saves is
+        the host's cost of a submit per call. Blocks nest; the device is shared by threads, so
+        a block also collects other threads' calls made meanwhile, in the order they came."""
+        with self.lock:
+            self._recording += 1
+        try:
+            yield self
+        finally:
+            with self.lock:
+                self._recording -= 1
+                if not self._recording:
+                    self.flush()
+
+    def flush(self) -> None:
+        """Submit the passes recorded so far (see `recording`); nothing when none are."""
+        with self.lock:
+            if self._pending:
+                passes, self._pending = self._pending, []
+                self._dispatch(passes)
 
     # ---- running -----------------------------------------------------------------------------
     def workgroups(self, count: int) -> tuple[int, int, int]:
@@ -549,57 +593,74 @@ class Device:
     def run(
         self, passes: Sequence[Pass], *, timestamps: bool = False, whole: bool = False
     ) -> list[float] | None:
-        """Record and submit the passes in one command buffer, in order, all in one compute pass.
-        With timestamps=True (and adapter support) returns each pass's GPU time in seconds, each
-        timed in its own compute pass; with whole=True too, one time: that of the single compute
-        pass running them all, as an untimed call runs them (waits for completion)."""
+        """Record and submit the passes in one command buffer, in order, all in one compute pass
+        (inside `recording()`: record them only). With timestamps=True (and adapter support)
+        returns each pass's GPU time in seconds, each timed in its own compute pass; with
+        whole=True too, one time: that of the single compute pass running them all, as an
+        untimed call runs them (waits for completion)."""
         timed = timestamps and self.has_timestamps
         if timestamps and not timed:
             raise RuntimeError(f"adapter {self.name} has no timestamp-query feature")
-        # Without timing, or timing the whole: one compute pass for all dispatches. wgpu orders
-        # them and inserts the barriers between dispatches that read what an earlier one wrote;
-        # fewer passes = less host time per call.
         with self.lock:
-            if not timed and self._submitter is not None:  # a call: wgpu-native's C calls
-                try:
-                    self._submitter(passes)
-                except wgpu.GPUError as e:
-                    raise self._dispatch_error(e, passes) from None
-                return None
-            enc = self.device.create_command_encoder()
-            qs = None
-            groups = [passes] if not timed or whole else [[p] for p in passes]
             if timed:
-                qs = self.device.create_query_set(type="timestamp", count=2 * len(groups))
-            for i, group in enumerate(groups):
-                tw = None
-                if qs is not None:
-                    tw = {
-                        "query_set": qs,
-                        "beginning_of_pass_write_index": 2 * i,
-                        "end_of_pass_write_index": 2 * i + 1,
-                    }
-                cp = enc.begin_compute_pass(
-                    label=group[0].label if len(group) == 1 else None, timestamp_writes=tw
-                )
-                for p in group:
-                    cp.set_pipeline(p.pipeline)
-                    cp.set_bind_group(0, p.bind_group)
-                    cp.dispatch_workgroups(*p.workgroups)
-                cp.end()
-            qbuf = None
-            if qs is not None:
-                qbuf = self.device.create_buffer(
-                    size=16 * len(groups),
-                    usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC,
-                )
-                enc.resolve_query_set(qs, 0, 2 * len(groups), qbuf, 0)
-            self._submit(enc, passes)
-            if qbuf is None:
+                self.flush()  # recorded work goes first, untimed
+                return self._timed(passes, whole)
+            if self._recording:
+                self._pending.extend(passes)
+                if len(self._pending) >= self.MAX_PENDING:
+                    self.flush()
                 return None
-            t = np.frombuffer(self.queue.read_buffer(qbuf), np.uint64).astype(np.int64)
-            qs.destroy()
-            qbuf.destroy()
+            passes, self._pending = [*self._pending, *passes], []
+            self._dispatch(passes)
+        return None
+
+    def _dispatch(self, passes: Sequence[Pass]) -> None:
+        """Submit `passes` in one compute pass: every dispatch of a call (or of a recording) in
+        one pass. wgpu orders them and inserts the barriers between dispatches that touch what
+        an earlier one wrote; fewer passes and submits = less host time per call."""
+        if self._submitter is not None:  # wgpu-native's C calls (_native.Submitter)
+            try:
+                self._submitter(passes)
+            except wgpu.GPUError as e:
+                raise self._dispatch_error(e, passes) from None
+            return
+        enc = self.device.create_command_encoder()
+        cp = enc.begin_compute_pass()
+        for p in passes:
+            cp.set_pipeline(p.pipeline)
+            cp.set_bind_group(0, p.bind_group)
+            cp.dispatch_workgroups(*p.workgroups)
+        cp.end()
+        self._submit(enc, passes)
+
+    def _timed(self, passes: Sequence[Pass], whole: bool) -> list[float]:
+        """Run `passes` with timestamp queries: each in its own compute pass, or (whole) all in
+        one; their GPU times in seconds (waits for completion)."""
+        enc = self.device.create_command_encoder()
+        groups = [list(passes)] if whole else [[p] for p in passes]
+        qs = self.device.create_query_set(type="timestamp", count=2 * len(groups))
+        for i, group in enumerate(groups):
+            tw = {
+                "query_set": qs,
+                "beginning_of_pass_write_index": 2 * i,
+                "end_of_pass_write_index": 2 * i + 1,
+            }
+            cp = enc.begin_compute_pass(
+                label=group[0].label if len(group) == 1 else None, timestamp_writes=tw
+            )
+            for p in group:
+                cp.set_pipeline(p.pipeline)
+                cp.set_bind_group(0, p.bind_group)
+                cp.dispatch_workgroups(*p.workgroups)
+            cp.end()
+        qbuf = self.device.create_buffer(
+            size=16 * len(groups), usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC
+        )
+        enc.resolve_query_set(qs, 0, 2 * len(groups), qbuf, 0)
+        self._submit(enc, passes)
+        t = np.frombuffer(self.queue.read_buffer(qbuf), np.uint64).astype(np.int64)
+        qs.destroy()
+        qbuf.destroy()
         return [float(d) * self.timestamp_period_ns * 1e-9 for d in (t[1::2] - t[0::2])]
 
     def _submit(self, enc: Any, passes: Sequence[Pass]) -> None:
@@ -689,6 +750,12 @@ def get_device(device: Device | None) -> Device:
     if not isinstance(device, Device):
         raise TypeError(f"device must be a q8ta_wgpu.Device or None, got {type(device).__name__}")
     return device
+
+
+def recording(device: Device | None = None) -> contextlib.AbstractContextManager[Device]:
+    """`Device.recording()` of `device` (default: the default device): calls in the block are
+    submitted together at its end."""
+    return get_device(device).recording()
 
 
 def info(device: Device | None = None) -> dict[str, Any]:
