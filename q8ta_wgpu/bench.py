@@ -177,8 +177,9 @@ def bench_conv(
     labels = [p.label for p in passes]
     im2col_cols = [i for i, lb in enumerate(labels) if lb.startswith("im2col")]
     gemm_cols = [i for i, lb in enumerate(labels) if lb.startswith("gemm")]
-    geo = plan.geo
-    ops = 2 * geo.macs
+    geo = plan.geo  # as the kernels run it (conv.kernel_geometry: C_in may be padded to 4)
+    conv_geo = conv.geometry(x.shape)  # the conv itself: its MACs are the ops counted
+    ops = 2 * conv_geo.macs
     conv_t = whole
     # The GEMM's dispatches (with split-K, the slices and their reduction) in one compute pass, as
     # a call runs them: a pass of its own per dispatch would charge the pass's fixed cost (~5 us on
@@ -192,7 +193,7 @@ def bench_conv(
     row: dict[str, Any] = {
         "name": cfg.name,
         "label": cfg.label(),
-        "macs": int(geo.macs),
+        "macs": int(conv_geo.macs),
         "ops": int(ops),
         "method": plan.method,
         "gemm_config": conv.gemm_config(geo, geo.m_blocks),
@@ -210,7 +211,7 @@ def bench_conv(
     row["gemm_frac_peak"] = (
         row["gemm_padded_tops"] / anchors["dot4_peak_tops"] if anchors.get("dot4_peak_tops") else None
     )
-    row["a_bytes"] = int(geo.M * geo.K)  # the im2col matrix
+    row["a_bytes"] = int(geo.M * geo.K)  # the im2col matrix (of the kernels' geometry)
 
     def im2col_gbps(s: dict[str, float]) -> tuple[float, float | None]:
         """Bandwidth (A written + the same read) of an im2col timed `s`, and its copy fraction."""
@@ -240,7 +241,9 @@ def bench_conv(
     row["cudnn_fp16_s"] = torch_anchors.cudnn_fp16(cfg, repeats)
     row["speedup_vs_cudnn"] = row["cudnn_fp16_s"] / row["conv_s"]["median"] if row["cudnn_fp16_s"] else None
     row["int_mm_s"] = (
-        torch_anchors.int_mm(geo.N * geo.H_out * geo.W_out, geo.C_out, geo.KH * geo.KW * geo.C_in, repeats)
+        torch_anchors.int_mm(
+            geo.N * geo.H_out * geo.W_out, geo.C_out, conv_geo.KH * conv_geo.KW * conv_geo.C_in, repeats
+        )
         if geo.groups == 1
         else None
     )

@@ -29,7 +29,7 @@ from ._checks import (
     check_scale_product,
     check_zero_point,
 )
-from .geometry import ConvGeometry, ceil4, pair
+from .geometry import ConvGeometry, align4, ceil4, pair
 from .layouts import check_layout, pack, pack_pass, packed_words, tensor_desc, unpack, unpack_pass
 from .runtime import Device, Pass, get_device, pack_fields
 
@@ -310,6 +310,20 @@ def _conv_params(geo: ConvGeometry, mb_base: int, m_count: int) -> np.ndarray:
     )  # fmt: skip
 
 
+def kernel_geometry(geo: ConvGeometry, in_layout: str) -> ConvGeometry:
+    """The geometry the kernels run for conv `geo` on an input in `in_layout`.
+
+    With groups == 1 and C_in % 4 != 0 (e.g. an RGB input), a 4W4C tensor already holds
+    align4(C_in) channels, the extra slots the zero point: the conv runs as one of align4(C_in)
+    input channels whose extra weights are 0, which gives the same integers whatever the
+    slots hold. The 4W4C kernels (word gathers, the implicit GEMM, pointwise) then serve it
+    instead of the byte-by-byte im2col_generic, for a longer K (a 3x3 RGB conv: 36 columns
+    instead of 28; 1x1: 4 either way). Other layouts, and grouped convs, keep C_in."""
+    if geo.groups == 1 and geo.C_in % 4 and in_layout == "4W4C":
+        return dataclasses.replace(geo, C_in=align4(geo.C_in))
+    return geo
+
+
 def _resolve_method(method: str, geo: ConvGeometry, in_layout: str) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -320,8 +334,9 @@ def _resolve_method(method: str, geo: ConvGeometry, in_layout: str) -> str:
         return "im2col_4w4c" if fits_4w4c else "im2col_generic"
     if method == "im2col_4w4c" and not fits_4w4c:
         raise ValueError(
-            "method 'im2col_4w4c' needs a 4W4C input and C_in/groups % 4 == 0 "
-            f"(input layout {in_layout}, C_in/groups = {geo.C_in_per_group}); use 'im2col_generic'"
+            "method 'im2col_4w4c' needs a 4W4C input and C_in/groups % 4 == 0 (a conv with "
+            f"groups == 1 takes any C_in) (input layout {in_layout}, C_in/groups = "
+            f"{geo.C_in_per_group}); use 'im2col_generic'"
         )
     if method == "pointwise" and not (in_layout == "4W4C" and geo.is_pointwise):
         raise ValueError(
@@ -339,6 +354,7 @@ def _resolve_method(method: str, geo: ConvGeometry, in_layout: str) -> str:
 
 def valid_methods(geo: ConvGeometry, in_layout: str = "4W4C") -> list[str]:
     """Every method (other than "auto") that can run this conv on an input in `in_layout`."""
+    geo = kernel_geometry(geo, in_layout)
     out = []
     for m in METHODS[1:]:
         try:
@@ -454,7 +470,9 @@ class QConv2d:
         dev = self.device
         packed = prepack_weights(self.weight, self.groups)
         _check_buffer(dev, "the prepacked weights", packed.nbytes)
-        self._weights = dev.upload(packed, label="weights")
+        # Prepacked weights by C_in/groups: the weight's own, and (made on first use) the
+        # zero-padded align4(C_in) of kernel_geometry.
+        self._weights_by_cpg = {cpg: dev.upload(packed, label="weights")}
         self._chan = dev.upload(
             _channel_params(weight_sums(self.weight), self.input_scale, self.weight_scales, self.bias),
             label="channel params",
@@ -538,15 +556,16 @@ class QConv2d:
         count: int,
         out_desc: Any,
         conv_binds: tuple[Any, Any],
+        weights: Any,
         implicit: bool = False,
         k4_row: int | None = None,
         g_base: int = 0,
     ) -> list[tuple]:
         """GEMM pass specs for m-blocks [base, base + count) whose A is bound as `a_bind` (with
         implicit=True: the 4W4C input, A gathered on the fly using conv_binds = (input desc,
-        conv params) uniforms, which the tiled kernel always binds). For a slice of whole groups,
-        geo is the slice's own geometry, k4_row A's row stride in blocks (all groups) and g_base
-        the slice's first group."""
+        conv params) uniforms, which the tiled kernel always binds) and whose prepacked weights
+        are `weights`. For a slice of whole groups, geo is the slice's own geometry, k4_row A's
+        row stride in blocks (all groups) and g_base the slice's first group."""
         dev = self.device
         cfg = self.gemm_config(geo, count)
         tiled = cfg["kernel"] in TILED_KERNELS
@@ -581,7 +600,7 @@ class QConv2d:
         if cfg["kernel"] == "gemm_q8.wgsl":
             gemm = dev.pipeline("gemm_q8.wgsl", consts)
             threads = -(-count // consts["TM"]) * -(-c4_out // consts["TN"])
-            res = [a_bind, self._weights, self._chan, Y, out_desc, gp]
+            res = [a_bind, weights, self._chan, Y, out_desc, gp]
             return [(gemm, res, dev.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
         partial = splits > 1
         gemm = dev.pipeline(cfg["kernel"], {**consts, "PARTIAL": partial, "IMPLICIT": implicit})
@@ -595,18 +614,32 @@ class QConv2d:
         if max(grid) > dev.max_workgroups:
             raise ValueError(f"GEMM grid {grid} exceeds {dev.max_workgroups} workgroups per dimension")
         if not partial:
-            res = [a_bind, self._weights, self._chan, Y, out_desc, gp, self._dummy(), *conv_binds]
+            res = [a_bind, weights, self._chan, Y, out_desc, gp, self._dummy(), *conv_binds]
             return [(gemm, res, grid, "gemm_q8_implicit" if implicit else "gemm_q8_tiled")]
         part_bytes = 16 * 4 * splits * count * c4_out
         _check_binding(dev, "the split-K partial sums", part_bytes)
         part = dev.buffer(part_bytes, label="split-K partials")
-        res = [a_bind, self._weights, self._chan, Y, out_desc, gp, part, *conv_binds]
+        res = [a_bind, weights, self._chan, Y, out_desc, gp, part, *conv_binds]
         red = dev.pipeline("gemm_q8_splitk.wgsl", {"WG": 64})
         red_res = [part, self._chan, Y, out_desc, gp]
         return [
             (gemm, res, grid, "gemm_q8_implicit(split-K)" if implicit else "gemm_q8_tiled(split-K)"),
             (red, red_res, dev.workgroups(-(-count * c4_out // 64)), "gemm_q8_splitk"),
         ]
+
+    def _weights_for(self, cin_pg: int) -> Any:
+        """The prepacked weights for a kernel geometry of `cin_pg` input channels per group:
+        the weight's own, or for kernel_geometry's padded C_in the weight with zero channels
+        appended (the same sums, so the same channel parameters)."""
+        buf = self._weights_by_cpg.get(cin_pg)
+        if buf is None:
+            c_out, cpg, kh, kw = self.weight.shape
+            padded = np.zeros((c_out, cin_pg, kh, kw), np.int8)
+            padded[:, :cpg] = self.weight
+            packed = prepack_weights(padded, self.groups)
+            _check_buffer(self.device, "the prepacked weights", packed.nbytes)
+            buf = self._weights_by_cpg[cin_pg] = self.device.upload(packed, label="weights (padded C_in)")
+        return buf
 
     def _dummy(self) -> Any:
         """A tiny storage buffer for bindings a kernel variant does not use."""
@@ -622,7 +655,7 @@ class QConv2d:
             self._plans.move_to_end(key)
             return plan
         dev = self.device
-        geo = self.geometry(shape)
+        geo = kernel_geometry(self.geometry(shape), in_layout)
         method = _resolve_method(self.method, geo, in_layout)
         # Measured choices: tuned now (tune=True), else cached or shipped for this adapter model.
         if self.tune and dev.has_timestamps:
@@ -682,6 +715,7 @@ class QConv2d:
             dev, geo, pointwise, in_layout, out_layout, self.MAX_DISPATCH_MBLOCKS, a_matrix=not implicit
         )
         slices = _split.channel_slices(dev, geo)
+        weights = self._weights_for(geo.C_in_per_group)
         s_c4_out = int(tensor_desc(geo.output_shape, out_layout, 0)[8])  # words per channel block
         if not pointwise and not implicit:
             a_buf = dev.buffer(16 * k4 * max(c.count for c in chunks), label="im2col A")
@@ -725,11 +759,11 @@ class QConv2d:
                     )
                 if len(slices) > 1:
                     subs += [
-                        (self._weights, (self._weights, 16 * k4_pg * c4_lo, 16 * k4_pg * (c4_hi - c4_lo))),
+                        (weights, (weights, 16 * k4_pg * c4_lo, 16 * k4_pg * (c4_hi - c4_lo))),
                         (self._chan, (self._chan, 64 * c4_lo, 64 * (c4_hi - c4_lo))),
                     ]
                 gemm = self._gemm_specs(
-                    sub_geo, a_bind, base, count, out_desc, (in_desc, cp), implicit, k4, g_base
+                    sub_geo, a_bind, base, count, out_desc, (in_desc, cp), weights, implicit, k4, g_base
                 )
                 specs.extend(_rebind(gemm, subs))
         return specs

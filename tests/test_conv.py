@@ -17,9 +17,12 @@ ALL_SPEC = SPEC_CONFIGS + POINTWISE_CONFIGS
 
 
 def methods_for(cfg: ConvConfig, *, fused: bool = True) -> list[str]:
-    """Every method valid for cfg: both im2col kernels, and the fused implicit GEMM."""
+    """Every method valid for cfg's conv on a 4W4C input: both im2col kernels, and the fused
+    implicit GEMM. With groups == 1 any C_in takes the 4W4C kernels (run with C_in padded to a
+    multiple of 4). fused=False: the im2col kernels that make cfg's own im2col matrix (the
+    4W4C one needs C_in/groups % 4 == 0 for that)."""
     ms = ["im2col_generic"]
-    if (cfg.c_in // cfg.groups) % 4 == 0:
+    if (cfg.c_in // cfg.groups) % 4 == 0 or (fused and cfg.groups == 1):
         ms.append("im2col_4w4c")
         if fused and (cfg.groups == 1 or (cfg.c_out // cfg.groups) % 4 == 0):
             ms.append("implicit_4w4c")
@@ -185,6 +188,39 @@ def test_every_input_and_output_layout(device, in_layout, out_layout):
             if not np.array_equal(got_words, want_words):
                 assert_within_1lsb(y.numpy(), ref, f"layout {in_layout}->{out_layout}/{method}")
             assert_within_1lsb(y.numpy(), ref, f"layout {in_layout}->{out_layout}/{method}")
+
+
+@pytest.mark.parametrize("c_in", [1, 3, 5, 6, 7])
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_channels_not_a_multiple_of_4_run_padded_on_4w4c_kernels(device, c_in, k):
+    """groups == 1, C_in % 4 != 0: on a 4W4C input the conv runs as one of align4(C_in) channels
+    with zero weights appended (conv.kernel_geometry), through every 4W4C method. The result
+    does not depend on what the padding slots hold: here random bytes, not the zero point."""
+    from q8ta_wgpu.conv import kernel_geometry, valid_methods
+
+    cfg = _cfg(12, c_in, 11, 10, k, s=2 if k == 7 else 1, p=k // 2, n=2)
+    case = make_case(cfg, seed=20 + c_in + k, activation="relu")
+    x, w, ws, b = case["args"]
+    kw = case["kwargs"]
+    ref = reference.conv2d(x, w, ws, b, **kw)
+    geo = cfg.geometry()
+    assert kernel_geometry(geo, "4W4C").C_in == -(-c_in // 4) * 4
+    assert kernel_geometry(geo, "4C") == geo  # other layouts: im2col_generic on C_in itself
+    methods = valid_methods(geo, "4W4C")
+    assert {"im2col_generic", "im2col_4w4c", "implicit_4w4c"} <= set(methods)
+    assert ("pointwise" in methods) == (k == 1)
+    assert valid_methods(geo, "4C") == ["im2col_generic"]
+    xt = q8.QTensor.from_numpy(x, kw["input_scale"], kw["input_zero_point"], device=device)
+    words = xt.words().view(np.uint8).reshape(-1, 4).copy()  # 4W4C: byte j of a word = channel 4*c4+j
+    c4 = (np.arange(words.shape[0]) // 4) % -(-c_in // 4)  # 4 width words per c4 block
+    pad = 4 * c4[:, None] + np.arange(4)[None, :] >= c_in
+    words[pad] = np.random.default_rng(1).integers(0, 256, int(pad.sum()), dtype=np.uint8)
+    device.write(xt.buffer, words.reshape(-1))
+    for method in methods:
+        conv = q8.QConv2d(w, ws, b, method=method, device=device, **kw)
+        assert_within_1lsb(conv(x), ref, f"C_in {c_in} k{k} {method} (numpy)", exact=device.on_cpu)
+        assert_within_1lsb(conv(xt).numpy(), ref, f"C_in {c_in} k{k} {method} (padding slots random)",
+                           exact=device.on_cpu)  # fmt: skip
 
 
 def test_4w4c_kernel_rejects_other_layouts(device):

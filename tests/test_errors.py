@@ -133,8 +133,9 @@ BAD = [
     ("method", dict(method="winograd"), ValueError, r"method must be one of auto"),
     ("method_pointwise_3x3", dict(method="pointwise"), ValueError, r"method 'pointwise' needs a 1x1 kernel"),
     (
+        # 2 groups of 3 channels (with groups == 1, any C_in runs padded to a multiple of 4)
         "method_4w4c_odd_c",
-        dict(x=X[:, :6].copy(), weight=W[:, :6].copy(), method="im2col_4w4c"),
+        dict(x=X[:, :6].copy(), weight=W[:, :3].copy(), groups=2, method="im2col_4w4c"),
         ValueError,
         r"method 'im2col_4w4c' needs .*C_in/groups % 4 == 0",
     ),
