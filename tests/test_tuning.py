@@ -91,6 +91,48 @@ def test_candidates_are_timed_as_one_call(device, fresh_cache, monkeypatch):
     assert busy and busy[0] == tuning.WARM_S
 
 
+def test_other_methods_try_the_best_configs_and_the_winner_is_retimed(device, fresh_cache, monkeypatch):
+    """After timing every GEMM configuration with the default method, the tuner times the
+    other methods with its TOP_K fastest configurations, in one batch that times the default
+    method's best again, and keeps the fastest (method, configuration) of that batch."""
+    cfg = ConvConfig("t3x3", 16, 16, 12, 12, padding=(1, 1))
+    case = make_case(cfg, seed=3)
+    x, w, ws, b = case["args"]
+    conv = q8.QConv2d(w, ws, b, device=device, **case["kwargs"])
+    geo = convmod.kernel_geometry(conv.geometry(x.shape), "4W4C")
+    cands = tuning.gemm_candidates(device, geo, geo.m_blocks)
+    assert len(cands) > tuning.TOP_K
+    key = lambda g: json.dumps(g, sort_keys=True)  # noqa: E731
+    # Made-up times: config i is the i-th fastest with the default method (im2col_4w4c), its
+    # best timed 5 us the first time and 9 us the second; implicit_4w4c is fastest with the
+    # third of them; im2col_generic is slow.
+    rank = {key(g): i for i, g in enumerate(cands)}
+    batches = []
+
+    def fake_build(conv, geo, method, in_layout, x, y):
+        return [(method, key(conv.gemm_override))]
+
+    def fake_time_all(dev, runs, repeats):
+        batches.append([r[0] for r in runs])
+        if len(batches) == 1:
+            return [5e-6 + 1e-6 * rank[g] for _, g in (r[0] for r in runs)]
+        t = {"im2col_4w4c": 9e-6, "implicit_4w4c": 8e-6, "im2col_generic": 20e-6}
+        return [
+            t[m] - (1e-6 if m == "implicit_4w4c" and rank[g] == 2 else 0) for m, g in (r[0] for r in runs)
+        ]
+
+    monkeypatch.setattr(tuning, "_build_passes", fake_build)
+    monkeypatch.setattr(tuning, "_time_all", fake_time_all)
+    choice = tuning.tune(conv, geo, "4W4C")
+    assert (choice["method"], rank[key(choice["gemm"])], choice["time_s"]) == ("implicit_4w4c", 2, 7e-6)
+    first, second = batches
+    assert all(m == "im2col_4w4c" for m, _ in first) and len(first) == len(cands)
+    top = {key(g) for g in cands[: tuning.TOP_K]}
+    assert second[0] == ("im2col_4w4c", key(cands[0])), "the default's best, timed again"
+    assert {m for m, _ in second[1:]} == {"implicit_4w4c", "im2col_generic"}
+    assert {g for _, g in second[1:]} == top and len(second) == 1 + 2 * tuning.TOP_K
+
+
 def test_time_passes_whole_gives_one_time_per_run(device):
     cfg = ConvConfig("w", 16, 16, 8, 8, padding=(1, 1))
     case = make_case(cfg)
