@@ -69,19 +69,27 @@ def test_2000_calls_do_not_grow_buffers_or_memory(device, mode):
         call()
     device.sync()
     gc.collect()
-    b0, r0, f0 = _buffers(), _rss_kib(), _finalizers()
-    for i in range(2000):
-        y = call()
-        if i % 500 == 0 and mode != "qtensor":
-            np.testing.assert_array_equal(y, want)
-        del y
-    device.sync()
-    gc.collect()
-    b1, r1, f1 = _buffers(), _rss_kib(), _finalizers()
-    print(f"\n{mode}: wgpu buffers {b0} -> {b1}, RSS {r0} -> {r1} KiB, finalizers {f0} -> {f1}")
-    assert b1 - b0 <= 1, f"GPU buffers grew from {b0} to {b1} over 2000 calls"
-    assert f1 - f0 <= 8, f"weakref finalizers grew from {f0} to {f1} over 2000 calls"
-    assert r1 - r0 <= 8 * 1024, f"RSS grew by {r1 - r0} KiB over 2000 calls"
+    # Two windows of 1000 calls: a leak grows the process in both. On the H100 the process once
+    # grew by 14 MiB and once by 76 MiB in one window and not at all in the next, while the GPU
+    # driver finished work of earlier tests (a 20000-call loop alone grew by 0): what grows in
+    # only one window is not the calls'.
+    grew = []
+    for window in range(2):
+        b0, r0, f0 = _buffers(), _rss_kib(), _finalizers()
+        for i in range(1000):
+            y = call()
+            if i % 500 == 0 and mode != "qtensor":
+                np.testing.assert_array_equal(y, want)
+            del y
+        device.sync()
+        gc.collect()
+        b1, r1, f1 = _buffers(), _rss_kib(), _finalizers()
+        print(f"\n{mode} calls {1000 * window}..{1000 * window + 999}: wgpu buffers {b0} -> {b1}, RSS {r0} -> "
+              f"{r1} KiB, finalizers {f0} -> {f1}")  # fmt: skip
+        assert b1 - b0 <= 1, f"GPU buffers grew from {b0} to {b1} over 1000 calls"
+        assert f1 - f0 <= 8, f"weakref finalizers grew from {f0} to {f1} over 1000 calls"
+        grew.append(r1 - r0)
+    assert min(grew) <= 4 * 1024, f"RSS grew by {grew} KiB in two windows of 1000 calls"
 
 
 # ---- threads ---------------------------------------------------------------------------------
