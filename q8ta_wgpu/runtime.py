@@ -625,12 +625,7 @@ class Device:
                 raise self._dispatch_error(e, passes) from None
             return
         enc = self.device.create_command_encoder()
-        cp = enc.begin_compute_pass()
-        for p in passes:
-            cp.set_pipeline(p.pipeline)
-            cp.set_bind_group(0, p.bind_group)
-            cp.dispatch_workgroups(*p.workgroups)
-        cp.end()
+        _encode(enc.begin_compute_pass(), passes)
         self._submit(enc, passes)
 
     def _timed(self, passes: Sequence[Pass], whole: bool) -> list[float]:
@@ -645,14 +640,8 @@ class Device:
                 "beginning_of_pass_write_index": 2 * i,
                 "end_of_pass_write_index": 2 * i + 1,
             }
-            cp = enc.begin_compute_pass(
-                label=group[0].label if len(group) == 1 else None, timestamp_writes=tw
-            )
-            for p in group:
-                cp.set_pipeline(p.pipeline)
-                cp.set_bind_group(0, p.bind_group)
-                cp.dispatch_workgroups(*p.workgroups)
-            cp.end()
+            label = group[0].label if len(group) == 1 else None
+            _encode(enc.begin_compute_pass(label=label, timestamp_writes=tw), group)
         qbuf = self.device.create_buffer(
             size=16 * len(groups), usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC
         )
@@ -717,6 +706,15 @@ class Device:
             self.run(passes)
         self.sync()
         return np.array([self.run(passes, timestamps=True, whole=whole) for _ in range(repeats)])
+
+
+def _encode(cp: Any, passes: Sequence[Pass]) -> None:
+    """Record `passes` into wgpu-py compute pass encoder `cp` and end it."""
+    for p in passes:
+        cp.set_pipeline(p.pipeline)
+        cp.set_bind_group(0, p.bind_group)
+        cp.dispatch_workgroups(*p.workgroups)
+    cp.end()
 
 
 def pack_fields(*fields: int | float | np.integer | np.floating) -> np.ndarray:
