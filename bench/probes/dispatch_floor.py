@@ -1,6 +1,7 @@
 """What a dispatch costs before it does any work, as the timestamps see it: an empty compute pass,
-one with a trivial dispatch, the peak microkernel with a growing loop (intercept and slope), and a GEMM's
-passes timed one pass each vs all in one pass (as a call runs them).
+one with a trivial dispatch (one that writes a buffer, one that binds only a uniform, so wgpu has
+no buffer state to change before it), the peak microkernel with a growing loop (intercept and
+slope), and a GEMM's passes timed one pass each vs all in one pass (as a call runs them).
 
 Run on a GPU (the H100 figures in bench/analysis.md came from this):
     python bench/probes/dispatch_floor.py
@@ -9,6 +10,27 @@ Run on a GPU (the H100 figures in bench/analysis.md came from this):
 from __future__ import annotations
 
 import numpy as np
+
+# A dispatch that binds one uniform and writes nothing: no storage buffer whose state wgpu must
+# change (and fence with a barrier) between submits or dispatches.
+_READ_ONLY = """
+@group(0) @binding(0) var<uniform> u: vec4<u32>;
+var<workgroup> sink: u32;
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) i: u32) {
+  if (i == u.x) { sink = u.y; }
+}
+"""
+
+
+def _inline_pass(dev, code: str, resources: list, label: str):
+    from q8ta_wgpu.runtime import Pass
+
+    module = dev.device.create_shader_module(code=code)
+    pipe = dev.device.create_compute_pipeline(
+        layout="auto", compute={"module": module, "entry_point": "main"}
+    )
+    return Pass(pipe, dev.bind_group(pipe, resources), (1, 1, 1), label)
 
 
 def median_us(dev, passes, whole: bool = False) -> list[float]:
@@ -32,6 +54,9 @@ def main() -> None:
     p = Pass(copy, dev.bind_group(copy, [src, dst]), (1, 1, 1), "copy")
     print(f"copy of 4 KiB, 1 workgroup: {median_us(dev, [p])[0]:.1f} us; "
           f"8 such dispatches in one pass: {median_us(dev, [p] * 8, whole=True)[0]:.1f} us", flush=True)  # fmt: skip
+    ro = _inline_pass(dev, _READ_ONLY, [dev.uniform(np.array([1 << 30, 0, 0, 0], np.uint32))], "uniform only")
+    print(f"a dispatch binding only a uniform, 1 workgroup: {median_us(dev, [ro])[0]:.1f} us; "
+          f"8 in one pass: {median_us(dev, [ro] * 8, whole=True)[0]:.1f} us", flush=True)  # fmt: skip
     for iters in (1, 16, 64, 256, 1024):
         t = median_us(dev, [peak_pass(dev, 32, 132, iters)[0]])[0]
         print(f"peak kernel, 132 x 32 threads, {iters:5d} steps of 64 dots: {t:7.1f} us", flush=True)
