@@ -468,11 +468,11 @@ class QConv2d:
                 f"below {MAX_K_PER_GROUP}"
             )
         dev = self.device
-        packed = prepack_weights(self.weight, self.groups)
-        _check_buffer(dev, "the prepacked weights", packed.nbytes)
-        # Prepacked weights by C_in/groups: the weight's own, and (made on first use) the
-        # zero-padded align4(C_in) of kernel_geometry.
-        self._weights_by_cpg = {cpg: dev.upload(packed, label="weights")}
+        # Prepacked weights by C_in/groups: the weight's own (made here, so a weight too big for
+        # the device fails at construction), and on first use the zero-padded align4(C_in) of
+        # kernel_geometry.
+        self._weights_by_cpg: dict[int, Any] = {}
+        self._weights_for(cpg)
         self._chan = dev.upload(
             _channel_params(weight_sums(self.weight), self.input_scale, self.weight_scales, self.bias),
             label="channel params",
@@ -634,11 +634,14 @@ class QConv2d:
         buf = self._weights_by_cpg.get(cin_pg)
         if buf is None:
             c_out, cpg, kh, kw = self.weight.shape
-            padded = np.zeros((c_out, cin_pg, kh, kw), np.int8)
-            padded[:, :cpg] = self.weight
-            packed = prepack_weights(padded, self.groups)
+            weight = self.weight
+            if cin_pg != cpg:
+                weight = np.zeros((c_out, cin_pg, kh, kw), np.int8)
+                weight[:, :cpg] = self.weight
+            packed = prepack_weights(weight, self.groups)
             _check_buffer(self.device, "the prepacked weights", packed.nbytes)
-            buf = self._weights_by_cpg[cin_pg] = self.device.upload(packed, label="weights (padded C_in)")
+            label = "weights" if cin_pg == cpg else "weights (padded C_in)"
+            buf = self._weights_by_cpg[cin_pg] = self.device.upload(packed, label=label)
         return buf
 
     def _dummy(self) -> Any:

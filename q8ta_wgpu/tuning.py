@@ -179,12 +179,13 @@ def tune(
     y = dev.buffer(4 * packed_words(geo.output_shape, "4W4C"))
     saved = conv.gemm_override
     try:
+
+        def passes(method: str, gemm: dict[str, Any] | None) -> list:
+            conv.gemm_override = gemm
+            return _build_passes(conv, geo, method, in_layout, x, y)
+
         # Compile every candidate first, then time them back to back on a busy GPU.
-        runs = []
-        for cand in cands:
-            conv.gemm_override = cand
-            runs.append(_build_passes(conv, geo, default_method, in_layout, x, y))
-        times = _time_all(dev, runs, repeats)
+        times = _time_all(dev, [passes(default_method, g) for g in cands], repeats)
         # The other methods with the default method's TOP_K fastest GEMM configurations (the
         # best tile for one method is not always the best for another: the implicit GEMM
         # gathers A as it goes; timing every candidate again would double the tuning), timed
@@ -193,11 +194,10 @@ def tune(
         order = sorted(range(len(cands)), key=times.__getitem__)
         top = [cands[i] for i in order[:TOP_K]]
         trials = [(default_method, top[0])] + [(m, g) for m in methods[1:] for g in top]
-        runs = []
-        for m, g in trials:
-            conv.gemm_override = g
-            runs.append(_build_passes(conv, geo, m, in_layout, x, y))
-        times2 = _time_all(dev, runs, repeats) if len(trials) > 1 else [times[order[0]]]
+        if len(trials) > 1:
+            times2 = _time_all(dev, [passes(m, g) for m, g in trials], repeats)
+        else:
+            times2 = [times[order[0]]]
         best_t = min(times2)
         best_method, best_gemm = trials[times2.index(best_t)]
     finally:
