@@ -84,6 +84,54 @@ var<private> t_c4_end: u32;
 var<private> t_a_col: u32;
 var<private> t_k_end: u32;
 
+// The thread's register tile: accumulator c{i}{j}{w} = m-block i, channel block j, channel w of
+// it, as 4 rows (widths). Named, not an array, so it stays in registers (module-scope so that
+// mac_block can update it; private variables start at 0).
+var<private> c000: vec4<i32>;
+var<private> c001: vec4<i32>;
+var<private> c002: vec4<i32>;
+var<private> c003: vec4<i32>;
+var<private> c010: vec4<i32>;
+var<private> c011: vec4<i32>;
+var<private> c012: vec4<i32>;
+var<private> c013: vec4<i32>;
+var<private> c100: vec4<i32>;
+var<private> c101: vec4<i32>;
+var<private> c102: vec4<i32>;
+var<private> c103: vec4<i32>;
+var<private> c110: vec4<i32>;
+var<private> c111: vec4<i32>;
+var<private> c112: vec4<i32>;
+var<private> c113: vec4<i32>;
+
+// One k-block's dot products: operands x0 (x1) of the thread's first (second, TM = 2) m-block
+// against w0 (w1) of its first (second, TN = 2) channel block. Accumulators left unused by
+// TM = 1 or TN = 1 are compiled away.
+fn mac_block(x0: vec4<u32>, x1: vec4<u32>, w0: vec4<u32>, w1: vec4<u32>) {
+  c000 = mac(c000, x0, w0[0]);
+  c001 = mac(c001, x0, w0[1]);
+  c002 = mac(c002, x0, w0[2]);
+  c003 = mac(c003, x0, w0[3]);
+  if (TN > 1u) {
+    c010 = mac(c010, x0, w1[0]);
+    c011 = mac(c011, x0, w1[1]);
+    c012 = mac(c012, x0, w1[2]);
+    c013 = mac(c013, x0, w1[3]);
+  }
+  if (TM > 1u) {
+    c100 = mac(c100, x1, w0[0]);
+    c101 = mac(c101, x1, w0[1]);
+    c102 = mac(c102, x1, w0[2]);
+    c103 = mac(c103, x1, w0[3]);
+  }
+  if (TM > 1u && TN > 1u) {
+    c110 = mac(c110, x1, w1[0]);
+    c111 = mac(c111, x1, w1[1]);
+    c112 = mac(c112, x1, w1[2]);
+    c113 = mac(c113, x1, w1[3]);
+  }
+}
+
 // One of a thread's (up to 8) A loads per stage: element e = li + r*NT of every stage's tile, so
 // its m-block is fixed and only the k-block moves. Decoded once, before the stage loop.
 struct ASlot {
@@ -153,22 +201,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let sa6 = a_slot(li + 6u * NT);
   let sa7 = a_slot(li + 7u * NT);
 
-  var c000 = vec4<i32>(0);
-  var c001 = vec4<i32>(0);
-  var c002 = vec4<i32>(0);
-  var c003 = vec4<i32>(0);
-  var c010 = vec4<i32>(0);
-  var c011 = vec4<i32>(0);
-  var c012 = vec4<i32>(0);
-  var c013 = vec4<i32>(0);
-  var c100 = vec4<i32>(0);
-  var c101 = vec4<i32>(0);
-  var c102 = vec4<i32>(0);
-  var c103 = vec4<i32>(0);
-  var c110 = vec4<i32>(0);
-  var c111 = vec4<i32>(0);
-  var c112 = vec4<i32>(0);
-  var c113 = vec4<i32>(0);
   // Stage k_lo's global loads, then each iteration: registers -> shared, barrier, next stage's
   // loads (in flight while this stage computes), compute, barrier.
   var ra0 = load_a(sa0, k_lo);
@@ -256,55 +288,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var qw1 = vec4<u32>(0u);
       if (TM > 1u) { qx1 = As[(kk + 1u) * SA + ty + WG_M]; }
       if (TN > 1u) { qw1 = Bs[(kk + 1u) * SB + tx + WG_N]; }
-      c000 = mac(c000, px0, pw0[0]);
-      c001 = mac(c001, px0, pw0[1]);
-      c002 = mac(c002, px0, pw0[2]);
-      c003 = mac(c003, px0, pw0[3]);
-      if (TN > 1u) {
-        c010 = mac(c010, px0, pw1[0]);
-        c011 = mac(c011, px0, pw1[1]);
-        c012 = mac(c012, px0, pw1[2]);
-        c013 = mac(c013, px0, pw1[3]);
-      }
-      if (TM > 1u) {
-        c100 = mac(c100, px1, pw0[0]);
-        c101 = mac(c101, px1, pw0[1]);
-        c102 = mac(c102, px1, pw0[2]);
-        c103 = mac(c103, px1, pw0[3]);
-      }
-      if (TM > 1u && TN > 1u) {
-        c110 = mac(c110, px1, pw1[0]);
-        c111 = mac(c111, px1, pw1[1]);
-        c112 = mac(c112, px1, pw1[2]);
-        c113 = mac(c113, px1, pw1[3]);
-      }
+      mac_block(px0, px1, pw0, pw1);
       let kn2 = min(kk + 2u, BK - 1u);  // the next pair's even k-block (the last pair rereads)
       px0 = As[kn2 * SA + ty];
       pw0 = Bs[kn2 * SB + tx];
       if (TM > 1u) { px1 = As[kn2 * SA + ty + WG_M]; }
       if (TN > 1u) { pw1 = Bs[kn2 * SB + tx + WG_N]; }
-      c000 = mac(c000, qx0, qw0[0]);
-      c001 = mac(c001, qx0, qw0[1]);
-      c002 = mac(c002, qx0, qw0[2]);
-      c003 = mac(c003, qx0, qw0[3]);
-      if (TN > 1u) {
-        c010 = mac(c010, qx0, qw1[0]);
-        c011 = mac(c011, qx0, qw1[1]);
-        c012 = mac(c012, qx0, qw1[2]);
-        c013 = mac(c013, qx0, qw1[3]);
-      }
-      if (TM > 1u) {
-        c100 = mac(c100, qx1, qw0[0]);
-        c101 = mac(c101, qx1, qw0[1]);
-        c102 = mac(c102, qx1, qw0[2]);
-        c103 = mac(c103, qx1, qw0[3]);
-      }
-      if (TM > 1u && TN > 1u) {
-        c110 = mac(c110, qx1, qw1[0]);
-        c111 = mac(c111, qx1, qw1[1]);
-        c112 = mac(c112, qx1, qw1[2]);
-        c113 = mac(c113, qx1, qw1[3]);
-      }
+      mac_block(qx0, qx1, qw0, qw1);
     }
     workgroupBarrier();
   }
