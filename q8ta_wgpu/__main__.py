@@ -2,7 +2,8 @@
 
     info     adapter, backend, driver, features, limits, whether dot4I8Packed is native (--json)
     demo     one conv (spec config 4, bias + relu) checked against the reference, and timed
-    verify   the spec's configs with every applicable method against the reference (a table)
+    verify   the spec's configs and depthwise layers with every applicable method against the
+             reference (a table)
     bench    GPU-timestamp benchmark against copy / dot4 anchors (and cuDNN where torch has CUDA)
 
 Exit codes (the same for every command):
@@ -105,17 +106,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import reference
-    from .configs import POINTWISE_CONFIGS, SPEC_CONFIGS, make_case
+    from .configs import MOBILENET_DW_CONFIGS, POINTWISE_CONFIGS, SPEC_CONFIGS, make_case
     from .conv import QConv2d, valid_methods
 
     dev = _device(args)
-    cfgs = SPEC_CONFIGS + POINTWISE_CONFIGS
+    cfgs = SPEC_CONFIGS + POINTWISE_CONFIGS + MOBILENET_DW_CONFIGS
     if args.quick:
         n_all = len(cfgs)
         cfgs = [c for c in cfgs if c.geometry().macs <= 50_000_000]
         print(f"--quick: {len(cfgs)} of {n_all} configs (those up to 50 M MACs)")
     print(f"adapter {dev.name} ({dev.backend}); tolerance 1 LSB")
-    print(f"{'config':8s} {'shape':48s} {'method':15s} {'max':>4s} {'differ':>8s} {'of':>10s}")
+    print(f"{'config':16s} {'shape':48s} {'method':15s} {'max':>4s} {'differ':>8s} {'of':>10s}")
     bad = 0
     for cfg in cfgs:
         case = make_case(cfg, seed=1, activation="relu" if int(cfg.name[-1]) % 2 else "none")
@@ -126,7 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             err, count = _max_err(conv(x), ref)
             bad += err > 1
             flag = "" if err <= 1 else "  FAIL"
-            print(f"{cfg.name:8s} {cfg.label():48s} {m:15s} {err:4d} {count:8d} {ref.size:10d}{flag}")
+            print(f"{cfg.name:16s} {cfg.label():48s} {m:15s} {err:4d} {count:8d} {ref.size:10d}{flag}")
     print("all within 1 LSB" if not bad else f"{bad} runs off by more than 1 LSB")
     return EXIT_OK if not bad else EXIT_MISMATCH
 
@@ -206,10 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         formatter_class=fmt,
         epilog=EXIT_CODES_HELP,
-        help="run the spec's configs against the reference",
-        description="Run the spec's conv and pointwise configs with every method that applies\n"
-        "(im2col_generic; im2col_4w4c and implicit_4w4c with groups == 1 or C_in/groups % 4 == 0;\n"
-        "pointwise for 1x1 convs) and compare each with the numpy reference. Prints one row per\n"
+        help="run the spec's configs and depthwise layers against the reference",
+        description="Run the spec's conv and pointwise configs and the bench's depthwise layers\n"
+        "with every method that applies (im2col_generic; im2col_4w4c and implicit_4w4c with\n"
+        "groups == 1 or C_in/groups % 4 == 0; pointwise for 1x1 convs; depthwise_4w4c for\n"
+        "groups == C_in == C_out) and compare each with the numpy reference. Prints one row per\n"
         "run: the largest difference in LSB and how many outputs differ. Exit code 1 if any run\n"
         "is off by more than 1 LSB.",
     )

@@ -6,7 +6,7 @@ Counting: ops = 2 per MAC, MACs = N * C_out * H_out * W_out * (C_in / groups) * 
 im2col traffic = 2 * bytes of the im2col matrix (each byte read once from the input, through
 cache, and written once), compared with the copy kernel's 2 * bytes.
 
-    python -m q8ta_wgpu bench [--suite spec,pointwise,resnet50,resnet50_b8,mobilenet_pw]
+    python -m q8ta_wgpu bench [--suite spec,pointwise,resnet50,resnet50_b8,mobilenet_pw,mobilenet_dw]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .configs import (
+    MOBILENET_DW_CONFIGS,
     MOBILENET_PW_CONFIGS,
     POINTWISE_CONFIGS,
     RESNET50_CONFIGS,
@@ -41,6 +42,7 @@ SUITES: dict[str, list[ConvConfig]] = {
     "resnet50": RESNET50_CONFIGS,
     "resnet50_b8": [c.with_batch(8) for c in RESNET50_CONFIGS],
     "mobilenet_pw": MOBILENET_PW_CONFIGS,
+    "mobilenet_dw": MOBILENET_DW_CONFIGS,
 }
 
 
@@ -184,7 +186,7 @@ def bench_conv(
     # The GEMM's dispatches (with split-K, the slices and their reduction) in one compute pass, as
     # a call runs them: a pass of its own per dispatch would charge the pass's fixed cost (~5 us on
     # the H100) once more for each.
-    gemm_each_t = t[:, gemm_cols].sum(axis=1)
+    gemm_each_t = t[:, gemm_cols].sum(axis=1) if gemm_cols else None  # (depthwise_4w4c: no GEMM)
     if len(gemm_cols) > 1:
         gemm_passes = [passes[i] for i in gemm_cols]
         gemm_t = dev.time_passes(gemm_passes, warmup=2, repeats=repeats, whole=True)[:, 0]
@@ -196,21 +198,22 @@ def bench_conv(
         "macs": int(conv_geo.macs),
         "ops": int(ops),
         "method": plan.method,
-        "gemm_config": conv.gemm_config(geo, geo.m_blocks),
+        "gemm_config": conv.gemm_config(geo, geo.m_blocks) if gemm_cols else None,
         "conv_s": stats(conv_t),
         "kernels_sum_s": stats(t.sum(axis=1)),
-        "gemm_s": stats(gemm_t),
-        "gemm_passes_sum_s": stats(gemm_each_t),
+        "gemm_s": stats(gemm_t) if gemm_cols else None,
+        "gemm_passes_sum_s": stats(gemm_each_t) if gemm_cols else None,
         "im2col_s": stats(t[:, im2col_cols].sum(axis=1)) if im2col_cols else None,
         "tops": ops / float(np.median(conv_t)) / 1e12,
-        "gemm_tops": ops / float(np.median(gemm_t)) / 1e12,
+        "gemm_tops": ops / float(np.median(gemm_t)) / 1e12 if gemm_cols else None,
     }
     # The GEMM runs M_pad x K_pad x C_out_pad MACs: rate those against the dot4 peak.
-    gemm_macs = geo.M * geo.K_per_group * (-(-geo.C_out_per_group // 4) * 4) * geo.groups
-    row["gemm_padded_tops"] = 2 * gemm_macs / float(np.median(gemm_t)) / 1e12
-    row["gemm_frac_peak"] = (
-        row["gemm_padded_tops"] / anchors["dot4_peak_tops"] if anchors.get("dot4_peak_tops") else None
-    )
+    row["gemm_padded_tops"] = row["gemm_frac_peak"] = None
+    if gemm_cols:
+        gemm_macs = geo.M * geo.K_per_group * (-(-geo.C_out_per_group // 4) * 4) * geo.groups
+        row["gemm_padded_tops"] = 2 * gemm_macs / float(np.median(gemm_t)) / 1e12
+        if anchors.get("dot4_peak_tops"):
+            row["gemm_frac_peak"] = row["gemm_padded_tops"] / anchors["dot4_peak_tops"]
     row["a_bytes"] = int(geo.M * geo.K)  # the im2col matrix (of the kernels' geometry)
 
     def im2col_gbps(s: dict[str, float]) -> tuple[float, float | None]:
@@ -415,6 +418,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, str]:
         s["faster than cuDNN fp16 (spec configs, batch 1)"] = (
             f"{wins} of {len(sp)} ({100 * wins / len(sp):.0f}%); ratios min {min(sp):.2f}, median {np.median(sp):.2f}, max {max(sp):.2f}"
         )
+    dw = [r["speedup_vs_cudnn"] for r in rows if r["suite"] == "mobilenet_dw" and r.get("speedup_vs_cudnn")]
+    if dw:
+        wins = sum(v > 1 for v in dw)
+        s["faster than cuDNN fp16 (depthwise layers, batch 1)"] = (
+            f"{wins} of {len(dw)}; ratios min {min(dw):.2f}, median {np.median(dw):.2f}, max {max(dw):.2f}"
+        )
     big = [r for r in rows if r.get("gemm_frac_peak") is not None and r.get("big_gemm")]
     if big:
         f = [r["gemm_frac_peak"] for r in big]
@@ -444,7 +453,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, str]:
 
 # ---- CLI ----------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--suite", default="spec,pointwise,resnet50,resnet50_b8,mobilenet_pw",
+    p.add_argument("--suite", default="spec,pointwise,resnet50,resnet50_b8,mobilenet_pw,mobilenet_dw",
                    help="comma-separated suites: " + ", ".join(SUITES))  # fmt: skip
     p.add_argument("--repeats", type=int, default=20, help="timed runs per kernel after warm-up (>= 20)")
     p.add_argument("--max-mmacs", type=float, default=None, help="skip configs above this many million MACs")

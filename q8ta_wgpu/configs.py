@@ -160,6 +160,28 @@ MOBILENET_PW_CONFIGS: list[ConvConfig] = [
 ]
 
 
+def _dw(name: str, c: int, hw: int, k: int, s: int) -> ConvConfig:
+    return ConvConfig(name, c, c, hw, hw, (k, k), (s, s), (k // 2, k // 2), (1, 1), c)
+
+
+# Depthwise layers (groups == C_in == C_out, "same" padding), batch 1: MobileNet-v2's 3x3 ones
+# (224x224 input) and two 5x5 ones of the MobileNet-v3 / EfficientNet kind.
+MOBILENET_DW_CONFIGS: list[ConvConfig] = [
+    _dw("mbv2.dw.112x32", 32, 112, 3, 1),
+    _dw("mbv2.dw.112x96s2", 96, 112, 3, 2),
+    _dw("mbv2.dw.56x144", 144, 56, 3, 1),
+    _dw("mbv2.dw.56x144s2", 144, 56, 3, 2),
+    _dw("mbv2.dw.28x192", 192, 28, 3, 1),
+    _dw("mbv2.dw.28x192s2", 192, 28, 3, 2),
+    _dw("mbv2.dw.14x384", 384, 14, 3, 1),
+    _dw("mbv2.dw.14x576", 576, 14, 3, 1),
+    _dw("mbv2.dw.14x576s2", 576, 14, 3, 2),
+    _dw("mbv2.dw.7x960", 960, 7, 3, 1),
+    _dw("dw5.28x240", 240, 28, 5, 1),
+    _dw("dw5.14x672s2", 672, 14, 5, 2),
+]
+
+
 def make_case(
     cfg: ConvConfig,
     *,

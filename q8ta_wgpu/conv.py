@@ -33,7 +33,7 @@ from .geometry import ConvGeometry, align4, ceil4, pair
 from .layouts import check_layout, pack, pack_pass, packed_words, tensor_desc, unpack, unpack_pass
 from .runtime import Device, Pass, get_device, pack_fields
 
-METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise", "implicit_4w4c")
+METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise", "implicit_4w4c", "depthwise_4w4c")
 ACTIVATIONS = ("none", "relu")
 # int32 accumulation is exact while K_per_group < 2^16 (see kernels/gemm_q8.wgsl).
 MAX_K_PER_GROUP = 1 << 16
@@ -80,6 +80,11 @@ TILED_KERNELS: dict[str, TiledKernel] = {
 #   instead of divided (spec13: 60% of copy with 8 vs 28% with 1; 8 spread apart: 1.7x slower).
 IM2COL_4W4C = {"gpu": {"WG": 128, "RUN": 1, "SPREAD": True}, "cpu": {"WG": 64, "RUN": 8, "SPREAD": False}}
 SPREAD_RUN2_BLOCKS = 1 << 19
+# depthwise_4w4c.wgsl: threads a workgroup (one 4x4 output block a thread; 64 and 128 measured
+# the same on the H100), and the most taps whose loops are unrolled for the kernel's size (a
+# pipeline per size; bigger kernels loop over the size in the uniform).
+DEPTHWISE_WG = 64
+DEPTHWISE_UNROLL_TAPS = 49
 
 
 def im2col_pass_shape(dev: Device, method: str, m_blocks: int, k4: int) -> tuple[dict[str, Any], int]:
@@ -164,6 +169,20 @@ def prepack_weights(weight: np.ndarray, groups: int = 1) -> np.ndarray:
     # (c4, j, k4, b) -> (c4, k4, j, b)
     blocks = mp.reshape(c4, 4, kpg // 4, 4).transpose(0, 2, 1, 3)
     return np.ascontiguousarray(blocks).reshape(-1).view(np.uint32)
+
+
+def prepack_depthwise(weight: np.ndarray) -> np.ndarray:
+    """Pack depthwise int8 weights [C, 1, KH, KW] for kernels/depthwise_4w4c.wgsl: uint32 words
+    c4*taps + t (tap t = kh*KW + kw), byte j = channel 4*c4+j's weight at that tap. Channels
+    past C are 0."""
+    weight = check_int8_array("weight", weight, ndim=4)
+    c, cpg, kh, kw = weight.shape
+    if cpg != 1:
+        raise ValueError(f"depthwise weights have 1 input channel per group, got weight shape {weight.shape}")
+    taps = np.zeros((ceil4(c) * 4, kh * kw), np.int8)
+    taps[:c] = weight.reshape(c, kh * kw)
+    # (c4, j, t) -> (c4, t, j)
+    return np.ascontiguousarray(taps.reshape(-1, 4, kh * kw).transpose(0, 2, 1)).reshape(-1).view(np.uint32)
 
 
 def _channel_params(
@@ -331,7 +350,15 @@ def _resolve_method(method: str, geo: ConvGeometry, in_layout: str) -> str:
     if method == "auto":
         if in_layout == "4W4C" and geo.is_pointwise:
             return "pointwise"
+        if in_layout == "4W4C" and geo.is_depthwise:
+            return "depthwise_4w4c"
         return "im2col_4w4c" if fits_4w4c else "im2col_generic"
+    if method == "depthwise_4w4c" and not (in_layout == "4W4C" and geo.is_depthwise):
+        raise ValueError(
+            "method 'depthwise_4w4c' needs a 4W4C input and one input and one output channel per "
+            f"group (groups == C_in == C_out) (input layout {in_layout}, C_in/groups = "
+            f"{geo.C_in_per_group}, C_out/groups = {geo.C_out_per_group})"
+        )
     if method == "im2col_4w4c" and not fits_4w4c:
         raise ValueError(
             "method 'im2col_4w4c' needs a 4W4C input and C_in/groups % 4 == 0 (a conv with "
@@ -479,6 +506,7 @@ class QConv2d:
         )
         self._plans: OrderedDict[tuple, _Plan] = OrderedDict()
         self._dummy_buf: Any = None
+        self._dw_weights: Any = None
         # A GEMM configuration forced on this conv (see gemm_config); set by tuning and benchmarks.
         self.gemm_override: dict[str, Any] | None = None
         # tune: measure GEMM configurations and methods per shape on this adapter (tuning.py).
@@ -587,16 +615,9 @@ class QConv2d:
             splits = -(-k4_pg // kspan)
         else:
             kspan = k4_pg
-        gp = dev.uniform(
-            pack_fields(
-                count, base, geo.K // 4 if k4_row is None else k4_row, k4_pg,
-                c4_out, geo.C_out_per_group, geo.C_out, geo.H_out,
-                ceil4(geo.W_out), geo.W_out, self.input_zero_point, self.output_zero_point,
-                float(np.float32(1.0) / np.float32(self.output_scale)),
-                int(self.activation == "relu"), splits, kspan,
-                g_base, 0, 0, 0,
-            )
-        )  # fmt: skip
+        gp = self._gemm_params(
+            geo, base, count, geo.K // 4 if k4_row is None else k4_row, splits, kspan, g_base
+        )
         if cfg["kernel"] == "gemm_q8.wgsl":
             gemm = dev.pipeline("gemm_q8.wgsl", consts)
             threads = -(-count // consts["TM"]) * -(-c4_out // consts["TN"])
@@ -626,6 +647,38 @@ class QConv2d:
             (gemm, res, grid, "gemm_q8_implicit(split-K)" if implicit else "gemm_q8_tiled(split-K)"),
             (red, red_res, dev.workgroups(-(-count * c4_out // 64)), "gemm_q8_splitk"),
         ]
+
+    def _gemm_params(
+        self,
+        geo: ConvGeometry,
+        base: int,
+        count: int,
+        k4_row: int,
+        splits: int = 1,
+        kspan: int = 0,
+        g_base: int = 0,
+    ) -> Any:
+        """The GemmParams uniform (epilogue.wgsl) of m-blocks [base, base + count) of `geo`: A's
+        row stride k4_row in k-blocks, `splits` K slices of `kspan` k-blocks, first group g_base."""
+        return self.device.uniform(
+            pack_fields(
+                count, base, k4_row, geo.K_per_group // 4,
+                ceil4(geo.C_out), geo.C_out_per_group, geo.C_out, geo.H_out,
+                ceil4(geo.W_out), geo.W_out, self.input_zero_point, self.output_zero_point,
+                float(np.float32(1.0) / np.float32(self.output_scale)),
+                int(self.activation == "relu"), splits, kspan,
+                g_base, 0, 0, 0,
+            )
+        )  # fmt: skip
+
+    def _depthwise_weights(self) -> Any:
+        """The weights packed for depthwise_4w4c.wgsl (prepack_depthwise), made on first use."""
+        if self._dw_weights is None:
+            packed = prepack_depthwise(self.weight)
+            _check_buffer(self.device, "the depthwise weights", packed.nbytes)
+            _check_binding(self.device, "the depthwise weights", packed.nbytes)
+            self._dw_weights = self.device.upload(packed, label="depthwise weights")
+        return self._dw_weights
 
     def _weights_for(self, cin_pg: int) -> Any:
         """The prepacked weights for a kernel geometry of `cin_pg` input channels per group:
@@ -712,15 +765,17 @@ class QConv2d:
         specs: list = []
         pointwise = method == "pointwise"
         implicit = method == "implicit_4w4c"  # the GEMM gathers A from the input: no A matrix
+        depthwise = method == "depthwise_4w4c"  # one kernel reads the input: no A, no GEMM
         # At most MAX_DISPATCH_MBLOCKS m-blocks per chunk keeps every GEMM grid within
         # max-compute-workgroups-per-dimension (tiles of >= 16 m-blocks).
         chunks = _split.m_chunks(
-            dev, geo, pointwise, in_layout, out_layout, self.MAX_DISPATCH_MBLOCKS, a_matrix=not implicit
-        )
+            dev, geo, pointwise, in_layout, out_layout, self.MAX_DISPATCH_MBLOCKS,
+            a_matrix=not (implicit or depthwise),
+        )  # fmt: skip
         slices = _split.channel_slices(dev, geo)
         weights = self._weights_for(geo.C_in_per_group)
         s_c4_out = int(tensor_desc(geo.output_shape, out_layout, 0)[8])  # words per channel block
-        if not pointwise and not implicit:
+        if not (pointwise or implicit or depthwise):
             a_buf = dev.buffer(16 * k4 * max(c.count for c in chunks), label="im2col A")
         for ch in chunks:
             base, count = ch.base, ch.count
@@ -731,7 +786,20 @@ class QConv2d:
             x_base = 0 if ch.x_win is None or pointwise else ch.x_win[2]
             in_desc = dev.uniform(tensor_desc(in_shape, in_layout, self.input_zero_point, x_base))
             cp = dev.uniform(_conv_params(geo, base, count))
-            if not pointwise and not implicit:
+            if depthwise:  # the whole output's channels: its weights and records are small
+                out_desc = dev.uniform(
+                    tensor_desc(geo.output_shape, out_layout, self.output_zero_point, y_base)
+                )
+                gp = self._gemm_params(geo, base, count, k4)
+                wg = DEPTHWISE_WG
+                small = geo.KH * geo.KW <= DEPTHWISE_UNROLL_TAPS
+                consts = {"WG": wg, "KH": geo.KH if small else 0, "KW": geo.KW if small else 0}
+                pipe = dev.pipeline("depthwise_4w4c.wgsl", consts)
+                res = [x_bind, self._depthwise_weights(), self._chan, y_bind, out_desc, gp, in_desc, cp]
+                wgs = dev.workgroups(-(-count * ceil4(geo.C_out) // wg))
+                specs.append((pipe, res, wgs, "depthwise_4w4c"))
+                continue
+            if not (pointwise or implicit):
                 a_bind = (a_buf, 0, 16 * k4 * count)
                 im2col_consts, threads = im2col_pass_shape(dev, method, count, k4)
                 im2col = dev.pipeline(f"{method}.wgsl", im2col_consts)

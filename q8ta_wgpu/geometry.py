@@ -167,6 +167,11 @@ class ConvGeometry:
         )
 
     @property
+    def is_depthwise(self) -> bool:
+        """One input and one output channel per group (groups == C_in == C_out)."""
+        return self.C_in_per_group == 1 and self.C_out_per_group == 1
+
+    @property
     def macs(self) -> int:
         """Multiply-accumulates of the conv (C_in/groups per output)."""
         return self.N * self.C_out * self.H_out * self.W_out * self.C_in_per_group * self.KH * self.KW

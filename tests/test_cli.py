@@ -78,8 +78,10 @@ def test_verify_quick(device) -> None:  # noqa: ARG001
     p = run_cli("verify", "--quick")
     assert p.returncode == cli.EXIT_OK, _out(p)
     assert "all within 1 LSB" in p.stdout
-    methods = {line.split()[-4] for line in p.stdout.splitlines() if line.startswith(("spec", "pw"))}
-    assert {"im2col_generic", "im2col_4w4c", "pointwise"} <= methods, methods
+    methods = {
+        line.split()[-4] for line in p.stdout.splitlines() if line.startswith(("spec", "pw", "mbv2", "dw5"))
+    }
+    assert {"im2col_generic", "im2col_4w4c", "pointwise", "depthwise_4w4c"} <= methods, methods
 
 
 @pytest.mark.parametrize(

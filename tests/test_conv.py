@@ -26,6 +26,8 @@ def methods_for(cfg: ConvConfig, *, fused: bool = True) -> list[str]:
         ms.append("im2col_4w4c")
         if fused and (cfg.groups == 1 or (cfg.c_out // cfg.groups) % 4 == 0):
             ms.append("implicit_4w4c")
+    if fused and cfg.c_in == cfg.c_out == cfg.groups > 1:
+        ms.append("depthwise_4w4c")
     return ms
 
 
@@ -170,7 +172,11 @@ def test_extra_coverage(device, name, activation):
 @pytest.mark.parametrize("in_layout", q8.LAYOUTS)
 @pytest.mark.parametrize("out_layout", q8.LAYOUTS)
 def test_every_input_and_output_layout(device, in_layout, out_layout):
-    for cfg in (_cfg(10, 6, 7, 9, 3, 1, 1, n=2), _cfg(12, 8, 6, 7, 3, 2, 1, g=2)):
+    for cfg in (
+        _cfg(10, 6, 7, 9, 3, 1, 1, n=2),
+        _cfg(12, 8, 6, 7, 3, 2, 1, g=2),
+        _cfg(6, 6, 7, 9, 3, 2, 1, g=6, n=2),
+    ):
         case = make_case(cfg, seed=4, activation="relu")
         x, w, ws, b = case["args"]
         kw = dict(case["kwargs"])
@@ -223,6 +229,63 @@ def test_channels_not_a_multiple_of_4_run_padded_on_4w4c_kernels(device, c_in, k
                            exact=device.on_cpu)  # fmt: skip
 
 
+DEPTHWISE = {
+    "k3_c5_batch3": _cfg(5, 5, 9, 11, 3, 1, 1, g=5, n=3),
+    "k3_s2_c24": _cfg(24, 24, 15, 14, 3, 2, 1, g=24),
+    "k5_s2_p2": _cfg(12, 12, 13, 17, 5, 2, 2, g=12),
+    "k7_dilation2": _cfg(8, 8, 19, 16, 7, 1, 6, d=2, g=8),
+    "k3_stride_2_1_dil_1_3": _cfg(12, 12, 11, 13, 3, (2, 1), (0, 3), d=(1, 3), g=12),
+    "k1x5_w_only": _cfg(8, 8, 6, 21, (1, 5), 1, (0, 2), g=8),
+    "k1": _cfg(16, 16, 5, 6, 1, g=16),
+    "k9_taps_from_uniform": _cfg(8, 8, 12, 12, 9, 1, 4, g=8),  # 81 taps: loops not unrolled
+    "h1_w1_padded": _cfg(4, 4, 1, 1, 3, 1, 1, g=4),
+    "w_past_input_s3": _cfg(4, 4, 5, 23, 3, 3, 0, g=4),
+}
+
+
+@pytest.mark.parametrize("name", list(DEPTHWISE))
+def test_depthwise_4w4c(device, name):
+    """depthwise_4w4c (the method "auto" takes for groups == C_in == C_out on a 4W4C input)
+    against the reference: kernel sizes whose loops are unrolled and one that reads its size
+    from the uniform, strides, dilations, padding wider than the kernel reaches, batches, C not
+    a multiple of 4, numpy and QTensor inputs, 4C1W output."""
+    from q8ta_wgpu.conv import DEPTHWISE_UNROLL_TAPS, valid_methods
+
+    cfg = DEPTHWISE[name]
+    geo = cfg.geometry()
+    assert "depthwise_4w4c" in valid_methods(geo) and "depthwise_4w4c" not in valid_methods(geo, "4C")
+    assert (cfg.kernel[0] * cfg.kernel[1] > DEPTHWISE_UNROLL_TAPS) == (name == "k9_taps_from_uniform")
+    for i, act in enumerate(("none", "relu")):
+        case = make_case(cfg, seed=30 + i, activation=act, input_zero_point=-9 + 20 * i, output_zero_point=4)
+        x, w, ws, b = case["args"]
+        kw = case["kwargs"]
+        ref = reference.conv2d(x, w, ws, b, **kw)
+        conv = q8.QConv2d(w, ws, b, device=device, **kw)
+        assert_within_1lsb(conv(x), ref, f"depthwise {name}/{act}", exact=device.on_cpu)
+        assert conv.plan(x.shape, "4W4C", True).method == "depthwise_4w4c"
+        xt = q8.QTensor.from_numpy(x, kw["input_scale"], kw["input_zero_point"], device=device)
+        y = q8.conv2d(xt, w, ws, b, method="depthwise_4w4c", output_layout="4C1W", device=device, **kw)
+        assert_within_1lsb(y.numpy(), ref, f"depthwise {name}/{act}/4C1W", exact=device.on_cpu)
+
+
+def test_prepack_depthwise_layout():
+    """Word c4*taps + t, byte j = weight[4*c4 + j, 0, t // KW, t % KW]; channels past C are 0."""
+    from q8ta_wgpu.conv import prepack_depthwise
+
+    w = np.random.default_rng(3).integers(-128, 128, (6, 1, 2, 3), dtype=np.int8)
+    words = prepack_depthwise(w)
+    assert words.dtype == np.uint32 and words.size == 2 * 6
+    for c4 in range(2):
+        for t in range(6):
+            for j in range(4):
+                c = 4 * c4 + j
+                want = w[c, 0, t // 3, t % 3] if c < 6 else 0
+                got = np.int8(np.uint8((int(words[c4 * 6 + t]) >> (8 * j)) & 0xFF))
+                assert got == want, (c4, t, j)
+    with pytest.raises(ValueError, match="1 input channel per group"):
+        prepack_depthwise(np.zeros((4, 2, 3, 3), np.int8))
+
+
 def test_4w4c_kernel_rejects_other_layouts(device):
     cfg = _cfg(8, 8, 5, 5, 3, 1, 1)
     case = make_case(cfg)
@@ -232,6 +295,13 @@ def test_4w4c_kernel_rejects_other_layouts(device):
     )
     with pytest.raises(ValueError, match="4W4C"):
         q8.conv2d(xt, w, ws, b, method="im2col_4w4c", **case["kwargs"])
+    dw = make_case(_cfg(8, 8, 5, 5, 3, 1, 1, g=8))
+    x, w, ws, b = dw["args"]
+    xt = q8.QTensor.from_numpy(x, dw["kwargs"]["input_scale"], dw["kwargs"]["input_zero_point"], "4C", device)
+    with pytest.raises(ValueError, match="'depthwise_4w4c' needs a 4W4C input"):
+        q8.conv2d(xt, w, ws, b, method="depthwise_4w4c", **dw["kwargs"])
+    assert_within_1lsb(q8.conv2d(xt, w, ws, b, **dw["kwargs"]).numpy(), reference.conv2d(x, w, ws, b, **dw["kwargs"]),
+                       "depthwise on a 4C input: auto takes im2col_generic")  # fmt: skip
 
 
 def test_qtensor_chain_stays_on_gpu(device):

@@ -139,6 +139,12 @@ BAD = [
         ValueError,
         r"method 'im2col_4w4c' needs .*C_in/groups % 4 == 0",
     ),
+    (
+        "method_depthwise_not_depthwise",
+        dict(method="depthwise_4w4c"),
+        ValueError,
+        r"method 'depthwise_4w4c' needs .*one input and one output channel per group",
+    ),
     ("output_layout", dict(output_layout="NCHW"), ValueError, r"output_layout must be one of 4W4C"),
     ("device", dict(device="cuda"), TypeError, r"device must be a q8ta_wgpu\.Device"),
 ]

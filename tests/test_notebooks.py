@@ -38,6 +38,7 @@ def _synthetic_results(path: Path) -> Path:
             ("resnet50", "r50.l3.c2", 115_605_504),
             ("resnet50_b8", "r50.l3.c2@n8", 924_844_032),
             ("mobilenet_pw", "mbv2.pw.14x64-384", 4_816_896),
+            ("mobilenet_dw", "mbv2.dw.14x384", 677_376),
         ]
     ):
         conv = 20e-6 * (1 + i)
@@ -62,6 +63,8 @@ def _synthetic_results(path: Path) -> Path:
             "int_mm_s": None,
             "speedup_vs_cudnn": (0.5 + 0.4 * i) if i % 2 == 0 else None,
         }
+        if suite == "mobilenet_dw":  # one kernel, no GEMM
+            row.update(method="depthwise_4w4c", gemm_s=None, gemm_tops=None, gemm_frac_peak=None)
         if i == 3:  # an older / partial row
             for k in ("gemm_s", "gemm_tops", "gemm_frac_peak", "speedup_vs_cudnn", "tops"):
                 row.pop(k)
@@ -152,7 +155,8 @@ def test_performance_notebook_on_synthetic_results(tmp_path: Path) -> None:
     print(f"performance.ipynb (synthetic results) ran in {secs:.1f} s")
     text = _text(nb)
     assert f"results: {path}" in text
-    assert "speedup vs cuDNN fp16 over 3 convs" in text
+    assert "speedup vs cuDNN fp16 over 4 convs" in text
+    assert "mbv2.dw.14x384" in text and "depthwise_4w4c" in text  # a row without a GEMM
     n_png = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert n_png >= 3, f"expected the plots, got {n_png} images"
 

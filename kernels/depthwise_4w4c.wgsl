@@ -1,0 +1,93 @@
+// depthwise_4w4c.wgsl -- a depthwise conv (C_in/groups == C_out/groups == 1) read straight from
+// its 4W4C input: no im2col matrix and no GEMM. A depthwise conv has KH*KW MACs an output, too
+// few for a GEMM tile to pay off, and its K columns of one channel are one byte of each of
+// KH*KW input words, which is the wrong way round for dot4I8Packed.
+// In:  `x`, the input in 4W4C (`xd`; it may be a window of the input's rows, xd.base);
+//      `wts`, the depthwise weights: word c4*taps + t holds tap t = kh*KW + kw of channels
+//      4*c4..4*c4+3 (byte j = channel 4*c4+j; channels past C are 0); `chan`, epilogue records.
+//      Conv geometry in `cv` (conv_params.wgsl: stride, padding, dilation, kernel size, m-blocks
+//      [mb_base, mb_base + m_count) of this dispatch).
+// Thread t (of m_count*c4_out, folded over x, y workgroups): the 4-width x 4-channel output block
+//      of m-block mb = t / c4_out and channel block c4 = t % c4_out, so neighbouring threads
+//      read and write neighbouring 16-byte blocks. Per tap and width it loads one input word
+//      (the 4 channels at that position; outside the input, 4 zero points: the padding the
+//      epilogue's zero-point correction assumes) and adds its 4 bytes times the tap's 4 weights,
+//      in int32, one accumulator vector (4 channels) per width.
+// Out: requantized through epilogue.wgsl's store_tile (`p`: m_count, mb_base, the output's shape
+//      and quantization); each thread writes only its own block.
+// Overflow: |x*w| <= 2^14 a tap, so int32 is exact for KH*KW < 2^16 (see epilogue.wgsl).
+// #include "layout.wgsl"
+// #include "epilogue.wgsl"
+// #include "conv_params.wgsl"
+// #include "gather_4w4c.wgsl"
+
+override WG: u32 = 64u;
+// The kernel's size as constants, so the tap loops unroll and a thread's loads are issued
+// together; 0: read from `cv` (the host passes 0 for big kernels, which would unroll too far).
+override KH: u32 = 0u;
+override KW: u32 = 0u;
+
+@group(0) @binding(0) var<storage, read> x: array<u32>;
+@group(0) @binding(1) var<storage, read> wts: array<u32>;
+@group(0) @binding(2) var<storage, read> chan: array<Chan>;
+@group(0) @binding(3) var<storage, read_write> o: array<u32>;
+@group(0) @binding(4) var<uniform> od: TensorDesc;
+@group(0) @binding(5) var<uniform> p: GemmParams;
+@group(0) @binding(6) var<uniform> xd: TensorDesc;
+@group(0) @binding(7) var<uniform> cv: ConvParams;
+
+fn load_word(i: u32) -> u32 {
+  return x[i];
+}
+
+// The input word (4 channels) at width wi of row hi, or 4 zero points outside the input. Widths
+// past W_out are computed too (store_tile drops them), so loads shared by neighbouring outputs
+// are the same expression.
+fn in_word(n: u32, c4: u32, hi: u32, wi: i32, zp: u32) -> u32 {
+  if (wi < 0 || wi >= i32(xd.w)) { return zp; }
+  return x[word_index_4w4c(xd, n, c4, hi, u32(wi))];
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = linear_id(gid, nwg, WG);
+  if (t >= p.m_count * p.c4_out) { return; }
+  let mb = t / p.c4_out;
+  let c4 = t - mb * p.c4_out;
+  let m = m_pos(cv, p.mb_base + mb);
+  let zp = zp_word(xd.zp);
+  let sw = i32(cv.stride_w);
+  let kh = select(KH, cv.kh, KH == 0u);
+  let kw = select(KW, cv.kw, KW == 0u);
+  let taps = kh * kw;
+  // a<i>: the 4 channels' sums at output width m.w + i.
+  var a0 = vec4<i32>(0);
+  var a1 = vec4<i32>(0);
+  var a2 = vec4<i32>(0);
+  var a3 = vec4<i32>(0);
+  for (var th = 0u; th < kh; th++) {
+    let hi = i32(m.h * cv.stride_h + th * cv.dil_h) - i32(cv.pad_h);
+    let row_in = hi >= 0 && hi < i32(xd.h);
+    for (var tw = 0u; tw < kw; tw++) {
+      let wv = unpack4xI8(wts[c4 * taps + th * kw + tw]);
+      var x0 = zp;
+      var x1 = zp;
+      var x2 = zp;
+      var x3 = zp;
+      if (row_in) {
+        let wofs = i32(m.w * cv.stride_w + tw * cv.dil_w) - i32(cv.pad_w);
+        x0 = in_word(m.n, c4, u32(hi), wofs, zp);
+        x1 = in_word(m.n, c4, u32(hi), wofs + sw, zp);
+        x2 = in_word(m.n, c4, u32(hi), wofs + 2 * sw, zp);
+        x3 = in_word(m.n, c4, u32(hi), wofs + 3 * sw, zp);
+      }
+      a0 += unpack4xI8(x0) * wv;
+      a1 += unpack4xI8(x1) * wv;
+      a2 += unpack4xI8(x2) * wv;
+      a3 += unpack4xI8(x3) * wv;
+    }
+  }
+  // store_tile takes each channel's 4 widths.
+  store_tile(mb, c4, vec4<i32>(a0.x, a1.x, a2.x, a3.x), vec4<i32>(a0.y, a1.y, a2.y, a3.y),
+             vec4<i32>(a0.z, a1.z, a2.z, a3.z), vec4<i32>(a0.w, a1.w, a2.w, a3.w));
+}
