@@ -13,7 +13,7 @@ out = y.numpy()
 from __future__ import annotations
 
 from . import layouts, reference
-from .conv import QConv2d, QTensor, conv2d, im2col, prepack_weights, weight_sums
+from .conv import QConv2d, QTensor, conv2d, im2col, prepack_depthwise, prepack_weights, weight_sums
 from .geometry import ConvGeometry
 from .layouts import LAYOUTS, pack, pack_gpu, unpack, unpack_gpu
 from .quant import dequantize, quantize, quantize_weights
@@ -50,6 +50,7 @@ __all__ = [
     "list_adapters",
     "pack",
     "pack_gpu",
+    "prepack_depthwise",
     "prepack_weights",
     "quantize",
     "quantize_weights",

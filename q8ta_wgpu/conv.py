@@ -420,8 +420,11 @@ class QConv2d:
         stride, padding, dilation: int or (h, w); groups: int dividing C_in and C_out.
         activation: "none" or "relu" (fused before requantization).
         method: "auto", "im2col_4w4c", "im2col_generic", "pointwise" (1x1 convs: the 4W4C input
-            is the im2col matrix) or "implicit_4w4c" (one fused kernel: the GEMM gathers im2col
-            blocks from the 4W4C input while filling its tiles; no im2col matrix in memory).
+            is the im2col matrix), "implicit_4w4c" (one fused kernel: the GEMM gathers im2col
+            blocks from the 4W4C input while filling its tiles; no im2col matrix in memory) or
+            "depthwise_4w4c" (groups == C_in == C_out: one kernel reads the 4W4C input, no GEMM).
+            "auto" takes pointwise for 1x1 convs, depthwise_4w4c for depthwise ones, else a
+            measured choice (tuning.py) or im2col_4w4c where it applies.
         output_layout: layout of QTensor results ("4W4C", "4C" or "4C1W").
         device: a q8ta_wgpu.Device (default: the process-wide one).
         tune: measure GEMM tile/split-K configurations (and, with method="auto", the valid
