@@ -81,10 +81,11 @@ TILED_KERNELS: dict[str, TiledKernel] = {
 IM2COL_4W4C = {"gpu": {"WG": 128, "RUN": 1, "SPREAD": True}, "cpu": {"WG": 64, "RUN": 8, "SPREAD": False}}
 SPREAD_RUN2_BLOCKS = 1 << 19
 # depthwise_4w4c.wgsl: threads a workgroup (one 4x4 output block a thread; 64 and 128 measured
-# the same on the H100), and the most taps whose loops are unrolled for the kernel's size (a
-# pipeline per size; bigger kernels loop over the size in the uniform).
+# the same on the H100), and by adapter type the most taps whose loops are unrolled for the
+# kernel's size (a pipeline per size; bigger kernels loop over the size in the uniform). On the
+# H100 unrolled loops were up to 18% faster; on lavapipe 1.0x to 1.2x slower (bench/analysis.md).
 DEPTHWISE_WG = 64
-DEPTHWISE_UNROLL_TAPS = 49
+DEPTHWISE_UNROLL_TAPS = {"gpu": 49, "cpu": 0}
 
 
 def im2col_pass_shape(dev: Device, method: str, m_blocks: int, k4: int) -> tuple[dict[str, Any], int]:
@@ -795,7 +796,7 @@ class QConv2d:
                 )
                 gp = self._gemm_params(geo, base, count, k4)
                 wg = DEPTHWISE_WG
-                small = geo.KH * geo.KW <= DEPTHWISE_UNROLL_TAPS
+                small = geo.KH * geo.KW <= DEPTHWISE_UNROLL_TAPS["cpu" if dev.on_cpu else "gpu"]
                 consts = {"WG": wg, "KH": geo.KH if small else 0, "KW": geo.KW if small else 0}
                 pipe = dev.pipeline("depthwise_4w4c.wgsl", consts)
                 res = [x_bind, self._depthwise_weights(), self._chan, y_bind, out_desc, gp, in_desc, cp]

@@ -79,7 +79,8 @@ SPLIT_CASES = {
     "pointwise_input": (_cfg(8, 24, 60, 60, 1), "x"),
     "pointwise_output": (_cfg(80, 8, 30, 30, 1), "y"),
     "pointwise_groups": (_cfg(16, 32, 48, 48, 1, g=2), "x"),
-    "depthwise_output": (_cfg(64, 64, 36, 36, 3, p=1, g=64), "y"),
+    "depthwise_output": (_cfg(64, 64, 36, 36, 3, p=1, g=64), "y"),  # depthwise_4w4c
+    "depthwise_input_s2": (_cfg(32, 32, 60, 45, 3, s=2, p=1, g=32, n=2), "x"),
 }
 
 
@@ -90,8 +91,10 @@ def test_split_over_binding_numpy(device, small_limits, name):
     y, ref, conv, plan = _run(device, cfg)
     assert_within_1lsb(y, ref, f"split {name}")
     assert np.mean((ref == 127) | (ref == -128)) < 0.02 and ref.std() > 10
-    gemms = [s for s in plan.specs if s[3].startswith("gemm")]
-    assert len(gemms) > 1, "expected the work to be split"
+    work = [s for s in plan.specs if s[3].startswith(("gemm", "depthwise"))]
+    assert len(work) > 1, "expected the work to be split"
+    if name.startswith("depthwise"):  # auto takes the depthwise kernel, split the same way
+        assert plan.method == "depthwise_4w4c"
     if what in "xy":
         wins = _windows(plan, X if what == "x" else Y)
         assert wins and all(off % (small_limits[1] or 32) == 0 and size <= small_limits[0] for off, size in

@@ -244,17 +244,20 @@ DEPTHWISE = {
 
 
 @pytest.mark.parametrize("name", list(DEPTHWISE))
-def test_depthwise_4w4c(device, name):
+@pytest.mark.parametrize("unroll", [49, 0], ids=["unrolled", "loop"])
+def test_depthwise_4w4c(device, monkeypatch, name, unroll):
     """depthwise_4w4c (the method "auto" takes for groups == C_in == C_out on a 4W4C input)
-    against the reference: kernel sizes whose loops are unrolled and one that reads its size
-    from the uniform, strides, dilations, padding wider than the kernel reaches, batches, C not
-    a multiple of 4, numpy and QTensor inputs, 4C1W output."""
-    from q8ta_wgpu.conv import DEPTHWISE_UNROLL_TAPS, valid_methods
+    against the reference, with tap loops unrolled for the kernel's size (GPUs, up to 49 taps:
+    k9 still loops) and looping over the size in the uniform (CPU adapters): strides, dilations,
+    padding wider than the kernel reaches, batches, C not a multiple of 4, numpy and QTensor
+    inputs, 4C1W output."""
+    from q8ta_wgpu import conv as convmod
+    from q8ta_wgpu.conv import valid_methods
 
+    monkeypatch.setattr(convmod, "DEPTHWISE_UNROLL_TAPS", {"gpu": unroll, "cpu": unroll})
     cfg = DEPTHWISE[name]
     geo = cfg.geometry()
     assert "depthwise_4w4c" in valid_methods(geo) and "depthwise_4w4c" not in valid_methods(geo, "4C")
-    assert (cfg.kernel[0] * cfg.kernel[1] > DEPTHWISE_UNROLL_TAPS) == (name == "k9_taps_from_uniform")
     for i, act in enumerate(("none", "relu")):
         case = make_case(cfg, seed=30 + i, activation=act, input_zero_point=-9 + 20 * i, output_zero_point=4)
         x, w, ws, b = case["args"]
@@ -262,7 +265,10 @@ def test_depthwise_4w4c(device, name):
         ref = reference.conv2d(x, w, ws, b, **kw)
         conv = q8.QConv2d(w, ws, b, device=device, **kw)
         assert_within_1lsb(conv(x), ref, f"depthwise {name}/{act}", exact=device.on_cpu)
-        assert conv.plan(x.shape, "4W4C", True).method == "depthwise_4w4c"
+        plan = conv.plan(x.shape, "4W4C", True)
+        assert plan.method == "depthwise_4w4c"
+        kh = cfg.kernel[0] if cfg.kernel[0] * cfg.kernel[1] <= unroll else 0
+        assert f"'KH': {kh}," in plan.specs[0][0].label, plan.specs[0][0].label  # the pipeline's constants
         xt = q8.QTensor.from_numpy(x, kw["input_scale"], kw["input_zero_point"], device=device)
         y = q8.conv2d(xt, w, ws, b, method="depthwise_4w4c", output_layout="4C1W", device=device, **kw)
         assert_within_1lsb(y.numpy(), ref, f"depthwise {name}/{act}/4C1W", exact=device.on_cpu)
