@@ -183,33 +183,41 @@ def bench_conv(
     conv_geo = conv.geometry(x.shape)  # the conv itself: its MACs are the ops counted
     ops = 2 * conv_geo.macs
     conv_t = whole
-    # The GEMM's dispatches (with split-K, the slices and their reduction) in one compute pass, as
-    # a call runs them: a pass of its own per dispatch would charge the pass's fixed cost (~5 us on
-    # the H100) once more for each.
-    gemm_each_t = t[:, gemm_cols].sum(axis=1) if gemm_cols else None  # (depthwise_4w4c: no GEMM)
-    if len(gemm_cols) > 1:
-        gemm_passes = [passes[i] for i in gemm_cols]
-        gemm_t = dev.time_passes(gemm_passes, warmup=2, repeats=repeats, whole=True)[:, 0]
-    else:
-        gemm_t = gemm_each_t
     row: dict[str, Any] = {
         "name": cfg.name,
         "label": cfg.label(),
         "macs": int(conv_geo.macs),
         "ops": int(ops),
         "method": plan.method,
-        "gemm_config": conv.gemm_config(geo, geo.m_blocks) if gemm_cols else None,
         "conv_s": stats(conv_t),
         "kernels_sum_s": stats(t.sum(axis=1)),
-        "gemm_s": stats(gemm_t) if gemm_cols else None,
-        "gemm_passes_sum_s": stats(gemm_each_t) if gemm_cols else None,
         "im2col_s": stats(t[:, im2col_cols].sum(axis=1)) if im2col_cols else None,
         "tops": ops / float(np.median(conv_t)) / 1e12,
-        "gemm_tops": ops / float(np.median(gemm_t)) / 1e12 if gemm_cols else None,
     }
-    # The GEMM runs M_pad x K_pad x C_out_pad MACs: rate those against the dot4 peak.
-    row["gemm_padded_tops"] = row["gemm_frac_peak"] = None
+    # GEMM figures, where the conv runs a GEMM (depthwise_4w4c does not).
+    for k in (
+        "gemm_config",
+        "gemm_s",
+        "gemm_passes_sum_s",
+        "gemm_tops",
+        "gemm_padded_tops",
+        "gemm_frac_peak",
+    ):
+        row[k] = None
     if gemm_cols:
+        # The GEMM's dispatches (with split-K, the slices and their reduction) in one compute
+        # pass, as a call runs them: a pass of its own per dispatch would charge the pass's fixed
+        # cost (~5 us on the H100) once more for each.
+        gemm_each_t = t[:, gemm_cols].sum(axis=1)
+        gemm_t = gemm_each_t
+        if len(gemm_cols) > 1:
+            gemm_passes = [passes[i] for i in gemm_cols]
+            gemm_t = dev.time_passes(gemm_passes, warmup=2, repeats=repeats, whole=True)[:, 0]
+        row["gemm_config"] = conv.gemm_config(geo, geo.m_blocks)
+        row["gemm_s"] = stats(gemm_t)
+        row["gemm_passes_sum_s"] = stats(gemm_each_t)
+        row["gemm_tops"] = ops / float(np.median(gemm_t)) / 1e12
+        # The GEMM runs M_pad x K_pad x C_out_pad MACs: rate those against the dot4 peak.
         gemm_macs = geo.M * geo.K_per_group * (-(-geo.C_out_per_group // 4) * 4) * geo.groups
         row["gemm_padded_tops"] = 2 * gemm_macs / float(np.median(gemm_t)) / 1e12
         if anchors.get("dot4_peak_tops"):

@@ -610,8 +610,7 @@ class Device:
                 if len(self._pending) >= self.MAX_PENDING:
                     self.flush()
                 return None
-            passes, self._pending = [*self._pending, *passes], []
-            self._dispatch(passes)
+            self._dispatch(passes)  # (nothing is pending outside a block: its end flushed)
         return None
 
     def _dispatch(self, passes: Sequence[Pass]) -> None:
