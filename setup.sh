@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to a result:
-#   bash setup.sh demo     # venv + package (+ Vulkan driver if no adapter) + a checked demo conv
+#   bash setup.sh demo     # venv + package (+ lavapipe where Linux has no Vulkan adapter) + a checked demo conv
 #   bash setup.sh test     # the same set-up with test extras + the full test suite
 # Extra arguments go to the demo / pytest. Environment:
 #   Q8TA_VENV=dir      virtual environment to use (default .venv)
@@ -45,32 +45,37 @@ if [ "$mode" = test ] && [ "${Q8TA_TORCH:-1}" != 0 ]; then
   fi
 fi
 
-# 2. A WebGPU adapter: install Mesa's software Vulkan driver (lavapipe) where none is found.
+# 2. A WebGPU adapter. On Linux, Vulkan first: Mesa's software Vulkan driver (lavapipe) is
+# installed whenever wgpu sees no Vulkan adapter, even if an OpenGL one (llvmpipe) is there, so
+# that the demo and the suite run on Vulkan, the backend the package is built for.
 has_adapter() { "$vpy" -m q8ta_wgpu info >/dev/null 2>&1; }
-if ! has_adapter; then
+has_vulkan() { "$vpy" -c 'import sys, q8ta_wgpu as q; sys.exit(all(a["backend"] != "Vulkan" for a in q.list_adapters()))' >/dev/null 2>&1; }
+need_driver=0
+if [ "$platform" = linux ]; then has_vulkan || need_driver=1; else has_adapter || need_driver=1; fi
+if [ "$need_driver" = 1 ]; then
   case "$platform" in
     linux)
       sudo=""; [ "$(id -u)" != 0 ] && sudo="sudo"
       if command -v apt-get >/dev/null 2>&1; then
-        say "no WebGPU adapter: installing mesa-vulkan-drivers (lavapipe) with apt-get"
+        say "no Vulkan adapter: installing mesa-vulkan-drivers and libvulkan1 (lavapipe) with apt-get"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mesa-vulkan-drivers >/dev/null
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
       elif command -v dnf >/dev/null 2>&1; then
-        say "no WebGPU adapter: run 'sudo dnf install -y mesa-vulkan-drivers' and try again"; exit 3
+        say "no Vulkan adapter: run 'sudo dnf install -y mesa-vulkan-drivers vulkan-loader' and try again"; exit 3
       elif command -v pacman >/dev/null 2>&1; then
-        say "no WebGPU adapter: run 'sudo pacman -S vulkan-swrast' and try again"; exit 3
+        say "no Vulkan adapter: run 'sudo pacman -S vulkan-swrast vulkan-icd-loader' and try again"; exit 3
       elif command -v apk >/dev/null 2>&1; then
-        say "no WebGPU adapter: run 'sudo apk add mesa-vulkan-swrast' and try again"; exit 3
+        say "no Vulkan adapter: run 'sudo apk add mesa-vulkan-swrast vulkan-loader' and try again"; exit 3
       elif command -v zypper >/dev/null 2>&1; then
-        say "no WebGPU adapter: run 'sudo zypper install libvulkan_lvp' and try again"; exit 3
+        say "no Vulkan adapter: run 'sudo zypper install libvulkan_lvp libvulkan1' and try again"; exit 3
       else
-        say "no WebGPU adapter: install your distribution's Mesa Vulkan (lavapipe) driver"; exit 3
-      fi ;;
+        say "no Vulkan adapter: install your distribution's Mesa Vulkan (lavapipe) driver and Vulkan loader"; exit 3
+      fi
+      has_vulkan || { say "still no Vulkan adapter after the install:"; "$vpy" -m q8ta_wgpu info; exit 3; } ;;
     macos) say "no WebGPU adapter: macOS needs no extra driver (Metal); check that this Mac supports Metal"; exit 3 ;;
     windows) say "no WebGPU adapter: update the GPU driver (D3D12/Vulkan), or install a software adapter (WARP ships with Windows)"; exit 3 ;;
     *) say "no WebGPU adapter and no known way to install one on $os"; exit 3 ;;
   esac
-  has_adapter || { "$vpy" -m q8ta_wgpu info; exit 3; }
 fi
 say "adapter: $("$vpy" -c 'import q8ta_wgpu as q; i = q.info(); print(i["adapter"], "/", i["backend"])' 2>/dev/null)"
 
