@@ -4,7 +4,7 @@
     demo     one conv (spec config 4, bias + relu) checked against the reference, and timed
     verify   the spec's configs and depthwise layers with every applicable method against the
              reference (a table)
-    bench    GPU-timestamp benchmark against copy / dot4 anchors (and cuDNN where torch has CUDA)
+    bench    GPU-timestamp benchmark against copy / dot4 anchors (bench/run.py adds cuDNN and ncnn)
 
 Exit codes (the same for every command):
     0  success
@@ -222,11 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         formatter_class=fmt,
         epilog=EXIT_CODES_HELP,
-        help="benchmark kernels against copy/dot4 anchors (and cuDNN)",
-        description="Time each kernel with GPU timestamps and rate it against anchors measured in the\n"
-        "same process: copy bandwidth (im2col) and the dot4I8Packed peak (GEMM); with a CUDA\n"
-        "build of torch also cuDNN fp16. Writes bench/results/<adapter>.json (see\n"
-        "notebooks/performance.ipynb) and BENCHMARKS.md.",
+        help="benchmark kernels against copy/dot4 anchors, standalone and per layer in a chain",
+        description="Time each conv with GPU timestamps, standalone and per layer in a chain of convs\n"
+        "in one compute pass (as a network runs it), and rate its kernels against anchors measured\n"
+        "in the same process: copy bandwidth (im2col) and the dot4I8Packed peak (GEMM). Writes\n"
+        "bench/results/<adapter>.json (see notebooks/performance.ipynb) and BENCHMARKS.md.\n"
+        "Comparisons with other libraries (cuDNN fp16 under CUDA graphs, ncnn int8 on Vulkan)\n"
+        "run from a clone of the repository: python bench/run.py (same options).",
     )
     try:
         from .bench import add_arguments

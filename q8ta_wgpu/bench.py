@@ -1,6 +1,13 @@
-"""Benchmark: GPU-timestamp timings of each kernel, rated against anchors measured in the same
-process on the same adapter: (a) buffer-copy bandwidth, (b) the dot4I8Packed peak, and where
-torch with CUDA is present (c) cuDNN float16 conv2d and (d) torch._int_mm on the same shapes.
+"""Benchmark: GPU-timestamp timings of each conv on this adapter, rated against anchors measured
+in the same process: (a) buffer-copy bandwidth and (b) the dot4I8Packed peak. Each conv is timed
+two ways: standalone (its passes alone, one compute pass: `conv_s`) and as a network runs it
+(`chain_layer_s`: CHAIN_LAYERS convs of the shape back to back in one compute pass, ping-ponging
+between two tensors where the output can feed the input, GPU timestamps around the whole chain,
+divided by the layer count). The chain figure is the one comparable with a CUDA-graph call.
+
+Comparisons with other libraries (cuDNN fp16 and torch._int_mm under CUDA graphs, ncnn's int8
+Vulkan convolution) are peers passed to `main` by `bench/run.py` in the repository; without them
+their columns are null.
 
 Counting: ops = 2 per MAC, MACs = N * C_out * H_out * W_out * (C_in / groups) * KH * KW.
 im2col traffic = 2 * bytes of the im2col matrix (each byte read once from the input, through
@@ -16,8 +23,9 @@ import datetime
 import json
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -101,61 +109,49 @@ def warm_up(dev: Device, seconds: float = 1.0) -> None:
     dev.keep_busy([peak_pass(dev)[0]], seconds)
 
 
-class TorchAnchors:
-    """cuDNN float16 conv2d and torch._int_mm timed with CUDA events (None without CUDA)."""
+class Peer(Protocol):
+    """Another library timed on the same shapes (bench/run.py's cuDNN and ncnn peers): its
+    anchors (versions, devices) and, per conv, row fields (`cudnn_fp16_s`, `ncnn_int8_s`, ...)."""
 
-    def __init__(self) -> None:
-        try:
-            import torch
-        except ImportError:
-            self.torch = None
-            return
-        self.torch = torch if torch.cuda.is_available() else None
-        if self.torch is not None:
-            torch.backends.cudnn.benchmark = True
+    def anchors(self) -> dict[str, Any]: ...
 
-    @property
-    def available(self) -> bool:
-        return self.torch is not None
+    def row(self, cfg: ConvConfig) -> dict[str, Any]: ...
 
-    def _time(self, fn, repeats: int) -> float:
-        torch = self.torch
-        for _ in range(5):
-            fn()
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(repeats):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b) * 1e-3)
-        return float(np.median(times))
 
-    def cudnn_fp16(self, cfg: ConvConfig, repeats: int) -> float | None:
-        if not self.available:
-            return None
-        torch = self.torch
-        x = torch.randn(cfg.input_shape, device="cuda", dtype=torch.float16)
-        w = torch.randn(cfg.weight_shape, device="cuda", dtype=torch.float16)
-        f = torch.nn.functional.conv2d
-        kw = dict(stride=cfg.stride, padding=cfg.padding, dilation=cfg.dilation, groups=cfg.groups)
-        with torch.no_grad():
-            return self._time(lambda: f(x, w, **kw), repeats)
+# A conv of almost no work (4 -> 4 channels, 4x4, 1x1): its per-layer time in a chain is the
+# fixed cost of a layer (dispatches and the barriers between them), q8ta's and each peer's.
+FLOOR_CONFIG = ConvConfig("floor.4x4x4.1x1", 4, 4, 4, 4, (1, 1))
 
-    def int_mm(self, m: int, n: int, k: int, repeats: int) -> float | None:
-        """torch._int_mm on [m, k] x [k, n] int8 (sizes padded to its alignment rules)."""
-        if not self.available:
-            return None
-        torch = self.torch
-        m, n, k = max(17, m), -(-n // 8) * 8, -(-k // 8) * 8
-        a = torch.randint(-128, 127, (m, k), device="cuda", dtype=torch.int8)
-        b = torch.randint(-128, 127, (k, n), device="cuda", dtype=torch.int8)
-        try:
-            return self._time(lambda: torch._int_mm(a, b), repeats)
-        except RuntimeError:
-            return None
+# Fields that peers fill, null in a run without them (keys of the results JSON).
+PEER_FIELDS = ("cudnn_fp16_s", "cudnn_layout", "int_mm_s", "ncnn_int8_s")
+
+
+def floor_layer_time(dev: Device, layers: int, repeats: int) -> float:
+    """Median per-layer time of FLOOR_CONFIG in a chain (seconds)."""
+    case = make_case(FLOOR_CONFIG, seed=0)
+    x, w, ws, b = case["args"]
+    conv = QConv2d(w, ws, b, device=dev, **case["kwargs"])
+    xt = QTensor.from_numpy(x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device=dev)
+    return float(np.median(chain_layer_time(dev, conv, xt, layers=layers, repeats=repeats)[0]))
+
+
+def chain_layer_time(
+    dev: Device, conv: QConv2d, xt: QTensor, *, layers: int, repeats: int
+) -> tuple[np.ndarray, str]:
+    """Per-layer GPU time of `layers` calls of `conv` recorded back to back in one compute pass,
+    as a network runs them: ping-ponging between the input tensor and an output tensor where
+    the output has the input's shape and layout (the input is overwritten), else each call
+    reading `xt` and writing the same output. Times [repeats] and the chain's mode."""
+    plan = conv.plan(xt.shape, xt.layout, False)
+    y = plan.take_output(dev)
+    pingpong = tuple(plan.geo.output_shape) == tuple(xt.shape) and plan.out_layout == xt.layout
+    links = [plan.passes(dev, xt.buffer, y)]
+    if pingpong:
+        links.append(plan.passes(dev, y, xt.buffer))
+    chain = [p for i in range(layers) for p in links[i % len(links)]]
+    t = dev.time_passes(chain, warmup=2, repeats=repeats, warm_s=WARM_S / 2, whole=True)[:, 0]
+    plan.free_outputs.append(y)
+    return t / layers, "ping-pong" if pingpong else "repeat"
 
 
 # ---- one conv -----------------------------------------------------------------------------
@@ -164,8 +160,9 @@ def bench_conv(
     cfg: ConvConfig,
     repeats: int,
     anchors: dict[str, Any],
-    torch_anchors: TorchAnchors,
+    peers: Sequence[Peer] = (),
     tune: bool = False,
+    chain_layers: int = 24,
 ) -> dict[str, Any]:
     case = make_case(cfg, seed=0)
     x, w, ws, b = case["args"]
@@ -249,16 +246,31 @@ def bench_conv(
         tc = dev.time_passes([copy_pass(dev, row["a_bytes"])], warmup=3, repeats=repeats)[:, 0]
         row["copy_same_s"] = stats(tc)
         row["im2col_4w4c_frac_copy_same"] = row["copy_same_s"]["median"] / row["im2col_4w4c_s"]["median"]
-    row["cudnn_fp16_s"] = torch_anchors.cudnn_fp16(cfg, repeats)
-    row["speedup_vs_cudnn"] = row["cudnn_fp16_s"] / row["conv_s"]["median"] if row["cudnn_fp16_s"] else None
-    row["int_mm_s"] = (
-        torch_anchors.int_mm(
-            geo.N * geo.H_out * geo.W_out, geo.C_out, conv_geo.KH * conv_geo.KW * conv_geo.C_in, repeats
-        )
-        if geo.groups == 1
-        else None
-    )
+    # As a network runs it: per layer in a chain of calls in one compute pass.
+    chain_t, row["chain_mode"] = chain_layer_time(dev, conv, xt, layers=chain_layers, repeats=repeats)
+    row["chain_layer_s"] = stats(chain_t)
+    row["chain_layers"] = chain_layers
+    row["chain_tops"] = ops / row["chain_layer_s"]["median"] / 1e12
+    row.update(dict.fromkeys(PEER_FIELDS))
+    for peer in peers:
+        row.update(peer.row(cfg))
+    row.update(peer_ratios(row))
     return row
+
+
+def peer_ratios(row: dict[str, Any]) -> dict[str, float | None]:
+    """Peer time / q8ta time (> 1: q8ta faster), per layer in a chain against a peer's per-call
+    (CUDA graph) or per-layer-in-a-chain figure; vs cuDNN also for the standalone conv."""
+    chain, conv = row["chain_layer_s"]["median"], row["conv_s"]["median"]
+
+    def ratio(peer_s: float | None, ours: float) -> float | None:
+        return peer_s / ours if peer_s else None
+
+    return {
+        "vs_cudnn_fp16": ratio(row.get("cudnn_fp16_s"), chain),
+        "vs_cudnn_fp16_standalone": ratio(row.get("cudnn_fp16_s"), conv),
+        "vs_ncnn_int8": ratio(row.get("ncnn_int8_s"), chain),
+    }
 
 
 def host_overhead(dev: Device, calls: int = 300, chain: int = 50) -> dict[str, float]:
@@ -306,18 +318,32 @@ def host_overhead(dev: Device, calls: int = 300, chain: int = 50) -> dict[str, f
 
 
 # ---- reporting ----------------------------------------------------------------------------
+ANCHOR_FIGURES = (
+    "copy_gbps",
+    "dot4_peak_tops",
+    "dot4_manual_tops",
+    "chain_floor_layer_s",
+    "ncnn_floor_layer_s",
+)
+
+
 def write_benchmarks_md(results_dir: Path, md_path: Path) -> None:
     """BENCHMARKS.md from every bench/results/*.json, with plots next to the JSON files."""
     files = [f for f in sorted(results_dir.glob("*.json")) if '"anchors"' in f.read_text()[:2000]]
     out = [
         "# Benchmarks",
         "",
-        "Written by `python -m q8ta_wgpu bench` from `bench/results/*.json`; every figure is a median of",
-        "GPU timestamps after warm-up, measured in one process, with its anchors, on the adapter named.",
-        "Ops = 2 per MAC with C_in/groups per output. `gemm %peak`: GEMM rate over its padded MACs against",
-        "the measured dot4I8Packed peak. `im2col %copy`: im2col rate (2 x bytes of A) against the copy",
-        "kernel (256 MiB); `%copy same bytes`: the copy kernel's time for A's bytes over im2col's time.",
-        "`vs cuDNN`: cuDNN float16 conv2d time / q8ta conv time (kernel time; > 1 means faster).",
+        "Written by `python bench/run.py` (or, without the other libraries, `python -m q8ta_wgpu bench`)",
+        "from `bench/results/*.json`; every figure is a median after warm-up, measured in one process,",
+        "with its anchors, on the adapter named. q8ta figures are GPU timestamps: `alone` is one conv's",
+        "passes in one compute pass; `chain` is per layer in a chain of convs of the shape in one compute",
+        "pass (as a network runs it). cuDNN fp16 is the better of NCHW and channels_last, per call in a",
+        "CUDA graph of many calls (GPU time, no host launch). ncnn int8 is per layer in a chain of int8",
+        "requantizing layers on the same Vulkan driver (the difference of two chain lengths).",
+        "`vs X` = X's time / q8ta's chain time (> 1: q8ta faster). Ops = 2 per MAC with C_in/groups per",
+        "output. `gemm %peak`: GEMM rate over its padded MACs against the measured dot4I8Packed peak.",
+        "`im2col %copy`: im2col rate (2 x bytes of A) against the copy kernel (256 MiB); `%copy same",
+        "bytes`: the copy kernel's time for A's bytes over im2col's time.",
         "",
     ]
     analysis = results_dir.parent / "analysis.md"  # hand-written reading of the results
@@ -330,8 +356,10 @@ def write_benchmarks_md(results_dir: Path, md_path: Path) -> None:
             f"## {r['adapter']} ({r['backend']}), {r['date']}",
             "",
             f"Driver {r.get('driver', '')}; wgpu {r.get('wgpu', '')}. Anchors: copy {a['copy_gbps']:.0f} GB/s, "
-            f"dot4I8Packed peak {a['dot4_peak_tops']:.2f} TOPS (hand-unpacked: {a.get('dot4_manual_tops') or 0:.2f} TOPS)"
-            + (f"; torch {a['torch']} with CUDA" if a.get("torch") else "; no CUDA torch"),
+            f"dot4I8Packed peak {a['dot4_peak_tops']:.2f} TOPS (hand-unpacked: {a.get('dot4_manual_tops') or 0:.2f} TOPS); "
+            f"a layer's floor in a chain ({FLOOR_CONFIG.label()}): q8ta {a['chain_floor_layer_s'] * 1e6:.1f} us"
+            + (f", ncnn {a['ncnn_floor_layer_s'] * 1e6:.1f} us" if a.get("ncnn_floor_layer_s") else "")
+            + "".join(f"; {k} {v}" for k, v in a.items() if k not in ANCHOR_FIGURES and v is not None),
             "",
         ]
         ho = r.get("host_overhead")
@@ -350,24 +378,30 @@ def write_benchmarks_md(results_dir: Path, md_path: Path) -> None:
             ]
         summ = r.get("summary")
         if summ:
-            out += [f"- {k}: {v}" for k, v in summ.items()] + [""]
+            out += [f"- {k}: {v}" for k, v in summ["lines"].items()] + [""]
         out += [
-            "| suite | config | shape | method | conv us | TOPS | gemm %peak | im2col_4w4c %copy | %copy same bytes | cuDNN fp16 us | vs cuDNN |",
-            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| suite | config | shape | method | alone us | chain us | chain TOPS | gemm %peak | im2col_4w4c %copy | %copy same bytes | cuDNN fp16 us | layout | vs cuDNN | ncnn int8 us | vs ncnn |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
         ]
 
         def fmt(v, spec):
             return "" if v is None else format(v, spec)
 
+        def us(v):
+            return fmt(v and v * 1e6, ".1f")
+
+        def pct(v):
+            return fmt(v and 100 * v, ".0f")
+
         for row in r["rows"]:
-            cud = row.get("cudnn_fp16_s")
             out.append(
                 f"| {row['suite']} | {row['name']} | {row['label']} | {row['method']} | "
-                f"{row['conv_s']['median'] * 1e6:.1f} | {row['tops']:.2f} | "
-                f"{fmt(row.get('gemm_frac_peak') and 100 * row['gemm_frac_peak'], '.0f')} | "
-                f"{fmt(row.get('im2col_4w4c_frac_copy') and 100 * row['im2col_4w4c_frac_copy'], '.0f')} | "
-                f"{fmt(row.get('im2col_4w4c_frac_copy_same') and 100 * row['im2col_4w4c_frac_copy_same'], '.0f')} | "
-                f"{fmt(cud and cud * 1e6, '.1f')} | {fmt(row.get('speedup_vs_cudnn'), '.2f')} |"
+                f"{us(row['conv_s']['median'])} | {us(row['chain_layer_s']['median'])} | "
+                f"{row['chain_tops']:.2f} | {pct(row.get('gemm_frac_peak'))} | "
+                f"{pct(row.get('im2col_4w4c_frac_copy'))} | {pct(row.get('im2col_4w4c_frac_copy_same'))} | "
+                f"{us(row.get('cudnn_fp16_s'))} | {row.get('cudnn_layout') or ''} | "
+                f"{fmt(row.get('vs_cudnn_fp16'), '.2f')} | {us(row.get('ncnn_int8_s'))} | "
+                f"{fmt(row.get('vs_ncnn_int8'), '.2f')} |"
             )
         png = results_dir / f"{f.stem}.png"
         if png.exists():
@@ -390,10 +424,15 @@ def plot_results(json_path: Path) -> Path | None:
     ax = axes[0]
     names = [row["name"] for row in rows]
     xs = np.arange(len(rows))
-    ax.bar(xs, [row["tops"] for row in rows], label="q8ta conv (the method it runs)")
-    cud = [row["ops"] / row["cudnn_fp16_s"] / 1e12 if row.get("cudnn_fp16_s") else np.nan for row in rows]
-    if not np.all(np.isnan(cud)):
-        ax.plot(xs, cud, "r.", label="cuDNN fp16 conv2d")
+    ax.bar(xs, [row["chain_tops"] for row in rows], label="q8ta int8, per layer in a chain")
+    ax.plot(xs, [row["tops"] for row in rows], "k_", label="q8ta int8, standalone conv")
+    for key, style, label in (
+        ("cudnn_fp16_s", "r.", "cuDNN fp16 (best layout, CUDA graph)"),
+        ("ncnn_int8_s", "g^", "ncnn int8 Vulkan, per layer in a chain"),
+    ):
+        peer = [row["ops"] / row[key] / 1e12 if row.get(key) else np.nan for row in rows]
+        if not np.all(np.isnan(peer)):
+            ax.plot(xs, peer, style, label=label)
     ax.axhline(r["anchors"]["dot4_peak_tops"], color="k", ls="--", label="dot4I8Packed peak")
     ax.set_yscale("log")
     ax.set_xticks(xs, names, rotation=90, fontsize=6)
@@ -417,45 +456,73 @@ def plot_results(json_path: Path) -> Path | None:
     return png
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, str]:
-    s: dict[str, str] = {}
-    spec = [r for r in rows if r["suite"] == "spec"]
-    sp = [r["speedup_vs_cudnn"] for r in spec if r.get("speedup_vs_cudnn")]
-    if sp:
-        wins = sum(v > 1 for v in sp)
-        s["faster than cuDNN fp16 (spec configs, batch 1)"] = (
-            f"{wins} of {len(sp)} ({100 * wins / len(sp):.0f}%); ratios min {min(sp):.2f}, median {np.median(sp):.2f}, max {max(sp):.2f}"
+def ratio_stats(values: Sequence[float | None]) -> dict[str, float] | None:
+    """Wins (ratio > 1: q8ta faster), count, median, min and max of the non-null ratios."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return None
+    return {"wins": sum(x > 1 for x in v), "of": len(v), "median": float(np.median(v)),
+            "min": min(v), "max": max(v)}  # fmt: skip
+
+
+def _frac_line(f: Sequence[float]) -> str:
+    return (
+        f"{len(f)} shapes: min {100 * min(f):.0f}%, median {100 * np.median(f):.0f}%, max {100 * max(f):.0f}%"
+    )
+
+
+def _ratio_line(r: dict[str, float]) -> str:
+    return (
+        f"q8ta faster on {r['wins']} of {r['of']}; peer/q8ta median {r['median']:.2f} "
+        f"(min {r['min']:.2f}, max {r['max']:.2f})"
+    )
+
+
+RATIOS = {
+    "vs_cudnn_fp16": "vs cuDNN fp16 (q8ta per layer in a chain / cuDNN per call, CUDA graph)",
+    "vs_ncnn_int8": "vs ncnn int8 Vulkan (both per layer in a chain)",
+    "vs_cudnn_fp16_standalone": "vs cuDNN fp16 (q8ta standalone conv / cuDNN per call, CUDA graph)",
+}
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per suite and over all rows: ratio statistics against each peer, the chain's saving over
+    standalone calls, GEMM and im2col fractions of their anchors; and the same as text lines."""
+    suites: dict[str, Any] = {}
+    lines: dict[str, str] = {}
+    for suite in ["all", *dict.fromkeys(r["suite"] for r in rows)]:
+        rs = rows if suite == "all" else [r for r in rows if r["suite"] == suite]
+        entry: dict[str, Any] = {"convs": len(rs)}
+        for key, what in RATIOS.items():
+            entry[key] = ratio_stats([r.get(key) for r in rs])
+            if entry[key] and suite != "all":
+                lines[f"{suite}: {what}"] = _ratio_line(entry[key])
+        chain = [r["chain_layer_s"]["median"] / r["conv_s"]["median"] for r in rs if r.get("chain_layer_s")]
+        entry["chain_over_standalone_median"] = float(np.median(chain)) if chain else None
+        suites[suite] = entry
+    s: dict[str, Any] = {"suites": suites}
+    if suites["all"]["chain_over_standalone_median"] is not None:
+        lines["per layer in a chain / standalone (all convs)"] = (
+            f"median {suites['all']['chain_over_standalone_median']:.2f}"
         )
-    dw = [r["speedup_vs_cudnn"] for r in rows if r["suite"] == "mobilenet_dw" and r.get("speedup_vs_cudnn")]
-    if dw:
-        wins = sum(v > 1 for v in dw)
-        s["faster than cuDNN fp16 (depthwise layers, batch 1)"] = (
-            f"{wins} of {len(dw)}; ratios min {min(dw):.2f}, median {np.median(dw):.2f}, max {max(dw):.2f}"
-        )
-    big = [r for r in rows if r.get("gemm_frac_peak") is not None and r.get("big_gemm")]
+    big = [r["gemm_frac_peak"] for r in rows if r.get("gemm_frac_peak") is not None and r.get("big_gemm")]
     if big:
-        f = [r["gemm_frac_peak"] for r in big]
-        s["GEMM % of dot4 peak (K >= 512, M, N >= 256)"] = (
-            f"{len(big)} shapes: min {100 * min(f):.0f}%, median {100 * np.median(f):.0f}%, max {100 * max(f):.0f}%"
-        )
+        s["gemm_frac_peak_big"] = float(np.median(big))
+        lines["GEMM % of dot4 peak (K >= 512, M, N >= 256)"] = _frac_line(big)
     ic = [r for r in rows if r.get("im2col_4w4c_frac_copy") is not None]
     if ic:
-        f = [r["im2col_4w4c_frac_copy"] for r in ic]
-        s["im2col_4w4c % of copy bandwidth (every shape it takes)"] = (
-            f"{len(f)} shapes: min {100 * min(f):.0f}%, median {100 * np.median(f):.0f}%, max {100 * max(f):.0f}%"
+        lines["im2col_4w4c % of copy bandwidth (every shape it takes)"] = _frac_line(
+            [r["im2col_4w4c_frac_copy"] for r in ic]
         )
-        f = [r["im2col_4w4c_frac_copy_same"] for r in ic]
-        s["im2col_4w4c % of a copy of the same bytes (every shape it takes)"] = (
-            f"{len(f)} shapes: min {100 * min(f):.0f}%, median {100 * np.median(f):.0f}%, max {100 * max(f):.0f}%"
+        lines["im2col_4w4c % of a copy of the same bytes (every shape it takes)"] = _frac_line(
+            [r["im2col_4w4c_frac_copy_same"] for r in ic]
         )
-        # A pass costs at least 5.5 us on the H100 (bench/probes/dispatch_floor.py): only big
-        # matrices can show bandwidth.
-        big = [r["im2col_4w4c_frac_copy"] for r in ic if r["a_bytes"] >= 16 * 2**20]
-        if big:
-            s["im2col_4w4c % of copy bandwidth (A >= 16 MiB)"] = (
-                f"{len(big)} shapes: min {100 * min(big):.0f}%, median {100 * np.median(big):.0f}%, "
-                f"max {100 * max(big):.0f}%"
-            )
+        # A pass costs microseconds before it moves a byte (bench/probes/dispatch_floor.py):
+        # only big matrices can show bandwidth.
+        bigc = [r["im2col_4w4c_frac_copy"] for r in ic if r["a_bytes"] >= 16 * 2**20]
+        if bigc:
+            lines["im2col_4w4c % of copy bandwidth (A >= 16 MiB)"] = _frac_line(bigc)
+    s["lines"] = lines
     return s
 
 
@@ -464,15 +531,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="spec,pointwise,resnet50,resnet50_b8,mobilenet_pw,mobilenet_dw",
                    help="comma-separated suites: " + ", ".join(SUITES))  # fmt: skip
     p.add_argument("--repeats", type=int, default=20, help="timed runs per kernel after warm-up (>= 20)")
+    p.add_argument("--chain", type=int, default=24,
+                   help="layers in the chain whose per-layer time is chain_layer_s (>= 20 for reported figures)")  # fmt: skip
     p.add_argument("--max-mmacs", type=float, default=None, help="skip configs above this many million MACs")
     p.add_argument("--out", default="bench/results", help="folder for <adapter>.json and plots")
+    p.add_argument("--append", action="store_true",
+                   help="keep the other suites' rows of an earlier run's <adapter>.json in --out")  # fmt: skip
     p.add_argument("--md", default="BENCHMARKS.md", help="markdown summary to (re)write; '' to skip")
     p.add_argument("--tune", action="store_true",
                    help="autotune each conv's GEMM configuration and method afresh first (then cached per adapter)")  # fmt: skip
 
 
-def main(args: argparse.Namespace) -> int:
-    from .runtime import Device
+def main(args: argparse.Namespace, peers: Sequence[Peer] = ()) -> int:
 
     dev = Device(args.adapter, backend=args.backend)
     if not dev.has_timestamps:
@@ -486,11 +556,13 @@ def main(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         print("error: --repeats must be >= 1")
         return 2
+    if args.chain < 2:
+        print("error: --chain must be >= 2")
+        return 2
     if args.tune:
         from . import tuning
 
         tuning.FORCE_MEASURE = True  # measure afresh, ignoring cached or shipped choices
-    torch_anchors = TorchAnchors()
     print(f"adapter {dev.name} ({dev.backend}); measuring anchors...", flush=True)
     warm_up(dev)
     anchors = {
@@ -499,8 +571,10 @@ def main(args: argparse.Namespace) -> int:
         # The same kernel with the runtime's by-hand dot product (what adapters without a usable
         # dot4I8Packed run): the ratio says whether dot4I8Packed is a native instruction here.
         "dot4_manual_tops": dot4_peak(Device(args.adapter, backend=args.backend, dot4="fallback")),
-        "torch": torch_anchors.torch.__version__ if torch_anchors.available else None,
+        "chain_floor_layer_s": floor_layer_time(dev, args.chain, args.repeats),
     }
+    for peer in peers:
+        anchors.update(peer.anchors())
     print(
         f"copy {anchors['copy_gbps']:.1f} GB/s, dot4I8Packed {anchors['dot4_peak_tops']:.2f} TOPS "
         f"(by hand {anchors['dot4_manual_tops']:.2f})",
@@ -520,7 +594,7 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     partial = out / f"{slug(dev.name)}.partial.json"  # rows so far, should the run be cut short
     for suite, cfg in it:
-        row = bench_conv(dev, cfg, args.repeats, anchors, torch_anchors, tune=args.tune)
+        row = bench_conv(dev, cfg, args.repeats, anchors, peers, tune=args.tune, chain_layers=args.chain)
         row["suite"] = suite
         geo = cfg.geometry()
         row["big_gemm"] = geo.K_per_group >= 512 and geo.M >= 256 and geo.C_out_per_group >= 256
@@ -528,7 +602,8 @@ def main(args: argparse.Namespace) -> int:
         partial.write_text(json.dumps({"adapter": dev.name, "anchors": anchors, "rows": rows}, indent=1))
         if it is jobs:
             print(
-                f"  {suite:12s} {cfg.name:22s} {row['conv_s']['median'] * 1e6:9.1f} us {row['tops']:7.2f} TOPS",
+                f"  {suite:12s} {cfg.name:22s} {row['conv_s']['median'] * 1e6:9.1f} us alone, "
+                f"{row['chain_layer_s']['median'] * 1e6:9.1f} us in a chain",
                 flush=True,
             )
     result = {
@@ -539,19 +614,29 @@ def main(args: argparse.Namespace) -> int:
         "wgpu": dev.info()["wgpu"],
         "repeats": args.repeats,
         "tuned": bool(args.tune),
+        "chain_layers": args.chain,
+        "peers": [type(peer).__name__ for peer in peers],
         "anchors": anchors,
         "host_overhead": host_overhead(dev),
         "rows": rows,
     }
-    result["summary"] = summarize(rows)
-    partial.unlink(missing_ok=True)
     path = out / f"{slug(dev.name)}.json"
+    this_run = {k: result[k] for k in ("date", "tuned", "anchors")} | {"suites": suites}
+    result["runs"] = [this_run]
+    if args.append and path.is_file():
+        # Rows of the suites this run did not measure stay, each suite from its latest run.
+        old = json.loads(path.read_text())
+        kept = [r for r in old["rows"] if r["suite"] not in suites]
+        result["rows"] = kept + rows
+        result["runs"] = [run for run in old.get("runs", []) if set(run["suites"]) - set(suites)] + [this_run]
+    result["summary"] = summarize(result["rows"])
+    partial.unlink(missing_ok=True)
     path.write_text(json.dumps(result, indent=1))
     plot_results(path)
     if args.md:
         write_benchmarks_md(out, Path(args.md))
     print(f"wrote {path}")
-    for k, v in result["summary"].items():
+    for k, v in result["summary"]["lines"].items():
         print(f"{k}: {v}")
     ho = result["host_overhead"]
     print(

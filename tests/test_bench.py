@@ -70,16 +70,42 @@ def test_peak_chains_have_distinct_products():
     assert "64 * 4" in src  # the MAC count bench.dot4_peak uses
 
 
-def test_bench_run_writes_consistent_results(device, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "warm_up", lambda dev, seconds=1.0: None)  # seconds on lavapipe
-    max_mmacs = 4
+def _bench_args(tmp_path, *extra: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     bench.add_arguments(p)
     args = p.parse_args(
-        ["--suite", "spec", "--max-mmacs", str(max_mmacs), "--repeats", "3",
-         "--out", str(tmp_path), "--md", str(tmp_path / "B.md")]
-    )  # fmt: skip
+        ["--repeats", "3", "--chain", "4", "--out", str(tmp_path), "--md", str(tmp_path / "B.md"), *extra]
+    )
     args.adapter = args.backend = None  # the CLI's global options: the default adapter
+    return args
+
+
+def _check_chain_modes(rows) -> None:
+    """A chain ping-pongs exactly where the conv's output shape is its input shape."""
+    configs = {c.name: c for c in bench.SUITES["spec"] + bench.SUITES["mobilenet_dw"]}
+    for r in rows:
+        cfg = configs[r["name"]]
+        same = cfg.geometry().output_shape == cfg.input_shape
+        assert r["chain_mode"] == ("ping-pong" if same else "repeat"), r["name"]
+
+
+class FixedPeer:
+    """A peer whose every figure is known, to check how peer fields reach rows and summaries."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def anchors(self):
+        return {"fixed_peer": "1.0"}
+
+    def row(self, cfg):
+        return {"cudnn_fp16_s": self.seconds, "cudnn_layout": "channels_last", "ncnn_int8_s": None}
+
+
+def test_bench_run_writes_consistent_results(device, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "warm_up", lambda dev, seconds=1.0: None)  # seconds on lavapipe
+    max_mmacs = 4
+    args = _bench_args(tmp_path, "--suite", "spec", "--max-mmacs", str(max_mmacs))
     assert bench.main(args) == 0
     (path,) = tmp_path.glob("*.json")
     assert not list(tmp_path.glob("*.partial.json"))
@@ -94,6 +120,13 @@ def test_bench_run_writes_consistent_results(device, tmp_path, monkeypatch):
             s = r[key]
             assert 0 < s["min"] <= s["median"] <= s["max"], (r["name"], key)
         assert r["tops"] == pytest.approx(r["ops"] / r["conv_s"]["median"] / 1e12)
+        s = r["chain_layer_s"]
+        assert 0 < s["min"] <= s["median"] <= s["max"], r["name"]
+        assert r["chain_layers"] == 4 and r["chain_mode"] in ("ping-pong", "repeat")
+        assert r["chain_tops"] == pytest.approx(r["ops"] / s["median"] / 1e12)
+        # No peers in this run: their fields exist, null.
+        for key in (*bench.PEER_FIELDS, "vs_cudnn_fp16", "vs_cudnn_fp16_standalone", "vs_ncnn_int8"):
+            assert r[key] is None, (r["name"], key)
         assert r["gemm_frac_peak"] == pytest.approx(r["gemm_padded_tops"] / peak)
     with_4w4c = [r for r in res["rows"] if r["im2col_4w4c_s"] is not None]
     assert with_4w4c, "the 4W4C im2col kernel is timed wherever it applies"
@@ -105,7 +138,42 @@ def test_bench_run_writes_consistent_results(device, tmp_path, monkeypatch):
         assert r["im2col_4w4c_frac_copy_same"] == pytest.approx(same["median"] / r["im2col_4w4c_s"]["median"])
         if r["method"] == "im2col_4w4c":  # the conv's own im2col time, reused
             assert r["im2col_4w4c_s"] == r["im2col_s"], r["name"]
+    _check_chain_modes(res["rows"])
+    summ = res["summary"]
+    assert summ["suites"]["spec"]["convs"] == len(want) and summ["suites"]["spec"]["vs_cudnn_fp16"] is None
+    assert summ["lines"]
     ho = res["host_overhead"]
     assert ho["call_us"] > 0 and ho["recorded_call_us"] > 0 and ho["recorded_chain"] >= 2
     assert res["adapter"] in (tmp_path / "B.md").read_text()
     assert (tmp_path / f"{path.stem}.png").exists()
+
+
+def test_bench_peer_fields_ratios_and_append(device, tmp_path, monkeypatch):
+    """A peer's row fields land in each row with ratios against q8ta's chain and standalone
+    times; the summary counts wins per suite; --append keeps the other suites' rows."""
+    monkeypatch.setattr(bench, "warm_up", lambda dev, seconds=1.0: None)
+    assert bench.main(_bench_args(tmp_path, "--suite", "mobilenet_dw", "--max-mmacs", "0.5")) == 0
+    peer = FixedPeer(2e-3)
+    args = _bench_args(tmp_path, "--suite", "spec", "--max-mmacs", "2", "--append")
+    assert bench.main(args, [peer]) == 0
+    (path,) = tmp_path.glob("*.json")
+    res = json.loads(path.read_text())
+    assert res["anchors"]["fixed_peer"] == "1.0"
+    suites = [r["suite"] for r in res["rows"]]
+    assert "mobilenet_dw" in suites and "spec" in suites, "--append kept the earlier suite"
+    assert [run["suites"] for run in res["runs"]] == [["mobilenet_dw"], ["spec"]]
+    _check_chain_modes(res["rows"])
+    assert {r["chain_mode"] for r in res["rows"]} == {"ping-pong", "repeat"}
+    spec = [r for r in res["rows"] if r["suite"] == "spec"]
+    for r in spec:
+        assert r["cudnn_fp16_s"] == 2e-3 and r["cudnn_layout"] == "channels_last"
+        assert r["vs_cudnn_fp16"] == pytest.approx(2e-3 / r["chain_layer_s"]["median"])
+        assert r["vs_cudnn_fp16_standalone"] == pytest.approx(2e-3 / r["conv_s"]["median"])
+        assert r["vs_ncnn_int8"] is None
+    got = res["summary"]["suites"]["spec"]["vs_cudnn_fp16"]
+    ratios = [r["vs_cudnn_fp16"] for r in spec]
+    assert got["of"] == len(spec) and got["wins"] == sum(v > 1 for v in ratios)
+    assert got["median"] == pytest.approx(float(np.median(ratios)))
+    assert res["summary"]["suites"]["mobilenet_dw"]["vs_cudnn_fp16"] is None
+    md = (tmp_path / "B.md").read_text()
+    assert "channels_last" in md and "fixed_peer 1.0" in md

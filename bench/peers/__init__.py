@@ -1,0 +1,1 @@
+"""Peers of the benchmark: other libraries' int8 conv, run on the same shapes."""
