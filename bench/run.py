@@ -49,7 +49,7 @@ class NcnnPeer:
             return {"ncnn": None}
         # ncnn records a whole inference's commands on the host, then submits: its per-layer
         # figure includes that recording. The floor layer's figure bounds what is fixed per layer.
-        floor = self.conv.layer_time(q8bench.FLOOR_CONFIG, repeats=self.repeats)
+        floor = self.conv.layer_time(q8bench.FLOOR_CONFIG, repeats=self.repeats, k0=2, k=42)
         return {
             "ncnn": self.info["ncnn"],
             "ncnn_gpu": self.info["gpu"],
@@ -67,7 +67,8 @@ class NcnnPeer:
         out["ncnn_check"] = check
         if not check["exact"]:
             return out  # a figure only from layers whose output was checked
-        t = self.conv.layer_time(cfg, repeats=self.repeats)
+        # 40 layers' difference: ~0.3-2 ms against the wall clock's noise of an inference.
+        t = self.conv.layer_time(cfg, repeats=self.repeats, k0=2, k=42)
         if t is not None:
             out["ncnn_int8_s"] = t["layer_s"]["median"]
             out["ncnn_int8_stats"] = t

@@ -10,7 +10,7 @@ Loop bounding: by default wgpu compiles every WGSL loop with an extra 64-bit ite
 exit test (`ShaderRuntimeChecks::force_loop_bounding`), so that a driver may not assume an infinite
 loop away. It protects nothing in practice (the bound is 2^64 iterations) and it stands in the way
 of the driver's loop optimizations: on the H100 the tiled GEMM ran up to 6% faster without it
-(bench/analysis.md). Every loop in kernels/ ends by construction (its trip count comes from a
+(bench/results/archive/2026-11-24_analysis_H100.md). Every loop in kernels/ ends by construction (its trip count comes from a
 validated shape or an override constant), so the runtime compiles its own kernels without the
 counter. Bounds checks stay on.
 
@@ -70,7 +70,7 @@ class Submitter:
 
     Why: wgpu-py wraps each call in Python (descriptor structs, an error capture per call, an
     object per encoder). For a conv's two dispatches that was ~25 us of host time on the CI
-    machine against ~7 us for the same native calls (bench/analysis.md). Errors are still
+    machine against ~7 us for the same native calls (bench/results/archive/2026-11-24_analysis_H100.md). Errors are still
     raised: one capture of wgpu-py's error handler spans the whole recording, and wgpu-native
     reports validation errors synchronously, inside the failing call."""
 

@@ -70,7 +70,7 @@ TILED_KERNELS: dict[str, TiledKernel] = {
 }
 
 
-# im2col_4w4c.wgsl's layout of work, by adapter type, as measured (bench/analysis.md):
+# im2col_4w4c.wgsl's layout of work, by adapter type, as measured (bench/results/archive/2026-11-24_analysis_H100.md):
 # - GPUs: 128-thread workgroups, a thread's blocks WG apart (SPREAD), so a warp's stores stay
 #   contiguous; 2 blocks a thread from SPREAD_RUN2_BLOCKS blocks (8 MiB of A) on. On the H100,
 #   128 threads were 10-14% faster than 64 on 1-50 MiB matrices; 2 blocks a thread gained 3-6%
@@ -83,7 +83,7 @@ SPREAD_RUN2_BLOCKS = 1 << 19
 # depthwise_4w4c.wgsl: threads a workgroup (one 4x4 output block a thread; 64 and 128 measured
 # the same on the H100), and by adapter type the most taps whose loops are unrolled for the
 # kernel's size (a pipeline per size; bigger kernels loop over the size in the uniform). On the
-# H100 unrolled loops were up to 18% faster; on lavapipe 1.0x to 1.2x slower (bench/analysis.md).
+# H100 unrolled loops were up to 18% faster; on lavapipe 1.0x to 1.2x slower (bench/results/archive/2026-11-24_analysis_H100.md).
 DEPTHWISE_WG = 64
 DEPTHWISE_UNROLL_TAPS = {"gpu": 49, "cpu": 0}
 

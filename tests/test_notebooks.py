@@ -27,8 +27,9 @@ CELL_TIMEOUT_S = 600  # per cell; each notebook takes well under a minute on lav
 
 
 def _synthetic_results(path: Path) -> Path:
-    """A results file in the schema of `python -m q8ta_wgpu bench`, with the optional parts
-    exercised: null timings and fractions, missing fields, cuDNN timings on some rows."""
+    """A results file in the schema of `bench/run.py` (and `python -m q8ta_wgpu bench`), with the
+    optional parts exercised: null timings and fractions, missing fields (an older row without a
+    chain time), cuDNN timings on some rows, ncnn timings on two."""
     rows = []
     for i, (suite, name, macs) in enumerate(
         [
@@ -59,14 +60,16 @@ def _synthetic_results(path: Path) -> Path:
             "gemm_frac_peak": 0.1 * (i + 1),
             "im2col_gbps": None if pointwise else 900.0,
             "im2col_frac_copy": None if pointwise else 0.3,
-            "cudnn_fp16_s": conv * (0.5 + 0.4 * i) if i % 2 == 0 else None,
+            "chain_layer_s": {"median": conv * 0.7, "min": conv * 0.69, "max": conv * 0.75},
+            "cudnn_fp16_s": conv * 0.7 * (0.5 + 0.4 * i) if i % 2 == 0 else None,
+            "cudnn_layout": "channels_last" if i % 2 == 0 else None,
             "int_mm_s": None,
-            "speedup_vs_cudnn": (0.5 + 0.4 * i) if i % 2 == 0 else None,
+            "ncnn_int8_s": conv * 0.7 * 2.0 if i in (1, 6) else None,
         }
         if suite == "mobilenet_dw":  # one kernel, no GEMM
             row.update(method="depthwise_4w4c", gemm_s=None, gemm_tops=None, gemm_frac_peak=None)
         if i == 3:  # an older / partial row
-            for k in ("gemm_s", "gemm_tops", "gemm_frac_peak", "speedup_vs_cudnn", "tops"):
+            for k in ("gemm_s", "gemm_tops", "gemm_frac_peak", "chain_layer_s", "tops"):
                 row.pop(k)
         rows.append(row)
     data = {
@@ -75,7 +78,8 @@ def _synthetic_results(path: Path) -> Path:
         "driver": "synthetic",
         "date": "2025-01-01",
         "wgpu": "0.32.0",
-        "anchors": {"copy_gbps": 3000.0, "dot4_peak_tops": 120.0, "torch": None},
+        "anchors": {"copy_gbps": 3000.0, "dot4_peak_tops": 120.0, "torch": None, "ncnn": "1.0"},
+        "summary": {"suites": {}, "lines": {"spec: vs cuDNN fp16": "synthetic line"}},
         "rows": rows,
         "host_overhead": {"call_us": 45.0, "readback_us": None},
     }
@@ -155,7 +159,10 @@ def test_performance_notebook_on_synthetic_results(tmp_path: Path) -> None:
     print(f"performance.ipynb (synthetic results) ran in {secs:.1f} s")
     text = _text(nb)
     assert f"results: {path}" in text
-    assert "speedup vs cuDNN fp16 over 4 convs" in text
+    # Rows 0, 2, 4, 6 have cuDNN; row 3 has no chain time (its standalone time stands in).
+    assert "cuDNN fp16 time / q8ta time per layer over 4 convs" in text
+    assert "ncnn int8 time / q8ta time per layer over 2 convs: median 2.00x, q8ta faster on 2" in text
+    assert "synthetic line" in text
     assert "mbv2.dw.14x384" in text and "depthwise_4w4c" in text  # a row without a GEMM
     n_png = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert n_png >= 3, f"expected the plots, got {n_png} images"

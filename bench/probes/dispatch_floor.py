@@ -3,7 +3,7 @@ one with a trivial dispatch (one that writes a buffer, one that binds only a uni
 no buffer state to change before it), the peak microkernel with a growing loop (intercept and
 slope), and a GEMM's passes timed one pass each vs all in one pass (as a call runs them).
 
-Run on a GPU (the H100 figures in bench/analysis.md came from this):
+Run on a GPU (the H100 figures in bench/results/archive/2026-11-24_analysis_H100.md came from this):
     python bench/probes/dispatch_floor.py
 """
 

@@ -3,9 +3,9 @@
 workgroup sizes and counts. On a GPU this shows how many warps per SM it takes to reach the
 packed-dot throughput, which is what bounds the GEMM on shapes too small to fill the GPU.
 
-Run on a GPU (the H100 figures in bench/analysis.md came from this):
+Run on a GPU (the H100 figures in bench/results/archive/2026-11-24_analysis_H100.md came from this):
     python bench/probes/dot4_occupancy.py --sms 132
-    python bench/probes/dot4_occupancy.py --like bench/results/NVIDIA_H100_80GB_HBM3.json
+    python bench/probes/dot4_occupancy.py --like bench/results/NVIDIA_H200.json
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Families (name: what differs from the shipped kernel):
 - `direct`: no shared memory and no barriers: each thread reads its operands straight from
             memory (through L1), prefetching the next k-block.
 
-Run on a GPU (the H100 figures in bench/analysis.md came from this):
+Run on a GPU (the H100 figures in bench/results/archive/2026-11-24_analysis_H100.md came from this):
     python bench/probes/gemm_variants.py --variants smem_ks2,direct22 \\
         --shapes spec16,r50.l4.c2@n8 --configs '[[8,8,16,8],[16,4,8,2]]'
 Each config is [WG_M, WG_N, BK, splits], or [WG_M, WG_N, BK, splits, TM, TN] for the shipped
