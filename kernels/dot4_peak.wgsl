@@ -5,6 +5,7 @@
 // products, which the compiler could share: it read 196 TOPS on the H100 against this loop's
 // 79.) One store per thread keeps every chain live.
 // MACs = threads * ITERS * 64 * 4.
+// #include "dot4.wgsl"
 override WG: u32 = 256u;
 override ITERS: u32 = 1024u;
 

@@ -16,6 +16,7 @@
 // Epilogue: kernels/epilogue.wgsl.
 // #include "layout.wgsl"
 // #include "epilogue.wgsl"
+// #include "dot4.wgsl"
 
 override WG: u32 = 64u;
 override TM: u32 = 1u;     // m-blocks per thread (TM * TN <= 8)

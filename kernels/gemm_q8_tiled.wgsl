@@ -29,6 +29,7 @@
 // #include "epilogue.wgsl"
 // #include "conv_params.wgsl"
 // #include "gather_4w4c.wgsl"
+// #include "dot4.wgsl"
 
 override WG_M: u32 = 16u;   // threads along M; the tile has TM*WG_M m-blocks (4*TM*WG_M rows)
 override WG_N: u32 = 16u;   // threads along N; the tile has TN*WG_N channel blocks

@@ -64,10 +64,19 @@ class TiledKernel(NamedTuple):
         return self.k_groups * self.buffers * stage + (self.k_groups - 1) * wg_m * wg_n * 4 * 16
 
 
-# Tiled GEMM kernels by file.
+# Tiled GEMM kernels by file (or registered shader name: register_tiled_kernel).
 TILED_KERNELS: dict[str, TiledKernel] = {
     "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=8, bk_multiple=2, tile_choices=(1, 2))
 }
+
+
+def register_tiled_kernel(name: str, structure: TiledKernel) -> None:
+    """Declare the tile structure of a tiled GEMM variant registered with the shader library
+    (a probe's), so that GEMM configurations can name it (idempotent for the same structure)."""
+    old = TILED_KERNELS.get(name)
+    if old is not None and old != structure:
+        raise ValueError(f"tiled kernel {name!r} is already registered with structure {old}")
+    TILED_KERNELS[name] = structure
 
 
 # im2col_4w4c.wgsl's layout of work, by adapter type, as measured (bench/results/archive/2026-11-24_analysis_H100.md):

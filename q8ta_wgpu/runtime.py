@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import wgpu
 
 from . import _native
+from .shaders import LIBRARY, ShaderLibrary
 
 ADAPTER_ENV = "Q8TA_WGPU_ADAPTER"
 BACKEND_ENV = "WGPU_BACKEND_TYPE"
@@ -69,39 +68,6 @@ def _is_device_lost(message: str) -> bool:
     m = message.lower()
     return "device is lost" in m or "device lost" in m or "device was lost" in m
 
-
-def kernels_dir() -> Path:
-    """Where the .wgsl files are: inside the installed package, or `kernels/` of a checkout."""
-    here = Path(__file__).resolve().parent
-    for cand in (here / "kernels", here.parent / "kernels"):
-        if cand.is_dir() and any(cand.glob("*.wgsl")):
-            return cand
-    raise FileNotFoundError(f"q8ta_wgpu kernels not found in {here / 'kernels'} or {here.parent / 'kernels'}")
-
-
-_INCLUDE = re.compile(r'^//\s*#include\s+"([\w.]+)"\s*$', re.M)
-
-
-def load_wgsl(name: str) -> str:
-    """The source of kernels/<name>, with `// #include "x.wgsl"` lines replaced by that file."""
-    root = kernels_dir()
-    path = root / name
-    if not path.is_file():
-        raise FileNotFoundError(f"no kernel named {name!r} in {root}")
-    src = path.read_text()
-    return _INCLUDE.sub(lambda m: (root / m.group(1)).read_text(), src)
-
-
-# Fallback for adapters whose shader compiler rejects dot4I8Packed: same result, unpacked by hand.
-_DOT4_FALLBACK = """
-fn q8_dot4(a: u32, b: u32) -> i32 {
-  let x = vec4<i32>(extractBits(bitcast<i32>(a), 0u, 8u), extractBits(bitcast<i32>(a), 8u, 8u),
-                    extractBits(bitcast<i32>(a), 16u, 8u), extractBits(bitcast<i32>(a), 24u, 8u));
-  let y = vec4<i32>(extractBits(bitcast<i32>(b), 0u, 8u), extractBits(bitcast<i32>(b), 8u, 8u),
-                    extractBits(bitcast<i32>(b), 16u, 8u), extractBits(bitcast<i32>(b), 24u, 8u));
-  return dot(x, y);
-}
-"""
 
 _DOT4_PROBE = """
 @group(0) @binding(0) var<storage, read> a: array<u32>;
@@ -185,7 +151,7 @@ class Device:
         backend: "Vulkan", "Metal", "D3D12" or "OpenGL" (default: $WGPU_BACKEND_TYPE, else any).
         power_preference: "high-performance" (default) or "low-power".
         dot4: "auto" (default): probe WGSL `dot4I8Packed` and use it when it compiles and is exact;
-            "fallback": always use the by-hand replacement (`_DOT4_FALLBACK`), e.g. to test it.
+            "fallback": always use the by-hand replacement (kernels/dot4_fallback.wgsl), e.g. to test it.
         loop_bounding: compile kernels with wgpu's forced loop bounding (default False: every
             loop in kernels/ ends by construction, and the counter slows the GEMM; see
             `_native`). Bounds checks stay on either way.
@@ -214,6 +180,7 @@ class Device:
         power_preference: str = "high-performance",
         dot4: str = "auto",
         loop_bounding: bool = False,
+        library: ShaderLibrary | None = None,
     ) -> None:
         if dot4 not in DOT4_MODES:
             raise ValueError(f"dot4 must be one of {', '.join(DOT4_MODES)}, got {dot4!r}")
@@ -239,6 +206,7 @@ class Device:
         self._bg_keys: dict[int, set[tuple]] = {}  # id(buffer or pipeline) -> its cached bind groups
         self._uniforms: OrderedDict[bytes, Any] = OrderedDict()
         self.loop_bounding = loop_bounding
+        self.library = library if library is not None else LIBRARY  # WGSL sources by name
         self._recording = 0  # open recording() blocks (any thread's)
         self._pending: list[Pass] = []  # passes recorded, not yet submitted
         self.dot4_forced = dot4 == "fallback"
@@ -298,7 +266,7 @@ class Device:
         """How the kernels' packed int8 dot product runs here: (kind, detail), kind one of
         "native" (the driver's packed-dot instruction: SPIR-V OpSDot), "naga polyfill" (naga
         expands dot4I8Packed into byte extracts, multiplies and adds), "q8ta fallback" (our own
-        by-hand replacement, `_DOT4_FALLBACK`) or "unknown" (wgpu does not say which naga chose)."""
+        by-hand replacement, kernels/dot4_fallback.wgsl) or "unknown" (wgpu does not say which naga chose)."""
         if self.dot4_mode == "fallback":
             why = "forced by Device(dot4='fallback')" if self.dot4_forced else "dot4I8Packed failed the probe"
             return "q8ta fallback", f"by-hand extractBits + dot(vec4<i32>) ({why})"
@@ -372,13 +340,12 @@ class Device:
         return self.device.create_shader_module(code=src, label=label)
 
     def shader(self, name: str) -> Any:
-        """The shader module of kernels/<name>, compiled once."""
+        """The shader module of `name` (a kernel file or a registered source, includes resolved
+        for this device's dot4 mode: shaders.py), compiled once."""
         key = (name, self.dot4_mode)
         mod = self._modules.get(key)
         if mod is None:
-            src = load_wgsl(name)
-            if self.dot4_mode == "fallback":
-                src = src.replace("dot4I8Packed(", "q8_dot4(") + _DOT4_FALLBACK
+            src = self.library.source(name, dot4=self.dot4_mode)
             try:
                 mod = self._compile(src, name)
             except wgpu.GPUError as e:

@@ -20,6 +20,7 @@ import pytest
 import q8ta_wgpu as q8
 from q8ta_wgpu import reference, runtime
 from q8ta_wgpu.configs import POINTWISE_CONFIGS, SPEC_CONFIGS, make_case
+from q8ta_wgpu.shaders import LIBRARY
 
 from .conftest import assert_within_1lsb
 from .test_conv import EXTRA, methods_for
@@ -68,7 +69,7 @@ def test_gl_info(gl_device):
     assert info["dot_product"] == want, info["dot_product_detail"]
     lim = info["limits"]
     # What the kernels need: their storage buffers per stage, 128 MiB bindings, 256 threads.
-    most = max(runtime.load_wgsl(p.name).count("var<storage") for p in runtime.kernels_dir().glob("*.wgsl"))
+    most = max(LIBRARY.source(f).count("var<storage") for f in LIBRARY.files())
     assert lim["max-storage-buffers-per-shader-stage"] >= most
     assert lim["max-storage-buffer-binding-size"] >= 128 * 2**20
     assert lim["max-compute-invocations-per-workgroup"] >= 256
@@ -135,6 +136,7 @@ def test_gl_timestamps(gl_device):
 
 # ---- the by-hand dot product --------------------------------------------------------------
 _ALL_PAIRS = """
+// #include "dot4.wgsl"
 @group(0) @binding(0) var<storage, read> a: array<u32>;
 @group(0) @binding(1) var<storage, read_write> o: array<i32>;
 @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
@@ -143,13 +145,12 @@ _ALL_PAIRS = """
 """
 
 
-def _dot4_all_pairs(dev: q8.Device, tmp_path, monkeypatch) -> None:
-    """dot4I8Packed through `dev.pipeline` (so through its fallback substitution, if any) on all
-    65536 byte pairs in each of the 4 lanes (other lanes random), compared exactly with numpy."""
-    (tmp_path / "dot4_all_pairs.wgsl").write_text(_ALL_PAIRS)
-    monkeypatch.setattr(runtime, "kernels_dir", lambda: tmp_path)
-    pipe = dev.pipeline("dot4_all_pairs.wgsl")
-    monkeypatch.undo()
+def _dot4_all_pairs(dev: q8.Device) -> None:
+    """dot4I8Packed through `dev.pipeline` (so through the device's dot4.wgsl include: the
+    builtin, or the by-hand fallback) on all 65536 byte pairs in each of the 4 lanes (other lanes
+    random), compared exactly with numpy."""
+    LIBRARY.register("test_dot4_all_pairs.wgsl", _ALL_PAIRS)
+    pipe = dev.pipeline("test_dot4_all_pairs.wgsl")
     rng = np.random.default_rng(1)
     pa, pb = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij")
     n = pa.size
@@ -179,14 +180,16 @@ def test_fallback_is_forced_and_reported(fallback_device, device):
         q8.Device(device.name, backend=device.backend, dot4="maybe")
 
 
-def test_fallback_dot4_exact_on_all_byte_pairs(fallback_device, device, tmp_path, monkeypatch):
-    _dot4_all_pairs(fallback_device, tmp_path, monkeypatch)
-    assert ("dot4_all_pairs.wgsl", "fallback") in fallback_device._modules  # the substituted source ran
-    _dot4_all_pairs(device, tmp_path, monkeypatch)  # and the default device's own path
+def test_fallback_dot4_exact_on_all_byte_pairs(fallback_device, device):
+    _dot4_all_pairs(fallback_device)
+    assert ("test_dot4_all_pairs.wgsl", "fallback") in fallback_device._modules  # the fallback ran
+    assert "fn dot4I8Packed(" in LIBRARY.source("test_dot4_all_pairs.wgsl", dot4="fallback")
+    assert "fn dot4I8Packed(" not in LIBRARY.source("test_dot4_all_pairs.wgsl", dot4="builtin")
+    _dot4_all_pairs(device)  # and the default device's own path
 
 
-def test_gl_dot4_exact_on_all_byte_pairs(gl_device, tmp_path, monkeypatch):
-    _dot4_all_pairs(gl_device, tmp_path, monkeypatch)
+def test_gl_dot4_exact_on_all_byte_pairs(gl_device):
+    _dot4_all_pairs(gl_device)
 
 
 @pytest.mark.parametrize(

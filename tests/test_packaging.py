@@ -27,7 +27,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 import q8ta_wgpu as q8
-from q8ta_wgpu import reference, runtime
+from q8ta_wgpu import reference, shaders
 
 rng = np.random.default_rng(0)
 x = rng.integers(-128, 128, (1, 8, 9, 7), dtype=np.int8)
@@ -41,7 +41,7 @@ ref = reference.conv2d(x, w, ws, b, **kw)
 d = np.abs(y.astype(np.int32) - ref.astype(np.int32))
 print(json.dumps({
     "file": q8.__file__,
-    "kernels_dir": str(runtime.kernels_dir()),
+    "kernels_dir": str(shaders.kernels_dir()),
     "version": q8.__version__,
     "prefix": sys.prefix,
     "sys_path": sys.path,

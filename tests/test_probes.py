@@ -50,30 +50,37 @@ def test_variants_match_shipped_kernel(device, cfg):
         }
         return conv(x)
 
-    with gv.installed(list(table)) as files:
-        for method in ("im2col_4w4c", "implicit_4w4c"):
-            for splits in (1, 2):
-                shipped = run("gemm_q8_tiled.wgsl", method, splits)
-                assert_within_1lsb(shipped, ref, f"{cfg.name} shipped {method} splits={splits}")
-                for name, (_, _, implicit_ok) in table.items():
-                    if method == "implicit_4w4c" and not implicit_ok:
-                        continue
-                    got = run(files[name], method, splits)
-                    nd = int(np.count_nonzero(got != shipped))
-                    assert nd == 0, f"{cfg.name} {name} {method} splits={splits}: {nd} outputs differ"
+    files = gv.installed(list(table))
+    for method in ("im2col_4w4c", "implicit_4w4c"):
+        for splits in (1, 2):
+            shipped = run("gemm_q8_tiled.wgsl", method, splits)
+            assert_within_1lsb(shipped, ref, f"{cfg.name} shipped {method} splits={splits}")
+            for name, (_, _, implicit_ok) in table.items():
+                if method == "implicit_4w4c" and not implicit_ok:
+                    continue
+                got = run(files[name], method, splits)
+                nd = int(np.count_nonzero(got != shipped))
+                assert nd == 0, f"{cfg.name} {name} {method} splits={splits}: {nd} outputs differ"
 
 
-def test_installed_restores_the_kernels(device):
+def test_installed_registers_without_touching_the_kernels(device):
+    """Variants reach the device through the shader library and the tiled-kernel registry; the
+    kernel files stay as shipped, and installing twice is harmless."""
     gv = _probe()
     from q8ta_wgpu import conv as convmod
-    from q8ta_wgpu import runtime
+    from q8ta_wgpu.shaders import LIBRARY, kernels_dir
 
-    before = (runtime.kernels_dir(), dict(convmod.TILED_KERNELS))
-    with gv.installed(["smem_ks2"]) as files:
-        assert (runtime.kernels_dir() / files["smem_ks2"]).is_file()
-        assert files["smem_ks2"] in convmod.TILED_KERNELS
-    assert (runtime.kernels_dir(), dict(convmod.TILED_KERNELS)) == before
-    assert not np.any([p.name.startswith("v_") for p in runtime.kernels_dir().glob("*.wgsl")])
+    before = sorted(p.name for p in kernels_dir().glob("*.wgsl"))
+    files = gv.installed(["smem_ks2"])
+    assert gv.installed(["smem_ks2"]) == files
+    assert files["smem_ks2"] in convmod.TILED_KERNELS
+    assert "var<workgroup>" in LIBRARY.source(files["smem_ks2"])
+    assert device.pipeline(files["smem_ks2"], {"WG_M": 4, "WG_N": 4, "BK": 8}) is not None
+    assert sorted(p.name for p in kernels_dir().glob("*.wgsl")) == before
+    with pytest.raises(ValueError, match="already registered"):
+        convmod.register_tiled_kernel(
+            files["smem_ks2"], convmod.TILED_KERNELS["gemm_q8_tiled.wgsl"]._replace(loads=1)
+        )
 
 
 def _declared_workgroup_bytes(src: str, wg_m: int, wg_n: int, bk: int, tm: int = 2, tn: int = 2) -> int:
@@ -91,10 +98,10 @@ def test_workgroup_bytes_match_the_kernels():
     """TiledKernel.workgroup_bytes, which the device-limit check uses, is what each kernel
     declares (the shipped kernel and every probe variant)."""
     from q8ta_wgpu import conv as convmod
-    from q8ta_wgpu import runtime
+    from q8ta_wgpu.shaders import LIBRARY
 
     gv = _probe()
-    shipped = (runtime.kernels_dir() / "gemm_q8_tiled.wgsl").read_text()
+    shipped = LIBRARY.raw("gemm_q8_tiled.wgsl")
     kernels = {
         f"shipped {tm}x{tn}": (shipped, convmod.tiled_kernel("gemm_q8_tiled.wgsl", {"TM": tm, "TN": tn}))
         for tm in (1, 2)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import q8ta_wgpu as q8
-from q8ta_wgpu.runtime import kernels_dir, load_wgsl, pack_fields
+from q8ta_wgpu.runtime import pack_fields
+from q8ta_wgpu.shaders import DOT4_INCLUDE, DOT4_SOURCES, LIBRARY, ShaderLibrary, kernels_dir
 
 from .conftest import assert_within_1lsb
 
@@ -30,23 +31,62 @@ def test_default_device_is_shared(device):
 
 def test_kernels_found_and_have_one_entry_point():
     root = kernels_dir()
-    files = sorted(p.name for p in root.glob("*.wgsl"))
+    files = LIBRARY.files()
+    assert files == sorted(p.name for p in root.glob("*.wgsl"))
     for need in [
         "pack_nchw.wgsl",
         "unpack_nchw.wgsl",
         "im2col_generic.wgsl",
         "im2col_4w4c.wgsl",
         "gemm_q8.wgsl",
+        *DOT4_SOURCES.values(),
     ]:
         assert need in files
     raw = {f: (root / f).read_text() for f in files}
     included = {inc for src in raw.values() for inc in re.findall(r'// #include "([\w.]+)"', src)}
+    assert DOT4_INCLUDE in included and DOT4_INCLUDE not in files  # resolved per dot4 mode
+    included |= set(DOT4_SOURCES.values())
     for f in files:
-        src = load_wgsl(f)
-        assert "// #include" not in src, f
-        # One entry point per kernel file; files without one exist only to be included.
-        assert src.count("@compute") == (0 if f in included else 1), f
+        for mode in DOT4_SOURCES:
+            src = LIBRARY.source(f, dot4=mode)
+            assert "// #include" not in src, f
+            # One entry point per kernel file; files without one exist only to be included.
+            assert src.count("@compute") == (0 if f in included else 1), f
         assert raw[f].startswith(f"// {f} --"), f"{f}: header comment must start with its name"
+    # The kernels that call the packed dot product include it, so the fallback can replace it.
+    for f in files:
+        if "dot4I8Packed(" in raw[f] and f not in DOT4_SOURCES.values():
+            assert f'// #include "{DOT4_INCLUDE}"' in raw[f], f
+            assert "fn dot4I8Packed(" in LIBRARY.source(f, dot4="fallback"), f
+            assert "fn dot4I8Packed(" not in LIBRARY.source(f, dot4="builtin"), f
+
+
+def test_shader_library_includes_guards_cycles_and_registration(tmp_path):
+    (tmp_path / "a.wgsl").write_text(
+        '// a.wgsl -- A\n// #include "b.wgsl"\n// #include "c.wgsl"\nfn a() {}\n'
+    )
+    (tmp_path / "b.wgsl").write_text('// b.wgsl -- B\n// #include "c.wgsl"\nfn b() {}\n')
+    (tmp_path / "c.wgsl").write_text("// c.wgsl -- C\nfn c() {}\n")
+    (tmp_path / "x.wgsl").write_text('// x.wgsl -- X\n// #include "y.wgsl"\n')
+    (tmp_path / "y.wgsl").write_text('// y.wgsl -- Y\n// #include "x.wgsl"\n')
+    lib = ShaderLibrary(tmp_path)
+    src = lib.source("a.wgsl")
+    assert src.count("fn c()") == 1 and src.index("fn c()") < src.index("fn b()") < src.index("fn a()")
+    with pytest.raises(ValueError, match="include cycle: x.wgsl -> y.wgsl -> x.wgsl"):
+        lib.source("x.wgsl")
+    with pytest.raises(FileNotFoundError, match="nope.wgsl"):
+        lib.source("nope.wgsl")
+    with pytest.raises(ValueError, match="dot4 mode"):
+        lib.source("a.wgsl", dot4="maybe")
+    lib.register("v.wgsl", '// #include "c.wgsl"\nfn v() {}\n')
+    assert "fn c()" in lib.source("v.wgsl")
+    lib.register("v.wgsl", '// #include "c.wgsl"\nfn v() {}\n')  # the same text again: fine
+    with pytest.raises(ValueError, match="already registered"):
+        lib.register("v.wgsl", "fn w() {}\n")
+    with pytest.raises(ValueError, match="kernel file"):
+        lib.register("a.wgsl", "fn z() {}\n")
+    with pytest.raises(ValueError, match="must be"):
+        lib.register("../evil.wgsl", "fn z() {}\n")
 
 
 def test_pipeline_and_bind_group_caches(device):
@@ -122,19 +162,15 @@ def test_timestamps_are_converted_with_the_queues_period(device, monkeypatch):
     assert 100 < scaled / base < 10000, (base, scaled)
 
 
-def test_kernel_error_names_file(device, tmp_path, monkeypatch):
-    from q8ta_wgpu import runtime
-
-    (tmp_path / "broken.wgsl").write_text("fn main( { }\n")
-    (tmp_path / "ok.wgsl").write_text("@compute @workgroup_size(1) fn main() {}\n")
-    monkeypatch.setattr(runtime, "kernels_dir", lambda: tmp_path)
-    with pytest.raises(q8.KernelError, match=r"broken\.wgsl[\s\S]*expected"):
-        device.shader("broken.wgsl")
-    with pytest.raises(q8.KernelError, match=r"ok\.wgsl[\s\S]*NOPE"):
-        device.pipeline("ok.wgsl", {"NOPE": 1})
+def test_kernel_error_names_file(device):
+    LIBRARY.register("test_broken.wgsl", "fn main( { }\n")
+    LIBRARY.register("test_ok.wgsl", "@compute @workgroup_size(1) fn main() {}\n")
+    with pytest.raises(q8.KernelError, match=r"test_broken\.wgsl[\s\S]*expected"):
+        device.shader("test_broken.wgsl")
+    with pytest.raises(q8.KernelError, match=r"test_ok\.wgsl[\s\S]*NOPE"):
+        device.pipeline("test_ok.wgsl", {"NOPE": 1})
     # The device still works afterwards.
     x = np.arange(16, dtype=np.int8).reshape(1, 1, 4, 4)
-    monkeypatch.undo()
     np.testing.assert_array_equal(q8.unpack_gpu(q8.pack(x, "4C", 0), "4C", x.shape, device=device), x)
 
 

@@ -25,13 +25,8 @@ config name, or "gemmMxNxK" for a pointwise conv with that GEMM.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -401,33 +396,21 @@ def ablations() -> dict[str, tuple[str, TiledKernel, bool]]:
     }
 
 
-@contextlib.contextmanager
-def installed(names: list[str]) -> Iterator[dict[str, str]]:
-    """Make the variants loadable as kernels `v_<name>.wgsl`: a temporary copy of the kernels
-    folder with them added, and their tiles registered with conv.TILED_KERNELS (restored after).
-    Yields {name: kernel file}."""
+def installed(names: list[str]) -> dict[str, str]:
+    """Make the variants loadable as kernels `v_<name>.wgsl`: their sources registered with the
+    shader library and their tile structures with the conv's tiled kernels (both idempotent).
+    Returns {name: kernel name}."""
     from q8ta_wgpu import conv as convmod
-    from q8ta_wgpu import runtime
+    from q8ta_wgpu.shaders import LIBRARY
 
     table = {**variants(), **ablations()}
-    tmp = Path(tempfile.mkdtemp(prefix="q8ta_variants_"))
-    saved_dir, saved_tiles = runtime.kernels_dir, dict(convmod.TILED_KERNELS)
-    try:
-        for f in runtime.kernels_dir().glob("*.wgsl"):
-            shutil.copy(f, tmp / f.name)
-        files = {}
-        for n in names:
-            src, tiles, _ = table[n]
-            (tmp / f"v_{n}.wgsl").write_text(src)
-            convmod.TILED_KERNELS[f"v_{n}.wgsl"] = tiles
-            files[n] = f"v_{n}.wgsl"
-        runtime.kernels_dir = lambda: tmp
-        yield files
-    finally:
-        runtime.kernels_dir = saved_dir
-        convmod.TILED_KERNELS.clear()
-        convmod.TILED_KERNELS.update(saved_tiles)
-        shutil.rmtree(tmp, ignore_errors=True)
+    files = {}
+    for n in names:
+        src, tiles, _ = table[n]
+        LIBRARY.register(f"v_{n}.wgsl", src)
+        convmod.register_tiled_kernel(f"v_{n}.wgsl", tiles)
+        files[n] = f"v_{n}.wgsl"
+    return files
 
 
 def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], method: str, repeats: int = 15):
@@ -496,23 +479,21 @@ def main() -> None:
     dev = q8.Device(loop_bounding=True) if args.loop_bounding else q8.default_device()
     peak = dot4_peak(dev)
     print(f"{dev.name}: dot4I8Packed peak {peak:.1f} TOPS", flush=True)
-    with installed(names) as files:
-        for sname in args.shapes.split(","):
-            cfg = by_name[sname] if sname in by_name else gemm_shape(sname)
-            geo = cfg.geometry()
-            pw = geo.KH == geo.KW == 1 and geo.stride == (1, 1) and geo.padding == (0, 0)
-            macs = geo.M * geo.K_per_group * (-(-geo.C_out_per_group // 4) * 4) * geo.groups
-            t0 = time.time()
-            kernels = ["gemm_q8_tiled.wgsl"] + [files[n] for n in names]
-            for kern, c, t, nd, each in compare(
-                dev, cfg, kernels, configs, "pointwise" if pw else "im2col_4w4c"
-            ):
-                tops = 2 * macs / t / 1e12
-                flag = "" if nd == 0 else f"  MISMATCH: {nd} outputs differ"
-                split = " + ".join(f"{e * 1e6:.1f}" for e in each) if len(each) > 1 else ""
-                print(f"{sname:16s} {kern:22s} {str(c):18s} {tops:6.1f} TOPS {100 * tops / peak:5.1f}%  "
-                      f"{t * 1e6:7.1f} us {split}{flag}", flush=True)  # fmt: skip
-            print(f"  ({time.time() - t0:.0f} s)", flush=True)
+    files = installed(names)
+    for sname in args.shapes.split(","):
+        cfg = by_name[sname] if sname in by_name else gemm_shape(sname)
+        geo = cfg.geometry()
+        pw = geo.KH == geo.KW == 1 and geo.stride == (1, 1) and geo.padding == (0, 0)
+        macs = geo.M * geo.K_per_group * (-(-geo.C_out_per_group // 4) * 4) * geo.groups
+        t0 = time.time()
+        kernels = ["gemm_q8_tiled.wgsl"] + [files[n] for n in names]
+        for kern, c, t, nd, each in compare(dev, cfg, kernels, configs, "pointwise" if pw else "im2col_4w4c"):
+            tops = 2 * macs / t / 1e12
+            flag = "" if nd == 0 else f"  MISMATCH: {nd} outputs differ"
+            split = " + ".join(f"{e * 1e6:.1f}" for e in each) if len(each) > 1 else ""
+            print(f"{sname:16s} {kern:22s} {str(c):18s} {tops:6.1f} TOPS {100 * tops / peak:5.1f}%  "
+                  f"{t * 1e6:7.1f} us {split}{flag}", flush=True)  # fmt: skip
+        print(f"  ({time.time() - t0:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":
