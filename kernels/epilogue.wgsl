@@ -5,14 +5,8 @@
 //   adj = acc - zp_in*wsum; y = adj*scale + bias; relu; q = clamp(rint(y*inv_s_out) + zp_out)
 // Overflow: |product| <= 2^14 and |zp_in*wsum| <= 2^14 per column, so int32 is exact for
 // K_per_group < 2^16 columns (the host checks).
-struct GemmParams {
-  m_count: u32, mb_base: u32, k4: u32, k4_pg: u32,     // m-blocks here, first m-block, K/4, K_pg/4
-  c4_out: u32, cout_pg: u32, c_out: u32, h_out: u32,
-  w4_out: u32, w_out: u32, zp_in: i32, zp_out: i32,
-  inv_s_out: f32, relu: u32, splits: u32, kspan: u32, // split-K: number of K slices, k4 per slice
-  g_base: u32, _q0: u32, _q1: u32, _q2: u32,            // first group of this dispatch's channels
-}
-struct Chan { wsum: i32, scale: f32, bias: f32, _pad: f32, }
+// #include "struct_gemm_params.wgsl"
+// #include "struct_chan.wgsl"
 
 // Requantized channel `oc` (record ch) at 4 widths (acc = its 4 accumulators), as int8 values in
 // i32; widths whose bit in `valid` is false, and channels past C_out, give zp_out.

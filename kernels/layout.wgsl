@@ -10,12 +10,7 @@
 // so a binding may be a window of the tensor (big tensors are split into row windows; a whole
 // (n, h) row is contiguous in every layout). u32 arithmetic wraps, so base = -c4_0*s_c4 (mod
 // 2^32) makes channel block c4 land at c4_0 + c4 (GEMM dispatches over output-channel slices).
-struct TensorDesc {
-  n: u32, c: u32, h: u32, w: u32,
-  s_n: u32, s_h: u32, s_wb: u32, s_wi: u32,
-  s_c4: u32, wb: u32, zp: i32, w_alloc: u32,   // w_alloc: widths that own words (W4*4 or W)
-  base: u32, _p0: u32, _p1: u32, _p2: u32,
-}
+// #include "struct_tensor_desc.wgsl"
 
 fn word_index(d: TensorDesc, n: u32, c4: u32, h: u32, w: u32) -> u32 {
   return n * d.s_n + h * d.s_h + (w / d.wb) * d.s_wb + (w % d.wb) * d.s_wi + c4 * d.s_c4 - d.base;

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .geometry import ConvGeometry, ceil4
 from .layouts import packed_words, tensor_desc
+from .uniforms import TENSOR_DESC
 
 
 def offset_alignment(dev) -> int:
@@ -33,7 +34,7 @@ def window(first_word: int, end_word: int, align: int) -> tuple[int, int, int]:
 
 def row_stride(shape: tuple[int, int, int, int], layout: str) -> int:
     """Words per (n, h) row of a packed tensor."""
-    return int(tensor_desc(shape, layout, 0)[5])
+    return int(TENSOR_DESC.get(tensor_desc(shape, layout, 0), "s_h"))
 
 
 @dataclass(frozen=True)

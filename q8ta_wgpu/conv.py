@@ -31,7 +31,8 @@ from ._checks import (
 )
 from .geometry import ConvGeometry, align4, ceil4, pair
 from .layouts import check_layout, pack, pack_pass, packed_words, tensor_desc, unpack, unpack_pass
-from .runtime import Device, Pass, get_device, pack_fields
+from .runtime import Device, Pass, get_device
+from .uniforms import CHAN, CONV_PARAMS, GEMM_PARAMS, TENSOR_DESC
 
 METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise", "implicit_4w4c", "depthwise_4w4c")
 ACTIVATIONS = ("none", "relu")
@@ -198,15 +199,14 @@ def prepack_depthwise(weight: np.ndarray) -> np.ndarray:
 def _channel_params(
     wsum: np.ndarray, input_scale: float, weight_scales: np.ndarray, bias: np.ndarray | None
 ) -> np.ndarray:
-    """Per-channel epilogue records (wsum:i32, scale:f32, bias:f32, pad), padded to 4 channels."""
+    """Per-channel epilogue records (uniforms.CHAN), padded to 4 channels, as uint32 words."""
     c_out = wsum.size
-    rec = np.zeros((ceil4(c_out) * 4, 4), np.uint32)
-    rec[:c_out, 0] = wsum.astype(np.int32).view(np.uint32)
-    scale = check_scale_product(input_scale, weight_scales)  # one float32 product per channel
-    rec[:c_out, 1] = scale.astype(np.float32).view(np.uint32)
+    rec = np.zeros(ceil4(c_out) * 4, CHAN.dtype)
+    rec["wsum"][:c_out] = wsum.astype(np.int32)
+    rec["scale"][:c_out] = check_scale_product(input_scale, weight_scales)  # one float32 product each
     if bias is not None:
-        rec[:c_out, 2] = bias.astype(np.float32).view(np.uint32)
-    return rec
+        rec["bias"][:c_out] = bias.astype(np.float32)
+    return rec.view(np.uint32).reshape(-1, CHAN.words)
 
 
 # ---- GPU tensors --------------------------------------------------------------------------
@@ -330,12 +330,12 @@ def _rebind(specs: list, subs: list[tuple[Any, Any]]) -> list:
 
 def _conv_params(geo: ConvGeometry, mb_base: int, m_count: int) -> np.ndarray:
     k_pg = geo.K_per_group
-    return pack_fields(
-        geo.H_out, geo.W_out, ceil4(geo.W_out), geo.K // 4,
-        geo.KH, geo.KW, geo.stride[0], geo.stride[1],
-        geo.padding[0], geo.padding[1], geo.dilation[0], geo.dilation[1],
-        geo.C_in_per_group, geo.KH * geo.KW * geo.C_in_per_group, k_pg, mb_base,
-        m_count, 0, 0, 0,
+    return CONV_PARAMS.pack(
+        h_out=geo.H_out, w_out=geo.W_out, w4_out=ceil4(geo.W_out), k4=geo.K // 4,
+        kh=geo.KH, kw=geo.KW, stride_h=geo.stride[0], stride_w=geo.stride[1],
+        pad_h=geo.padding[0], pad_w=geo.padding[1], dil_h=geo.dilation[0], dil_w=geo.dilation[1],
+        cin_pg=geo.C_in_per_group, taps_pg=geo.KH * geo.KW * geo.C_in_per_group, k_pg=k_pg,
+        mb_base=mb_base, m_count=m_count,
     )  # fmt: skip
 
 
@@ -674,13 +674,13 @@ class QConv2d:
         """The GemmParams uniform (epilogue.wgsl) of m-blocks [base, base + count) of `geo`: A's
         row stride k4_row in k-blocks, `splits` K slices of `kspan` k-blocks, first group g_base."""
         return self.device.uniform(
-            pack_fields(
-                count, base, k4_row, geo.K_per_group // 4,
-                ceil4(geo.C_out), geo.C_out_per_group, geo.C_out, geo.H_out,
-                ceil4(geo.W_out), geo.W_out, self.input_zero_point, self.output_zero_point,
-                float(np.float32(1.0) / np.float32(self.output_scale)),
-                int(self.activation == "relu"), splits, kspan,
-                g_base, 0, 0, 0,
+            GEMM_PARAMS.pack(
+                m_count=count, mb_base=base, k4=k4_row, k4_pg=geo.K_per_group // 4,
+                c4_out=ceil4(geo.C_out), cout_pg=geo.C_out_per_group, c_out=geo.C_out,
+                h_out=geo.H_out, w4_out=ceil4(geo.W_out), w_out=geo.W_out,
+                zp_in=self.input_zero_point, zp_out=self.output_zero_point,
+                inv_s_out=float(np.float32(1.0) / np.float32(self.output_scale)),
+                relu=int(self.activation == "relu"), splits=splits, kspan=kspan, g_base=g_base,
             )
         )  # fmt: skip
 
@@ -787,7 +787,7 @@ class QConv2d:
         )  # fmt: skip
         slices = _split.channel_slices(dev, geo)
         weights = self._weights_for(geo.C_in_per_group)
-        s_c4_out = int(tensor_desc(geo.output_shape, out_layout, 0)[8])  # words per channel block
+        s_c4_out = int(TENSOR_DESC.get(tensor_desc(geo.output_shape, out_layout, 0), "s_c4"))
         if not (pointwise or implicit or depthwise):
             a_buf = dev.buffer(16 * k4 * max(c.count for c in chunks), label="im2col A")
         for ch in chunks:

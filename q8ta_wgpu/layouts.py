@@ -18,7 +18,8 @@ import numpy as np
 
 from ._checks import check_int8_array, check_zero_point
 from .geometry import ceil4
-from .runtime import Device, Pass, get_device, pack_fields
+from .runtime import Device, Pass, get_device
+from .uniforms import TENSOR_DESC
 
 LAYOUTS = ("4W4C", "4C", "4C1W")
 
@@ -113,7 +114,7 @@ def unpack(words: np.ndarray, layout: str, shape: Sequence[int]) -> np.ndarray:
 
 
 def tensor_desc(shape: Sequence[int], layout: str, zero_point: int, base: int = 0) -> np.ndarray:
-    """The `TensorDesc` uniform of kernels/layout.wgsl for a tensor (16 words). `base`: the word
+    """The `TensorDesc` uniform (uniforms.TENSOR_DESC) of a tensor's packed layout. `base`: the word
     index of the binding's first word when a window of the tensor is bound (mod 2^32)."""
     n, c, h, w = _shape4(shape)
     c4, w4 = ceil4(c), ceil4(w)
@@ -125,9 +126,10 @@ def tensor_desc(shape: Sequence[int], layout: str, zero_point: int, base: int = 
         s_h, s_wb, s_wi, s_c4, wb, w_alloc = c4 * w, 1, 0, w, 1, w
     else:
         check_layout("layout", layout)
-    return pack_fields(
-        n, c, h, w, h * s_h, s_h, s_wb, s_wi, s_c4, wb, int(zero_point), w_alloc, int(base) % 2**32, 0, 0, 0
-    )
+    return TENSOR_DESC.pack(
+        n=n, c=c, h=h, w=w, s_n=h * s_h, s_h=s_h, s_wb=s_wb, s_wi=s_wi, s_c4=s_c4, wb=wb,
+        zp=int(zero_point), w_alloc=w_alloc, base=int(base) % 2**32,
+    )  # fmt: skip
 
 
 def pack_pass(dev: Device, src: object, dst: object, shape: Sequence[int], layout: str, zp: int) -> Pass:
@@ -137,7 +139,7 @@ def pack_pass(dev: Device, src: object, dst: object, shape: Sequence[int], layou
     wg = 64
     pipe = dev.pipeline("pack_nchw.wgsl", {"WG": wg})
     ubuf = dev.uniform(desc)
-    threads = n * h * ceil4(c) * int(desc[11])
+    threads = n * h * ceil4(c) * int(TENSOR_DESC.get(desc, "w_alloc"))
     return Pass(pipe, dev.bind_group(pipe, [src, dst, ubuf]), dev.workgroups(-(-threads // wg)), "pack")
 
 

@@ -476,7 +476,7 @@ class Device:
     UNIFORM_CACHE_SIZE = 4096
 
     def uniform(self, words: np.ndarray) -> Any:
-        """A read-only uniform buffer holding `words` (e.g. from `pack_fields`); cached by
+        """A read-only uniform buffer holding `words` (a struct of uniforms.py, packed); cached by
         content, so equal parameters give the same buffer (and the same cached bind groups)."""
         data = np.ascontiguousarray(words).tobytes()
         with self.lock:
@@ -681,18 +681,6 @@ def _encode(cp: Any, passes: Sequence[Pass]) -> None:
         cp.set_bind_group(0, p.bind_group)
         cp.dispatch_workgroups(*p.workgroups)
     cp.end()
-
-
-def pack_fields(*fields: int | float | np.integer | np.floating) -> np.ndarray:
-    """Pack 32-bit fields for a uniform: ints as two's-complement 32-bit, floats as float32;
-    padded to 16 bytes."""
-    out = np.zeros(max(4, (len(fields) + 3) // 4 * 4), np.uint32)
-    for i, f in enumerate(fields):
-        if isinstance(f, (float, np.floating)):
-            out[i] = np.float32(f).view(np.uint32)
-        else:
-            out[i] = np.uint32(int(f) & 0xFFFFFFFF)
-    return out
 
 
 _default: Device | None = None

@@ -1,7 +1,8 @@
 """The shader library: WGSL sources by name, with their includes resolved.
 
-Sources are the `.wgsl` files of `kernels/` (shipped inside the wheel as `q8ta_wgpu/kernels/`)
-and sources registered at run time (a probe's kernel variants, a test's shader): registering
+Sources are the `.wgsl` files of `kernels/` (shipped inside the wheel as `q8ta_wgpu/kernels/`),
+the struct declarations generated from `uniforms.py` (`struct_<name>.wgsl`), and sources
+registered at run time (a probe's kernel variants, a test's shader): registering
 is how new code reaches `Device.pipeline` without touching the package's files.
 
 A line `// #include "name.wgsl"` is replaced by that source, recursively. Each source enters a
@@ -18,6 +19,8 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+
+from . import uniforms
 
 # The include that names the packed dot product, and the file each dot4 mode resolves it to.
 DOT4_INCLUDE = "dot4.wgsl"
@@ -40,8 +43,9 @@ class ShaderLibrary:
     for the life of the library and cannot change its text (compiled modules and pipelines are
     cached by name), nor take a kernel file's name."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, generated: Mapping[str, str] | None = None) -> None:
         self._root = root
+        self._generated = dict(generated or {})  # sources made from Python definitions
         self._registered: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -57,7 +61,7 @@ class ShaderLibrary:
         """Make `source` loadable as `name` (idempotent for the same text)."""
         if not re.fullmatch(r"[\w.]+\.wgsl", name):
             raise ValueError(f"shader name {name!r} must be letters, digits, '_' or '.' ending in .wgsl")
-        if (self.root / name).is_file():
+        if (self.root / name).is_file() or name in self._generated:
             raise ValueError(f"shader name {name!r} is a kernel file of {self.root}; choose another")
         with self._lock:
             old = self._registered.get(name)
@@ -74,6 +78,8 @@ class ShaderLibrary:
         with self._lock:
             if name in self._registered:
                 return self._registered[name]
+        if name in self._generated:
+            return self._generated[name]
         path = self.root / name
         if not path.is_file():
             raise FileNotFoundError(f"no shader named {name!r} in {self.root} or registered")
@@ -103,5 +109,5 @@ class ShaderLibrary:
         return resolve(name, ())
 
 
-# The library every Device uses unless given another.
-LIBRARY = ShaderLibrary()
+# The library every Device uses unless given another; it serves the structs of uniforms.py.
+LIBRARY = ShaderLibrary(generated=uniforms.SOURCES)

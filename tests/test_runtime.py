@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import q8ta_wgpu as q8
-from q8ta_wgpu.runtime import pack_fields
 from q8ta_wgpu.shaders import DOT4_INCLUDE, DOT4_SOURCES, LIBRARY, ShaderLibrary, kernels_dir
 
 from .conftest import assert_within_1lsb
@@ -97,7 +96,7 @@ def test_pipeline_and_bind_group_caches(device):
     desc = q8.layouts.tensor_desc((1, 2, 3, 4), "4C", 0)
     u = device.uniform(desc)
     assert device.uniform(desc.copy()) is u
-    assert device.uniform(pack_fields(1, 2, 3)) is not u
+    assert device.uniform(np.array([1, 2, 3, 0], np.uint32)) is not u
     g1 = device.bind_group(p1, [a, b, u])
     assert device.bind_group(p1, [a, b, u]) is g1
     assert device.bind_group(p1, [b, a, u]) is not g1
