@@ -230,12 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Comparisons with other libraries (cuDNN fp16 under CUDA graphs, ncnn int8 on Vulkan)\n"
         "run from a clone of the repository: python bench/run.py (same options).",
     )
-    try:
-        from .bench import add_arguments
-    except ImportError:  # pragma: no cover - bench module missing in a trimmed install
-        add_arguments = None
-    if add_arguments is not None:
-        add_arguments(p)
+    from .bench import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=cmd_bench)
     return ap
 

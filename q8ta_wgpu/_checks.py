@@ -75,7 +75,7 @@ def check_float_vector(name: str, x: Any, length: int, *, positive: bool = False
     return a
 
 
-def check_scale_product(input_scale: float, weight_scales: np.ndarray) -> np.ndarray:
+def check_scale_product(input_scale: float | np.floating, weight_scales: np.ndarray) -> np.ndarray:
     """input_scale * weight_scales in float32 (the epilogue's per-channel scale): finite and > 0."""
     with np.errstate(over="ignore", under="ignore"):
         prod = np.float32(input_scale) * weight_scales.astype(np.float32)

@@ -17,7 +17,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
@@ -245,7 +245,8 @@ class QTensor:
             src = dev.upload(x)
             dst = dev.buffer(nbytes)
             dev.run([pack_pass(dev, src, dst, x.shape, layout, zero_point)])
-        return cls(dst, tuple(int(s) for s in x.shape), layout, scale, zero_point, dev)
+        n, c, h, w = (int(s) for s in x.shape)
+        return cls(dst, (n, c, h, w), layout, scale, zero_point, dev)
 
     def numpy(self) -> np.ndarray:
         """Unpack on the GPU and read back: NCHW int8."""
@@ -727,6 +728,7 @@ class QConv2d:
         geo = kernel_geometry(self.geometry(shape), in_layout)
         method = _resolve_method(self.method, geo, in_layout)
         # Measured choices: tuned now (tune=True), else cached or shipped for this adapter model.
+        choice: dict[str, Any] | None
         if self.tune and dev.has_timestamps:
             choice = tuning.tune(self, geo, in_layout)
         else:
@@ -883,6 +885,10 @@ class QConv2d:
             post = [unpack_pass(dev, plan.out, plan.out_nchw, plan.geo.output_shape, "4W4C")]
         return plan, [*pre, *plan.passes(dev, plan.x_packed, plan.out), *post], plan.out
 
+    @overload
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
+    @overload
+    def __call__(self, x: QTensor) -> QTensor: ...
     def __call__(self, x: np.ndarray | QTensor) -> np.ndarray | QTensor:
         """Run the conv on x (numpy int8 NCHW -> numpy int8; QTensor -> QTensor)."""
         dev = self.device
@@ -922,6 +928,50 @@ class QConv2d:
 
 def geo_input_shape(geo: ConvGeometry) -> tuple[int, int, int, int]:
     return (geo.N, geo.C_in, geo.H, geo.W)
+
+
+@overload
+def conv2d(
+    x: np.ndarray,
+    weight: np.ndarray,
+    weight_scales: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    input_scale: float | None = None,
+    input_zero_point: int | None = None,
+    output_scale: float,
+    output_zero_point: int,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    activation: str = "none",
+    method: str = "auto",
+    device: Device | None = None,
+    output_layout: str = "4W4C",
+) -> np.ndarray: ...
+
+
+@overload
+def conv2d(
+    x: QTensor,
+    weight: np.ndarray,
+    weight_scales: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    input_scale: float | None = None,
+    input_zero_point: int | None = None,
+    output_scale: float,
+    output_zero_point: int,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    activation: str = "none",
+    method: str = "auto",
+    device: Device | None = None,
+    output_layout: str = "4W4C",
+) -> QTensor: ...
 
 
 def conv2d(

@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -355,7 +355,7 @@ class Device:
             self._modules[key] = mod
         return mod
 
-    def pipeline(self, name: str, constants: dict[str, int | float | bool] | None = None) -> Any:
+    def pipeline(self, name: str, constants: Mapping[str, int | float | bool] | None = None) -> Any:
         """The compute pipeline of kernels/<name> (entry point `main`) with these override
         constants; cached by (file, constants)."""
         consts = dict(sorted((constants or {}).items()))

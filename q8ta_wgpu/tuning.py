@@ -173,7 +173,7 @@ def tune(
     m_count = geo.m_blocks
     aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
     # Unaligned groups: gemm_q8.wgsl only; no tiled candidate fits: the default config.
-    cands = (gemm_candidates(dev, geo, m_count) if aligned else []) or [None]
+    cands: list[dict[str, Any] | None] = [*(gemm_candidates(dev, geo, m_count) if aligned else [])] or [None]
     # Scratch input and output, made once for every candidate's passes.
     x = dev.buffer(4 * packed_words((geo.N, geo.C_in, geo.H, geo.W), in_layout))
     y = dev.buffer(4 * packed_words(geo.output_shape, "4W4C"))

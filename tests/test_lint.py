@@ -1,5 +1,6 @@
-"""ruff lint and format checks over the repository (configuration in pyproject.toml), as CI runs
-them: `ruff check .` and `ruff format --check .` from the repository root."""
+"""ruff lint and format checks over the repository and mypy over the package (configuration in
+pyproject.toml; .pre-commit-config.yaml runs the same before a commit), as CI runs them:
+`ruff check .`, `ruff format --check .` and `mypy` from the repository root."""
 
 from __future__ import annotations
 
@@ -34,3 +35,19 @@ def test_ruff_format() -> None:
         pytest.fail(
             f"ruff format would change files (run `ruff format .`):\n{p.stdout}{p.stderr}", pytrace=False
         )
+
+
+def test_mypy_package() -> None:
+    try:
+        import mypy  # noqa: F401
+    except ImportError:
+        pytest.skip("mypy is a test extra: pip install -e '.[test]'")
+    p = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if p.returncode:
+        pytest.fail(f"mypy found problems:\n{p.stdout}{p.stderr}", pytrace=False)
