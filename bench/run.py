@@ -1,6 +1,6 @@
 """The comparison benchmark: `python -m q8ta_wgpu bench` plus the peers, on the same shapes.
 
-    python bench/run.py [--tune] [--suite spec,...] [--append] [--no-torch] [--no-ncnn]
+    python bench/run.py [--tune] [--suite spec,...] [--append] [--no-torch] [--no-ncnn] [--md BENCHMARKS.md]
     python bench/run.py --ship-tuning tuning.json...   # a --tune run's cache -> q8ta_wgpu/tuned/
 
 Peers (each optional; its columns are null where it is absent):
@@ -12,8 +12,11 @@ Peers (each optional; its columns are null where it is absent):
 
 q8ta_wgpu's own figures (standalone conv and per layer in a chain, GPU timestamps) come from the
 package's bench; the ratios compare per layer in a chain with per call in a CUDA graph (cuDNN)
-and with per layer in a chain (ncnn). --ship-tuning turns the choices that `--tune` measured
-(the tuning cache, $Q8TA_WGPU_TUNING_CACHE) into the tables `method="auto"` reads.
+and with per layer in a chain (ncnn). After a run it plots the results JSON it wrote
+(<adapter>.png beside it) and rewrites --md from every results file in --out (bench/report.py;
+`python bench/report.py` does the same from the results alone). --ship-tuning turns the
+choices that `--tune` measured (the tuning cache, $Q8TA_WGPU_TUNING_CACHE) into the tables
+`method="auto"` reads.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.peers.ncnn_int8 import NcnnInt8Conv, chainable, ncnn_info  # noqa: E402
 from bench.peers.torch_cuda import TorchCudaPeer  # noqa: E402
+from bench.report import plot_results, write_benchmarks_md  # noqa: E402
 from q8ta_wgpu import bench as q8bench  # noqa: E402
 from q8ta_wgpu import tuning  # noqa: E402
 from q8ta_wgpu.configs import ConvConfig  # noqa: E402
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-torch", action="store_true", help="leave out the cuDNN / torch._int_mm peer")
     p.add_argument("--no-ncnn", action="store_true", help="leave out the ncnn int8 Vulkan peer")
     p.add_argument("--no-profile", action="store_true", help="skip the profiler's cuDNN kernel-time check")
+    p.add_argument("--md", default="BENCHMARKS.md",
+                   help="markdown summary to (re)write from the results in --out after the run; '' to skip")  # fmt: skip
     p.add_argument("--ship-tuning", nargs="+", type=Path, metavar="CACHE",
                    help="only write the shipped tables (q8ta_wgpu/tuned/) from these tuning caches")  # fmt: skip
     args = p.parse_args(argv)
@@ -117,7 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         ncnn_peer = NcnnPeer(repeats=args.repeats)
         print(f"ncnn peer: {ncnn_peer.anchors()}", flush=True)
         peers.append(ncnn_peer)
-    return q8bench.main(args, peers)
+    code, path = q8bench.run_bench(args, peers)
+    if code == 0 and path is not None:
+        png = plot_results(path)
+        if png is not None:
+            print(f"wrote {png}")
+        if args.md:
+            write_benchmarks_md(path.parent, Path(args.md))
+            print(f"wrote {args.md}")
+    return code
 
 
 if __name__ == "__main__":

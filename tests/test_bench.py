@@ -1,10 +1,12 @@
 """The benchmark's anchors and output: the packed-dot microkernel computes what it claims
 (against numpy, with dot4I8Packed and with the by-hand fallback), every chain of the peak kernel has its own product (so no compiler can share
-them and inflate the peak), and a small `bench` run writes complete, self-consistent results."""
+them and inflate the peak), and a small `bench` run writes complete, self-consistent results,
+from which bench/report.py (run by bench/run.py after a run) writes the markdown and the plot."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -17,6 +19,7 @@ from q8ta_wgpu import bench
 from q8ta_wgpu.configs import SPEC_CONFIGS
 from q8ta_wgpu.runtime import Pass
 
+REPO = Path(__file__).resolve().parent.parent
 KERNELS = Path(bench.__file__).parent.parent / "kernels"
 if not KERNELS.is_dir():  # installed wheel: kernels ship inside the package
     KERNELS = Path(bench.__file__).parent / "kernels"
@@ -73,11 +76,25 @@ def test_peak_chains_have_distinct_products():
 def _bench_args(tmp_path, *extra: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     bench.add_arguments(p)
-    args = p.parse_args(
-        ["--repeats", "3", "--chain", "4", "--out", str(tmp_path), "--md", str(tmp_path / "B.md"), *extra]
-    )
+    args = p.parse_args(["--repeats", "3", "--chain", "4", "--out", str(tmp_path), *extra])
     args.adapter = args.backend = None  # the CLI's global options: the default adapter
     return args
+
+
+def _load(name: str):
+    """A script of the repository's bench/ folder, loaded by its path."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _report(tmp_path, path: Path) -> str:
+    """bench/report.py on a results folder: the plot of `path` and the markdown (its text)."""
+    report = _load("report")
+    assert report.plot_results(path) == tmp_path / f"{path.stem}.png"
+    report.write_benchmarks_md(tmp_path, tmp_path / "B.md")
+    return (tmp_path / "B.md").read_text()
 
 
 def _check_chain_modes(rows) -> None:
@@ -144,7 +161,9 @@ def test_bench_run_writes_consistent_results(device, tmp_path, monkeypatch):
     assert summ["lines"]
     ho = res["host_overhead"]
     assert ho["call_us"] > 0 and ho["recorded_call_us"] > 0 and ho["recorded_chain"] >= 2
-    assert res["adapter"] in (tmp_path / "B.md").read_text()
+    # The package's bench writes the JSON only; bench/report.py writes the markdown and the plot.
+    assert sorted(f.name for f in tmp_path.iterdir()) == [path.name]
+    assert res["adapter"] in _report(tmp_path, path)
     assert (tmp_path / f"{path.stem}.png").exists()
 
 
@@ -152,7 +171,8 @@ def test_bench_peer_fields_ratios_and_append(device, tmp_path, monkeypatch):
     """A peer's row fields land in each row with ratios against q8ta's chain and standalone
     times; the summary counts wins per suite; --append keeps the other suites' rows."""
     monkeypatch.setattr(bench, "warm_up", lambda dev, seconds=1.0: None)
-    assert bench.main(_bench_args(tmp_path, "--suite", "mobilenet_dw", "--max-mmacs", "0.5")) == 0
+    first = bench.run_bench(_bench_args(tmp_path, "--suite", "mobilenet_dw", "--max-mmacs", "0.5"))
+    assert first == (0, tmp_path / f"{bench.slug(device.name)}.json"), "the exit code and the JSON written"
     peer = FixedPeer(2e-3)
     args = _bench_args(tmp_path, "--suite", "spec", "--max-mmacs", "2", "--append")
     assert bench.main(args, [peer]) == 0
@@ -175,5 +195,22 @@ def test_bench_peer_fields_ratios_and_append(device, tmp_path, monkeypatch):
     assert got["of"] == len(spec) and got["wins"] == sum(v > 1 for v in ratios)
     assert got["median"] == pytest.approx(float(np.median(ratios)))
     assert res["summary"]["suites"]["mobilenet_dw"]["vs_cudnn_fp16"] is None
+    # bench/report.py's command line: every results file plotted, the markdown rewritten.
+    assert sorted(f.name for f in tmp_path.iterdir()) == [path.name]
+    report, png = _load("report"), tmp_path / f"{path.stem}.png"
+    assert report.main(["--results", str(tmp_path), "--md", str(tmp_path / "B.md")]) == 0
     md = (tmp_path / "B.md").read_text()
     assert "channels_last" in md and "fixed_peer 1.0" in md
+    assert png.exists() and f"(bench/results/{png.name})" in md, "the markdown shows the plot"
+    # bench/run.py after a run: the plot of the JSON the package's bench returned, the markdown.
+    run = _load("run")
+    monkeypatch.setattr(run.q8bench, "run_bench", lambda args, peers: (0, path))
+    png.unlink()
+    opts = ["--no-torch", "--no-ncnn", "--out", str(tmp_path), "--md"]
+    assert run.main([*opts, str(tmp_path / "R.md")]) == 0
+    assert png.exists() and (tmp_path / "R.md").read_text() == md
+    png.unlink()
+    assert run.main([*opts, ""]) == 0
+    assert png.exists() and sorted(f.name for f in tmp_path.glob("*.md")) == ["B.md", "R.md"]
+    monkeypatch.setattr(run.q8bench, "run_bench", lambda args, peers: (3, None))
+    assert run.main([*opts, str(tmp_path / "C.md")]) == 3 and not (tmp_path / "C.md").exists()
