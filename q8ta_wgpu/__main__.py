@@ -107,7 +107,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import reference
     from .configs import MOBILENET_DW_CONFIGS, POINTWISE_CONFIGS, SPEC_CONFIGS, make_case
-    from .conv import QConv2d, valid_methods
+    from .conv import QConv2d
+    from .planner import valid_methods
 
     dev = _device(args)
     cfgs = SPEC_CONFIGS + POINTWISE_CONFIGS + MOBILENET_DW_CONFIGS
@@ -226,9 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time each conv with GPU timestamps, standalone and per layer in a chain of convs\n"
         "in one compute pass (as a network runs it), and rate its kernels against anchors measured\n"
         "in the same process: copy bandwidth (im2col) and the dot4I8Packed peak (GEMM). Writes\n"
-        "bench/results/<adapter>.json (see notebooks/performance.ipynb) and BENCHMARKS.md.\n"
-        "Comparisons with other libraries (cuDNN fp16 under CUDA graphs, ncnn int8 on Vulkan)\n"
-        "run from a clone of the repository: python bench/run.py (same options).",
+        "bench/results/<adapter>.json only (see notebooks/performance.ipynb). Comparisons with\n"
+        "other libraries (cuDNN fp16 under CUDA graphs, ncnn int8 on Vulkan) run from a clone of\n"
+        "the repository: python bench/run.py (same options), which also writes BENCHMARKS.md and\n"
+        "the plots; python bench/report.py rewrites them from the results.",
     )
     from .bench import add_arguments
 

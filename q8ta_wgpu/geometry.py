@@ -175,3 +175,16 @@ class ConvGeometry:
     def macs(self) -> int:
         """Multiply-accumulates of the conv (C_in/groups per output)."""
         return self.N * self.C_out * self.H_out * self.W_out * self.C_in_per_group * self.KH * self.KW
+
+
+def fold_workgroups(count: int, lim: int, name: str) -> tuple[int, int, int]:
+    """A 1-D workgroup count folded into (x, y, 1) with x, y <= `lim` (max-compute-workgroups-
+    per-dimension of device `name`); kernels rebuild the linear index as gid.x + gid.y * nwg.x * WG."""
+    count = max(1, int(count))
+    if count <= lim:
+        return (count, 1, 1)
+    y = -(-count // lim)
+    x = -(-count // y)
+    if y > lim:
+        raise ValueError(f"dispatch of {count} workgroups exceeds {lim}*{lim} on {name}")
+    return (x, y, 1)

@@ -17,6 +17,7 @@ import numpy as np
 import wgpu
 
 from . import _native
+from .geometry import fold_workgroups
 from .shaders import LIBRARY, ShaderLibrary
 
 ADAPTER_ENV = "Q8TA_WGPU_ADAPTER"
@@ -547,15 +548,7 @@ class Device:
     def workgroups(self, count: int) -> tuple[int, int, int]:
         """Fold a 1-D workgroup count into (x, y, 1) with x, y <= max-workgroups-per-dimension;
         kernels rebuild the linear index as gid.x + gid.y * num_workgroups.x * WG."""
-        count = max(1, int(count))
-        lim = self.max_workgroups
-        if count <= lim:
-            return (count, 1, 1)
-        y = -(-count // lim)
-        x = -(-count // y)
-        if y > lim:
-            raise ValueError(f"dispatch of {count} workgroups exceeds {lim}*{lim} on {self.name}")
-        return (x, y, 1)
+        return fold_workgroups(count, self.max_workgroups, self.name)
 
     def run(
         self, passes: Sequence[Pass], *, timestamps: bool = False, whole: bool = False

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .layouts import packed_words
+from .planner import DeviceLimits, GemmConfig, resolve_method, tiled_config_error, valid_methods
+
 if TYPE_CHECKING:
     from .conv import QConv2d
     from .geometry import ConvGeometry
@@ -114,8 +117,7 @@ def store(dev: Any, key: str, choice: dict[str, Any]) -> None:
 def gemm_candidates(dev: Any, geo: ConvGeometry, m_count: int) -> list[dict[str, Any]]:
     """gemm_q8_tiled configurations for this shape (tile no wider than twice the work) that
     `dev` can run."""
-    from .conv import tiled_config_error
-
+    limits = DeviceLimits.of(dev)
     c4_pg = -(-geo.C_out // 4) if geo.groups == 1 else geo.C_out_per_group // 4
     k4_pg = geo.K_per_group // 4
     out = []
@@ -125,22 +127,13 @@ def gemm_candidates(dev: Any, geo: ConvGeometry, m_count: int) -> list[dict[str,
                 continue
             for bk in STAGES:
                 consts = {"WG_M": wg_m, "WG_N": wg_n, "BK": bk, "TM": tm, "TN": tn}
-                if bk > 2 * k4_pg or tiled_config_error(dev, consts):
+                if bk > 2 * k4_pg or tiled_config_error(limits, consts):
                     continue
                 for splits in SPLITS:
                     if splits > most_splits or (splits > 1 and k4_pg < splits * bk):
                         continue
                     out.append({"kernel": "gemm_q8_tiled.wgsl", "constants": consts, "splits": splits})
     return out
-
-
-def _build_passes(conv: QConv2d, geo: ConvGeometry, method: str, in_layout: str, x: Any, y: Any) -> list:
-    """The passes of `conv` for this shape and method under its current gemm_override, reading
-    scratch input buffer x and writing scratch output buffer y (pipelines compiled here)."""
-    from .conv import _Plan
-
-    specs = conv._specs(geo, method, in_layout, "4W4C")
-    return _Plan(geo, method, in_layout, "4W4C", specs).passes(conv.device, x, y)
 
 
 def _time_all(dev: Any, runs: list[list], repeats: int) -> list[float]:
@@ -156,9 +149,6 @@ def tune(
     conv: QConv2d, geo: ConvGeometry, in_layout: str, *, repeats: int = 5, force_measure: bool = False
 ) -> dict[str, Any]:
     """Measure and return the fastest {"method", "gemm"} for this conv and shape (cached)."""
-    from .conv import _resolve_method, valid_methods
-    from .layouts import packed_words
-
     dev = conv.device
     key = shape_key(conv, geo, in_layout)
     hit = lookup(dev, key)
@@ -166,7 +156,7 @@ def tune(
         return hit
     if not dev.has_timestamps:
         raise RuntimeError(f"tuning needs GPU timestamps; {dev.name} has no timestamp-query feature")
-    default_method = _resolve_method(conv.method, geo, in_layout)
+    default_method = resolve_method(conv.method, geo, in_layout)
     methods = [default_method]
     if conv.method == "auto":
         methods += [m for m in valid_methods(geo, in_layout) if m != default_method]
@@ -177,31 +167,27 @@ def tune(
     # Scratch input and output, made once for every candidate's passes.
     x = dev.buffer(4 * packed_words((geo.N, geo.C_in, geo.H, geo.W), in_layout))
     y = dev.buffer(4 * packed_words(geo.output_shape, "4W4C"))
-    saved = conv.gemm_override
-    try:
 
-        def passes(method: str, gemm: dict[str, Any] | None) -> list:
-            conv.gemm_override = gemm
-            return _build_passes(conv, geo, method, in_layout, x, y)
+    def passes(method: str, gemm: dict[str, Any] | None) -> list:
+        config = GemmConfig.from_dict(gemm) if gemm else None
+        return conv.candidate_passes(geo, method, in_layout, config, x, y)
 
-        # Compile every candidate first, then time them back to back on a busy GPU.
-        times = _time_all(dev, [passes(default_method, g) for g in cands], repeats)
-        # The other methods with the default method's TOP_K fastest GEMM configurations (the
-        # best tile for one method is not always the best for another: the implicit GEMM
-        # gathers A as it goes; timing every candidate again would double the tuning), timed
-        # in one batch with the default method's best, which is timed again there: the least
-        # of many noisy times would otherwise be favoured.
-        order = sorted(range(len(cands)), key=times.__getitem__)
-        top = [cands[i] for i in order[:TOP_K]]
-        trials = [(default_method, top[0])] + [(m, g) for m in methods[1:] for g in top]
-        if len(trials) > 1:
-            times2 = _time_all(dev, [passes(m, g) for m, g in trials], repeats)
-        else:
-            times2 = [times[order[0]]]
-        best_t = min(times2)
-        best_method, best_gemm = trials[times2.index(best_t)]
-    finally:
-        conv.gemm_override = saved
+    # Compile every candidate first, then time them back to back on a busy GPU.
+    times = _time_all(dev, [passes(default_method, g) for g in cands], repeats)
+    # The other methods with the default method's TOP_K fastest GEMM configurations (the best
+    # tile for one method is not always the best for another: the implicit GEMM gathers A as it
+    # goes; timing every candidate again would double the tuning), timed in one batch with the
+    # default method's best, which is timed again there: the least of many noisy times would
+    # otherwise be favoured.
+    order = sorted(range(len(cands)), key=times.__getitem__)
+    top = [cands[i] for i in order[:TOP_K]]
+    trials = [(default_method, top[0])] + [(m, g) for m in methods[1:] for g in top]
+    if len(trials) > 1:
+        times2 = _time_all(dev, [passes(m, g) for m, g in trials], repeats)
+    else:
+        times2 = [times[order[0]]]
+    best_t = min(times2)
+    best_method, best_gemm = trials[times2.index(best_t)]
     choice = {"method": best_method, "gemm": best_gemm, "time_s": best_t, "candidates": len(cands)}
     store(dev, key, choice)
     return choice

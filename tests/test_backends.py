@@ -22,9 +22,7 @@ from q8ta_wgpu import reference, runtime
 from q8ta_wgpu.configs import POINTWISE_CONFIGS, SPEC_CONFIGS, make_case
 from q8ta_wgpu.shaders import LIBRARY
 
-from .conftest import assert_within_1lsb
-from .test_conv import EXTRA, methods_for
-from .test_layouts import SHAPES, ZPS
+from .helpers import EXTRA, SHAPES, ZPS, assert_within_1lsb, methods_for
 
 SKIP_OPENGL_ENV = "Q8TA_SKIP_OPENGL"
 

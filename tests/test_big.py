@@ -13,7 +13,7 @@ from q8ta_wgpu import _split, reference
 from q8ta_wgpu.configs import ConvConfig, make_case
 from q8ta_wgpu.conv import X, Y
 
-from .conftest import assert_within_1lsb
+from .helpers import assert_within_1lsb
 
 
 def _cfg(co, ci, h, w, k, s=1, p=0, d=1, g=1, n=1):
@@ -107,11 +107,11 @@ def test_split_im2col_4w4c_either_work_layout(device, small_limits, monkeypatch,
     """Chunks of m-blocks (mb_base > 0) over input windows through im2col_4w4c, with the GPUs'
     work layout (two blocks a thread, WG apart) and the CPU adapters' (runs of k-blocks)
     whichever adapter runs the test."""
-    from q8ta_wgpu import conv as convmod
+    from q8ta_wgpu import planner
 
-    chosen = convmod.IM2COL_4W4C[layout]
-    monkeypatch.setattr(convmod, "IM2COL_4W4C", {"cpu": chosen, "gpu": chosen})
-    monkeypatch.setattr(convmod, "SPREAD_RUN2_BLOCKS", 0)
+    chosen = planner.IM2COL_4W4C[layout]
+    monkeypatch.setattr(planner, "IM2COL_4W4C", {"cpu": chosen, "gpu": chosen})
+    monkeypatch.setattr(planner, "SPREAD_RUN2_BLOCKS", 0)
     cfg = SPLIT_CASES[name][0]
     y, ref, _, plan = _run(device, cfg, method="im2col_4w4c")
     assert_within_1lsb(y, ref, f"split {name} im2col_4w4c {layout} layout")

@@ -11,24 +11,21 @@ import q8ta_wgpu as q8
 from q8ta_wgpu import reference
 from q8ta_wgpu.configs import POINTWISE_CONFIGS, SPEC_CONFIGS, ConvConfig, make_case
 
-from .conftest import assert_within_1lsb
+from .helpers import (
+    EXTRA,
+    S_IN,
+    TORCH_SAFE_W,
+    Case,
+    _cfg,
+    _make_data,
+    _requantize,
+    _torch_conv,
+    assert_within_1lsb,
+    big_marked_slow,
+    methods_for,
+)
 
 ALL_SPEC = SPEC_CONFIGS + POINTWISE_CONFIGS
-
-
-def methods_for(cfg: ConvConfig, *, fused: bool = True) -> list[str]:
-    """Every method valid for cfg's conv on a 4W4C input: both im2col kernels, and the fused
-    implicit GEMM. With groups == 1 any C_in takes the 4W4C kernels (run with C_in padded to a
-    multiple of 4). fused=False: the im2col kernels that make cfg's own im2col matrix (the
-    4W4C one needs C_in/groups % 4 == 0 for that)."""
-    ms = ["im2col_generic"]
-    if (cfg.c_in // cfg.groups) % 4 == 0 or (fused and cfg.groups == 1):
-        ms.append("im2col_4w4c")
-        if fused and (cfg.groups == 1 or (cfg.c_out // cfg.groups) % 4 == 0):
-            ms.append("implicit_4w4c")
-    if fused and cfg.c_in == cfg.c_out == cfg.groups > 1:
-        ms.append("depthwise_4w4c")
-    return ms
 
 
 def run_both(device, case, method, what):
@@ -45,7 +42,7 @@ QPARAMS = [
 ]
 
 
-@pytest.mark.parametrize("cfg", ALL_SPEC, ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", big_marked_slow(ALL_SPEC), ids=lambda c: c.name)
 @pytest.mark.parametrize("qp", range(len(QPARAMS)), ids=["upstream_zp", "other_zp"])
 def test_spec_configs_both_kernels(device, cfg, qp):
     for i, method in enumerate(methods_for(cfg)):
@@ -107,12 +104,12 @@ def test_im2col_4w4c_work_layouts(device, monkeypatch, cfg, layout, run2_from, r
     stepped without divisions (CPU adapters), or blocks WG apart, two a thread from a matrix
     size on (GPUs; grids whose last workgroup is partly idle). Every layout gives the
     reference's bytes."""
-    from q8ta_wgpu import conv as convmod
+    from q8ta_wgpu import planner
 
-    monkeypatch.setattr(convmod, "IM2COL_4W4C", {"cpu": layout, "gpu": layout})
+    monkeypatch.setattr(planner, "IM2COL_4W4C", {"cpu": layout, "gpu": layout})
     if run2_from is not None:
-        monkeypatch.setattr(convmod, "SPREAD_RUN2_BLOCKS", run2_from)
-    consts, threads = convmod.im2col_pass_shape(device, "im2col_4w4c", 7, 36)
+        monkeypatch.setattr(planner, "SPREAD_RUN2_BLOCKS", run2_from)
+    consts, threads = planner.im2col_pass_shape(device.on_cpu, "im2col_4w4c", 7, 36)
     assert consts["RUN"] == run
     assert threads == (-(-7 * 36 // run) if layout["SPREAD"] else 7 * -(-36 // run))
     x = make_case(cfg, seed=4)["args"][0]
@@ -120,39 +117,6 @@ def test_im2col_4w4c_work_layouts(device, monkeypatch, cfg, layout, run2_from, r
     want = reference.im2col(x, cfg.kernel, input_zero_point=-5, **kw)
     got = q8.im2col(x, cfg.kernel, input_zero_point=-5, method="im2col_4w4c", device=device, **kw)
     assert got.tobytes() == want.tobytes(), f"{cfg.name} {layout} RUN {run}: im2col bytes differ"
-
-
-def _cfg(co, ci, h, w, k, s=1, p=0, d=1, g=1, n=1):
-    pr = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
-    return ConvConfig("x", co, ci, h, w, pr(k), pr(s), pr(p), pr(d), g, n)
-
-
-EXTRA = {
-    "batch2": _cfg(16, 8, 9, 11, 3, 1, 1, n=2),
-    "batch3_generic_odd_c": _cfg(7, 5, 6, 7, 3, 1, 1, n=3),
-    "cin_cout_odd": _cfg(13, 7, 10, 9, 3, 1, 1),
-    "cin1": _cfg(6, 1, 8, 8, 3, 1, 1),
-    "dilation2": _cfg(12, 8, 12, 12, 3, 1, 2, d=2),
-    "dilation_asym": _cfg(8, 8, 13, 11, 3, 1, (1, 3), d=(1, 3)),
-    "stride_2_1_pad_0_2": _cfg(16, 8, 11, 10, 3, (2, 1), (0, 2)),
-    "stride_1_3": _cfg(8, 4, 9, 17, 3, (1, 3), 1),
-    "groups2_odd_cout_pg": _cfg(6, 8, 7, 7, 3, 1, 1, g=2),
-    "groups3_cpg3": _cfg(9, 9, 6, 6, 3, 1, 1, g=3),
-    "depthwise": _cfg(16, 16, 10, 10, 3, 1, 1, g=16),
-    "depthwise_multiplier2": _cfg(16, 8, 9, 9, 3, 2, 1, g=8),
-    "depthwise_odd_c": _cfg(7, 7, 8, 5, 3, 1, 1, g=7),
-    "k1x1_strided": _cfg(20, 12, 9, 9, 1, 2, 0),
-    "k1x1_padded": _cfg(8, 8, 5, 5, 1, 1, 1),
-    "k5x5": _cfg(12, 8, 14, 13, 5, 1, 2),
-    "k7x7_s2": _cfg(16, 3, 23, 23, 7, 2, 3),
-    "k1x3": _cfg(8, 8, 6, 9, (1, 3), 1, (0, 1)),
-    "h1": _cfg(8, 8, 1, 17, (1, 3), 1, (0, 1)),
-    "w1": _cfg(8, 8, 17, 1, (3, 1), 1, (1, 0)),
-    "h1w1": _cfg(8, 12, 1, 1, 1),
-    "h1w1_padded_3x3": _cfg(8, 4, 1, 1, 3, 1, 1),
-    "wide_w_odd": _cfg(4, 4, 3, 61, 3, 1, 1),
-    "groups4_batch2_5x5": _cfg(16, 16, 12, 12, 5, 2, 2, g=4, n=2),
-}
 
 
 @pytest.mark.parametrize("name", list(EXTRA))
@@ -202,7 +166,7 @@ def test_channels_not_a_multiple_of_4_run_padded_on_4w4c_kernels(device, c_in, k
     """groups == 1, C_in % 4 != 0: on a 4W4C input the conv runs as one of align4(C_in) channels
     with zero weights appended (conv.kernel_geometry), through every 4W4C method. The result
     does not depend on what the padding slots hold: here random bytes, not the zero point."""
-    from q8ta_wgpu.conv import kernel_geometry, valid_methods
+    from q8ta_wgpu.planner import kernel_geometry, valid_methods
 
     cfg = _cfg(12, c_in, 11, 10, k, s=2 if k == 7 else 1, p=k // 2, n=2)
     case = make_case(cfg, seed=20 + c_in + k, activation="relu")
@@ -251,10 +215,10 @@ def test_depthwise_4w4c(device, monkeypatch, name, unroll):
     k9 still loops) and looping over the size in the uniform (CPU adapters): strides, dilations,
     padding wider than the kernel reaches, batches, C not a multiple of 4, numpy and QTensor
     inputs, 4C1W output."""
-    from q8ta_wgpu import conv as convmod
-    from q8ta_wgpu.conv import valid_methods
+    from q8ta_wgpu import planner
+    from q8ta_wgpu.planner import valid_methods
 
-    monkeypatch.setattr(convmod, "DEPTHWISE_UNROLL_TAPS", {"gpu": unroll, "cpu": unroll})
+    monkeypatch.setattr(planner, "DEPTHWISE_UNROLL_TAPS", {"gpu": unroll, "cpu": unroll})
     cfg = DEPTHWISE[name]
     geo = cfg.geometry()
     assert "depthwise_4w4c" in valid_methods(geo) and "depthwise_4w4c" not in valid_methods(geo, "4C")
@@ -366,8 +330,6 @@ def test_repeated_calls_reuse_plan_and_outputs_do_not_alias(device):
 def _random_torch_cases(n: int = 24) -> list:
     """n random conv configurations (seeded): batch, odd channels, groups incl. depthwise,
     asymmetric kernel/stride/padding/dilation, zero points anywhere in int8, bias, ReLU."""
-    from .test_reference import Case
-
     rng = np.random.default_rng(2026)
     cases = []
     while len(cases) < n:
@@ -396,14 +358,12 @@ def _random_torch_cases(n: int = 24) -> list:
 @pytest.mark.parametrize("case", _random_torch_cases(), ids=lambda c: c.id)
 def test_gpu_matches_torch_quantized_conv(device, case):
     """The GPU conv, every valid method, against PyTorch's quantized conv2d (onednn; see
-    tests/test_reference.py for why not fbgemm, and why weights stay in [-64, 64]) on random
+    tests/helpers.py for why not fbgemm, and why weights stay in [-64, 64]) on random
     configurations: at most 1 LSB. The GPU result is also checked against the reference first,
     so a failure says which side is off. Both are also checked against the float64 conv
     requantized: where torch is off from it by more than 1 LSB and the GPU is not, torch is the
     one that is wrong (torch 2.11's oneDNN AVX-512 path on the GPU machine's Xeon: 139 LSB on
     rand20, exact with ONEDNN_MAX_CPU_ISA=AVX2), and that case is an xfail naming the numbers."""
-    from .test_reference import S_IN, TORCH_SAFE_W, _make_data, _requantize, _torch_conv
-
     d = _make_data(case, need_float=True, w_max=TORCH_SAFE_W)  # see TORCH_SAFE_W
     want = _torch_conv(case, d)  # skips, with a reason, without torch
     kw = dict(

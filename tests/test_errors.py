@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import q8ta_wgpu as q8
 from q8ta_wgpu import reference
 
-from .conftest import assert_within_1lsb
+from .helpers import assert_within_1lsb
 
 RNG = np.random.default_rng(0)
 X = RNG.integers(-128, 128, (1, 8, 6, 6), dtype=np.int8)
@@ -352,6 +352,7 @@ def _mutate(case, mutation, pick):
         kw["output_layout"] = ["NCHW", "4w4c", "NHWC"][pick % 3]
 
 
+@pytest.mark.slow
 @settings(
     max_examples=800,  # ~6 s on lavapipe
     deadline=None,

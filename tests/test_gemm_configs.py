@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 
 import q8ta_wgpu as q8
-from q8ta_wgpu import conv as convmod
-from q8ta_wgpu import reference, tuning
+from q8ta_wgpu import planner, reference, tuning
 from q8ta_wgpu.configs import ConvConfig, make_case
+from q8ta_wgpu.planner import DeviceLimits
 
-from .conftest import assert_within_1lsb
+from .helpers import assert_within_1lsb
 
 SHAPES = [
     # M = 2*9*ceil(11/4) m-blocks, 44 channels (11 blocks), K = 3*3*20 = 180 (45 k-blocks)
@@ -35,7 +35,9 @@ def test_tiled_gemm_configs_match_the_reference(device, cfg, tile):
         for wg_m, wg_n in [(8, 8), (4, 16), (16, 4)]:
             for bk in (8, 16, 32):
                 consts = {"WG_M": wg_m, "WG_N": wg_n, "BK": bk, "TM": tm, "TN": tn}
-                if convmod.tiled_config_error(device, consts):  # e.g. too many loads a thread
+                if planner.tiled_config_error(
+                    DeviceLimits.of(device), consts
+                ):  # e.g. too many loads a thread
                     continue
                 for splits in (1, 3):
                     conv.gemm_override = {
@@ -53,16 +55,23 @@ def test_tile_constants_are_checked(device):
     """TM and TN take only the values the kernel is written for; BK must be even (k-blocks go in
     pairs); the tuner offers half and quarter tiles, and only configurations that pass these checks."""
     base = {"WG_M": 8, "WG_N": 8, "BK": 8}
-    assert convmod.tiled_config_error(device, {**base, "TM": 3}) == "TM 3 is not one of (1, 2)"
-    assert convmod.tiled_config_error(device, {**base, "TN": 0}) == "TN 0 is not one of (1, 2)"
-    assert convmod.tiled_config_error(device, {**base, "BK": 7}) == "BK 7 is not a positive multiple of 2"
-    half = convmod.tiled_kernel("gemm_q8_tiled.wgsl", {**base, "TM": 1})
+    assert (
+        planner.tiled_config_error(DeviceLimits.of(device), {**base, "TM": 3}) == "TM 3 is not one of (1, 2)"
+    )
+    assert (
+        planner.tiled_config_error(DeviceLimits.of(device), {**base, "TN": 0}) == "TN 0 is not one of (1, 2)"
+    )
+    assert (
+        planner.tiled_config_error(DeviceLimits.of(device), {**base, "BK": 7})
+        == "BK 7 is not a positive multiple of 2"
+    )
+    half = planner.tiled_kernel("gemm_q8_tiled.wgsl", {**base, "TM": 1})
     assert (half.tm, half.tn) == (1, 2)
-    assert half.workgroup_bytes(8, 8, 8) < convmod.TILED_KERNELS["gemm_q8_tiled.wgsl"].workgroup_bytes(
+    assert half.workgroup_bytes(8, 8, 8) < planner.TILED_KERNELS["gemm_q8_tiled.wgsl"].workgroup_bytes(
         8, 8, 8
     )
     geo = SHAPES[0].geometry()
     cands = tuning.gemm_candidates(device, geo, geo.m_blocks)
     tiles = {(c["constants"]["TM"], c["constants"]["TN"]) for c in cands}
     assert tiles == {(2, 2), (1, 2), (2, 1), (1, 1)}
-    assert all(convmod.tiled_config_error(device, c["constants"]) is None for c in cands)
+    assert all(planner.tiled_config_error(DeviceLimits.of(device), c["constants"]) is None for c in cands)

@@ -9,8 +9,7 @@ import pytest
 import q8ta_wgpu as q8
 from q8ta_wgpu.layouts import LAYOUTS, packed_words
 
-SHAPES = [(1, 1, 1, 1), (1, 3, 5, 7), (2, 5, 3, 9), (3, 8, 4, 4), (2, 13, 7, 6), (1, 4, 1, 13), (2, 17, 2, 1)]
-ZPS = [-128, 0, 5, 127]
+from .helpers import SHAPES, ZPS
 
 
 def spec_address(layout: str, shape, n, c, h, w) -> tuple[int, int]:

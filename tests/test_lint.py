@@ -4,6 +4,7 @@ pyproject.toml; .pre-commit-config.yaml runs the same before a commit), as CI ru
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,7 @@ def test_ruff_format() -> None:
         )
 
 
+@pytest.mark.slow  # ~20 s
 def test_mypy_package() -> None:
     try:
         import mypy  # noqa: F401
@@ -51,3 +53,36 @@ def test_mypy_package() -> None:
     )
     if p.returncode:
         pytest.fail(f"mypy found problems:\n{p.stdout}{p.stderr}", pytrace=False)
+
+
+def _imported_test_modules(path: Path) -> list[str]:
+    """The test modules (test_*.py, conftest.py) a file under tests/ imports, as written."""
+
+    def is_test_module(name: str) -> bool:
+        parts = name.split(".")
+        if parts and parts[0] == "tests":
+            parts = parts[1:]
+        return bool(parts) and (parts[0].startswith("test_") or parts[0] == "conftest")
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if is_test_module(a.name)]
+        elif isinstance(node, ast.ImportFrom):
+            dots = "." * node.level
+            if node.module and is_test_module(node.module):
+                found.append(dots + node.module)
+            elif node.module in (None, "tests"):  # `from . import test_x`, `from tests import conftest`
+                base = dots + (f"{node.module}." if node.module else "")
+                found += [base + a.name for a in node.names if is_test_module(a.name)]
+    return found
+
+
+def test_test_modules_import_helpers_not_each_other() -> None:
+    """Shared helpers live in tests/helpers.py (fixtures and hooks in conftest.py): no file under
+    tests/ imports a test module or conftest, so each test module runs on its own and moving a
+    test never breaks another file."""
+    bad = {
+        p.name: names for p in sorted((ROOT / "tests").glob("*.py")) if (names := _imported_test_modules(p))
+    }
+    assert not bad, f"import from tests/helpers.py instead: {bad}"

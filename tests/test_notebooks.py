@@ -142,6 +142,7 @@ def test_stored_without_outputs(name: str) -> None:
             assert cell.execution_count is None, f"{name}.ipynb cell {i} has an execution count"
 
 
+@pytest.mark.slow  # a Jupyter kernel per notebook: ~5-9 s each on lavapipe
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs(name: str) -> None:
     nb, secs = _run(NOTEBOOKS / f"{name}.ipynb", _kernel_env())

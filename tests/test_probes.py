@@ -15,7 +15,10 @@ import q8ta_wgpu as q8
 from q8ta_wgpu import reference
 from q8ta_wgpu.configs import ConvConfig, make_case
 
-from .conftest import assert_within_1lsb
+from .helpers import assert_within_1lsb
+
+# Probes are experiments run like the benchmark: slow (seconds a shape on lavapipe); CI runs them.
+pytestmark = pytest.mark.slow
 
 PROBE = Path(__file__).resolve().parent.parent / "bench" / "probes" / "gemm_variants.py"
 
@@ -67,19 +70,19 @@ def test_installed_registers_without_touching_the_kernels(device):
     """Variants reach the device through the shader library and the tiled-kernel registry; the
     kernel files stay as shipped, and installing twice is harmless."""
     gv = _probe()
-    from q8ta_wgpu import conv as convmod
+    from q8ta_wgpu import planner
     from q8ta_wgpu.shaders import LIBRARY, kernels_dir
 
     before = sorted(p.name for p in kernels_dir().glob("*.wgsl"))
     files = gv.installed(["smem_ks2"])
     assert gv.installed(["smem_ks2"]) == files
-    assert files["smem_ks2"] in convmod.TILED_KERNELS
+    assert files["smem_ks2"] in planner.TILED_KERNELS
     assert "var<workgroup>" in LIBRARY.source(files["smem_ks2"])
     assert device.pipeline(files["smem_ks2"], {"WG_M": 4, "WG_N": 4, "BK": 8}) is not None
     assert sorted(p.name for p in kernels_dir().glob("*.wgsl")) == before
     with pytest.raises(ValueError, match="already registered"):
-        convmod.register_tiled_kernel(
-            files["smem_ks2"], convmod.TILED_KERNELS["gemm_q8_tiled.wgsl"]._replace(loads=1)
+        planner.register_tiled_kernel(
+            files["smem_ks2"], planner.TILED_KERNELS["gemm_q8_tiled.wgsl"]._replace(loads=1)
         )
 
 
@@ -97,13 +100,13 @@ def _declared_workgroup_bytes(src: str, wg_m: int, wg_n: int, bk: int, tm: int =
 def test_workgroup_bytes_match_the_kernels():
     """TiledKernel.workgroup_bytes, which the device-limit check uses, is what each kernel
     declares (the shipped kernel and every probe variant)."""
-    from q8ta_wgpu import conv as convmod
+    from q8ta_wgpu import planner
     from q8ta_wgpu.shaders import LIBRARY
 
     gv = _probe()
     shipped = LIBRARY.raw("gemm_q8_tiled.wgsl")
     kernels = {
-        f"shipped {tm}x{tn}": (shipped, convmod.tiled_kernel("gemm_q8_tiled.wgsl", {"TM": tm, "TN": tn}))
+        f"shipped {tm}x{tn}": (shipped, planner.tiled_kernel("gemm_q8_tiled.wgsl", {"TM": tm, "TN": tn}))
         for tm in (1, 2)
         for tn in (1, 2)
     }

@@ -12,7 +12,7 @@ from q8ta_wgpu import reference
 from q8ta_wgpu.configs import ConvConfig, make_case
 from q8ta_wgpu.runtime import Pass
 
-from .conftest import assert_within_1lsb
+from .helpers import assert_within_1lsb
 
 
 def _chain(device, c: int = 8, h: int = 10, w: int = 9):

@@ -10,72 +10,36 @@ on a rounding tie); every failure message reports how many elements differ.
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
 from typing import Any
 
 import numpy as np
 import pytest
 
 from q8ta_wgpu import reference
-from q8ta_wgpu.configs import POINTWISE_CONFIGS, SPEC_CONFIGS, ConvConfig
-from q8ta_wgpu.quant import quantize
+from q8ta_wgpu.configs import POINTWISE_CONFIGS, SPEC_CONFIGS
 
-try:  # pytest imports tests/conftest.py as tests.conftest (rootdir on sys.path) ...
-    from tests.conftest import assert_within_1lsb
-except ImportError:  # ... or as a top-level conftest, depending on the import mode
-    from conftest import assert_within_1lsb  # type: ignore[no-redef]
-
-# Spec section 5 test data.
-S_IN, ZP_IN, S_OUT, ZP_OUT = 0.008123, 2, 0.05314, -1
+from .helpers import (
+    S_IN,
+    TORCH_ENGINE,
+    TORCH_SAFE_W,
+    Case,
+    Data,
+    _is_big,
+    _make_data,
+    _out_size,
+    _pair,
+    _requantize,
+    _torch_conv,
+    assert_within_1lsb,
+)
 
 # At most this fraction of the outputs (plus 2) may be 1 LSB off. Float32 rounding moves only
 # values within ~1e-5 LSB of a .5 tie, so real runs show ~1e-5; a systematic error is far above.
 MAX_DIFF_FRACTION = 1e-3
 
 
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else v
-
-
 def _align4(v: int) -> int:
     return -(-v // 4) * 4
-
-
-def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One conv2d test configuration. s_out None means: pick it from the float result so that
-    the outputs use the int8 range instead of saturating."""
-
-    id: str
-    N: int
-    C_out: int
-    C_in: int
-    H: int
-    W: int
-    k: int | tuple[int, int]
-    stride: int | tuple[int, int] = 1
-    padding: int | tuple[int, int] = 0
-    dilation: int | tuple[int, int] = 1
-    groups: int = 1
-    zp_in: int = ZP_IN
-    zp_out: int = ZP_OUT
-    s_out: float | None = S_OUT
-    bias: bool = False
-    relu: bool = False
-    slow: bool = False
-
-    def conv_kwargs(self) -> dict[str, Any]:
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
-
-
-def _is_big(cfg: ConvConfig) -> bool:
-    """Marked slow: 256x256 inputs or >= 5e8 MACs (each such case takes ~0.3-2 s here)."""
-    return cfg.h * cfg.w >= 256 * 256 or cfg.geometry().macs >= 5e8
 
 
 def _spec_cases() -> list[Case]:
@@ -172,97 +136,6 @@ def _direct_im2col(
     return a
 
 
-def _float_conv(
-    x_q: np.ndarray,
-    zp_in: int,
-    s_in: float,
-    w_q: np.ndarray,
-    w_scales: np.ndarray,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    groups: int,
-) -> np.ndarray:
-    """Dequantize, then a float64 direct convolution with zero padding (no bias, no relu)."""
-    x = (x_q.astype(np.float64) - zp_in) * float(np.float32(s_in))
-    w = w_q.astype(np.float64) * w_scales.astype(np.float64)[:, None, None, None]
-    N, C_in, H, W = x.shape
-    C_out, Cpg, KH, KW = w.shape
-    (SH, SW), (PH, PW), (DH, DW) = _pair(stride), _pair(padding), _pair(dilation)
-    Ho, Wo = _out_size(H, KH, SH, PH, DH), _out_size(W, KW, SW, PW, DW)
-    G, Cop = groups, C_out // groups
-    xp = np.zeros((N, C_in, H + 2 * PH, W + 2 * PW))
-    xp[:, :, PH : PH + H, PW : PW + W] = x
-    wg = w.reshape(G, Cop, Cpg, KH, KW)
-    y = np.zeros((N, G, Cop, Ho, Wo))
-    for kh in range(KH):
-        for kw in range(KW):
-            patch = xp[
-                :,
-                :,
-                kh * DH : kh * DH + SH * (Ho - 1) + 1 : SH,
-                kw * DW : kw * DW + SW * (Wo - 1) + 1 : SW,
-            ]
-            patch = patch.reshape(N, G, Cpg, Ho, Wo)
-            y += np.einsum("ngchw,goc->ngohw", patch, wg[:, :, :, kh, kw], optimize=True)
-    return y.reshape(N, C_out, Ho, Wo)
-
-
-def _requantize(y: np.ndarray, bias: np.ndarray | None, relu: bool, s_out: float, zp_out: int) -> np.ndarray:
-    if bias is not None:
-        y = y + bias.astype(np.float64)[None, :, None, None]
-    if relu:
-        y = np.maximum(y, 0.0)
-    q = np.rint(y / float(np.float32(s_out))) + zp_out
-    return np.clip(q, -128, 127).astype(np.int8)
-
-
-@dataclasses.dataclass
-class Data:
-    x: np.ndarray
-    w: np.ndarray
-    w_scales: np.ndarray
-    bias: np.ndarray | None
-    s_out: float
-    y_float: np.ndarray | None  # float64 conv before bias/relu
-
-
-# torch's int8 conv kernels without VNNI (oneDNN's AVX2/AVX-512 paths, fbgemm) add u8*s8 pairs in
-# int16 with saturation: with quint8 activations up to 255 and weights of magnitude 128, a pair
-# (2*255*128 = 65280) saturates and torch is off by up to ~100 LSB (measured with
-# ONEDNN_MAX_CPU_ISA=AVX2 on this project's CI machine). Weights in [-64, 64] keep every pair
-# under 2^15 on every instruction set, so the torch cross-checks draw them there.
-TORCH_SAFE_W = 64
-
-
-def _make_data(case: Case, *, need_float: bool = True, w_max: int = 128) -> Data:
-    """Spec test data for a case (weights in [-w_max, w_max - 1], w_max = 128: the spec's full
-    range). The float64 conv is only computed when asked for or when the output scale is derived
-    from it."""
-    rng = np.random.default_rng(_seed(case.id))
-    KH, KW = _pair(case.k)
-    x = quantize(rng.uniform(-1, 1, (case.N, case.C_in, case.H, case.W)).astype(np.float32), S_IN, case.zp_in)
-    w = rng.integers(-w_max, w_max, (case.C_out, case.C_in // case.groups, KH, KW), dtype=np.int8)
-    w_scales = rng.uniform(0.005, 0.015, case.C_out).astype(np.float32)
-    y = None
-    std = 1.0
-    if need_float or case.s_out is None:
-        y = _float_conv(
-            x, case.zp_in, S_IN, w, w_scales, case.stride, case.padding, case.dilation, case.groups
-        )
-        std = float(y.std()) or 1.0
-    # Adaptive output scale: about +-4 sigma over the int8 range.
-    s_out = float(np.float32(4 * std / 127)) if case.s_out is None else case.s_out
-    # Upstream-scale cases: bias of ~+-1 real unit (~+-19 LSB); others: ~+-1 sigma.
-    bias_mag = 1.0 if case.s_out is not None else std
-    bias = rng.uniform(-bias_mag, bias_mag, case.C_out).astype(np.float32) if case.bias else None
-    return Data(x, w, w_scales, bias, s_out, y)
-
-
-def _seed(name: str) -> int:
-    return sum((i + 1) * ord(c) for i, c in enumerate(name))  # stable across runs (no hash())
-
-
 def _run_reference(case: Case, d: Data) -> np.ndarray:
     return reference.conv2d(
         d.x,
@@ -279,7 +152,7 @@ def _run_reference(case: Case, d: Data) -> np.ndarray:
 
 
 def _assert_within_1lsb(got: np.ndarray, want: np.ndarray, label: str) -> int:
-    """conftest's 1-LSB check (which also records the count for the session summary), plus a
+    """helpers' 1-LSB check (which also records the count for the session summary), plus a
     bound on how many elements may differ."""
     n_diff = assert_within_1lsb(got, want, label)
     assert n_diff <= 2 + MAX_DIFF_FRACTION * got.size, (
@@ -503,65 +376,6 @@ def test_conv2d_matches_float_reference(case: Case) -> None:
 
 
 # --- conv2d against PyTorch's quantized conv2d ---------------------------------------------------
-
-# Engine survey (torch 2.13.0+cpu on an x86 CPU with AVX512-VNNI; all 46 cases of this file,
-# 19.6M outputs): no engine is bit-exact, because each requantizes with one fused multiplier
-# s_in*s_w/s_out (and some quantize the bias to int32) where the spec multiplies twice in float32;
-# values near a .5 tie then round the other way.
-# - onednn and x86 (identical here): max 1 LSB, 114 outputs differ (~6e-6);
-# - qnnpack: max 1 LSB, 2062 differ (~1e-4; it rounds the bias to int32 at scale s_in*s_w);
-# - fbgemm: closest elsewhere (15 differ), but depthwise convs with padding and a non-zero input
-#   zero point are off by up to ~90 LSB (not int16 saturation: this CPU takes the VNNI path;
-#   padding 0 is exact), so it cannot check depthwise.
-# We use onednn: within 1 LSB on every case.
-TORCH_ENGINE = "onednn"
-
-
-def _torch_conv(case: Case, d: Data) -> np.ndarray:
-    torch = pytest.importorskip("torch", reason="PyTorch is needed for the quantized-conv check")
-    aoF = pytest.importorskip(
-        "torch.ao.nn.quantized.functional",
-        reason="torch.ao quantized functional ops are unavailable",
-    )
-    if TORCH_ENGINE not in torch.backends.quantized.supported_engines:
-        pytest.skip(f"torch quantized engine {TORCH_ENGINE} is unavailable")
-    s_in = float(np.float32(S_IN))
-    s_out = float(np.float32(d.s_out))
-    old_engine = torch.backends.quantized.engine
-    torch.backends.quantized.engine = TORCH_ENGINE
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # quantized tensors are deprecated
-            # quint8 activations: int8 values and zero points shifted by +128 (same real values).
-            x_real = torch.from_numpy((d.x.astype(np.float32) - case.zp_in) * np.float32(s_in))
-            xt = torch.quantize_per_tensor(x_real, s_in, case.zp_in + 128, torch.quint8)
-            assert np.array_equal(xt.int_repr().numpy().astype(np.int16) - 128, d.x)
-            scales = torch.from_numpy(d.w_scales.astype(np.float64))
-            w_real = torch.from_numpy(d.w.astype(np.float64)) * scales[:, None, None, None]
-            wt = torch.quantize_per_channel(
-                w_real.float(), scales, torch.zeros(case.C_out, dtype=torch.int64), 0, torch.qint8
-            )
-            assert np.array_equal(wt.int_repr().numpy(), d.w)
-            bias = None if d.bias is None else torch.from_numpy(d.bias)
-            s, p, dl = _pair(case.stride), _pair(case.padding), _pair(case.dilation)
-            yt = aoF.conv2d(
-                xt,
-                wt,
-                bias,
-                stride=s,
-                padding=p,
-                dilation=dl,
-                groups=case.groups,
-                scale=s_out,
-                zero_point=case.zp_out + 128,
-                dtype=torch.quint8,
-            )
-            q = yt.int_repr().numpy().astype(np.int16) - 128
-    finally:
-        torch.backends.quantized.engine = old_engine
-    if case.relu:
-        q = np.maximum(q, case.zp_out)  # same as a fused relu: real 0 is zp_out
-    return q.astype(np.int8)
 
 
 @pytest.mark.parametrize("case", _params(ALL_CASES))

@@ -17,7 +17,7 @@ from q8ta_wgpu import reference, runtime
 from q8ta_wgpu.configs import SPEC_CONFIGS, ConvConfig, make_case
 from q8ta_wgpu.runtime import Pass
 
-from .conftest import assert_within_1lsb
+from .helpers import assert_within_1lsb
 
 
 def _cfg(co, ci, h, w, k, s=1, p=0, d=1, g=1, n=1):
@@ -50,7 +50,10 @@ def _finalizers() -> int:
     return len(getattr(weakref.finalize, "_registry", ()))
 
 
-@pytest.mark.parametrize("mode", ["numpy", "qtensor", "qtensor_numpy", "functional"])
+@pytest.mark.parametrize(
+    "mode",
+    ["numpy", "qtensor", "qtensor_numpy", pytest.param("functional", marks=pytest.mark.slow)],  # ~5.5 s
+)
 def test_2000_calls_do_not_grow_buffers_or_memory(device, mode):
     x, conv, case = _conv(device, _cfg(8, 8, 10, 10, 3, p=1))
     xt = q8.QTensor.from_numpy(x, conv.input_scale, conv.input_zero_point, device=device)

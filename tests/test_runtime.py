@@ -10,7 +10,7 @@ import pytest
 import q8ta_wgpu as q8
 from q8ta_wgpu.shaders import DOT4_INCLUDE, DOT4_SOURCES, LIBRARY, ShaderLibrary, kernels_dir
 
-from .conftest import assert_within_1lsb
+from .helpers import assert_within_1lsb
 
 
 def test_info_names_adapter_and_limits(device):

@@ -2,7 +2,7 @@
 the same int8 outputs (at most 1 LSB, differing elements counted), and quantized torch tensors
 round-trip through QTensor. Skipped only when torch is not installed.
 
-torch's quantized engine is onednn where available: in our survey (tests/test_reference.py) it is
+torch's quantized engine is onednn where available: in our survey (tests/helpers.py) it is
 within 1 LSB of the spec's math on every case; fbgemm is wrong on depthwise convs with padding.
 Builds without onednn (e.g. ARM) fall back to x86, then qnnpack (also within 1 LSB, more often).
 """
@@ -19,10 +19,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed (optional 
 import q8ta_wgpu as q8  # noqa: E402
 from q8ta_wgpu import reference  # noqa: E402
 
-try:  # pytest imports tests/conftest.py as tests.conftest (rootdir on sys.path) ...
-    from tests.conftest import assert_within_1lsb
-except ImportError:  # ... or as a top-level conftest, depending on the import mode
-    from conftest import assert_within_1lsb  # type: ignore[no-redef]
+from .helpers import assert_within_1lsb  # noqa: E402
 
 nn = torch.nn
 aq = torch.ao.quantization

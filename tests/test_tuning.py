@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import q8ta_wgpu as q8
-from q8ta_wgpu import conv as convmod
-from q8ta_wgpu import reference, tuning
+from q8ta_wgpu import planner, reference, tuning
 from q8ta_wgpu.configs import ConvConfig, make_case
+from q8ta_wgpu.planner import DeviceLimits
 
-from .conftest import assert_within_1lsb
+from .helpers import assert_within_1lsb
 
 
 @pytest.fixture
@@ -51,13 +51,13 @@ def test_tune_measures_caches_and_reuses(device, fresh_cache, monkeypatch, cfg):
     (choices,) = data.values()  # one adapter
     (choice,) = choices.values()  # one shape
     geo = cfg.geometry()
-    assert choice["method"] in convmod.valid_methods(geo, "4W4C")
+    assert choice["method"] in planner.valid_methods(geo, "4W4C")
     assert choice["time_s"] > 0 and choice["candidates"] >= 1
     gemm = choice["gemm"]
     if gemm is not None:
-        assert gemm["kernel"] in convmod.TILED_KERNELS
+        assert gemm["kernel"] in planner.TILED_KERNELS
         c = gemm["constants"]
-        assert convmod.tiled_config_error(device, c, gemm["kernel"]) is None
+        assert planner.tiled_config_error(DeviceLimits.of(device), c, gemm["kernel"]) is None
     else:  # only where no tiled candidate exists
         aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
         m_count = geo.m_blocks
@@ -99,7 +99,7 @@ def test_other_methods_try_the_best_configs_and_the_winner_is_retimed(device, fr
     case = make_case(cfg, seed=3)
     x, w, ws, b = case["args"]
     conv = q8.QConv2d(w, ws, b, device=device, **case["kwargs"])
-    geo = convmod.kernel_geometry(conv.geometry(x.shape), "4W4C")
+    geo = planner.kernel_geometry(conv.geometry(x.shape), "4W4C")
     cands = tuning.gemm_candidates(device, geo, geo.m_blocks)
     assert len(cands) > tuning.TOP_K
     key = lambda g: json.dumps(g, sort_keys=True)  # noqa: E731
@@ -109,8 +109,8 @@ def test_other_methods_try_the_best_configs_and_the_winner_is_retimed(device, fr
     rank = {key(g): i for i, g in enumerate(cands)}
     batches = []
 
-    def fake_build(conv, geo, method, in_layout, x, y):
-        return [(method, key(conv.gemm_override))]
+    def fake_passes(geo, method, in_layout, gemm, x, y):
+        return [(method, key(gemm.to_dict()))]
 
     def fake_time_all(dev, runs, repeats):
         batches.append([r[0] for r in runs])
@@ -121,7 +121,7 @@ def test_other_methods_try_the_best_configs_and_the_winner_is_retimed(device, fr
             t[m] - (1e-6 if m == "implicit_4w4c" and rank[g] == 2 else 0) for m, g in (r[0] for r in runs)
         ]
 
-    monkeypatch.setattr(tuning, "_build_passes", fake_build)
+    monkeypatch.setattr(conv, "candidate_passes", fake_passes)
     monkeypatch.setattr(tuning, "_time_all", fake_time_all)
     choice = tuning.tune(conv, geo, "4W4C")
     assert (choice["method"], rank[key(choice["gemm"])], choice["time_s"]) == ("implicit_4w4c", 2, 7e-6)
@@ -179,7 +179,7 @@ def test_configs_over_the_devices_workgroup_limits_are_refused(device, fresh_cac
     assert cands
     for c in cands:
         k = c["constants"]
-        tiles = convmod.tiled_kernel(c["kernel"], k)
+        tiles = planner.tiled_kernel(c["kernel"], k)
         assert tiles.workgroup_bytes(k["WG_M"], k["WG_N"], k["BK"]) <= 8192
     monkeypatch.setitem(device.limits, "max-compute-invocations-per-workgroup", 32)
     conv.gemm_override = {

@@ -34,7 +34,7 @@ def shaped_like_gemm(results: str) -> None:
 
     import q8ta_wgpu as q8
     from q8ta_wgpu.bench import SUITES
-    from q8ta_wgpu.conv import tiled_kernel
+    from q8ta_wgpu.planner import tiled_kernel
 
     by_name = {c.name: c for suite in SUITES.values() for c in suite}
     dev = q8.default_device()

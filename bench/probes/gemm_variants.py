@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from q8ta_wgpu.conv import TiledKernel
+from q8ta_wgpu.planner import TiledKernel
 
 HEAD = """// #include "layout.wgsl"
 // #include "epilogue.wgsl"
@@ -400,7 +400,7 @@ def installed(names: list[str]) -> dict[str, str]:
     """Make the variants loadable as kernels `v_<name>.wgsl`: their sources registered with the
     shader library and their tile structures with the conv's tiled kernels (both idempotent).
     Returns {name: kernel name}."""
-    from q8ta_wgpu import conv as convmod
+    from q8ta_wgpu import planner
     from q8ta_wgpu.shaders import LIBRARY
 
     table = {**variants(), **ablations()}
@@ -408,7 +408,7 @@ def installed(names: list[str]) -> dict[str, str]:
     for n in names:
         src, tiles, _ = table[n]
         LIBRARY.register(f"v_{n}.wgsl", src)
-        convmod.register_tiled_kernel(f"v_{n}.wgsl", tiles)
+        planner.register_tiled_kernel(f"v_{n}.wgsl", tiles)
         files[n] = f"v_{n}.wgsl"
     return files
 
@@ -418,7 +418,7 @@ def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], me
     config, seconds of each GEMM pass) for every kernel x config the kernel can take, timed back
     to back on a busy GPU."""
     import q8ta_wgpu as q8
-    from q8ta_wgpu import conv as convmod
+    from q8ta_wgpu import planner
     from q8ta_wgpu.configs import make_case
 
     case = make_case(cfg)
@@ -433,7 +433,7 @@ def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], me
             consts = {"WG_M": wm, "WG_N": wn, "BK": bk}
             if tile:  # the shipped kernel's blocks per thread
                 consts.update(TM=tile[0], TN=tile[1])
-            why = convmod.tiled_config_error(dev, consts, kern)
+            why = planner.tiled_config_error(planner.DeviceLimits.of(dev), consts, kern)
             if why:
                 print(f"  skipped {kern} {[wm, wn, bk, splits, *tile]}: {why}", flush=True)
                 continue

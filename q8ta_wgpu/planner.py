@@ -1,0 +1,616 @@
+"""The planner: what a conv runs, as data. Pure: no device, no buffers, no hidden state.
+
+    plan_passes(conv, geo, method, in_layout, out_layout, gemm, limits) -> ConvPlan
+
+takes the conv's quantization and geometry (`ConvSpec`, `ConvGeometry`), a method, layouts, a
+GEMM configuration (`GemmConfig`, or None for the measured default) and the device's limits
+(`DeviceLimits`), and returns typed pass specs: the kernel and its override constants, the
+resources it binds by role (the call's input and output, the weights, a scratch buffer, a
+uniform's words) and its workgroup grid. `QConv2d` turns specs into pipelines and bind groups
+once per shape (conv.py); the tuner asks for the specs of each candidate configuration
+(tuning.py). Work too big for one binding is split here (_split.py).
+
+Adding a method is one planner case (a branch of `plan_passes`), one kernel file and, where it
+has a uniform of its own, one struct in uniforms.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _split
+from .geometry import ConvGeometry, align4, ceil4, fold_workgroups
+from .layouts import tensor_desc
+from .uniforms import CONV_PARAMS, GEMM_PARAMS, TENSOR_DESC
+
+METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise", "implicit_4w4c", "depthwise_4w4c")
+ACTIVATIONS = ("none", "relu")
+# At most this many m-blocks per dispatch keeps every GEMM grid within
+# max-compute-workgroups-per-dimension (tiles of >= 16 m-blocks).
+MAX_DISPATCH_MBLOCKS = 16 * 65535
+
+
+# ---- the device, as the planner sees it ---------------------------------------------------
+@dataclass(frozen=True)
+class DeviceLimits:
+    """What the planner needs to know of a device: its limits (WebGPU names) and whether it is a
+    CPU adapter (some measured defaults differ there). `name` is for messages."""
+
+    name: str
+    limits: Mapping[str, int]
+    max_binding_size: int
+    max_buffer_size: int
+    max_workgroups: int
+    on_cpu: bool
+
+    @classmethod
+    def of(cls, dev: Any) -> DeviceLimits:
+        """The limits of a `Device` now."""
+        return cls(
+            dev.name,
+            dict(dev.limits),
+            dev.max_binding_size,
+            dev.max_buffer_size,
+            dev.max_workgroups,
+            dev.on_cpu,
+        )
+
+    def workgroups(self, count: int) -> tuple[int, int, int]:
+        """Fold a 1-D workgroup count into (x, y, 1) with x, y <= max-workgroups-per-dimension;
+        kernels rebuild the linear index as gid.x + gid.y * num_workgroups.x * WG."""
+        return fold_workgroups(count, self.max_workgroups, self.name)
+
+
+def check_buffer(limits: DeviceLimits, what: str, nbytes: int) -> None:
+    if nbytes > limits.max_buffer_size:
+        raise ValueError(
+            f"{what} needs {nbytes} bytes in one buffer; this adapter ({limits.name}) allows "
+            f"{limits.max_buffer_size} (max-buffer-size)"
+        )
+
+
+def check_binding(limits: DeviceLimits, what: str, nbytes: int) -> None:
+    if nbytes > limits.max_binding_size:
+        raise ValueError(
+            f"{what} needs {nbytes} bytes in one storage binding; this adapter ({limits.name}) "
+            f"allows {limits.max_binding_size} (max-storage-buffer-binding-size)"
+        )
+
+
+# ---- what a conv is ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConvSpec:
+    """A quantized conv's arguments other than its tensors, checked (QConv2d builds it): what
+    the planner needs besides the input shape."""
+
+    weight_shape: tuple[int, int, int, int]  # C_out, C_in/groups, KH, KW
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    output_zero_point: int
+    activation: str = "none"
+
+    def geometry(self, input_shape: tuple[int, ...]) -> ConvGeometry:
+        """The conv's sizes for an input of NCHW `input_shape` (checks it fits the weight)."""
+        return ConvGeometry.make(
+            input_shape,
+            self.weight_shape,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+        )
+
+
+def kernel_geometry(geo: ConvGeometry, in_layout: str) -> ConvGeometry:
+    """The geometry the kernels run for conv `geo` on an input in `in_layout`.
+
+    With groups == 1 and C_in % 4 != 0 (e.g. an RGB input), a 4W4C tensor already holds
+    align4(C_in) channels, the extra slots the zero point: the conv runs as one of align4(C_in)
+    input channels whose extra weights are 0, which gives the same integers whatever the
+    slots hold. The 4W4C kernels (word gathers, the implicit GEMM, pointwise) then serve it
+    instead of the byte-by-byte im2col_generic, for a longer K (a 3x3 RGB conv: 36 columns
+    instead of 28; 1x1: 4 either way). Other layouts, and grouped convs, keep C_in."""
+    if geo.groups == 1 and geo.C_in % 4 and in_layout == "4W4C":
+        return dataclasses.replace(geo, C_in=align4(geo.C_in))
+    return geo
+
+
+def resolve_method(method: str, geo: ConvGeometry, in_layout: str) -> str:
+    """The method that runs: "auto" resolved, any other checked against the conv."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    fits_4w4c = in_layout == "4W4C" and geo.C_in_per_group % 4 == 0
+    if method == "auto":
+        if in_layout == "4W4C" and geo.is_pointwise:
+            return "pointwise"
+        if in_layout == "4W4C" and geo.is_depthwise:
+            return "depthwise_4w4c"
+        return "im2col_4w4c" if fits_4w4c else "im2col_generic"
+    if method == "depthwise_4w4c" and not (in_layout == "4W4C" and geo.is_depthwise):
+        raise ValueError(
+            "method 'depthwise_4w4c' needs a 4W4C input and one input and one output channel per "
+            f"group (groups == C_in == C_out) (input layout {in_layout}, C_in/groups = "
+            f"{geo.C_in_per_group}, C_out/groups = {geo.C_out_per_group})"
+        )
+    if method == "im2col_4w4c" and not fits_4w4c:
+        raise ValueError(
+            "method 'im2col_4w4c' needs a 4W4C input and C_in/groups % 4 == 0 (a conv with "
+            f"groups == 1 takes any C_in) (input layout {in_layout}, C_in/groups = "
+            f"{geo.C_in_per_group}); use 'im2col_generic'"
+        )
+    if method == "pointwise" and not (in_layout == "4W4C" and geo.is_pointwise):
+        raise ValueError(
+            "method 'pointwise' needs a 1x1 kernel, stride 1, padding 0, a 4W4C input and "
+            "groups == 1 or C_in/groups % 4 == 0"
+        )
+    if method == "implicit_4w4c" and not (fits_4w4c and (geo.groups == 1 or geo.C_out_per_group % 4 == 0)):
+        raise ValueError(
+            "method 'implicit_4w4c' needs a 4W4C input, C_in/groups % 4 == 0 and groups == 1 or "
+            f"C_out/groups % 4 == 0 (input layout {in_layout}, C_in/groups = "
+            f"{geo.C_in_per_group}, C_out/groups = {geo.C_out_per_group})"
+        )
+    return method
+
+
+def valid_methods(geo: ConvGeometry, in_layout: str = "4W4C") -> list[str]:
+    """Every method (other than "auto") that can run this conv on an input in `in_layout`."""
+    geo = kernel_geometry(geo, in_layout)
+    out = []
+    for m in METHODS[1:]:
+        try:
+            resolve_method(m, geo, in_layout)
+        except ValueError:
+            continue
+        out.append(m)
+    return out
+
+
+# ---- GEMM kernels and configurations -------------------------------------------------------
+class TiledKernel(NamedTuple):
+    """The structure of a tiled GEMM kernel (shared-memory stages, split-K, implicit), which
+    decides what a configuration (WG_M, WG_N, BK and, where the kernel takes them, TM, TN) asks
+    of the device."""
+
+    tm: int  # m-blocks per thread (the tile has tm*WG_M); the TM constant's default
+    tn: int  # channel blocks per thread (the tile has tn*WG_N); the TN constant's default
+    loads: int  # most global loads per thread per stage, for A and for W
+    k_groups: int = 1  # thread groups splitting each tile's K, reduced in shared memory
+    buffers: int = 1  # shared-memory copies of a stage (2: double-buffered; 0: none)
+    bk_multiple: int = 1  # BK must be a multiple of this (the k-block loop's unrolling)
+    tile_choices: tuple[int, ...] = ()  # values the TM and TN constants may take (): fixed
+
+    def threads(self, wg_m: int, wg_n: int) -> int:
+        return wg_m * wg_n * self.k_groups
+
+    def workgroup_bytes(self, wg_m: int, wg_n: int, bk: int) -> int:
+        """Shared memory: per k-group and buffer, a stage of BK rows of tm*WG_M (A) and tn*WG_N
+        (W) vec4 blocks, each row padded by one; with k-groups, a reduction area of one 4x4
+        accumulator block per thread of each k-group past the first."""
+        stage = 16 * bk * (self.tm * wg_m + 1 + self.tn * wg_n + 1)
+        return self.k_groups * self.buffers * stage + (self.k_groups - 1) * wg_m * wg_n * 4 * 16
+
+
+# Tiled GEMM kernels by file (or registered shader name: register_tiled_kernel).
+TILED_KERNELS: dict[str, TiledKernel] = {
+    "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=8, bk_multiple=2, tile_choices=(1, 2))
+}
+
+
+def register_tiled_kernel(name: str, structure: TiledKernel) -> None:
+    """Declare the tile structure of a tiled GEMM variant registered with the shader library
+    (a probe's), so that GEMM configurations can name it (idempotent for the same structure)."""
+    old = TILED_KERNELS.get(name)
+    if old is not None and old != structure:
+        raise ValueError(f"tiled kernel {name!r} is already registered with structure {old}")
+    TILED_KERNELS[name] = structure
+
+
+def tiled_kernel(kernel: str, consts: Mapping[str, Any]) -> TiledKernel:
+    """The structure of tiled kernel `kernel` under override constants `consts` (its TM, TN)."""
+    k = TILED_KERNELS[kernel]
+    if not k.tile_choices:
+        return k
+    return k._replace(tm=int(consts.get("TM", k.tm)), tn=int(consts.get("TN", k.tn)))
+
+
+def tiled_config_error(
+    limits: DeviceLimits, consts: Mapping[str, Any], kernel: str = "gemm_q8_tiled.wgsl"
+) -> str | None:
+    """Why `kernel` cannot run with override constants `consts` (WG_M x WG_N threads, BK k-blocks
+    a stage, TM x TN blocks a thread) on the device, or None. The device's workgroup limits are
+    checked here because wgpu does not check shared memory sized by override constants: a kernel
+    over the limit compiles, and on the H100 its dispatch hung the device."""
+    base = TILED_KERNELS[kernel]
+    for name in ("TM", "TN"):
+        if name in consts and int(consts[name]) not in base.tile_choices:
+            return f"{name} {consts[name]} is not one of {base.tile_choices or 'none (fixed tile)'}"
+    k = tiled_kernel(kernel, consts)
+    wg_m, wg_n, bk = int(consts["WG_M"]), int(consts["WG_N"]), int(consts["BK"])
+    if bk < 1 or bk % k.bk_multiple:
+        return f"BK {bk} is not a positive multiple of {k.bk_multiple}"
+    # Each thread prefetches its share of a stage (BK x tm*WG_M A blocks and BK x tn*WG_N W
+    # blocks over WG_M*WG_N threads) into a fixed number of named registers.
+    nt = wg_m * wg_n
+    if -(-bk * k.tm * wg_m // nt) > k.loads or -(-bk * k.tn * wg_n // nt) > k.loads:
+        return "too many loads per thread a stage"
+    threads = k.threads(wg_m, wg_n)
+    lim = limits.limits
+    most = min(lim["max-compute-invocations-per-workgroup"], lim["max-compute-workgroup-size-x"])
+    if threads > most:
+        return f"{threads} threads a workgroup, over the device's {most}"
+    need, have = k.workgroup_bytes(wg_m, wg_n, bk), lim["max-compute-workgroup-storage-size"]
+    if need > have:
+        return f"{need} bytes of workgroup memory, over the device's {have}"
+    return None
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Which GEMM kernel runs, with which override constants, in how many split-K slices. Its
+    dict form ({"kernel", "constants", "splits"}) is what tuning tables and results store."""
+
+    kernel: str
+    constants: tuple[tuple[str, int], ...]
+    splits: int = 1
+
+    @classmethod
+    def make(cls, kernel: str, constants: Mapping[str, int], splits: int = 1) -> GemmConfig:
+        return cls(kernel, tuple(sorted((k, int(v)) for k, v in constants.items())), int(splits))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GemmConfig:
+        return cls.make(d["kernel"], d["constants"], d.get("splits", 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kernel": self.kernel, "constants": dict(self.constants), "splits": self.splits}
+
+    @property
+    def consts(self) -> dict[str, int]:
+        return dict(self.constants)
+
+    @property
+    def tiled(self) -> bool:
+        return self.kernel in TILED_KERNELS
+
+
+# The simple kernel, for channel blocks that straddle groups (e.g. depthwise convs).
+SIMPLE_GEMM = GemmConfig.make("gemm_q8.wgsl", {"WG": 64, "TM": 2, "TN": 2, "MODE": 2})
+
+
+def gemm_aligned(geo: ConvGeometry) -> bool:
+    """Whether the tiled GEMM serves this conv (no channel block straddles two groups)."""
+    return geo.groups == 1 or geo.C_out_per_group % 4 == 0
+
+
+def default_gemm_config(geo: ConvGeometry, m_count: int, limits: DeviceLimits) -> GemmConfig:
+    """The untuned configuration for `m_count` m-blocks of `geo`: the tiled kernel where the
+    channel blocks are aligned to groups, with split-K when the tiles alone would leave the GPU
+    idle; else the simple kernel."""
+    if not gemm_aligned(geo):
+        return SIMPLE_GEMM
+    c4_pg = ceil4(geo.C_out) if geo.groups == 1 else geo.C_out_per_group // 4
+    k4_pg = geo.K_per_group // 4
+    # Untuned default, by adapter type, as measured. GPUs: what the H100 tuner picked most
+    # often (8x8 threads of 1x1 blocks, 8 k-blocks a stage). CPU adapters (lavapipe): 2x2
+    # blocks a thread and 16 k-blocks a stage, which run the GEMM's loop with more independent
+    # work per invocation. Narrow tiles for few channels a group.
+    cpu = limits.on_cpu
+    tm = tn = 2 if cpu else 1
+    wg_n = 8 if c4_pg > 4 else 4
+    wg_m = 64 // wg_n
+    fits16 = tiled_config_error(limits, {"WG_M": wg_m, "WG_N": wg_n, "BK": 16, "TM": tm, "TN": tn}) is None
+    bk = 16 if cpu and k4_pg >= 16 and fits16 else 8
+    tiles = -(-m_count // (tm * wg_m)) * -(-c4_pg // (tn * wg_n)) * geo.groups
+    # Split K while there are fewer tiles than ~2 waves of a large GPU and K is long.
+    splits = 1
+    while tiles * splits < 256 and k4_pg // (splits * 2) >= 4 * bk:
+        splits *= 2
+    consts = {"WG_M": wg_m, "WG_N": wg_n, "BK": bk, "TM": tm, "TN": tn}
+    return GemmConfig.make("gemm_q8_tiled.wgsl", consts, splits)
+
+
+# ---- the other kernels' measured shapes ----------------------------------------------------
+# im2col_4w4c.wgsl's layout of work, by adapter type, as measured
+# (bench/results/archive/2026-11-24_analysis_H100.md):
+# - GPUs: 128-thread workgroups, a thread's blocks WG apart (SPREAD), so a warp's stores stay
+#   contiguous; 2 blocks a thread from SPREAD_RUN2_BLOCKS blocks (8 MiB of A) on. On the H100,
+#   128 threads were 10-14% faster than 64 on 1-50 MiB matrices; 2 blocks a thread gained 3-6%
+#   more from 12 MiB on and lost 3-5% below 2 MiB. Consecutive runs were worse (spec17: 61%
+#   of copy bandwidth with 4 blocks vs 85% with 1).
+# - CPU adapters (lavapipe): 64 threads, 8 consecutive k-blocks a thread, the position stepped
+#   instead of divided (spec13: 60% of copy with 8 vs 28% with 1; 8 spread apart: 1.7x slower).
+IM2COL_4W4C = {"gpu": {"WG": 128, "RUN": 1, "SPREAD": True}, "cpu": {"WG": 64, "RUN": 8, "SPREAD": False}}
+SPREAD_RUN2_BLOCKS = 1 << 19
+# depthwise_4w4c.wgsl: threads a workgroup (one 4x4 output block a thread; 64 and 128 measured
+# the same on the H100), and by adapter type the most taps whose loops are unrolled for the
+# kernel's size (a pipeline per size; bigger kernels loop over the size in the uniform). On the
+# H100 unrolled loops were up to 18% faster; on lavapipe 1.0x to 1.2x slower
+# (bench/results/archive/2026-11-24_analysis_H100.md).
+DEPTHWISE_WG = 64
+DEPTHWISE_UNROLL_TAPS = {"gpu": 49, "cpu": 0}
+
+
+def im2col_pass_shape(on_cpu: bool, method: str, m_blocks: int, k4: int) -> tuple[dict[str, Any], int]:
+    """Override constants and thread count of the im2col kernel `method` for m_blocks x k4
+    blocks: im2col_4w4c runs RUN blocks per thread (IM2COL_4W4C), im2col_generic one."""
+    if method == "im2col_4w4c":
+        consts = dict(IM2COL_4W4C["cpu" if on_cpu else "gpu"])
+        if consts["SPREAD"]:
+            if m_blocks * k4 >= SPREAD_RUN2_BLOCKS:
+                consts["RUN"] = max(consts["RUN"], 2)
+            return consts, -(-m_blocks * k4 // consts["RUN"])
+        return consts, m_blocks * -(-k4 // consts["RUN"])
+    return {"WG": 64}, m_blocks * k4
+
+
+# ---- pass specs ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Bound:
+    """A buffer bound by role, whole or as a window [offset, offset + size) in bytes. Roles:
+    "x", "y" (the call's input and output), "weights" (prepacked for C_in/groups = `cin_pg`),
+    "weights_dw" (depthwise-packed), "chan" (per-channel epilogue records), "unused" (a tiny
+    buffer for bindings a kernel variant ignores) and scratch buffers (`ConvPlan.scratch`)."""
+
+    role: str
+    offset: int | None = None
+    size: int | None = None
+    cin_pg: int = 0  # for "weights"
+
+    def window(self, offset: int, size: int) -> Bound:
+        return dataclasses.replace(self, offset=offset, size=size)
+
+
+@dataclass(frozen=True)
+class UniformData:
+    """A uniform buffer holding these 32-bit words (a struct of uniforms.py, packed)."""
+
+    words: tuple[int, ...]
+
+    @classmethod
+    def of(cls, words: np.ndarray) -> UniformData:
+        return cls(tuple(int(w) for w in np.asarray(words, np.uint32)))
+
+
+Resource = Bound | UniformData
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """One dispatch: kernel (a shader library name), its override constants, the resources of
+    its bindings in @binding order, its workgroup grid, and a label for errors and timings."""
+
+    kernel: str
+    constants: tuple[tuple[str, int | bool], ...]
+    resources: tuple[Resource, ...]
+    workgroups: tuple[int, int, int]
+    label: str
+
+
+@dataclass
+class ConvPlan:
+    """The pass specs of one conv for one input shape and layout, and the scratch buffers they
+    bind (role -> bytes)."""
+
+    geo: ConvGeometry
+    method: str
+    in_layout: str
+    out_layout: str
+    specs: list[PassSpec]
+    scratch: dict[str, int] = field(default_factory=dict)
+
+
+def _spec(
+    kernel: str, consts: Mapping[str, int | bool], res: list[Resource], wgs: tuple[int, int, int], label: str
+) -> PassSpec:
+    return PassSpec(kernel, tuple(sorted(consts.items())), tuple(res), wgs, label)
+
+
+def conv_params(geo: ConvGeometry, mb_base: int, m_count: int) -> np.ndarray:
+    """The ConvParams uniform of m-blocks [mb_base, mb_base + m_count) of `geo`."""
+    return CONV_PARAMS.pack(
+        h_out=geo.H_out, w_out=geo.W_out, w4_out=ceil4(geo.W_out), k4=geo.K // 4,
+        kh=geo.KH, kw=geo.KW, stride_h=geo.stride[0], stride_w=geo.stride[1],
+        pad_h=geo.padding[0], pad_w=geo.padding[1], dil_h=geo.dilation[0], dil_w=geo.dilation[1],
+        cin_pg=geo.C_in_per_group, taps_pg=geo.KH * geo.KW * geo.C_in_per_group, k_pg=geo.K_per_group,
+        mb_base=mb_base, m_count=m_count,
+    )  # fmt: skip
+
+
+def gemm_params(
+    conv: ConvSpec,
+    geo: ConvGeometry,
+    base: int,
+    count: int,
+    k4_row: int,
+    splits: int = 1,
+    kspan: int = 0,
+    g_base: int = 0,
+) -> np.ndarray:
+    """The GemmParams uniform (epilogue.wgsl) of m-blocks [base, base + count) of `geo`: A's
+    row stride k4_row in k-blocks, `splits` K slices of `kspan` k-blocks, first group g_base."""
+    return GEMM_PARAMS.pack(
+        m_count=count, mb_base=base, k4=k4_row, k4_pg=geo.K_per_group // 4,
+        c4_out=ceil4(geo.C_out), cout_pg=geo.C_out_per_group, c_out=geo.C_out,
+        h_out=geo.H_out, w4_out=ceil4(geo.W_out), w_out=geo.W_out,
+        zp_in=conv.input_zero_point, zp_out=conv.output_zero_point,
+        inv_s_out=float(np.float32(1.0) / np.float32(conv.output_scale)),
+        relu=int(conv.activation == "relu"), splits=splits, kspan=kspan, g_base=g_base,
+    )  # fmt: skip
+
+
+def plan_passes(
+    conv: ConvSpec,
+    geo: ConvGeometry,
+    method: str,
+    in_layout: str,
+    out_layout: str,
+    gemm: GemmConfig | None,
+    limits: DeviceLimits,
+) -> ConvPlan:
+    """The passes of `conv` on an input of kernel geometry `geo` (kernel_geometry) in
+    `in_layout`, writing `out_layout`, with `method` (resolved) and GEMM configuration `gemm`
+    (None: default_gemm_config per chunk; ignored where the tiled kernel cannot serve): an
+    im2col pass (none for pointwise and implicit) and the GEMM passes, per chunk of m-blocks
+    (and per slice of output channels) such that A, the input and output windows and the
+    weights each fit one binding (_split.py; one chunk and one slice, binding whole tensors,
+    when all fit); or one depthwise pass per chunk."""
+    in_shape = (geo.N, geo.C_in, geo.H, geo.W)
+    k4 = geo.K // 4
+    k4_pg = geo.K_per_group // 4
+    pointwise = method == "pointwise"
+    implicit = method == "implicit_4w4c"  # the GEMM gathers A from the input: no A matrix
+    depthwise = method == "depthwise_4w4c"  # one kernel reads the input: no A, no GEMM
+    chunks = _split.m_chunks(
+        limits, geo, pointwise, in_layout, out_layout, MAX_DISPATCH_MBLOCKS,
+        a_matrix=not (implicit or depthwise),
+    )  # fmt: skip
+    slices = _split.channel_slices(limits, geo)
+    weights = Bound("weights", cin_pg=geo.C_in_per_group)
+    chan = Bound("chan")
+    s_c4_out = int(TENSOR_DESC.get(tensor_desc(geo.output_shape, out_layout, 0), "s_c4"))
+    plan = ConvPlan(geo, method, in_layout, out_layout, [])
+    if not (pointwise or implicit or depthwise):
+        plan.scratch["a"] = 16 * k4 * max(c.count for c in chunks)
+    for ch in chunks:
+        base, count = ch.base, ch.count
+        x_bind = Bound("x") if ch.x_win is None else Bound("x", ch.x_win[0], ch.x_win[1])
+        y_bind = Bound("y") if ch.y_win is None else Bound("y", ch.y_win[0], ch.y_win[1])
+        y_base = 0 if ch.y_win is None else ch.y_win[2]
+        a_bind = x_bind  # pointwise: the input is A; implicit: A is gathered from it
+        x_base = 0 if ch.x_win is None or pointwise else ch.x_win[2]
+        in_desc = UniformData.of(tensor_desc(in_shape, in_layout, conv.input_zero_point, x_base))
+        cp = UniformData.of(conv_params(geo, base, count))
+        if depthwise:  # the whole output's channels: its weights and records are small
+            out_desc = UniformData.of(
+                tensor_desc(geo.output_shape, out_layout, conv.output_zero_point, y_base)
+            )
+            gp = UniformData.of(gemm_params(conv, geo, base, count, k4))
+            small = geo.KH * geo.KW <= DEPTHWISE_UNROLL_TAPS["cpu" if limits.on_cpu else "gpu"]
+            consts = {"WG": DEPTHWISE_WG, "KH": geo.KH if small else 0, "KW": geo.KW if small else 0}
+            res: list[Resource] = [x_bind, Bound("weights_dw"), chan, y_bind, out_desc, gp, in_desc, cp]
+            wgs = limits.workgroups(-(-count * ceil4(geo.C_out) // DEPTHWISE_WG))
+            plan.specs.append(_spec("depthwise_4w4c.wgsl", consts, res, wgs, "depthwise_4w4c"))
+            continue
+        if not (pointwise or implicit):
+            a_bind = Bound("a", 0, 16 * k4 * count)
+            im2col_consts, threads = im2col_pass_shape(limits.on_cpu, method, count, k4)
+            wgs = limits.workgroups(-(-threads // im2col_consts["WG"]))
+            plan.specs.append(
+                _spec(f"{method}.wgsl", im2col_consts, [x_bind, a_bind, in_desc, cp], wgs, method)
+            )
+        for c4_lo, c4_hi in slices:
+            # Output channel block c4 of the slice is block c4_lo + c4 of the tensor.
+            out_desc = UniformData.of(
+                tensor_desc(geo.output_shape, out_layout, conv.output_zero_point, y_base - c4_lo * s_c4_out)
+            )
+            sub_geo, g_base = geo, 0
+            w_bind, chan_bind = weights, chan
+            if len(slices) > 1 and geo.groups == 1:  # a conv of its own on the same A
+                sub_geo = dataclasses.replace(geo, C_out=min(geo.C_out, 4 * c4_hi) - 4 * c4_lo)
+            elif len(slices) > 1:  # whole groups [g_base, g_end), or part of group g_base
+                opg = geo.C_out_per_group
+                g_base, g_end = 4 * c4_lo // opg, min(geo.groups, -(-4 * c4_hi // opg))
+                n_out = min(4 * c4_hi, geo.C_out) - 4 * c4_lo
+                if n_out < opg:  # inside one group: a one-group conv on its K columns
+                    g_end, opg = g_base + 1, n_out
+                sub_geo = dataclasses.replace(
+                    geo,
+                    C_out=(g_end - g_base) * opg,
+                    C_in=(g_end - g_base) * geo.C_in_per_group,
+                    groups=g_end - g_base,
+                )
+            if len(slices) > 1:
+                w_bind = weights.window(16 * k4_pg * c4_lo, 16 * k4_pg * (c4_hi - c4_lo))
+                chan_bind = chan.window(64 * c4_lo, 64 * (c4_hi - c4_lo))
+            plan.specs += _gemm_specs(
+                plan, conv, sub_geo, a_bind, base, count, out_desc, (in_desc, cp), w_bind, chan_bind,
+                y_bind, implicit, k4, g_base, gemm, limits,
+            )  # fmt: skip
+    return plan
+
+
+def _gemm_specs(
+    plan: ConvPlan,
+    conv: ConvSpec,
+    geo: ConvGeometry,
+    a_bind: Bound,
+    base: int,
+    count: int,
+    out_desc: UniformData,
+    conv_binds: tuple[UniformData, UniformData],
+    weights: Bound,
+    chan: Bound,
+    y_bind: Bound,
+    implicit: bool,
+    k4_row: int,
+    g_base: int,
+    gemm: GemmConfig | None,
+    limits: DeviceLimits,
+) -> list[PassSpec]:
+    """GEMM pass specs for m-blocks [base, base + count) whose A is bound as `a_bind` (with
+    implicit=True: the 4W4C input, A gathered on the fly using conv_binds = (input desc,
+    conv params) uniforms, which the tiled kernel always binds). For a slice of whole groups,
+    geo is the slice's own geometry, k4_row A's row stride in blocks (all groups) and g_base
+    the slice's first group. Split-K partial sums go to a scratch buffer of their own."""
+    aligned = gemm_aligned(geo)
+    cfg = gemm if (aligned and gemm is not None) else default_gemm_config(geo, count, limits)
+    tiled = cfg.tiled
+    if implicit and not tiled:
+        raise ValueError("method 'implicit_4w4c' needs groups == 1 or C_out/groups % 4 == 0")
+    consts, splits = cfg.consts, cfg.splits
+    k4_pg = geo.K_per_group // 4
+    c4_out = ceil4(geo.C_out)
+    if tiled:
+        why = tiled_config_error(limits, consts, cfg.kernel)
+        if why:
+            raise ValueError(f"gemm config: {cfg.kernel} cannot take {consts}: {why}")
+        # Fewer K slices where their partial sums would not fit one binding (big chunks).
+        while splits > 1 and 64 * splits * count * c4_out > limits.max_binding_size:
+            splits //= 2
+        bk = consts["BK"]
+        per_split = -(-k4_pg // splits)
+        kspan = -(-per_split // bk) * bk  # k-blocks per slice, a multiple of BK
+        splits = -(-k4_pg // kspan)
+    else:
+        kspan = k4_pg
+    gp = UniformData.of(gemm_params(conv, geo, base, count, k4_row, splits, kspan, g_base))
+    if cfg.kernel == "gemm_q8.wgsl":
+        threads = -(-count // consts["TM"]) * -(-c4_out // consts["TN"])
+        res: list[Resource] = [a_bind, weights, chan, y_bind, out_desc, gp]
+        return [_spec("gemm_q8.wgsl", consts, res, limits.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
+    partial = splits > 1
+    gemm_consts: dict[str, int | bool] = {**consts, "PARTIAL": partial, "IMPLICIT": implicit}
+    tk = tiled_kernel(cfg.kernel, consts)
+    c4_pg = c4_out if geo.groups == 1 else geo.C_out_per_group // 4
+    grid = (
+        -(-c4_pg // (tk.tn * consts["WG_N"])),
+        -(-count // (tk.tm * consts["WG_M"])),
+        geo.groups * splits,
+    )
+    if max(grid) > limits.max_workgroups:
+        raise ValueError(f"GEMM grid {grid} exceeds {limits.max_workgroups} workgroups per dimension")
+    if not partial:
+        res = [a_bind, weights, chan, y_bind, out_desc, gp, Bound("unused"), *conv_binds]
+        return [
+            _spec(cfg.kernel, gemm_consts, res, grid, "gemm_q8_implicit" if implicit else "gemm_q8_tiled")
+        ]
+    part_bytes = 16 * 4 * splits * count * c4_out
+    check_binding(limits, "the split-K partial sums", part_bytes)
+    part = Bound(f"partials{len([r for r in plan.scratch if r.startswith('partials')])}")
+    plan.scratch[part.role] = part_bytes
+    res = [a_bind, weights, chan, y_bind, out_desc, gp, part, *conv_binds]
+    red_res: list[Resource] = [part, chan, y_bind, out_desc, gp]
+    return [
+        _spec(cfg.kernel, gemm_consts, res, grid, "gemm_q8_implicit(split-K)" if implicit else "gemm_q8_tiled(split-K)"),
+        _spec("gemm_q8_splitk.wgsl", {"WG": 64}, red_res, limits.workgroups(-(-count * c4_out // 64)), "gemm_q8_splitk"),
+    ]  # fmt: skip
