@@ -395,15 +395,19 @@ class QConv2d:
                 base = scratch[r.role]
             return base if r.offset is None else (base, r.offset, r.size)
 
-        return [
-            (
-                dev.pipeline(s.kernel, dict(s.constants)),
-                [resource(r) for r in s.resources],
-                s.workgroups,
-                s.label,
+        out = []
+        for spec in conv_plan.specs:
+            names = dev.library.bindings(spec.kernel)  # the kernel's bindings, in @binding order
+            given = dict(spec.bindings)
+            if set(given) != set(names):
+                raise ValueError(
+                    f"pass {spec.label}: {spec.kernel} binds {list(names)}, the plan gives {list(given)}"
+                )
+            resources = [resource(given[n]) for n in names]
+            out.append(
+                (dev.pipeline(spec.kernel, dict(spec.constants)), resources, spec.workgroups, spec.label)
             )
-            for s in conv_plan.specs
-        ]
+        return out
 
     def candidate_passes(
         self, geo: ConvGeometry, method: str, in_layout: str, gemm: GemmConfig | None, x_buf: Any, y_buf: Any

@@ -5,8 +5,8 @@
 takes the conv's quantization and geometry (`ConvSpec`, `ConvGeometry`), a method, layouts, a
 GEMM configuration (`GemmConfig`, or None for the measured default) and the device's limits
 (`DeviceLimits`), and returns typed pass specs: the kernel and its override constants, the
-resources it binds by role (the call's input and output, the weights, a scratch buffer, a
-uniform's words) and its workgroup grid. `QConv2d` turns specs into pipelines and bind groups
+resources it binds, by the kernel's binding names, by role (the call's input and output, the
+weights, a scratch buffer, a uniform's words) and its workgroup grid. `QConv2d` turns specs into pipelines and bind groups
 once per shape (conv.py); the tuner asks for the specs of each candidate configuration
 (tuning.py). Work too big for one binding is split here (_split.py).
 
@@ -386,12 +386,13 @@ Resource = Bound | UniformData
 
 @dataclass(frozen=True)
 class PassSpec:
-    """One dispatch: kernel (a shader library name), its override constants, the resources of
-    its bindings in @binding order, its workgroup grid, and a label for errors and timings."""
+    """One dispatch: kernel (a shader library name), its override constants, the resource of
+    each of its bindings by the binding's name in the kernel (`var<...> name`), its workgroup
+    grid, and a label for errors and timings."""
 
     kernel: str
     constants: tuple[tuple[str, int | bool], ...]
-    resources: tuple[Resource, ...]
+    bindings: tuple[tuple[str, Resource], ...]
     workgroups: tuple[int, int, int]
     label: str
 
@@ -410,9 +411,13 @@ class ConvPlan:
 
 
 def _spec(
-    kernel: str, consts: Mapping[str, int | bool], res: list[Resource], wgs: tuple[int, int, int], label: str
+    kernel: str,
+    consts: Mapping[str, int | bool],
+    res: Mapping[str, Resource],
+    wgs: tuple[int, int, int],
+    label: str,
 ) -> PassSpec:
-    return PassSpec(kernel, tuple(sorted(consts.items())), tuple(res), wgs, label)
+    return PassSpec(kernel, tuple(sorted(consts.items())), tuple(res.items()), wgs, label)
 
 
 def conv_params(geo: ConvGeometry, mb_base: int, m_count: int) -> np.ndarray:
@@ -497,7 +502,10 @@ def plan_passes(
             gp = UniformData.of(gemm_params(conv, geo, base, count, k4))
             small = geo.KH * geo.KW <= DEPTHWISE_UNROLL_TAPS["cpu" if limits.on_cpu else "gpu"]
             consts = {"WG": DEPTHWISE_WG, "KH": geo.KH if small else 0, "KW": geo.KW if small else 0}
-            res: list[Resource] = [x_bind, Bound("weights_dw"), chan, y_bind, out_desc, gp, in_desc, cp]
+            res: dict[str, Resource] = {
+                "x": x_bind, "wts": Bound("weights_dw"), "chan": chan, "o": y_bind,
+                "od": out_desc, "p": gp, "xd": in_desc, "cv": cp,
+            }  # fmt: skip
             wgs = limits.workgroups(-(-count * ceil4(geo.C_out) // DEPTHWISE_WG))
             plan.specs.append(_spec("depthwise_4w4c.wgsl", consts, res, wgs, "depthwise_4w4c"))
             continue
@@ -505,9 +513,8 @@ def plan_passes(
             a_bind = Bound("a", 0, 16 * k4 * count)
             im2col_consts, threads = im2col_pass_shape(limits.on_cpu, method, count, k4)
             wgs = limits.workgroups(-(-threads // im2col_consts["WG"]))
-            plan.specs.append(
-                _spec(f"{method}.wgsl", im2col_consts, [x_bind, a_bind, in_desc, cp], wgs, method)
-            )
+            im2col_res: dict[str, Resource] = {"src": x_bind, "dst": a_bind, "d": in_desc, "p": cp}
+            plan.specs.append(_spec(f"{method}.wgsl", im2col_consts, im2col_res, wgs, method))
         for c4_lo, c4_hi in slices:
             # Output channel block c4 of the slice is block c4_lo + c4 of the tensor.
             out_desc = UniformData.of(
@@ -584,9 +591,16 @@ def _gemm_specs(
     else:
         kspan = k4_pg
     gp = UniformData.of(gemm_params(conv, geo, base, count, k4_row, splits, kspan, g_base))
+    res: dict[str, Resource] = {
+        "a": a_bind,
+        "wts": weights,
+        "chan": chan,
+        "o": y_bind,
+        "od": out_desc,
+        "p": gp,
+    }
     if cfg.kernel == "gemm_q8.wgsl":
         threads = -(-count // consts["TM"]) * -(-c4_out // consts["TN"])
-        res: list[Resource] = [a_bind, weights, chan, y_bind, out_desc, gp]
         return [_spec("gemm_q8.wgsl", consts, res, limits.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
     partial = splits > 1
     gemm_consts: dict[str, int | bool] = {**consts, "PARTIAL": partial, "IMPLICIT": implicit}
@@ -600,7 +614,7 @@ def _gemm_specs(
     if max(grid) > limits.max_workgroups:
         raise ValueError(f"GEMM grid {grid} exceeds {limits.max_workgroups} workgroups per dimension")
     if not partial:
-        res = [a_bind, weights, chan, y_bind, out_desc, gp, Bound("unused"), *conv_binds]
+        res |= {"part": Bound("unused"), "xd": conv_binds[0], "cv": conv_binds[1]}
         return [
             _spec(cfg.kernel, gemm_consts, res, grid, "gemm_q8_implicit" if implicit else "gemm_q8_tiled")
         ]
@@ -608,8 +622,8 @@ def _gemm_specs(
     check_binding(limits, "the split-K partial sums", part_bytes)
     part = Bound(f"partials{len([r for r in plan.scratch if r.startswith('partials')])}")
     plan.scratch[part.role] = part_bytes
-    res = [a_bind, weights, chan, y_bind, out_desc, gp, part, *conv_binds]
-    red_res: list[Resource] = [part, chan, y_bind, out_desc, gp]
+    res |= {"part": part, "xd": conv_binds[0], "cv": conv_binds[1]}
+    red_res: dict[str, Resource] = {"part": part, "chan": chan, "o": y_bind, "od": out_desc, "p": gp}
     return [
         _spec(cfg.kernel, gemm_consts, res, grid, "gemm_q8_implicit(split-K)" if implicit else "gemm_q8_tiled(split-K)"),
         _spec("gemm_q8_splitk.wgsl", {"WG": 64}, red_res, limits.workgroups(-(-count * c4_out // 64)), "gemm_q8_splitk"),

@@ -27,6 +27,8 @@ DOT4_INCLUDE = "dot4.wgsl"
 DOT4_SOURCES = {"builtin": "dot4_builtin.wgsl", "fallback": "dot4_fallback.wgsl"}
 
 _INCLUDE = re.compile(r'^//\s*#include\s+"([\w.]+)"\s*$', re.M)
+_BINDING = re.compile(r"@group\(0\)\s*@binding\((\d+)\)\s*var(?:<[^>]*>)?\s+(\w+)")
+_COMMENT = re.compile(r"//[^\n]*")
 
 
 def kernels_dir() -> Path:
@@ -47,6 +49,7 @@ class ShaderLibrary:
         self._root = root
         self._generated = dict(generated or {})  # sources made from Python definitions
         self._registered: dict[str, str] = {}
+        self._bindings: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -107,6 +110,21 @@ class ShaderLibrary:
             return _INCLUDE.sub(include, self.raw(current))
 
         return resolve(name, ())
+
+    def bindings(self, name: str) -> tuple[str, ...]:
+        """The names of shader `name`'s group-0 bindings in @binding order (0, 1, ...): how pass
+        specs bind resources by name."""
+        with self._lock:
+            hit = self._bindings.get(name)
+        if hit is not None:
+            return hit
+        found = {int(i): n for i, n in _BINDING.findall(_COMMENT.sub("", self.source(name)))}
+        names = tuple(found[i] for i in sorted(found))
+        if sorted(found) != list(range(len(found))):
+            raise ValueError(f"shader {name!r}: @binding indices {sorted(found)} are not 0..{len(found) - 1}")
+        with self._lock:
+            self._bindings[name] = names
+        return names
 
 
 # The library every Device uses unless given another; it serves the structs of uniforms.py.

@@ -1,0 +1,97 @@
+"""The planner is pure and speaks the kernels' language: plan_passes needs no device (limits by
+hand here), gives equal plans for equal inputs, names every binding of every kernel it uses
+exactly as the kernel declares it, and QConv2d refuses a spec whose bindings do not match."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import q8ta_wgpu as q8
+from q8ta_wgpu import planner
+from q8ta_wgpu.configs import MOBILENET_DW_CONFIGS, POINTWISE_CONFIGS, SPEC_CONFIGS, make_case
+from q8ta_wgpu.planner import ConvSpec, DeviceLimits, GemmConfig, PassSpec, plan_passes
+from q8ta_wgpu.shaders import LIBRARY
+
+# A device on paper: the WebGPU defaults' shape, 128 MiB bindings (lavapipe's), a GPU.
+LIMITS = DeviceLimits(
+    "paper GPU",
+    {
+        "max-compute-invocations-per-workgroup": 1024,
+        "max-compute-workgroup-size-x": 1024,
+        "max-compute-workgroup-storage-size": 32768,
+        "min-storage-buffer-offset-alignment": 256,
+    },
+    max_binding_size=128 * 2**20,
+    max_buffer_size=2**31,
+    max_workgroups=65535,
+    on_cpu=False,
+)
+
+
+def _spec(cfg) -> ConvSpec:
+    kw = make_case(cfg)["kwargs"]
+    return ConvSpec(
+        cfg.weight_shape, cfg.stride, cfg.padding, cfg.dilation, cfg.groups,
+        kw["input_scale"], kw["input_zero_point"], kw["output_scale"], kw["output_zero_point"], "relu",
+    )  # fmt: skip
+
+
+def _plans():
+    for cfg in SPEC_CONFIGS + POINTWISE_CONFIGS + MOBILENET_DW_CONFIGS:
+        geo = planner.kernel_geometry(cfg.geometry(), "4W4C")
+        for method in planner.valid_methods(cfg.geometry()):
+            yield cfg, method, plan_passes(_spec(cfg), geo, method, "4W4C", "4W4C", None, LIMITS)
+
+
+def test_bindings_are_parsed_in_binding_order():
+    assert LIBRARY.bindings("gemm_q8_tiled.wgsl") == ("a", "wts", "chan", "o", "od", "p", "part", "xd", "cv")
+    assert LIBRARY.bindings("im2col_4w4c.wgsl") == ("src", "dst", "d", "p")
+    for f in LIBRARY.files():
+        if "@compute" in LIBRARY.source(f):
+            assert LIBRARY.bindings(f), f  # every kernel binds something, indices 0..n-1
+
+
+def test_every_spec_names_exactly_its_kernels_bindings():
+    kernels = set()
+    for cfg, method, plan in _plans():
+        assert plan.specs, (cfg.name, method)
+        for s in plan.specs:
+            assert [n for n, _ in s.bindings] == list(LIBRARY.bindings(s.kernel)), (
+                cfg.name,
+                method,
+                s.kernel,
+            )
+            kernels.add(s.kernel)
+    assert {"im2col_4w4c.wgsl", "im2col_generic.wgsl", "gemm_q8_tiled.wgsl", "gemm_q8_splitk.wgsl",
+            "gemm_q8.wgsl", "depthwise_4w4c.wgsl"} <= kernels  # fmt: skip
+
+
+def test_plans_are_pure_functions_of_their_arguments():
+    cfg = SPEC_CONFIGS[3]
+    geo = planner.kernel_geometry(cfg.geometry(), "4W4C")
+    a = plan_passes(_spec(cfg), geo, "im2col_4w4c", "4W4C", "4W4C", None, LIMITS)
+    b = plan_passes(_spec(cfg), geo, "im2col_4w4c", "4W4C", "4W4C", None, LIMITS)
+    assert a == b
+    forced = GemmConfig.make("gemm_q8_tiled.wgsl", {"WG_M": 4, "WG_N": 4, "BK": 8, "TM": 1, "TN": 1}, 2)
+    c = plan_passes(_spec(cfg), geo, "im2col_4w4c", "4W4C", "4W4C", forced, LIMITS)
+    assert c.specs[0] == a.specs[0], "the im2col pass does not depend on the GEMM configuration"
+    assert [s.kernel for s in c.specs[1:]] == ["gemm_q8_tiled.wgsl", "gemm_q8_splitk.wgsl"]
+    assert dict(c.specs[1].constants)["WG_M"] == 4 and "partials0" in c.scratch
+    small = dataclasses.replace(LIMITS, max_binding_size=2**20)  # a smaller device splits the work
+    d = plan_passes(_spec(cfg), geo, "im2col_4w4c", "4W4C", "4W4C", None, small)
+    assert len(d.specs) > len(a.specs)
+
+
+def test_a_spec_with_wrong_bindings_is_refused(device):
+    case = make_case(SPEC_CONFIGS[2])
+    x, w, ws, b = case["args"]
+    conv = q8.QConv2d(w, ws, b, device=device, **case["kwargs"])
+    geo = planner.kernel_geometry(conv.geometry(x.shape), "4W4C")
+    plan = plan_passes(conv.spec, geo, "im2col_4w4c", "4W4C", "4W4C", None, DeviceLimits.of(device))
+    s = plan.specs[0]
+    bad = PassSpec(s.kernel, s.constants, s.bindings[:-1], s.workgroups, s.label)
+    plan.specs[0] = bad
+    with pytest.raises(ValueError, match=r"im2col_4w4c.wgsl binds \['src', 'dst', 'd', 'p'\]"):
+        conv._realize(plan)
