@@ -29,7 +29,6 @@ from ._checks import (
 from .geometry import ConvGeometry, ceil4, pair
 from .layouts import check_layout, pack, pack_pass, packed_words, tensor_desc, unpack, unpack_pass
 from .planner import (
-    ACTIVATIONS,
     MAX_DISPATCH_MBLOCKS,
     METHODS,
     TILED_KERNELS,
@@ -226,6 +225,97 @@ def _placeholder(r: Any, x_buf: Any, y_buf: Any) -> Any:
     return x_buf if r is X else y_buf if r is Y else r
 
 
+class ConvBuffers:
+    """A conv's buffers on the GPU and the making of its plans: prepacked weights (per C_in/groups
+    a kernel geometry runs: the weight's own, or zero-padded to align4(C_in)), depthwise-packed
+    weights, the per-channel epilogue records, and the planner's pass specs turned into
+    pipelines, buffers and uniforms (`realize`)."""
+
+    def __init__(self, device: Device, weight: np.ndarray, groups: int, chan_records: np.ndarray) -> None:
+        self.device = device
+        self.weight = weight
+        self.groups = groups
+        self._weights_by_cpg: dict[int, Any] = {}
+        self._dw_weights: Any = None
+        self._unused: Any = None
+        self.weights_for(weight.shape[1])
+        self.chan = device.upload(chan_records, label="channel params")
+
+    def realize(self, conv_plan: ConvPlan) -> list[tuple[Any, list[Any], tuple[int, int, int], str]]:
+        """The planner's pass specs as (pipeline, resources, workgroups, label): roles bound to
+        this conv's buffers (X and Y stay placeholders for each call's tensors), scratch buffers
+        made, uniforms uploaded (cached by content)."""
+        dev = self.device
+        labels = {"a": "im2col A"}
+        scratch = {
+            role: dev.buffer(nbytes, label=labels.get(role, "split-K partials"))
+            for role, nbytes in conv_plan.scratch.items()
+        }
+
+        def resource(r: Bound | UniformData) -> Any:
+            if isinstance(r, UniformData):
+                return dev.uniform(np.array(r.words, np.uint32))
+            fixed = {"x": X, "y": Y, "chan": self.chan}
+            if r.role in fixed:
+                base = fixed[r.role]
+            elif r.role == "weights":
+                base = self.weights_for(r.cin_pg)
+            elif r.role == "weights_dw":
+                base = self.depthwise_weights()
+            elif r.role == "unused":
+                base = self.unused()
+            else:
+                base = scratch[r.role]
+            return base if r.offset is None else (base, r.offset, r.size)
+
+        out = []
+        for spec in conv_plan.specs:
+            names = dev.library.bindings(spec.kernel)  # the kernel's bindings, in @binding order
+            given = dict(spec.bindings)
+            if set(given) != set(names):
+                raise ValueError(
+                    f"pass {spec.label}: {spec.kernel} binds {list(names)}, the plan gives {list(given)}"
+                )
+            resources = [resource(given[n]) for n in names]
+            out.append(
+                (dev.pipeline(spec.kernel, dict(spec.constants)), resources, spec.workgroups, spec.label)
+            )
+        return out
+
+    def depthwise_weights(self) -> Any:
+        """The weights packed for depthwise_4w4c.wgsl (prepack_depthwise), made on first use."""
+        if self._dw_weights is None:
+            packed = prepack_depthwise(self.weight)
+            limits = DeviceLimits.of(self.device)
+            check_buffer(limits, "the depthwise weights", packed.nbytes)
+            check_binding(limits, "the depthwise weights", packed.nbytes)
+            self._dw_weights = self.device.upload(packed, label="depthwise weights")
+        return self._dw_weights
+
+    def weights_for(self, cin_pg: int) -> Any:
+        """The prepacked weights for a kernel geometry of `cin_pg` input channels per group:
+        the weight's own, or for kernel_geometry's padded C_in the weight with zero channels
+        appended (the same sums, so the same channel parameters)."""
+        buf = self._weights_by_cpg.get(cin_pg)
+        if buf is None:
+            c_out, cpg, kh, kw = self.weight.shape
+            weight = self.weight
+            if cin_pg != cpg:
+                weight = np.zeros((c_out, cin_pg, kh, kw), np.int8)
+                weight[:, :cpg] = self.weight
+            packed = prepack_weights(weight, self.groups)
+            check_buffer(DeviceLimits.of(self.device), "the prepacked weights", packed.nbytes)
+            label = "weights" if cin_pg == cpg else "weights (padded C_in)"
+            buf = self._weights_by_cpg[cin_pg] = self.device.upload(packed, label=label)
+        return buf
+
+    def unused(self) -> Any:
+        """A tiny storage buffer for bindings a kernel variant does not use."""
+        if self._unused is None:
+            self._unused = self.device.buffer(16, label="unused")
+        return self._unused
+
+
 class QConv2d:
     """A quantized conv2d with prepacked weights, called as `conv(x)`.
 
@@ -287,53 +377,33 @@ class QConv2d:
         c_out = self.weight.shape[0]
         self.weight_scales = check_float_vector("weight_scales", weight_scales, c_out, positive=True)
         self.bias = None if bias is None else check_float_vector("bias", bias, c_out)
-        self.input_scale = check_scale("input_scale", input_scale)
-        self.input_zero_point = check_zero_point("input_zero_point", input_zero_point)
-        self.output_scale = check_scale("output_scale", output_scale)
-        self.output_zero_point = check_zero_point("output_zero_point", output_zero_point)
-        self.stride = pair("stride", stride, minimum=1)
-        self.padding = pair("padding", padding, minimum=0)
-        self.dilation = pair("dilation", dilation, minimum=1)
-        if isinstance(groups, bool) or not hasattr(groups, "__index__"):
-            raise TypeError(f"groups must be an int, got {groups!r}")
-        if int(groups) < 1:
-            raise ValueError(f"groups must be >= 1, got {groups!r}")
-        self.groups = int(groups)
-        if c_out % self.groups:
-            raise ValueError(f"groups ({self.groups}) must divide the output channels C_out ({c_out})")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
-        self.activation = activation
+        # What the planner needs of this conv besides the input shape, checked.
+        self.spec = spec = ConvSpec.checked(
+            self.weight.shape, input_scale=input_scale, input_zero_point=input_zero_point,
+            output_scale=output_scale, output_zero_point=output_zero_point, stride=stride,
+            padding=padding, dilation=dilation, groups=groups, activation=activation,
+        )  # fmt: skip
+        self.input_scale, self.input_zero_point = spec.input_scale, spec.input_zero_point
+        self.output_scale, self.output_zero_point = spec.output_scale, spec.output_zero_point
+        self.stride, self.padding, self.dilation = spec.stride, spec.padding, spec.dilation
+        self.groups, self.activation = spec.groups, spec.activation
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         self.method = method
         self.output_layout = check_layout("output_layout", output_layout)
         self.device = get_device(device)
         _, cpg, kh, kw = self.weight.shape
-        # What the planner needs of this conv besides the input shape.
-        self.spec = ConvSpec(
-            (c_out, cpg, kh, kw), self.stride, self.padding, self.dilation, self.groups,
-            self.input_scale, self.input_zero_point, self.output_scale, self.output_zero_point,
-            self.activation,
-        )  # fmt: skip
         if (kh * kw * cpg + 3) // 4 * 4 >= MAX_K_PER_GROUP:
             raise ValueError(
                 f"weight has {kh * kw * cpg} columns per group; int32 accumulation is exact only "
                 f"below {MAX_K_PER_GROUP}"
             )
-        dev = self.device
-        # Prepacked weights by C_in/groups: the weight's own (made here, so a weight too big for
-        # the device fails at construction), and on first use the zero-padded align4(C_in) of
-        # kernel_geometry.
-        self._weights_by_cpg: dict[int, Any] = {}
-        self._weights_for(cpg)
-        self._chan = dev.upload(
-            _channel_params(weight_sums(self.weight), self.input_scale, self.weight_scales, self.bias),
-            label="channel params",
-        )
+        # Prepacked weights (the weight's own made here, so a weight too big for the device fails
+        # at construction), epilogue records, and the plans' specs made GPU objects.
+        self.buffers = ConvBuffers(self.device, self.weight, self.groups, _channel_params(
+            weight_sums(self.weight), self.input_scale, self.weight_scales, self.bias
+        ))  # fmt: skip
         self._plans: OrderedDict[tuple, _Plan] = OrderedDict()
-        self._dummy_buf: Any = None
-        self._dw_weights: Any = None
         # A GEMM configuration forced on this conv's plans (dict form of planner.GemmConfig), set
         # before its first call: for tests and probes that time or check one configuration.
         self.gemm_override: dict[str, Any] | None = None
@@ -368,89 +438,15 @@ class QConv2d:
             return chosen.to_dict()
         return default_gemm_config(geo, m_count, DeviceLimits.of(self.device)).to_dict()
 
-    def _realize(self, conv_plan: ConvPlan) -> list[tuple[Any, list[Any], tuple[int, int, int], str]]:
-        """The planner's pass specs as (pipeline, resources, workgroups, label): roles bound to
-        this conv's buffers (X and Y stay placeholders for each call's tensors), scratch buffers
-        made, uniforms uploaded (cached by content)."""
-        dev = self.device
-        labels = {"a": "im2col A"}
-        scratch = {
-            role: dev.buffer(nbytes, label=labels.get(role, "split-K partials"))
-            for role, nbytes in conv_plan.scratch.items()
-        }
-
-        def resource(r: Bound | UniformData) -> Any:
-            if isinstance(r, UniformData):
-                return dev.uniform(np.array(r.words, np.uint32))
-            fixed = {"x": X, "y": Y, "chan": self._chan}
-            if r.role in fixed:
-                base = fixed[r.role]
-            elif r.role == "weights":
-                base = self._weights_for(r.cin_pg)
-            elif r.role == "weights_dw":
-                base = self._depthwise_weights()
-            elif r.role == "unused":
-                base = self._dummy()
-            else:
-                base = scratch[r.role]
-            return base if r.offset is None else (base, r.offset, r.size)
-
-        out = []
-        for spec in conv_plan.specs:
-            names = dev.library.bindings(spec.kernel)  # the kernel's bindings, in @binding order
-            given = dict(spec.bindings)
-            if set(given) != set(names):
-                raise ValueError(
-                    f"pass {spec.label}: {spec.kernel} binds {list(names)}, the plan gives {list(given)}"
-                )
-            resources = [resource(given[n]) for n in names]
-            out.append(
-                (dev.pipeline(spec.kernel, dict(spec.constants)), resources, spec.workgroups, spec.label)
-            )
-        return out
-
     def candidate_passes(
         self, geo: ConvGeometry, method: str, in_layout: str, gemm: GemmConfig | None, x_buf: Any, y_buf: Any
     ) -> list[Pass]:
         """The passes of kernel geometry `geo` with `method` and GEMM configuration `gemm`
         (None: the default) reading `x_buf` and writing 4W4C `y_buf`: what the tuner times."""
         conv_plan = plan_passes(self.spec, geo, method, in_layout, "4W4C", gemm, DeviceLimits.of(self.device))
-        return _Plan(geo, method, in_layout, "4W4C", self._realize(conv_plan)).passes(
+        return _Plan(geo, method, in_layout, "4W4C", self.buffers.realize(conv_plan)).passes(
             self.device, x_buf, y_buf
         )
-
-    def _depthwise_weights(self) -> Any:
-        """The weights packed for depthwise_4w4c.wgsl (prepack_depthwise), made on first use."""
-        if self._dw_weights is None:
-            packed = prepack_depthwise(self.weight)
-            limits = DeviceLimits.of(self.device)
-            check_buffer(limits, "the depthwise weights", packed.nbytes)
-            check_binding(limits, "the depthwise weights", packed.nbytes)
-            self._dw_weights = self.device.upload(packed, label="depthwise weights")
-        return self._dw_weights
-
-    def _weights_for(self, cin_pg: int) -> Any:
-        """The prepacked weights for a kernel geometry of `cin_pg` input channels per group:
-        the weight's own, or for kernel_geometry's padded C_in the weight with zero channels
-        appended (the same sums, so the same channel parameters)."""
-        buf = self._weights_by_cpg.get(cin_pg)
-        if buf is None:
-            c_out, cpg, kh, kw = self.weight.shape
-            weight = self.weight
-            if cin_pg != cpg:
-                weight = np.zeros((c_out, cin_pg, kh, kw), np.int8)
-                weight[:, :cpg] = self.weight
-            packed = prepack_weights(weight, self.groups)
-            check_buffer(DeviceLimits.of(self.device), "the prepacked weights", packed.nbytes)
-            label = "weights" if cin_pg == cpg else "weights (padded C_in)"
-            buf = self._weights_by_cpg[cin_pg] = self.device.upload(packed, label=label)
-        return buf
-
-    def _dummy(self) -> Any:
-        """A tiny storage buffer for bindings a kernel variant does not use."""
-        if self._dummy_buf is None:
-            self._dummy_buf = self.device.buffer(16, label="unused")
-        return self._dummy_buf
 
     def plan(self, shape: tuple[int, ...], in_layout: str, numpy_in: bool) -> _Plan:
         """The cached plan for inputs of `shape` in `in_layout` (numpy_in: read back as numpy)."""
@@ -490,7 +486,7 @@ class QConv2d:
         out_bytes = 4 * packed_words(geo.output_shape, out_layout)
         check_buffer(limits, "the output", out_bytes)
         conv_plan = plan_passes(self.spec, geo, method, in_layout, out_layout, self._chosen_gemm(geo), limits)
-        plan = _Plan(geo, method, in_layout, out_layout, self._realize(conv_plan))
+        plan = _Plan(geo, method, in_layout, out_layout, self.buffers.realize(conv_plan))
         if numpy_in:
             # NCHW <-> 4W4C conversions run on the GPU when each side fits one binding, else
             # on the host (numpy, same bytes).

@@ -24,7 +24,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _split
-from .geometry import ConvGeometry, align4, ceil4, fold_workgroups
+from ._checks import check_scale, check_zero_point
+from .geometry import ConvGeometry, align4, ceil4, fold_workgroups, pair
 from .layouts import tensor_desc
 from .uniforms import CONV_PARAMS, GEMM_PARAMS, TENSOR_DESC
 
@@ -98,6 +99,43 @@ class ConvSpec:
     output_scale: float
     output_zero_point: int
     activation: str = "none"
+
+    @classmethod
+    def checked(
+        cls,
+        weight_shape: tuple[int, ...],
+        *,
+        input_scale: Any,
+        input_zero_point: Any,
+        output_scale: Any,
+        output_zero_point: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: Any = 1,
+        activation: Any = "none",
+    ) -> ConvSpec:
+        """A ConvSpec from a conv's arguments as a user gives them, each checked: TypeError or
+        ValueError naming the argument and the rule it broke."""
+        s_in = check_scale("input_scale", input_scale)
+        zp_in = check_zero_point("input_zero_point", input_zero_point)
+        s_out = check_scale("output_scale", output_scale)
+        zp_out = check_zero_point("output_zero_point", output_zero_point)
+        strides = pair("stride", stride, minimum=1)
+        pads = pair("padding", padding, minimum=0)
+        dils = pair("dilation", dilation, minimum=1)
+        if isinstance(groups, bool) or not hasattr(groups, "__index__"):
+            raise TypeError(f"groups must be an int, got {groups!r}")
+        if int(groups) < 1:
+            raise ValueError(f"groups must be >= 1, got {groups!r}")
+        c_out, cpg, kh, kw = (int(v) for v in weight_shape)
+        if c_out % int(groups):
+            raise ValueError(f"groups ({int(groups)}) must divide the output channels C_out ({c_out})")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        return cls(
+            (c_out, cpg, kh, kw), strides, pads, dils, int(groups), s_in, zp_in, s_out, zp_out, activation
+        )
 
     def geometry(self, input_shape: tuple[int, ...]) -> ConvGeometry:
         """The conv's sizes for an input of NCHW `input_shape` (checks it fits the weight)."""

@@ -94,4 +94,4 @@ def test_a_spec_with_wrong_bindings_is_refused(device):
     bad = PassSpec(s.kernel, s.constants, s.bindings[:-1], s.workgroups, s.label)
     plan.specs[0] = bad
     with pytest.raises(ValueError, match=r"im2col_4w4c.wgsl binds \['src', 'dst', 'd', 'p'\]"):
-        conv._realize(plan)
+        conv.buffers.realize(plan)
