@@ -37,39 +37,14 @@ HEAD = """// #include "layout.wgsl"
 // #include "epilogue.wgsl"
 // #include "conv_params.wgsl"
 // #include "gather_4w4c.wgsl"
+// #include "dot4.wgsl"
 override WG_M: u32 = 16u;
 override WG_N: u32 = 16u;
 override BK: u32 = 8u;
 override PARTIAL: bool = false;
 override IMPLICIT: bool = false;
-@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> wts: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> chan: array<Chan>;
-@group(0) @binding(3) var<storage, read_write> o: array<u32>;
-@group(0) @binding(4) var<uniform> od: TensorDesc;
-@group(0) @binding(5) var<uniform> p: GemmParams;
-@group(0) @binding(6) var<storage, read_write> part: array<vec4<i32>>;
-@group(0) @binding(7) var<uniform> xd: TensorDesc;
-@group(0) @binding(8) var<uniform> cv: ConvParams;
-fn load_word(i: u32) -> u32 {
-  return a[i / 4u][i % 4u];
-}
-fn mac(acc: vec4<i32>, x: vec4<u32>, w: u32) -> vec4<i32> {
-  return acc + vec4<i32>(dot4I8Packed(x.x, w), dot4I8Packed(x.y, w),
-                         dot4I8Packed(x.z, w), dot4I8Packed(x.w, w));
-}
-fn emit(mb: u32, c4: u32, s: u32, c4_end: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3: vec4<i32>) {
-  if (mb >= p.m_count || c4 >= c4_end) { return; }
-  if (PARTIAL) {
-    let base = ((s * p.m_count + mb) * p.c4_out + c4) * 4u;
-    part[base] = a0;
-    part[base + 1u] = a1;
-    part[base + 2u] = a2;
-    part[base + 3u] = a3;
-  } else {
-    store_tile(mb, c4, a0, a1, a2, a3);
-  }
-}
+// #include "gemm_tiled_bindings.wgsl"
+// #include "gemm_tiled_emit.wgsl"
 """
 
 SETUP = """  let BM = {TM}u * WG_M;
