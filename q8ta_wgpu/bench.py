@@ -74,7 +74,7 @@ def copy_pass(dev: Device, nbytes: int) -> Pass:
     dst = dev.buffer(nbytes)
     pipe = dev.pipeline("copy_bw.wgsl", {"WG": 256})
     groups = min(-(-nbytes // (16 * 256)), 65535)
-    return Pass(pipe, dev.bind_group(pipe, [src, dst]), (groups, 1, 1), "copy")
+    return Pass(pipe, dev.bind("copy_bw.wgsl", pipe, {"src": src, "dst": dst}), (groups, 1, 1), "copy")
 
 
 def copy_bandwidth(dev: Device, nbytes: int = 256 * 2**20, repeats: int = 20, rounds: int = 3) -> float:
@@ -101,7 +101,8 @@ def peak_pass(dev: Device, wg: int = 256, groups: int | None = None, iters: int 
         groups = 8 if dev.on_cpu else 2048
     pipe = dev.pipeline("dot4_peak.wgsl", {"WG": wg, "ITERS": iters})
     out = dev.buffer(4 * wg * groups)
-    return Pass(pipe, dev.bind_group(pipe, [out]), (groups, 1, 1), "dot4_peak"), wg * groups * iters * 64 * 4
+    bg = dev.bind("dot4_peak.wgsl", pipe, {"o": out})
+    return Pass(pipe, bg, (groups, 1, 1), "dot4_peak"), wg * groups * iters * 64 * 4
 
 
 def warm_up(dev: Device, seconds: float = 1.0) -> None:

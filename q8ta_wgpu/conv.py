@@ -270,13 +270,11 @@ class ConvBuffers:
 
         out = []
         for spec in conv_plan.specs:
-            names = dev.library.bindings(spec.kernel)  # the kernel's bindings, in @binding order
-            given = dict(spec.bindings)
-            if set(given) != set(names):
-                raise ValueError(
-                    f"pass {spec.label}: {spec.kernel} binds {list(names)}, the plan gives {list(given)}"
-                )
-            resources = [resource(given[n]) for n in names]
+            given = {name: resource(r) for name, r in spec.bindings}
+            try:
+                resources = dev.library.ordered(spec.kernel, given)  # in the kernel's @binding order
+            except ValueError as e:
+                raise ValueError(f"pass {spec.label}: {e}") from None
             out.append(
                 (dev.pipeline(spec.kernel, dict(spec.constants)), resources, spec.workgroups, spec.label)
             )
@@ -717,15 +715,11 @@ def im2col(
     a = dev.buffer(16 * k4 * m_blocks)
     consts, threads = im2col_pass_shape(dev.on_cpu, method, m_blocks, k4)
     pipe = dev.pipeline(f"{method}.wgsl", consts)
-    bg = dev.bind_group(
-        pipe,
-        [
-            packed,
-            a,
-            dev.uniform(tensor_desc(x.shape, input_layout, zp)),
-            dev.uniform(conv_params(geo, 0, m_blocks)),
-        ],
-    )
+    params = {
+        "d": dev.uniform(tensor_desc(x.shape, input_layout, zp)),
+        "p": dev.uniform(conv_params(geo, 0, m_blocks)),
+    }
+    bg = dev.bind(f"{method}.wgsl", pipe, {"src": packed, "dst": a, **params})
     dev.run(
         [
             pack_pass(dev, src, packed, x.shape, input_layout, zp),

@@ -140,7 +140,8 @@ def pack_pass(dev: Device, src: object, dst: object, shape: Sequence[int], layou
     pipe = dev.pipeline("pack_nchw.wgsl", {"WG": wg})
     ubuf = dev.uniform(desc)
     threads = n * h * ceil4(c) * int(TENSOR_DESC.get(desc, "w_alloc"))
-    return Pass(pipe, dev.bind_group(pipe, [src, dst, ubuf]), dev.workgroups(-(-threads // wg)), "pack")
+    bg = dev.bind("pack_nchw.wgsl", pipe, {"src": src, "dst": dst, "d": ubuf})
+    return Pass(pipe, bg, dev.workgroups(-(-threads // wg)), "pack")
 
 
 def unpack_pass(dev: Device, src: object, dst: object, shape: Sequence[int], layout: str) -> Pass:
@@ -150,7 +151,8 @@ def unpack_pass(dev: Device, src: object, dst: object, shape: Sequence[int], lay
     pipe = dev.pipeline("unpack_nchw.wgsl", {"WG": wg})
     ubuf = dev.uniform(tensor_desc(shape, layout, 0))
     words = -(-(n * c * h * w) // 4)
-    return Pass(pipe, dev.bind_group(pipe, [src, dst, ubuf]), dev.workgroups(-(-words // wg)), "unpack")
+    bg = dev.bind("unpack_nchw.wgsl", pipe, {"src": src, "dst": dst, "d": ubuf})
+    return Pass(pipe, bg, dev.workgroups(-(-words // wg)), "unpack")
 
 
 def pack_gpu(x: np.ndarray, layout: str, zero_point: int = 0, device: Device | None = None) -> np.ndarray:

@@ -4,7 +4,7 @@ while their buffers live."""
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,11 @@ class ResourceCache(DeviceState):
     """Buffers, uniforms (cached by content) and bind groups (cached while their buffers live)."""
 
     BIND_GROUP_CACHE_SIZE = 1024
+
+    def bind(self, kernel: str, pipeline: Any, resources: Mapping[str, Any]) -> Any:
+        """`bind_group` with the resources given by the names the shader `kernel` declares
+        (ordered by its @binding indices; a missing or unknown name raises ValueError)."""
+        return self.bind_group(pipeline, self.library.ordered(kernel, resources))
 
     def bind_group(self, pipeline: Any, resources: Sequence[Any]) -> Any:
         """A bind group for group 0 of `pipeline`, binding i = resources[i] (a buffer, or a

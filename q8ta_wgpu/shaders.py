@@ -19,6 +19,7 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from . import uniforms
 
@@ -26,6 +27,7 @@ from . import uniforms
 DOT4_INCLUDE = "dot4.wgsl"
 DOT4_SOURCES = {"builtin": "dot4_builtin.wgsl", "fallback": "dot4_fallback.wgsl"}
 
+T = TypeVar("T")
 _INCLUDE = re.compile(r'^//\s*#include\s+"([\w.]+)"\s*$', re.M)
 _BINDING = re.compile(r"@group\(0\)\s*@binding\((\d+)\)\s*var(?:<[^>]*>)?\s+(\w+)")
 _COMMENT = re.compile(r"//[^\n]*")
@@ -110,6 +112,14 @@ class ShaderLibrary:
             return _INCLUDE.sub(include, self.raw(current))
 
         return resolve(name, ())
+
+    def ordered(self, name: str, resources: Mapping[str, T]) -> list[T]:
+        """`resources` given by binding name, as a list in shader `name`'s @binding order; a
+        binding left out or a name the shader does not declare raises ValueError."""
+        names = self.bindings(name)
+        if set(resources) != set(names):
+            raise ValueError(f"{name} binds {list(names)}, given {list(resources)}")
+        return [resources[n] for n in names]
 
     def bindings(self, name: str) -> tuple[str, ...]:
         """The names of shader `name`'s group-0 bindings in @binding order (0, 1, ...): how pass

@@ -95,3 +95,13 @@ def test_a_spec_with_wrong_bindings_is_refused(device):
     plan.specs[0] = bad
     with pytest.raises(ValueError, match=r"im2col_4w4c.wgsl binds \['src', 'dst', 'd', 'p'\]"):
         conv.buffers.realize(plan)
+
+
+def test_device_bind_names_the_kernels_bindings(device):
+    pipe = device.pipeline("copy_bw.wgsl", {"WG": 64})
+    a, b = device.buffer(64), device.buffer(64)
+    assert device.bind("copy_bw.wgsl", pipe, {"dst": b, "src": a}) is device.bind_group(pipe, [a, b])
+    with pytest.raises(ValueError, match=r"copy_bw.wgsl binds \['src', 'dst'\], given \['src'\]"):
+        device.bind("copy_bw.wgsl", pipe, {"src": a})
+    with pytest.raises(ValueError, match=r"given \['src', 'dst', 'extra'\]"):
+        device.bind("copy_bw.wgsl", pipe, {"src": a, "dst": b, "extra": a})
