@@ -23,12 +23,7 @@ override TM: u32 = 1u;     // m-blocks per thread (TM * TN <= 8)
 override TN: u32 = 2u;     // channel blocks per thread
 override MODE: u32 = 0u;
 
-@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> wts: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> chan: array<Chan>;
-@group(0) @binding(3) var<storage, read_write> o: array<u32>;
-@group(0) @binding(4) var<uniform> od: TensorDesc;
-@group(0) @binding(5) var<uniform> p: GemmParams;
+// #include "gemm_bindings.wgsl"
 
 const MAX_ACC: u32 = 32u;  // (TM*TN <= 8 tiles) x 4 channels, each a vec4 over 4 widths
 

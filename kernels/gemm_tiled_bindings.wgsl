@@ -5,12 +5,7 @@
 //      `chan` (epilogue records), `od`/`p` (output TensorDesc, GemmParams), `xd`/`cv` (the
 //      input's TensorDesc and ConvParams, read by the implicit gather).
 // Out: `o` (the output tensor) or, with PARTIAL, `part` (split-K partial sums).
-@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> wts: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> chan: array<Chan>;
-@group(0) @binding(3) var<storage, read_write> o: array<u32>;
-@group(0) @binding(4) var<uniform> od: TensorDesc;
-@group(0) @binding(5) var<uniform> p: GemmParams;
+// #include "gemm_bindings.wgsl"
 @group(0) @binding(6) var<storage, read_write> part: array<vec4<i32>>;
 @group(0) @binding(7) var<uniform> xd: TensorDesc;  // the input (IMPLICIT)
 @group(0) @binding(8) var<uniform> cv: ConvParams;  // the conv geometry (IMPLICIT)
