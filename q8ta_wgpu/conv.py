@@ -41,8 +41,7 @@ from .planner import (
     check_binding,
     check_buffer,
     conv_params,
-    default_gemm_config,
-    gemm_aligned,
+    gemm_config_for,
     im2col_pass_shape,
     kernel_geometry,
     plan_passes,
@@ -431,10 +430,7 @@ class QConv2d:
     def gemm_config(self, geo: ConvGeometry, m_count: int) -> dict[str, Any]:
         """The GEMM configuration (dict form) that runs `m_count` m-blocks of kernel geometry
         `geo`: forced or measured where the tiled kernel serves the conv, else the default."""
-        chosen = self._chosen_gemm(geo)
-        if chosen is not None and gemm_aligned(geo):
-            return chosen.to_dict()
-        return default_gemm_config(geo, m_count, DeviceLimits.of(self.device)).to_dict()
+        return gemm_config_for(geo, m_count, self._chosen_gemm(geo), DeviceLimits.of(self.device)).to_dict()
 
     def candidate_passes(
         self, geo: ConvGeometry, method: str, in_layout: str, gemm: GemmConfig | None, x_buf: Any, y_buf: Any

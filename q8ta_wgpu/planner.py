@@ -330,6 +330,16 @@ def gemm_aligned(geo: ConvGeometry) -> bool:
     return geo.groups == 1 or geo.C_out_per_group % 4 == 0
 
 
+def gemm_config_for(
+    geo: ConvGeometry, m_count: int, gemm: GemmConfig | None, limits: DeviceLimits
+) -> GemmConfig:
+    """The configuration that runs `m_count` m-blocks of `geo`: `gemm` (forced or measured)
+    where the tiled kernel serves the conv, else the default."""
+    if gemm is not None and gemm_aligned(geo):
+        return gemm
+    return default_gemm_config(geo, m_count, limits)
+
+
 def default_gemm_config(geo: ConvGeometry, m_count: int, limits: DeviceLimits) -> GemmConfig:
     """The untuned configuration for `m_count` m-blocks of `geo`: the tiled kernel where the
     channel blocks are aligned to groups, with split-K when the tiles alone would leave the GPU
@@ -607,8 +617,7 @@ def _gemm_specs(
     conv params) uniforms, which the tiled kernel always binds). For a slice of whole groups,
     geo is the slice's own geometry, k4_row A's row stride in blocks (all groups) and g_base
     the slice's first group. Split-K partial sums go to a scratch buffer of their own."""
-    aligned = gemm_aligned(geo)
-    cfg = gemm if (aligned and gemm is not None) else default_gemm_config(geo, count, limits)
+    cfg = gemm_config_for(geo, count, gemm, limits)
     tiled = cfg.tiled
     if implicit and not tiled:
         raise ValueError("method 'implicit_4w4c' needs groups == 1 or C_out/groups % 4 == 0")
