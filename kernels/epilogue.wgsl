@@ -3,6 +3,8 @@
 // declares `chan` (per-channel records), `o` (output words), `od` (output TensorDesc) and
 // `p` (GemmParams).
 //   adj = acc - zp_in*wsum; y = adj*scale + bias; relu; q = clamp(rint(y*inv_s_out) + zp_out)
+//   relu6: q = min(q, q_max) with q_max = the quantized 6 (the host's float32 rint(6*inv_s_out) +
+//   zp_out): rounding is monotonic, so this equals clamping y at 6 before requantizing.
 // Overflow: |product| <= 2^14 and |zp_in*wsum| <= 2^14 per column, so int32 is exact for
 // K_per_group < 2^16 columns (the host checks).
 // #include "struct_gemm_params.wgsl"
@@ -15,7 +17,7 @@ fn requant4(acc: vec4<i32>, ch: Chan, oc: u32, valid: vec4<bool>) -> vec4<i32> {
   if (p.relu != 0u) { y = max(y, vec4<f32>(0.0)); }
   // Clamp before the int conversion so huge values stay defined; +-512 cannot change the result.
   let r = clamp(round(y * p.inv_s_out), vec4<f32>(-512.0), vec4<f32>(512.0));
-  let q = clamp(vec4<i32>(r) + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(127));
+  let q = clamp(vec4<i32>(r) + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(p.q_max));
   return select(vec4<i32>(p.zp_out), q, valid & vec4<bool>(oc < p.c_out));
 }
 

@@ -323,7 +323,8 @@ class QConv2d:
         input_scale, input_zero_point: the input's quantization (scale > 0, zp in [-128, 127]).
         output_scale, output_zero_point: the output's quantization.
         stride, padding, dilation: int or (h, w); groups: int dividing C_in and C_out.
-        activation: "none" or "relu" (fused before requantization).
+        activation: "none", "relu" or "relu6" (fused: relu before requantization, relu6's upper
+            bound as a clamp of the quantized output, which gives the same bytes).
         method: "auto", "im2col_4w4c", "im2col_generic", "pointwise" (1x1 convs: the 4W4C input
             is the im2col matrix), "implicit_4w4c" (one fused kernel: the GEMM gathers im2col
             blocks from the 4W4C input while filling its tiles; no im2col matrix in memory) or

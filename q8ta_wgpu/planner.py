@@ -30,7 +30,7 @@ from .layouts import tensor_desc
 from .uniforms import CONV_PARAMS, GEMM_PARAMS, TENSOR_DESC
 
 METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise", "implicit_4w4c", "depthwise_4w4c")
-ACTIVATIONS = ("none", "relu")
+ACTIVATIONS = ("none", "relu", "relu6")
 # At most this many m-blocks per dispatch keeps every GEMM grid within
 # max-compute-workgroups-per-dimension (tiles of >= 16 m-blocks).
 MAX_DISPATCH_MBLOCKS = 16 * 65535
@@ -497,8 +497,18 @@ def gemm_params(
         h_out=geo.H_out, w4_out=ceil4(geo.W_out), w_out=geo.W_out,
         zp_in=conv.input_zero_point, zp_out=conv.output_zero_point,
         inv_s_out=float(np.float32(1.0) / np.float32(conv.output_scale)),
-        relu=int(conv.activation == "relu"), splits=splits, kspan=kspan, g_base=g_base,
+        relu=int(conv.activation in ("relu", "relu6")), splits=splits, kspan=kspan, g_base=g_base,
+        q_max=activation_q_max(conv.activation, conv.output_scale, conv.output_zero_point),
     )  # fmt: skip
+
+
+def activation_q_max(activation: str, output_scale: float, output_zero_point: int) -> int:
+    """The largest output value an activation allows, quantized: relu6's 6 as the epilogue would
+    requantize it (float32 6 * inv_s_out, rounded half to even, + zp_out, clamped), else 127."""
+    if activation != "relu6":
+        return 127
+    inv = np.float32(1.0) / np.float32(output_scale)
+    return int(np.clip(np.rint(np.float32(6.0) * inv) + output_zero_point, -128, 127))
 
 
 def plan_passes(

@@ -121,7 +121,7 @@ def conv2d(
         output_scale, output_zero_point: quantization of the result.
         stride, padding, dilation: int or (h, w) pair.
         groups: divides C_in and C_out.
-        activation: "none" or "relu" (applied in float before requantization).
+        activation: "none", "relu" or "relu6" (applied in float before requantization).
         method, device: accepted for API compatibility with the GPU path; ignored.
 
     Returns:
@@ -142,8 +142,8 @@ def conv2d(
         b = check_float_vector("bias", bias, geo.C_out)
     if not isinstance(activation, str):
         raise TypeError(f"activation must be a str, got {type(activation).__name__}")
-    if activation not in ("none", "relu"):
-        raise ValueError(f'activation must be "none" or "relu", got {activation!r}')
+    if activation not in ("none", "relu", "relu6"):
+        raise ValueError(f'activation must be "none", "relu" or "relu6", got {activation!r}')
 
     G, Kpg, Cop = geo.groups, geo.K_per_group, geo.C_out_per_group
     taps = geo.KH * geo.KW * geo.C_in_per_group
@@ -172,8 +172,10 @@ def conv2d(
                 adj = acc - zp_wsum[g]
                 y = adj.astype(np.float32) * scale[g]
                 y = y + bias_g[g]
-                if activation == "relu":
+                if activation in ("relu", "relu6"):
                     y = np.maximum(y, np.float32(0))
+                if activation == "relu6":
+                    y = np.minimum(y, np.float32(6))
                 q = np.rint(y * inv) + zp_out_f
                 out[m0:m1, g, :] = np.clip(q, -128, 127).astype(np.int8)
 

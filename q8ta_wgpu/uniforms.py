@@ -123,6 +123,7 @@ GEMM_PARAMS = UniformStruct(
         ("splits", "u32", "split-K: number of K slices"),
         ("kspan", "u32", "split-K: k-blocks per slice"),
         ("g_base", "u32", "first group of this dispatch's channels"),
+        ("q_max", "i32", "upper clamp of the output (relu6's quantized 6; else 127)"),
     ),
     "One GEMM dispatch: its m-blocks, the output's geometry and the requantization.",
 )

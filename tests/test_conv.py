@@ -133,6 +133,25 @@ def test_extra_coverage(device, name, activation):
         assert got.tobytes() == want.tobytes(), f"{name} {method}"
 
 
+@pytest.mark.parametrize("name", ["batch2", "groups2_odd_cout_pg", "depthwise", "k1x1_strided"])
+def test_relu6_clamps_at_the_quantized_6(device, name):
+    """relu6 (PyTorch's hardtanh(0, 6) after a conv) runs as a clamp of the quantized output; the
+    reference clamps the float value at 6 before requantizing. The scales put 6 inside the int8
+    range, and the case is checked to clamp something (a test that cannot fail otherwise)."""
+    cfg = EXTRA[name]
+    case = make_case(cfg, seed=12, activation="relu6", output_scale=0.03, output_zero_point=-100)
+    x, w, ws, b = case["args"]
+    ws = ws * np.float32(8)  # real outputs of a few units, so that some pass 6
+    case["args"] = (x, w, ws, b)
+    q6 = -100 + 200  # rint(6 / 0.03) + zp_out
+    relu_only = reference.conv2d(x, w, ws, b, **{**case["kwargs"], "activation": "relu"})
+    assert (relu_only > q6).any() and (relu_only < q6).any(), "no output above 6: the case clamps nothing"
+    ref = reference.conv2d(x, w, ws, b, **case["kwargs"])
+    assert ref.max() == q6 and ref.min() >= -100
+    for method in methods_for(cfg):
+        run_both(device, case, method, f"{name}/{method}/relu6")
+
+
 @pytest.mark.parametrize("in_layout", q8.LAYOUTS)
 @pytest.mark.parametrize("out_layout", q8.LAYOUTS)
 def test_every_input_and_output_layout(device, in_layout, out_layout):
