@@ -16,6 +16,8 @@ from . import layouts, reference
 from .conv import QConv2d, QTensor, conv2d, im2col, prepack_depthwise, prepack_weights, weight_sums
 from .geometry import ConvGeometry
 from .layouts import LAYOUTS, pack, pack_gpu, unpack, unpack_gpu
+from .net import Net
+from .ops import QAdaptiveAvgPool2d, QAdd, QAvgPool2d, QMaxPool2d, quantize_to_qtensor
 from .quant import dequantize, quantize, quantize_weights
 from .runtime import (
     Device,
@@ -27,6 +29,7 @@ from .runtime import (
     list_adapters,
     recording,
 )
+from .torch_import import UnsupportedError, from_torch
 
 __version__ = "0.1.0"
 
@@ -36,13 +39,20 @@ __all__ = [
     "Device",
     "DeviceLostError",
     "KernelError",
+    "Net",
     "NoAdapterError",
+    "Q8taQuantizer",
+    "QAdaptiveAvgPool2d",
+    "QAdd",
+    "QAvgPool2d",
+    "QMaxPool2d",
     "QConv2d",
     "QTensor",
     "conv2d",
     "default_device",
     "dequantize",
     "from_qtensor",
+    "from_torch",
     "from_torch_conv",
     "im2col",
     "info",
@@ -53,10 +63,12 @@ __all__ = [
     "prepack_depthwise",
     "prepack_weights",
     "quantize",
+    "quantize_to_qtensor",
     "quantize_weights",
     "recording",
     "reference",
     "to_qtensor",
+    "UnsupportedError",
     "unpack",
     "unpack_gpu",
     "weight_sums",
@@ -71,4 +83,8 @@ def __getattr__(name: str) -> object:
         from . import torch_interop
 
         return getattr(torch_interop, name)
+    if name == "Q8taQuantizer":  # imports torch and torchao
+        from .quantizer import Q8taQuantizer
+
+        return Q8taQuantizer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

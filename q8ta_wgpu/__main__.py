@@ -69,6 +69,8 @@ def _max_err(y: np.ndarray, ref: np.ndarray) -> tuple[int, int]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.model:
+        return demo_network(args)
     from . import reference
     from .configs import SPEC_CONFIGS, make_case
     from .conv import QConv2d
@@ -101,6 +103,69 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(line)
     ok = err <= 1
     print("result    OK" if ok else "result    MISMATCH (more than 1 LSB)")
+    return EXIT_OK if ok else EXIT_MISMATCH
+
+
+def demo_network(args: argparse.Namespace) -> int:
+    """A built-in network (random weights) quantized through PT2E with Q8taQuantizer, run on the
+    GPU, checked against PyTorch's int8 result of the same graph, and timed."""
+    try:
+        import torch
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    except ImportError as e:
+        print(f"demo --model needs torch and torchao (pip install 'q8ta_wgpu[torch]'): {e}", file=sys.stderr)
+        return EXIT_USAGE
+    from . import models
+    from .quantizer import Q8taQuantizer
+    from .torch_import import from_torch
+
+    dev = _device(args)
+    hw, batch = args.hw, args.batch
+    model = models.build(args.model, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    calib = [torch.randn(2, 3, hw, hw, generator=gen) for _ in range(2)]
+    t0 = time.perf_counter()
+    m = torch.export.export(model, (calib[0],), dynamic_shapes=({0: torch.export.Dim.AUTO},)).module()
+    m = prepare_pt2e(m, Q8taQuantizer())
+    for c in calib:
+        m(c)
+    m = convert_pt2e(m)
+    t_quant = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    net = from_torch(m, device=dev)
+    x = torch.randn(batch, 3, hw, hw, generator=gen).numpy()
+    got = net.run_int8(x)
+    first = time.perf_counter() - t0
+    with torch.no_grad():
+        y = m(torch.from_numpy(x)).numpy()
+    want = np.clip(np.rint(y / np.float32(net.output_scale)) + net.output_zero_point, -128, 127).astype(
+        np.int8
+    )
+    err, count = _max_err(got.reshape(want.shape), want)
+    top1 = float(np.mean(got.reshape(batch, -1).argmax(1) == want.reshape(batch, -1).argmax(1)))
+    print(f"adapter   {dev.name} ({dev.backend}); dot4I8Packed: {dev.dot4_mode}")
+    print(f"model     {args.model} (random weights), input [{batch}, 3, {hw}, {hw}], PT2E with Q8taQuantizer "
+          f"({t_quant:.1f} s to export, calibrate on 2 random batches, convert)")  # fmt: skip
+    if args.verbose:
+        print(net)
+    kinds: dict[str, int] = {}
+    for s in net.steps:
+        kinds[s.kind] = kinds.get(s.kind, 0) + 1
+    print(f"net       {len(net.steps)} GPU ops: " + ", ".join(f"{v} {k}" for k, v in kinds.items()))
+    print(f"check     int8 output vs PyTorch's int8 graph: max {err} LSB, {count} of {want.size} elements differ; "
+          f"top-1 agrees on {100 * top1:.0f}% of {batch} inputs")  # fmt: skip
+    walls = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        net(x)
+        walls.append(time.perf_counter() - t0)
+    line = f"time      first call {first:.2f} s (compile), then {np.median(walls) * 1e3:.1f} ms wall per call (median of 3)"
+    if dev.has_timestamps:
+        g = net.gpu_times(x.shape, repeats=3, warm_s=0.0)
+        line += f", {g['whole_s'] * 1e3:.2f} ms GPU"
+    print(line)
+    ok = err <= 2 and top1 >= 0.99
+    print("result    OK" if ok else "result    MISMATCH (over 2 LSB, or top-1 differs)")
     return EXIT_OK if ok else EXIT_MISMATCH
 
 
@@ -201,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one conv (spec config 4: 64x32 channels, 64x64, 3x3, padding 1, with bias and\n"
         "relu) on the GPU, compare it with the numpy reference (at most 1 LSB) and time it\n"
         "(first call, cached calls, and GPU time where timestamps exist).",
+    )
+    p.add_argument("--model", choices=["resnet18", "resnet50", "mobilenet_v2", "tiny_resnet", "tiny_mobilenet_v2"],
+                   help="run a whole built-in network instead (random weights; needs torch and torchao): "
+                   "quantized through PT2E with Q8taQuantizer, checked against PyTorch's int8 result")  # fmt: skip
+    p.add_argument("--hw", type=int, default=224, help="with --model: input height and width (default 224)")
+    p.add_argument("--batch", type=int, default=1, help="with --model: batch size (default 1)")
+    p.add_argument(
+        "--verbose", "-v", action="store_true", help="with --model: print the net, one line per op"
     )
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser(

@@ -13,8 +13,19 @@ from ._checks import (
     check_scale,
     check_scale_product,
     check_zero_point,
+    real_array,
 )
 from .geometry import ConvGeometry, pair
+from .pooling import (
+    PoolWindow,
+    adaptive_output_hw,
+    adaptive_windows,
+    avg_windows,
+    check_bool,
+    check_divisor_override,
+    check_window_taps,
+    input_shape4,
+)
 
 # Rows of A per int32 matmul chunk: bounds the int32 copies of A (rows * K_per_group * 4 bytes).
 _CHUNK_BYTES = 32 * 1024 * 1024
@@ -181,3 +192,242 @@ def conv2d(
 
     out = out.reshape(geo.N, geo.H_out, geo.W_pad, geo.C_out)[:, :, : geo.W_out, :]
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+# ---- the non-conv ops of a quantized CNN (PT2E float path: dequantize, op in float32, quantize) --
+def inv_scale(name: str, scale: Any) -> float:
+    """float32(1.0 / scale) of a checked quantization scale, as torch's quantize_per_tensor takes
+    it: 1.0 / scale divided in double precision from the scale as given (a Python float, not
+    rounded to float32 first), then rounded once to float32 when it multiplies a float32 tensor.
+    A ValueError naming `name` when it is not a finite float32."""
+    check_scale(name, scale)
+    with np.errstate(over="ignore"):
+        inv = np.float32(1.0 / float(scale))
+    if not np.isfinite(inv):
+        raise ValueError(f"1 / {name} must be a finite float32, got {name} = {float(scale)}")
+    return float(inv)
+
+
+def _quantize_f32(y: np.ndarray, inv: float, output_zero_point: int) -> np.ndarray:
+    """torch's quantize_per_tensor of float32 y: clamp(rint(y * inv) + zp), inv = inv_scale(...)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # huge y saturates through inf
+        q = np.rint(y.astype(np.float32, copy=False) * np.float32(inv)) + np.float32(output_zero_point)
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def quantize_per_tensor(x: Any, scale: float, zero_point: int) -> np.ndarray:
+    """torch.ops.quantized_decomposed.quantize_per_tensor(x, scale, zero_point, -128, 127, int8)
+    in numpy: q = clamp(rint(x * inv_scale) + zero_point, -128, 127), inv_scale = float32(1.0 /
+    scale) (`inv_scale`), x as float32. (q8ta_wgpu.quantize divides by the float32 scale instead,
+    which can round a value next to a .5 tie the other way.) x: real values, any shape, no NaN."""
+    inv = inv_scale("scale", scale)
+    zp = check_zero_point("zero_point", zero_point)
+    a = real_array("x", x)
+    with np.errstate(over="ignore"):
+        x32 = a.astype(np.float32)
+    if np.isnan(x32).any():
+        raise ValueError("x must not contain NaN")
+    return _quantize_f32(x32, inv, zp)
+
+
+def _dequantize_f32(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """(q - zp) * scale in float32 (q - zp is exact), as torch's dequantize_per_tensor."""
+    return (q.astype(np.int32) - zero_point).astype(np.float32) * np.float32(scale)
+
+
+def add(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    a_scale: float,
+    a_zero_point: int,
+    b_scale: float,
+    b_zero_point: int,
+    output_scale: float,
+    output_zero_point: int,
+    activation: str = "none",
+) -> np.ndarray:
+    """Quantized add: quantize(dequantize(a) + dequantize(b)), float32 in PyTorch's order
+    (dequantize a, dequantize b, add, relu, multiply by float32(1/output_scale), round half to
+    even, add the zero point, clamp to [-128, 127]).
+
+    Args:
+        a, b: int8 arrays of one shape (any rank), each with its own scale and zero point.
+        activation: "none", "relu" or "relu6" (max(y, 0), then min(y, 6), before quantizing).
+
+    Returns:
+        int8 with the shape of a.
+    """
+    a = check_int8_array("a", a)
+    b = check_int8_array("b", b)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
+    sa, zpa = check_scale("a_scale", a_scale), check_zero_point("a_zero_point", a_zero_point)
+    sb, zpb = check_scale("b_scale", b_scale), check_zero_point("b_zero_point", b_zero_point)
+    inv = inv_scale("output_scale", output_scale)
+    zp_out = check_zero_point("output_zero_point", output_zero_point)
+    act = _check_activation(activation)
+    with np.errstate(over="ignore"):
+        y = _dequantize_f32(a, sa, zpa) + _dequantize_f32(b, sb, zpb)
+    return _quantize_f32(_activate(y, act), inv, zp_out)
+
+
+def _check_activation(activation: Any) -> str:
+    """`activation` if it is "none", "relu" or "relu6" (PyTorch's hardtanh(0, 6))."""
+    if not isinstance(activation, str):
+        raise TypeError(f"activation must be a str, got {type(activation).__name__}")
+    if activation not in ("none", "relu", "relu6"):
+        raise ValueError(f'activation must be "none", "relu" or "relu6", got {activation!r}')
+    return activation
+
+
+def _activate(y: np.ndarray, activation: str) -> np.ndarray:
+    """relu / relu6 of float32 y, in float, before quantizing (as the PT2E graph does)."""
+    if activation in ("relu", "relu6"):
+        y = np.maximum(y, np.float32(0))
+    if activation == "relu6":
+        y = np.minimum(y, np.float32(6))
+    return y
+
+
+def max_pool2d(
+    x: np.ndarray,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    ceil_mode: bool = False,
+) -> np.ndarray:
+    """max_pool2d of int8 x [N, C, H, W] with torch.nn.functional.max_pool2d's arguments: the max
+    of the int8 values in each window (the max of the dequantized values, quantized with the
+    same scale and zero point, is exactly that). Padded positions never win (they are -128,
+    the smallest int8). Returns int8 [N, C, H_out, W_out]."""
+    x = check_int8_array("x", x, ndim=4)
+    win = PoolWindow.checked(kernel_size, stride, padding, dilation, ceil_mode)
+    n, c, h, w = input_shape4("x", x.shape)
+    ho, wo = win.output_hw(h, w)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = win.kernel_size, win.stride, win.padding, win.dilation
+    # -128 borders wide enough for every window (ceil_mode's last one may pass H + pad).
+    hp = max(h + 2 * ph, (ho - 1) * sh + dh * (kh - 1) + 1)
+    wp = max(w + 2 * pw, (wo - 1) * sw + dw * (kw - 1) + 1)
+    xp = np.full((n, c, hp, wp), -128, np.int8)
+    xp[:, :, ph : ph + h, pw : pw + w] = x
+    out = np.full((n, c, ho, wo), -128, np.int8)
+    for i in range(kh):
+        for j in range(kw):
+            tap = xp[:, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+            np.maximum(out, tap, out=out)
+    return out
+
+
+def _window_sums(
+    x: np.ndarray, zp: int, hs: tuple[np.ndarray, np.ndarray], ws: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """int64 [N, C, H_out, W_out] sums of (x - zp) over windows rows [h0, h1) x columns [w0, w1)
+    (clipped to the input), from an integral image; empty windows sum to 0."""
+    n, c, h, w = x.shape
+    integral = np.zeros((n, c, h + 1, w + 1), np.int64)
+    integral[:, :, 1:, 1:] = (x.astype(np.int64) - zp).cumsum(axis=2).cumsum(axis=3)
+    (h0, h1), (w0, w1) = hs, ws
+    h1 = np.maximum(h1, h0)  # empty windows: [h0, h0)
+    w1 = np.maximum(w1, w0)
+
+    def corner(r: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return integral[:, :, r[:, None], s[None, :]]
+
+    return corner(h1, w1) - corner(h0, w1) - corner(h1, w0) + corner(h0, w0)
+
+
+def _average(
+    sums: np.ndarray,
+    divisor: np.ndarray,
+    empty: np.ndarray,
+    input_scale: float,
+    inv_s_out: float,
+    output_zero_point: int,
+    activation: str = "none",
+) -> np.ndarray:
+    """y = f32(sum) * s_in / f32(divisor) in float32, activated, quantized; empty windows give
+    y = 0."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        scaled = sums.astype(np.int32).astype(np.float32) * np.float32(input_scale)
+        y = scaled / divisor.astype(np.float32)
+    return _quantize_f32(
+        _activate(np.where(empty, np.float32(0), y), activation), inv_s_out, output_zero_point
+    )
+
+
+def avg_pool2d(
+    x: np.ndarray,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    input_scale: float,
+    input_zero_point: int,
+    output_scale: float,
+    output_zero_point: int,
+    activation: str = "none",
+) -> np.ndarray:
+    """avg_pool2d of int8 x [N, C, H, W] (torch.nn.functional.avg_pool2d's arguments), PT2E float
+    path with integer sums: sum = sum over the window of (x - input_zero_point) (padded
+    positions add 0), divisor as PyTorch's CPU kernel takes it (divisor_override; else with
+    count_include_pad the window clipped to the padded input, else its taps inside the input),
+    y = float32(sum) * input_scale / divisor in float32, then quantized to (output_scale,
+    output_zero_point) with torch's quantize_per_tensor; `activation` ("relu", "relu6") applied
+    to y before. Returns int8 [N, C, H_out, W_out]."""
+    x = check_int8_array("x", x, ndim=4)
+    win = PoolWindow.checked(kernel_size, stride, padding, 1, ceil_mode)
+    include_pad = check_bool("count_include_pad", count_include_pad)
+    override = check_divisor_override(divisor_override)
+    s_in = check_scale("input_scale", input_scale)
+    zp_in = check_zero_point("input_zero_point", input_zero_point)
+    inv = inv_scale("output_scale", output_scale)
+    zp_out = check_zero_point("output_zero_point", output_zero_point)
+    _, _, h, w = input_shape4("x", x.shape)
+    ho, wo = win.output_hw(h, w)
+    (kh, kw), (sh, sw), (ph, pw) = win.kernel_size, win.stride, win.padding
+    h0, h1, pool_h = avg_windows(h, ho, kh, sh, ph)
+    w0, w1, pool_w = avg_windows(w, wo, kw, sw, pw)
+    taps = np.outer(np.maximum(h1 - h0, 0), np.maximum(w1 - w0, 0))
+    check_window_taps(int(taps.max()))
+    sums = _window_sums(x, zp_in, (h0, h1), (w0, w1))
+    if override is not None:
+        divisor = np.full(taps.shape, override, np.int64)
+    elif include_pad:
+        divisor = np.outer(pool_h, pool_w)
+    else:
+        divisor = taps
+    return _average(sums, divisor, taps == 0, s_in, inv, zp_out, _check_activation(activation))
+
+
+def adaptive_avg_pool2d(
+    x: np.ndarray,
+    output_size: int | None | tuple[int | None, int | None],
+    *,
+    input_scale: float,
+    input_zero_point: int,
+    output_scale: float,
+    output_zero_point: int,
+    activation: str = "none",
+) -> np.ndarray:
+    """adaptive_avg_pool2d of int8 x [N, C, H, W] (torch's windows: row i of H_out covers
+    [floor(i*H/H_out), ceil((i+1)*H/H_out)), columns alike; output_size entries None = the
+    input's size), computed as `avg_pool2d` does with divisor = the window's taps. Output size 1
+    is the mean over H and W. Returns int8 [N, C, H_out, W_out]."""
+    x = check_int8_array("x", x, ndim=4)
+    s_in = check_scale("input_scale", input_scale)
+    zp_in = check_zero_point("input_zero_point", input_zero_point)
+    inv = inv_scale("output_scale", output_scale)
+    zp_out = check_zero_point("output_zero_point", output_zero_point)
+    _, _, h, w = input_shape4("x", x.shape)
+    ho, wo = adaptive_output_hw(output_size, h, w)
+    h0, h1 = adaptive_windows(h, ho)
+    w0, w1 = adaptive_windows(w, wo)
+    taps = np.outer(h1 - h0, w1 - w0)
+    check_window_taps(int(taps.max()))
+    sums = _window_sums(x, zp_in, (h0, h1), (w0, w1))
+    return _average(sums, taps, taps == 0, s_in, inv, zp_out, _check_activation(activation))

@@ -140,6 +140,43 @@ CHAN = UniformStruct(
     "Per output channel: what the requantizing epilogue needs.",
 )
 
-STRUCTS = (TENSOR_DESC, CONV_PARAMS, GEMM_PARAMS, CHAN)
+# kernels/add_q8.wgsl: the float parameters of a quantized add (zero points: the TensorDescs).
+ADD_PARAMS = UniformStruct(
+    "AddParams",
+    (
+        ("s_a", "f32", "scale of input a"),
+        ("s_b", "f32", "scale of input b"),
+        ("inv_s_out", "f32", "float32(1 / output scale), rounded once on the host"),
+        ("relu", "u32", "1: max(y, 0) before requantizing"),
+        ("q_max", "i32", "upper clamp of the output (relu6's quantized 6; else 127)"),
+    ),
+    "A quantized add: y = (a - zp_a)*s_a + (b - zp_b)*s_b; q = clamp(rint(y*inv_s_out) + zp_out).",
+)
+
+# kernels/maxpool.wgsl and kernels/avgpool.wgsl: the pooling window (both kernels) and the
+# averaging's divisor and requantization (avgpool.wgsl only; zero points: the TensorDescs).
+POOL_PARAMS = UniformStruct(
+    "PoolParams",
+    (
+        *_u32("kh", "kw", "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w"),
+        ("adaptive", "u32", "avg: 1 = adaptive windows [floor(i*H/H_out), ceil((i+1)*H/H_out))"),
+        ("count_include_pad", "u32", "avg: 1 = divide by the window clipped to the padded input"),
+        ("divisor", "i32", "avg: divisor_override, 0 = the window's own"),
+        ("s_in", "f32", "avg: input scale"),
+        ("inv_s_out", "f32", "avg: float32(1 / output scale)"),
+        ("q_min", "i32", "avg: lower clamp of the output (relu: the zero point; else -128)"),
+        ("q_max", "i32", "avg: upper clamp of the output (relu6's quantized 6; else 127)"),
+    ),
+    "A pooling window (kernel, stride, padding, dilation) and, for averages, the requantization.",
+)
+
+# kernels/quantize_pack.wgsl: float32 -> int8 (the zero point: the output's TensorDesc).
+QUANTIZE_PARAMS = UniformStruct(
+    "QuantizeParams",
+    (("inv_scale", "f32", "float32(1.0 / scale), as torch's quantize_per_tensor rounds it"),),
+    "Quantization of float32 values: q = clamp(rint(x * inv_scale) + zp, -128, 127).",
+)
+
+STRUCTS = (TENSOR_DESC, CONV_PARAMS, GEMM_PARAMS, CHAN, ADD_PARAMS, POOL_PARAMS, QUANTIZE_PARAMS)
 # Generated sources for the shader library, by include name.
 SOURCES = {s.include: s.wgsl() for s in STRUCTS}

@@ -1,0 +1,52 @@
+// add_q8.wgsl -- quantized elementwise add (PT2E float path), optional fused relu.
+// In:  `a`, `b`, int8 tensors of one NCHW shape, each packed in any layout (4W4C, 4C or 4C1W;
+//      see layout.wgsl) and described by its own TensorDesc `ad`, `bd` (zero points ad.zp, bd.zp).
+// Out: `o`, every word of the packed output described by `od` (same shape, any layout).
+// Thread t writes exactly one output word, (n, h, c4, w) = decode of t over
+// [N, H, C4, od.w_alloc]: channels 4*c4..4*c4+3 of pixel (n, h, w), as in pack_nchw.wgsl.
+// Slots past C, and whole words of widths >= W (4W4C's padded widths), hold od.zp; input words
+// are read only for w < W, so no input padding slot is read and nothing reads out of bounds.
+// Math, float32 in PyTorch's order (dequantize a, dequantize b, add, relu, quantize):
+//   y = f32(a - zp_a)*s_a + f32(b - zp_b)*s_b; relu: max(y, 0);
+//   q = clamp(rint(y*inv_s_out) + zp_out, -128, 127)  (rint: round half to even)
+//   relu6: q = min(q, q_max), q_max the host's quantized 6 (rounding is monotonic: the same as
+//   clamping y at 6 first)
+// Overflow: none (|a - zp_a| <= 255 is exact in f32; the rounded value is clamped to +-512
+// before the int conversion, so huge or infinite y stays defined). A compiler may contract
+// the multiply-add into an fma: then y can differ from PyTorch's in its last bit (<= 1 LSB).
+// #include "layout.wgsl"
+// #include "struct_add_params.wgsl"
+
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> a: array<u32>;
+@group(0) @binding(1) var<storage, read> b: array<u32>;
+@group(0) @binding(2) var<storage, read_write> o: array<u32>;
+@group(0) @binding(3) var<uniform> ad: TensorDesc;
+@group(0) @binding(4) var<uniform> bd: TensorDesc;
+@group(0) @binding(5) var<uniform> od: TensorDesc;
+@group(0) @binding(6) var<uniform> p: AddParams;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = linear_id(gid, nwg, WG);
+  let c4n = (od.c + 3u) / 4u;
+  if (t >= od.n * od.h * c4n * od.w_alloc) { return; }
+  let w = t % od.w_alloc;
+  var r = t / od.w_alloc;
+  let c4 = r % c4n;
+  r = r / c4n;
+  let h = r % od.h;
+  let n = r / od.h;
+  var q = vec4<i32>(od.zp);
+  if (w < od.w) {
+    let qa = unpack4xI8(a[word_index(ad, n, c4, h, w)]) - vec4<i32>(ad.zp);
+    let qb = unpack4xI8(b[word_index(bd, n, c4, h, w)]) - vec4<i32>(bd.zp);
+    var y = vec4<f32>(qa) * p.s_a + vec4<f32>(qb) * p.s_b;
+    if (p.relu != 0u) { y = max(y, vec4<f32>(0.0)); }
+    let rq = clamp(round(y * p.inv_s_out), vec4<f32>(-512.0), vec4<f32>(512.0));
+    let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+    q = select(q, clamp(vec4<i32>(rq) + vec4<i32>(od.zp), vec4<i32>(-128), vec4<i32>(p.q_max)), c < vec4<u32>(od.c));
+  }
+  o[word_index(od, n, c4, h, w)] = pack4xI8(q);
+}

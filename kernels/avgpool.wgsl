@@ -1,0 +1,86 @@
+// avgpool.wgsl -- avg_pool2d and adaptive_avg_pool2d of an int8 tensor (PT2E float path:
+// average the dequantized values, quantize), windows and divisors exactly as PyTorch's CPU
+// kernels take them.
+// In:  `x`, int8 [N, C, H, W] packed in any layout (see layout.wgsl), described by `xd`
+//      (zero point zp_in = xd.zp).
+// Out: `o`, every word of the packed output [N, C, H_out, W_out] described by `od` (any layout;
+//      zero point zp_out = od.zp).
+// Thread t writes exactly one output word, (n, h, c4, w) = decode of t over
+// [N, H_out, C4, od.w_alloc]: channels 4*c4..4*c4+3 of output pixel (n, h, w). Slots past C,
+// and words of widths >= W_out (4W4C's padded widths), hold zp_out.
+// Window per axis (rows shown; columns alike):
+//   p.adaptive = 0: h0 = h*stride_h - pad_h, h1 = min(h0 + kh, H + pad_h), pool_h = h1 - h0,
+//                   then h0, h1 clipped to [0, H];
+//   p.adaptive = 1: h0 = floor(h*H/H_out), h1 = ceil((h+1)*H/H_out), pool_h = h1 - h0.
+// divisor = p.divisor if != 0 (divisor_override), else pool_h*pool_w (count_include_pad), else
+// (h1 - h0)*(w1 - w0); an empty window gives zp_out (PyTorch's 0).
+//   sum = sum over the window of (x - zp_in) in i32 (taps outside the input contribute 0);
+//   y = f32(sum) * s_in / f32(divisor); q = clamp(rint(y*inv_s_out) + zp_out, q_min, q_max)
+//   (q_min, q_max: -128, 127, or relu's / relu6's bounds quantized by the host: rounding is
+//   monotonic, so clamping q equals clamping y first)
+// Overflow: |x - zp_in| <= 255, and the host keeps window taps * 255 < 2^31, so the i32 sums
+// are exact; f32(sum) rounds like the reference's above 2^24. The rounded value is clamped to
+// +-512 before the int conversion. WGSL's f32 division may be inexact (2.5 ULP) on some GPUs:
+// then y can differ from the reference in its last bits (<= 1 LSB).
+// #include "layout.wgsl"
+// #include "struct_pool_params.wgsl"
+
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> x: array<u32>;
+@group(0) @binding(1) var<storage, read_write> o: array<u32>;
+@group(0) @binding(2) var<uniform> xd: TensorDesc;
+@group(0) @binding(3) var<uniform> od: TensorDesc;
+@group(0) @binding(4) var<uniform> p: PoolParams;
+
+// The window [lo, hi) of output index i along an axis of `size` inputs and `out` outputs,
+// clipped to the input, and its pool extent (before clipping): vec3(lo, hi, pool).
+fn window(i: u32, size: u32, out: u32, k: u32, stride: u32, pad: u32) -> vec3<i32> {
+  if (p.adaptive != 0u) {
+    let lo = i32((i * size) / out);
+    let hi = i32(((i + 1u) * size + out - 1u) / out);
+    return vec3<i32>(lo, hi, hi - lo);
+  }
+  let lo = i32(i * stride) - i32(pad);
+  let hi = min(lo + i32(k), i32(size + pad));
+  return vec3<i32>(max(lo, 0), min(hi, i32(size)), hi - lo);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = linear_id(gid, nwg, WG);
+  let c4n = (od.c + 3u) / 4u;
+  if (t >= od.n * od.h * c4n * od.w_alloc) { return; }
+  let w = t % od.w_alloc;
+  var r = t / od.w_alloc;
+  let c4 = r % c4n;
+  r = r / c4n;
+  let h = r % od.h;
+  let n = r / od.h;
+  var q = vec4<i32>(od.zp);
+  if (w < od.w) {
+    let wh = window(h, xd.h, od.h, p.kh, p.stride_h, p.pad_h);
+    let ww = window(w, xd.w, od.w, p.kw, p.stride_w, p.pad_w);
+    var sum = vec4<i32>(0);
+    for (var ih = wh.x; ih < wh.y; ih++) {
+      for (var iw = ww.x; iw < ww.y; iw++) {
+        sum += unpack4xI8(x[word_index(xd, n, c4, u32(ih), u32(iw))]);
+      }
+    }
+    let taps = max(wh.y - wh.x, 0) * max(ww.y - ww.x, 0);
+    sum -= vec4<i32>(taps * xd.zp);
+    var divisor = (wh.y - wh.x) * (ww.y - ww.x);
+    if (p.divisor != 0) {
+      divisor = p.divisor;
+    } else if (p.count_include_pad != 0u) {
+      divisor = wh.z * ww.z;
+    }
+    if (taps > 0 && divisor != 0) {
+      let y = vec4<f32>(sum) * p.s_in / f32(divisor);
+      let rq = clamp(round(y * p.inv_s_out), vec4<f32>(-512.0), vec4<f32>(512.0));
+      let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+      q = select(q, clamp(vec4<i32>(rq) + vec4<i32>(od.zp), vec4<i32>(p.q_min), vec4<i32>(p.q_max)), c < vec4<u32>(od.c));
+    }
+  }
+  o[word_index(od, n, c4, h, w)] = pack4xI8(q);
+}

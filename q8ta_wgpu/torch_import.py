@@ -1,0 +1,540 @@
+"""PyTorch int8 models made GPU nets: `from_torch(model)`.
+
+A PT2E graph (torch.export, then torchao's `prepare_pt2e` / `convert_pt2e` with a quantizer of
+the q8ta scheme: int8 per-tensor affine activations, int8 symmetric per-channel weights) holds
+aten ops between `quantized_decomposed` quantize / dequantize nodes. The import walks it once,
+giving each node a symbolic value:
+
+- `QVal`: an int8 tensor the GPU holds (a quantize node, or an op whose output is quantized);
+- `FloatOf(QVal)`: its dequantized float view (a dequantize node; views like flatten keep it);
+- `Weight`: a dequantize_per_channel of int8 weights (constant);
+- `Pending`: a float op (conv, linear, add, pools) whose inputs are dequantized int8 tensors,
+  made a GPU step when the quantize after it gives its output's scale and zero point; a relu or
+  relu6 between them is fused into the op.
+
+Anything else raises `UnsupportedError` naming the node and its op, before any GPU work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .conv import QConv2d
+from .net import ConvOp, FlattenOp, Net, Step
+from .runtime import Device, get_device
+
+
+class UnsupportedError(ValueError):
+    """A model (node or module) the GPU net cannot run, named with its op and why."""
+
+
+@dataclass(frozen=True)
+class QVal:
+    name: str
+    scale: float
+    zero_point: int
+    rank: int = 4
+
+
+@dataclass(frozen=True)
+class FloatOf:
+    q: QVal
+
+
+@dataclass(frozen=True)
+class Weight:
+    q: np.ndarray  # int8
+    scales: np.ndarray  # float32 [C_out]
+
+
+@dataclass
+class Pending:
+    kind: str
+    node: str
+    inputs: tuple[QVal, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    activation: str = "none"
+    rank: int = 4
+
+
+def _targets() -> dict[str, Any]:
+    import torch
+
+    try:  # registers torch.ops.quantized_decomposed
+        import torch.ao.quantization.fx._decomposed  # noqa: F401
+    except ImportError:  # pragma: no cover - torch without torch.ao
+        import torchao.quantization.pt2e  # noqa: F401
+    qd = torch.ops.quantized_decomposed
+    aten = torch.ops.aten
+    return {
+        "quantize": {qd.quantize_per_tensor.default, qd.quantize_per_tensor.tensor},
+        "dequantize": {qd.dequantize_per_tensor.default, qd.dequantize_per_tensor.tensor},
+        "dequantize_per_channel": {qd.dequantize_per_channel.default},
+        "quantize_per_channel": {qd.quantize_per_channel.default},
+        "conv2d": {aten.conv2d.default},
+        "linear": {aten.linear.default},
+        "add": {aten.add.Tensor, aten.add_.Tensor},
+        "relu": {aten.relu.default, aten.relu_.default},
+        "hardtanh": {aten.hardtanh.default, aten.hardtanh_.default},
+        "max_pool2d": {aten.max_pool2d.default},
+        "avg_pool2d": {aten.avg_pool2d.default},
+        "adaptive_avg_pool2d": {aten.adaptive_avg_pool2d.default},
+        "mean": {aten.mean.dim},
+        "flatten": {aten.flatten.using_ints},
+        "view": {aten.view.default, aten.reshape.default, aten._unsafe_view.default},
+        "identity": {aten.dropout.default, aten.clone.default, aten.contiguous.default, aten.alias.default},
+    }
+
+
+def _kind(targets: dict[str, Any], target: Any) -> str | None:
+    for kind, ts in targets.items():
+        if target in ts:
+            return kind
+    return None
+
+
+def _arg(node: Any, i: int, name: str, default: Any = None) -> Any:
+    if len(node.args) > i:
+        return node.args[i]
+    return node.kwargs.get(name, default)
+
+
+def _attr(gm: Any, target: str) -> Any:
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _pair(v: Any, default: int) -> tuple[int, int]:
+    if v is None or (isinstance(v, list | tuple) and len(v) == 0):
+        return (default, default)
+    if isinstance(v, int):
+        return (v, v)
+    v = [int(e) for e in v]
+    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
+
+
+def from_torch(model: Any, device: Device | None = None) -> Net:
+    """A GPU net running `model`, a PT2E-converted graph (torch.export + torchao's prepare_pt2e /
+    convert_pt2e with `Q8taQuantizer` or another quantizer of the same scheme) or a torch.ao
+    eager-converted model. Raises UnsupportedError naming the node (or module) and its op that
+    the GPU cannot run, before any GPU work."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(
+            f"model must be a torch.nn.Module (a converted PT2E graph module), got {type(model).__name__}"
+        )
+    graph = getattr(model, "graph", None)
+    if graph is None or not any(_is_q_node(n) for n in graph.nodes):
+        from .torch_eager import from_eager
+
+        return from_eager(model, device)
+    return _Importer(model, get_device(device)).run()
+
+
+def _is_q_node(node: Any) -> bool:
+    return "quantized_decomposed" in str(getattr(node, "target", ""))
+
+
+class _Importer:
+    def __init__(self, gm: Any, device: Device) -> None:
+        self.gm = gm
+        self.device = device
+        self.targets = _targets()
+        self.env: dict[str, Any] = {}
+        self.steps: list[Step] = []
+        self.input: QVal | None = None
+        self.input_channels: int | None = None
+        self.example_shape: tuple[int, ...] | None = None
+        self._n = 0
+
+    # -- helpers --
+    def fail(self, node: Any, why: str) -> UnsupportedError:
+        return UnsupportedError(f"node {node.name!r} ({node.op} {node.target}): {why}")
+
+    def value(self, node: Any, arg: Any) -> Any:
+        import torch.fx
+
+        if isinstance(arg, torch.fx.Node):
+            return self.env[arg.name]
+        return arg
+
+    def scalar(self, node: Any, arg: Any) -> Any:
+        v = self.value(node, arg)
+        if hasattr(v, "item"):
+            v = v.item()
+        return v
+
+    def qparams(self, node: Any) -> tuple[float, int]:
+        """(scale, int8 zero point) of a per-tensor quantize/dequantize node; uint8 [0, 255]
+        tensors are the same reals as int8 ones with the zero point shifted by -128."""
+        import torch
+
+        scale = float(self.scalar(node, node.args[1]))
+        zp = int(self.scalar(node, node.args[2]))
+        qmin, qmax, dtype = int(node.args[3]), int(node.args[4]), node.args[5]
+        if dtype == torch.uint8 and (qmin, qmax) == (0, 255):
+            return scale, zp - 128
+        if dtype == torch.int8 and (qmin, qmax) == (-128, 127):
+            return scale, zp
+        raise self.fail(
+            node,
+            f"activations must be int8 in [-128, 127] (or uint8 in [0, 255]), got {dtype} in [{qmin}, {qmax}]",
+        )
+
+    def float_input(self, node: Any, arg: Any, what: str) -> QVal:
+        v = self.value(node, arg)
+        if isinstance(v, FloatOf):
+            return v.q
+        raise self.fail(
+            node, f"its {what} must be a dequantized int8 tensor (a dequantize node), got {type(v).__name__}"
+        )
+
+    def new_name(self, base: str) -> str:
+        self._n += 1
+        return f"{base}#{self._n}"
+
+    # -- the walk --
+    def run(self) -> Net:
+        for node in self.gm.graph.nodes:
+            self.env[node.name] = self.visit(node)
+        if self.input is None:
+            raise UnsupportedError(
+                "the graph's input is never quantized (no quantize_per_tensor on a placeholder)"
+            )
+        steps = self._live_steps()
+        return Net(
+            steps,
+            input_name=self.input.name,
+            input_scale=self.input.scale,
+            input_zero_point=self.input.zero_point,
+            input_channels=self.input_channels or 0,
+            device=self.device,
+            example_shape=self.example_shape,
+        )
+
+    def _live_steps(self) -> list[Step]:
+        out = self.output_value
+        needed = {out.name}
+        live = []
+        for s in reversed(self.steps):
+            if s.output in needed:
+                live.append(s)
+                needed.update(s.inputs)
+        live.reverse()
+        if not live or live[-1].output != out.name:
+            raise UnsupportedError("the graph's output is its input: there is nothing to run on the GPU")
+        return live
+
+    def visit(self, node: Any) -> Any:
+        if node.op == "placeholder":
+            return ("placeholder", node)
+        if node.op == "get_attr":
+            return _attr(self.gm, node.target)
+        if node.op == "call_module":
+            if str(node.target).startswith("_guards"):
+                return None
+            raise self.fail(node, "submodule calls are not supported in a PT2E graph")
+        if node.op == "output":
+            outs = node.args[0]
+            outs = outs if isinstance(outs, list | tuple) else (outs,)
+            if len(outs) != 1:
+                raise self.fail(node, f"the graph must have one output, it has {len(outs)}")
+            v = self.value(node, outs[0])
+            if not isinstance(v, FloatOf):
+                raise self.fail(
+                    node,
+                    "the graph's output must be a dequantized int8 tensor (end the graph with a quantized op)",
+                )
+            self.output_value = v.q
+            return None
+        if node.op != "call_function":
+            raise self.fail(node, "unsupported node kind")
+        kind = _kind(self.targets, node.target)
+        if kind is None:
+            raise self.fail(
+                node,
+                "this op is not supported by the GPU net (supported: conv2d, linear, add, relu, "
+                "relu6/hardtanh(0, 6), max_pool2d, avg_pool2d, adaptive_avg_pool2d, mean over H and W, "
+                "flatten/view/reshape, dropout/identity, between quantize and dequantize nodes)",
+            )
+        return getattr(self, "op_" + kind)(node)
+
+    # -- quantization nodes --
+    def op_quantize(self, node: Any) -> QVal:
+        scale, zp = self.qparams(node)
+        src = self.value(node, node.args[0])
+        if isinstance(src, tuple) and src[0] == "placeholder":
+            if self.input is not None:
+                raise self.fail(node, "the graph has more than one quantized input")
+            ph = src[1]
+            val = ph.meta.get("val")
+            if val is not None:
+                if val.dim() != 4:
+                    raise self.fail(node, f"the input must be [N, C, H, W], got {list(val.shape)}")
+                self.example_shape = tuple(int(s) for s in val.shape)
+                self.input_channels = int(val.shape[1])
+            self.input = QVal(ph.name, scale, zp)
+            return self.input
+        if isinstance(src, FloatOf):  # a requantize (or the same parameters again)
+            q = src.q
+            if (q.scale, q.zero_point) == (scale, zp):
+                return q
+            return self.make_step(Pending("requantize", node.name, (q,), rank=q.rank), node.name, scale, zp)
+        if isinstance(src, Pending):
+            return self.make_step(src, node.name, scale, zp)
+        raise self.fail(node, f"quantizes a {type(src).__name__}, not the output of a supported op")
+
+    def op_dequantize(self, node: Any) -> FloatOf:
+        q = self.value(node, node.args[0])
+        if not isinstance(q, QVal):
+            raise self.fail(node, "dequantizes something that is not an int8 tensor of the graph")
+        scale, zp = self.qparams(node)
+        if (scale, zp) != (q.scale, q.zero_point):
+            raise self.fail(
+                node,
+                f"dequantizes with scale {scale}, zero point {zp}, but the tensor was quantized "
+                f"with {q.scale}, {q.zero_point}",
+            )
+        return FloatOf(q)
+
+    def op_quantize_per_channel(self, node: Any) -> Any:
+        import torch
+
+        args = [self.value(node, a) for a in node.args]
+        return torch.ops.quantized_decomposed.quantize_per_channel.default(*args)
+
+    def op_dequantize_per_channel(self, node: Any) -> Weight:
+        import torch
+
+        q, scales, zps = (self.value(node, a) for a in node.args[:3])
+        axis, qmin, qmax, dtype = (node.args[3:7] + (None,) * 4)[:4]
+        if not isinstance(q, torch.Tensor) or q.dtype != torch.int8 or dtype not in (None, torch.int8):
+            raise self.fail(node, "weights must be int8 tensors")
+        if int(axis) != 0:
+            raise self.fail(node, f"weights must be quantized per output channel (axis 0), got axis {axis}")
+        if torch.any(zps != 0):
+            raise self.fail(node, "weights must be symmetric (zero points 0)")
+        if qmin is not None and int(qmin) < -128 or qmax is not None and int(qmax) > 127:
+            raise self.fail(node, f"weight range [{qmin}, {qmax}] is not int8")
+        return Weight(
+            q.detach().cpu().numpy().astype(np.int8), scales.detach().cpu().numpy().astype(np.float32)
+        )
+
+    # -- ops --
+    def weight_and_bias(self, node: Any, w_arg: Any, b_arg: Any) -> tuple[Weight, np.ndarray | None]:
+        w = self.value(node, w_arg)
+        if not isinstance(w, Weight):
+            raise self.fail(
+                node, "its weight must be int8 per-channel quantized (a dequantize_per_channel node)"
+            )
+        b = self.value(node, b_arg)
+        if b is not None:
+            if isinstance(b, FloatOf | Weight | Pending | QVal):
+                raise self.fail(node, "its bias must be a float tensor")
+            b = b.detach().cpu().numpy().astype(np.float32)
+        return w, b
+
+    def op_conv2d(self, node: Any) -> Pending:
+        x = self.float_input(node, node.args[0], "input")
+        w, b = self.weight_and_bias(node, node.args[1], _arg(node, 2, "bias"))
+        if w.q.ndim != 4:
+            raise self.fail(node, f"conv2d weight must be 4-D, got {w.q.shape}")
+        stride = _pair(_arg(node, 3, "stride", 1), 1)
+        padding = _arg(node, 4, "padding", 0)
+        if isinstance(padding, str):
+            raise self.fail(node, f"padding={padding!r} is not supported; give explicit padding")
+        params = dict(weight=w, bias=b, stride=stride, padding=_pair(padding, 0),
+                      dilation=_pair(_arg(node, 5, "dilation", 1), 1), groups=int(_arg(node, 6, "groups", 1)))  # fmt: skip
+        if x.rank != 4:
+            raise self.fail(node, f"conv2d needs a 4-D input, got rank {x.rank}")
+        return Pending("conv2d", node.name, (x,), params)
+
+    def op_linear(self, node: Any) -> Pending:
+        x = self.float_input(node, node.args[0], "input")
+        w, b = self.weight_and_bias(node, node.args[1], _arg(node, 2, "bias"))
+        if x.rank != 2:
+            raise self.fail(node, f"linear runs on [N, features] inputs (flatten first), got rank {x.rank}")
+        return Pending("linear", node.name, (x,), dict(weight=w, bias=b), rank=2)
+
+    def op_add(self, node: Any) -> Pending:
+        a = self.float_input(node, node.args[0], "first input")
+        b = self.float_input(node, node.args[1], "second input")
+        if _arg(node, 2, "alpha", 1) != 1:
+            raise self.fail(node, "add with alpha != 1 is not supported")
+        if a.rank != b.rank:
+            raise self.fail(node, "add of tensors of different ranks")
+        return Pending("add", node.name, (a, b), rank=a.rank)
+
+    def op_relu(self, node: Any) -> Pending:
+        src = self.value(node, node.args[0])
+        return self.fuse_activation(node, src, "relu")
+
+    def op_hardtanh(self, node: Any) -> Pending:
+        lo, hi = float(_arg(node, 1, "min_val", -1.0)), float(_arg(node, 2, "max_val", 1.0))
+        if (lo, hi) != (0.0, 6.0):
+            raise self.fail(node, f"hardtanh({lo}, {hi}) is not supported; only relu6 = hardtanh(0, 6)")
+        return self.fuse_activation(node, self.value(node, node.args[0]), "relu6")
+
+    def fuse_activation(self, node: Any, src: Any, act: str) -> Pending:
+        """relu / relu6 fused into the op it follows (a clamp of its quantized output); after a
+        dequantize (a quantizer that quantizes between the two), a requantizing step of its own."""
+        if isinstance(src, FloatOf):
+            return Pending("requantize", node.name, (src.q,), activation=act, rank=src.q.rank)
+        fusable = ("conv2d", "linear", "add", "avg_pool2d", "adaptive_avg_pool2d", "requantize")
+        if not isinstance(src, Pending) or src.activation != "none" or src.kind not in fusable:
+            raise self.fail(node, f"{act} must follow a conv2d, linear, add, average pool or a dequantize")
+        src.activation = act
+        return src
+
+    def op_max_pool2d(self, node: Any) -> Pending:
+        x = self.float_input(node, node.args[0], "input")
+        k = _pair(_arg(node, 1, "kernel_size"), 1)
+        stride = _arg(node, 2, "stride", None)
+        params = dict(kernel_size=k, stride=k if not stride else _pair(stride, 1),
+                      padding=_pair(_arg(node, 3, "padding", 0), 0), dilation=_pair(_arg(node, 4, "dilation", 1), 1),
+                      ceil_mode=bool(_arg(node, 5, "ceil_mode", False)))  # fmt: skip
+        return Pending("max_pool2d", node.name, (x,), params)
+
+    def op_avg_pool2d(self, node: Any) -> Pending:
+        x = self.float_input(node, node.args[0], "input")
+        k = _pair(_arg(node, 1, "kernel_size"), 1)
+        stride = _arg(node, 2, "stride", None)
+        params = dict(kernel_size=k, stride=k if not stride else _pair(stride, 1),
+                      padding=_pair(_arg(node, 3, "padding", 0), 0), ceil_mode=bool(_arg(node, 4, "ceil_mode", False)),
+                      count_include_pad=bool(_arg(node, 5, "count_include_pad", True)),
+                      divisor_override=_arg(node, 6, "divisor_override", None))  # fmt: skip
+        return Pending("avg_pool2d", node.name, (x,), params)
+
+    def op_adaptive_avg_pool2d(self, node: Any) -> Pending:
+        x = self.float_input(node, node.args[0], "input")
+        return Pending("adaptive_avg_pool2d", node.name, (x,), dict(output_size=_pair(node.args[1], 1)))
+
+    def op_mean(self, node: Any) -> Pending:
+        x = self.float_input(node, node.args[0], "input")
+        dims = sorted(int(d) % 4 for d in _arg(node, 1, "dim"))
+        keep = bool(_arg(node, 2, "keepdim", False))
+        if x.rank != 4 or dims != [2, 3]:
+            raise self.fail(node, f"mean is supported over H and W of an NCHW tensor only, got dims {dims}")
+        return Pending(
+            "adaptive_avg_pool2d", node.name, (x,), dict(output_size=(1, 1)), rank=4 if keep else 2
+        )
+
+    def op_flatten(self, node: Any) -> FloatOf:
+        x = self.float_input(node, node.args[0], "input")
+        start, end = int(_arg(node, 1, "start_dim", 0)), int(_arg(node, 2, "end_dim", -1))
+        if x.rank == 2 and start in (1, -1) and end in (-1, 1):
+            return FloatOf(x)
+        if x.rank != 4 or start != 1 or end not in (-1, 3):
+            raise self.fail(
+                node,
+                f"flatten({start}, {end}) of a rank-{x.rank} tensor: only flatten(x, 1) of NCHW is supported",
+            )
+        return FloatOf(self.flatten(node, x))
+
+    def op_view(self, node: Any) -> FloatOf:
+        x = self.float_input(node, node.args[0], "input")
+        shape = [int(s) for s in node.args[1]]
+        val = node.meta.get("val")
+        n_in = node.args[0].meta.get("val")
+        if (
+            len(shape) == 2
+            and x.rank == 4
+            and val is not None
+            and n_in is not None
+            and val.shape[0] == n_in.shape[0]
+        ):
+            return FloatOf(self.flatten(node, x))
+        if val is not None and n_in is not None and list(val.shape) == list(n_in.shape):
+            return FloatOf(x)
+        raise self.fail(node, f"view/reshape to {shape}: only the flatten of NCHW to [N, C*H*W] is supported")
+
+    def op_identity(self, node: Any) -> Any:
+        if node.target.__name__.startswith("dropout") and _arg(node, 2, "train", False):
+            raise self.fail(node, "dropout in training mode (export the model in eval mode)")
+        return self.value(node, node.args[0])
+
+    def flatten(self, node: Any, x: QVal) -> QVal:
+        out = QVal(self.new_name(node.name), x.scale, x.zero_point, rank=2)
+        self.steps.append(Step("flatten", FlattenOp(self.device), (x.name,), out.name, x.scale, x.zero_point,
+                               rank=2, source=node.name))  # fmt: skip
+        return out
+
+    # -- pending ops made steps --
+    def make_step(self, p: Pending, out_name: str, scale: float, zp: int) -> QVal:
+        from . import ops
+
+        out = QVal(out_name, scale, zp, p.rank)
+        x = p.inputs[0]
+        src = p.node if p.node == out_name else f"{p.node} -> {out_name}"
+        detail = ""
+        op: Any
+        if p.kind in ("conv2d", "linear"):
+            w: Weight = p.params["weight"]
+            wq = w.q if p.kind == "conv2d" else w.q.reshape(*w.q.shape, 1, 1)
+            extra: dict[str, Any] = {
+                k: p.params[k] for k in ("stride", "padding", "dilation", "groups") if k in p.params
+            }
+            try:
+                conv = QConv2d(
+                    wq,
+                    w.scales,
+                    p.params["bias"],
+                    input_scale=x.scale,
+                    input_zero_point=x.zero_point,
+                    output_scale=scale,
+                    output_zero_point=zp,
+                    activation=p.activation,
+                    device=self.device,
+                    **extra,
+                )
+            except (TypeError, ValueError) as e:
+                raise UnsupportedError(f"node {p.node!r} ({p.kind}): {e}") from None
+            op = ConvOp(conv)
+            c_out, cpg, kh, kw_ = wq.shape
+            if p.kind == "conv2d":
+                detail = (f"{cpg * conv.groups}->{c_out} {kh}x{kw_} s{conv.stride[0]} p{conv.padding[0]}"
+                          + (f" d{conv.dilation[0]}" if conv.dilation != (1, 1) else "")
+                          + (f" g{conv.groups}" if conv.groups > 1 else ""))  # fmt: skip
+            else:
+                detail = f"{cpg}->{c_out}"
+        elif p.kind == "add":
+            b = p.inputs[1]
+            op = ops.QAdd(x.scale, x.zero_point, b.scale, b.zero_point, scale, zp, activation=p.activation,
+                          device=self.device)  # fmt: skip
+        elif p.kind == "max_pool2d":
+            if (scale, zp) != (x.scale, x.zero_point):
+                # Max commutes with the monotonic requantization: pool, then requantize.
+                pooled = QVal(self.new_name(p.node), x.scale, x.zero_point)
+                self.steps.append(Step("max_pool2d", ops.QMaxPool2d(device=self.device, **p.params), (x.name,),
+                                       pooled.name, x.scale, x.zero_point, source=p.node))  # fmt: skip
+                return self.make_step(Pending("requantize", p.node, (pooled,)), out_name, scale, zp)
+            op = ops.QMaxPool2d(device=self.device, **p.params)
+            detail = f"{p.params['kernel_size'][0]}x{p.params['kernel_size'][1]} s{p.params['stride'][0]} p{p.params['padding'][0]}"
+        elif p.kind == "avg_pool2d":
+            op = ops.QAvgPool2d(input_scale=x.scale, input_zero_point=x.zero_point, output_scale=scale,
+                                output_zero_point=zp, activation=p.activation, device=self.device,
+                                **p.params)  # fmt: skip
+            detail = f"{p.params['kernel_size'][0]}x{p.params['kernel_size'][1]} s{p.params['stride'][0]}"
+        elif p.kind == "adaptive_avg_pool2d":
+            op = ops.QAdaptiveAvgPool2d(p.params["output_size"], input_scale=x.scale, input_zero_point=x.zero_point,
+                                        output_scale=scale, output_zero_point=zp, activation=p.activation,
+                                        device=self.device)  # fmt: skip
+            detail = f"-> {p.params['output_size'][0]}x{p.params['output_size'][1]}"
+        elif p.kind == "requantize":  # a 1x1 average is a requantization (rank 2: [N, C, 1, 1])
+            op = ops.QAvgPool2d(1, input_scale=x.scale, input_zero_point=x.zero_point, output_scale=scale,
+                                output_zero_point=zp, activation=p.activation, device=self.device)  # fmt: skip
+        else:  # pragma: no cover - every Pending kind is above
+            raise UnsupportedError(f"node {p.node!r}: internal: no step for {p.kind}")
+        if p.activation != "none":
+            detail = f"{detail} {p.activation}".strip()
+        in_names = tuple(v.name for v in p.inputs)
+        self.steps.append(
+            Step(p.kind, op, in_names, out.name, scale, zp, rank=p.rank, source=src, detail=detail)
+        )
+        return out
