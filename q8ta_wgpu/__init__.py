@@ -83,6 +83,10 @@ def __getattr__(name: str) -> object:
         from . import torch_interop
 
         return getattr(torch_interop, name)
+    if name == "models":  # imports torch
+        import importlib
+
+        return importlib.import_module(".models", __name__)
     if name == "Q8taQuantizer":  # imports torch and torchao
         from .quantizer import Q8taQuantizer
 
