@@ -1,16 +1,21 @@
 """The notebooks in notebooks/ run top to bottom (nbclient, a fresh python3 kernel) without a cell
-error, and the copies stored in the repository carry no outputs.
+error, and the copies stored in the repository are executed: every code cell ran, in order, in
+one kernel, with its outputs (figures included) and no error stored, and no volatile metadata
+(`python notebooks/refresh.py` writes them so; the tests execute in-memory copies and never
+write the stored files).
 
 performance.ipynb runs twice: on the repository's bench/results/ (or, with no result file there,
 its "no results" path) and on a synthetic result file with every optional field exercised (nulls,
-missing fields, cuDNN timings), so its plotting code is always checked.
+missing fields, cuDNN timings), so its plotting code is always checked. digits.ipynb trains a
+small CNN on scikit-learn's digits, quantizes it through PT2E and asserts, in the notebook, that
+the GPU's int8 predictions agree with PyTorch's.
 """
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import json
-import os
-import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +27,21 @@ pytest.importorskip("matplotlib", reason="matplotlib is a test extra: pip instal
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ["walkthrough", "accuracy", "performance"]
-CELL_TIMEOUT_S = 600  # per cell; each notebook takes well under a minute on lavapipe
+NAMES = ["walkthrough", "accuracy", "performance", "digits"]
+# What each notebook imports beyond the test extras above (skipped without them).
+NEEDS = {"digits": ["torch", "torchao", "sklearn"]}
+
+
+def _load_refresh():
+    """notebooks/refresh.py, which executes the notebooks and cleans what it stores."""
+    spec = importlib.util.spec_from_file_location("q8ta_notebooks_refresh", NOTEBOOKS / "refresh.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+refresh = _load_refresh()
 
 
 def _synthetic_results(path: Path) -> Path:
@@ -88,36 +106,16 @@ def _synthetic_results(path: Path) -> Path:
 
 
 def _run(nb_path: Path, env: dict[str, str]) -> tuple[object, float]:
+    """Execute a copy of the notebook at `nb_path` (read into memory; the file is not written),
+    as notebooks/refresh.py does; the executed copy and the seconds it took. Raises
+    CellExecutionError (with the traceback) on any cell error."""
     nb = nbformat.read(nb_path, as_version=4)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        client = nbclient.NotebookClient(
-            nb,
-            timeout=CELL_TIMEOUT_S,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(nb_path.parent)}},
-        )
-        t0 = time.perf_counter()
-        client.execute()  # raises CellExecutionError (with the traceback) on any cell error
-        return nb, time.perf_counter() - t0
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    secs = refresh.execute(nb, nb_path.parent, env)
+    return nb, secs
 
 
 def _kernel_env(**extra: str) -> dict[str, str]:
-    """The kernel imports this checkout's q8ta_wgpu (whether or not it is installed) and draws
-    with matplotlib's inline backend: Agg rendering into PNG outputs, no display needed."""
-    pp = os.environ.get("PYTHONPATH", "")
-    return {
-        "PYTHONPATH": str(ROOT) + (os.pathsep + pp if pp else ""),
-        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-        **extra,
-    }
+    return refresh.kernel_env(**extra)
 
 
 def _text(nb) -> str:
@@ -129,29 +127,94 @@ def _text(nb) -> str:
     return "\n".join(out)
 
 
+def _needs(name: str) -> None:
+    for mod in NEEDS.get(name, []):
+        pytest.importorskip(mod, reason=f"{name}.ipynb needs {mod}")
+
+
+def test_every_notebook_is_tested() -> None:
+    stored = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+    assert stored == sorted(NAMES), f"notebooks/ holds {stored}; NAMES lists {sorted(NAMES)}"
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_stored_without_outputs(name: str) -> None:
+def test_stored_copy_is_executed(name: str) -> None:
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     nbformat.validate(nb)
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code":
-            assert cell.outputs == [], (
-                f"{name}.ipynb cell {i} has stored outputs: clear them before committing"
+    fix = "run `python notebooks/refresh.py " + name + "` and commit the result"
+    code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    assert code, f"{name}.ipynb has no code cell"
+    counts = [c.execution_count for _, c in code]
+    assert counts == list(range(1, len(code) + 1)), (
+        f"{name}.ipynb is not stored executed top to bottom in one kernel (execution counts {counts}): {fix}"
+    )
+    n_out = 0
+    for i, cell in code:
+        for o in cell.outputs:
+            n_out += 1
+            assert o.output_type != "error", (
+                f"{name}.ipynb cell {i} stores an error ({o.get('ename')}: {o.get('evalue')}): {fix}"
             )
-            assert cell.execution_count is None, f"{name}.ipynb cell {i} has an execution count"
+            if o.output_type == "stream":
+                assert "Traceback (most recent call last)" not in o.text, f"{name}.ipynb cell {i}: {fix}"
+    assert n_out, f"{name}.ipynb stores no outputs: {fix}"
+    assert refresh.clean(copy.deepcopy(nb)) == nb, f"{name}.ipynb stores volatile metadata or noise: {fix}"
 
 
-@pytest.mark.slow  # a Jupyter kernel per notebook: ~5-9 s each on lavapipe
+def test_refresh_clean_and_names() -> None:
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "print(1)",
+                execution_count=1,
+                metadata={"execution": {"iopub.status.busy": "2025-01-01T00:00:00Z"}, "tags": ["keep"]},
+                outputs=[
+                    nbformat.v4.new_output(
+                        "stream",
+                        name="stderr",
+                        text="error: XDG_RUNTIME_DIR is invalid or not set in the environment.\nreal warning\n",
+                    ),
+                    nbformat.v4.new_output(
+                        "stream",
+                        name="stderr",
+                        text="error: XDG_RUNTIME_DIR is invalid or not set in the environment.\n",
+                    ),
+                    nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+                ],
+            )
+        ],
+        metadata={"language_info": {"name": "python", "version": "3.11.9"}},
+    )
+    refresh.clean(nb)
+    cell = nb.cells[0]
+    assert cell.metadata == {"tags": ["keep"]}
+    assert [(o.name, o.text) for o in cell.outputs] == [("stderr", "real warning\n"), ("stdout", "1\n")]
+    assert nb.metadata.language_info == {"name": "python"}
+    assert [p.stem for p in refresh.notebook_paths(["digits", "accuracy.ipynb"])] == ["digits", "accuracy"]
+    assert sorted(p.stem for p in refresh.notebook_paths()) == sorted(NAMES)
+    with pytest.raises(SystemExit, match="no notebook nope.ipynb"):
+        refresh.notebook_paths(["nope"])
+
+
+@pytest.mark.slow  # a Jupyter kernel per notebook: ~5-15 s each on lavapipe
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs(name: str) -> None:
-    nb, secs = _run(NOTEBOOKS / f"{name}.ipynb", _kernel_env())
+    _needs(name)
+    path = NOTEBOOKS / f"{name}.ipynb"
+    before = path.read_bytes()
+    nb, secs = _run(path, _kernel_env())
     print(f"{name}.ipynb ran in {secs:.1f} s")
+    assert path.read_bytes() == before  # the stored copy is left alone
     text = _text(nb)
     if name == "performance":
         assert "results:" in text or "No benchmark results found" in text
     else:
         assert "Traceback" not in text
+    if name == "digits":  # the notebook asserts agreement and accuracy itself; its report is there
+        assert "GPU vs PyTorch int8: top-1 agrees on" in text and "max |difference|" in text
+        n_png = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+        assert n_png == 1, f"expected the figure of test images, got {n_png} images"
 
 
 def test_performance_notebook_on_synthetic_results(tmp_path: Path) -> None:
