@@ -4,11 +4,13 @@
         [--out bench/results/<adapter>-networks.json] [--repeats 30] [--quantizer q8ta|xnnpack]
     python bench/networks.py --models tiny_resnet,tiny_mobilenetv2 --hw 32   # CI-size, no torchvision
 
-Per model: the float model (torchvision.models.<name>(weights=None): random weights, torchvision's
-BN initialization; or a small built-in model), quantized through PT2E (torch.export with a dynamic
-batch, prepare_pt2e with q8ta_wgpu's Q8taQuantizer, or XNNPACK's where that is not importable or
-`--quantizer xnnpack`, calibration on a few batches of normal noise, convert_pt2e), imported with
-`q8.from_torch`. Per (model, batch):
+Per model: the float model (torchvision.models.<name>(weights=None): random weights; or a small
+built-in model), its BN running statistics measured on noise (--bn-stats data, the default: with
+torchvision's initial ones, mean 0 and variance 1, activations do not stay normalized and
+MobileNetV2's int8 output was one value for every input and class, which any implementation
+matches), quantized through PT2E (torch.export with a dynamic batch, prepare_pt2e with q8ta_wgpu's
+Q8taQuantizer, or XNNPACK's where that is not importable or `--quantizer xnnpack`, calibration on
+a few batches of normal noise, convert_pt2e), imported with `q8.from_torch`. Per (model, batch):
 
 - gpu_s: GPU time of the whole forward pass (`net.gpu_times`: timestamps, input quantize and output
   unpack included), with a per-op profile (`steps`; each op's passes timed alone);
@@ -18,15 +20,18 @@ batch, prepare_pt2e with q8ta_wgpu's Q8taQuantizer, or XNNPACK's where that is n
   module on the CPU, its float output quantized with the net's output scale and zero point):
   max_lsb, within_1lsb, top1_agree, on --check inputs (8; at least the largest batch) of normal
   noise: at batch 1 each input runs through the GPU alone, at batch B in batches of B; PyTorch
-  runs them as one batch (top1_classes and top1_tied say how much the top-1 agreement means);
+  runs them as one batch (top1_classes, top1_tied, top1_margin_lsb say how much the top-1
+  agreement means). per_op_max_lsb: each GPU op run alone on PyTorch's int8 inputs against
+  PyTorch's int8 output of that node (the models' "per_op" list): it tells one op that is off
+  from rare 1-LSB differences that grow through a deep network's layers;
 - peers, each null where it is not available: torch_fp16_graph_s (PyTorch fp16 on CUDA, BN folded,
   the faster of channels_last and NCHW with cudnn.benchmark, one forward captured in a CUDA graph,
   replays timed between CUDA events), torch_fp16_eager_wall_s (the same model called eagerly,
   host included: the float32 input copied to the GPU, the output copied back, as net(x) does),
   torch_cpu_int8_s (torchvision's quantizable model with the same weights, torch.ao eager
-  fuse / prepare / calibrate / convert, x86 or fbgemm engine, all CPU threads); that eager model
-  imported with `q8.from_torch` is checked against its own output (`eager_import`).
-  ncnn_int8_s is not measured here (null).
+  fuse / prepare / calibrate / convert, x86 or fbgemm engine, at the best of all, half and a
+  quarter of the CPU threads); that eager model imported with `q8.from_torch` is checked against
+  its own output (`eager_import`). ncnn_int8_s is not measured here (null).
 
 A model that fails (an unsupported op, out of memory) records its error in its rows and the run
 goes on. The JSON has no "anchors" key, so bench/report.py leaves it out of BENCHMARKS.md.
