@@ -85,3 +85,17 @@ def check_scale_product(input_scale: float | np.floating, weight_scales: np.ndar
             f"(got range [{prod.min()}, {prod.max()}])"
         )
     return prod
+
+
+# What an op may fuse after itself, applied to the float value before requantizing (relu6 is
+# PyTorch's hardtanh(0, 6)).
+ACTIVATIONS = ("none", "relu", "relu6")
+
+
+def check_activation(activation: Any) -> str:
+    """`activation` if it is one of ACTIVATIONS: TypeError if not a str, else ValueError."""
+    if not isinstance(activation, str):
+        raise TypeError(f"activation must be a str, got {type(activation).__name__}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    return activation

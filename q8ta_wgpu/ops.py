@@ -24,7 +24,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from ._checks import check_int8_array, check_scale, check_zero_point, real_array
+from ._checks import check_activation, check_int8_array, check_scale, check_zero_point, real_array
 from .conv import QTensor
 from .geometry import ceil4
 from .layouts import check_layout, packed_words, tensor_desc
@@ -37,6 +37,7 @@ from .pooling import (
     check_window_taps,
     input_shape4,
 )
+from .quant import activation_bounds
 from .reference import inv_scale
 from .runtime import Device, Pass, get_device
 from .uniforms import ADD_PARAMS, POOL_PARAMS, QUANTIZE_PARAMS
@@ -60,24 +61,6 @@ Shape4 = tuple[int, int, int, int]
 
 
 # ---- shared by the ops ----------------------------------------------------------------------
-ACTIVATIONS = ("none", "relu", "relu6")
-
-
-def _activation_bounds(activation: Any, inv_s_out: float, output_zero_point: int) -> tuple[int, int]:
-    """The int8 bounds an activation clamps the quantized output to: relu's 0 and relu6's 6
-    quantized as the kernel quantizes (float32 value * inv_s_out, rounded half to even, + zp).
-    Rounding is monotonic, so clamping q to them equals clamping the float value first."""
-    if not isinstance(activation, str):
-        raise TypeError(f"activation must be a str, got {type(activation).__name__}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
-    lo = output_zero_point if activation != "none" else -128
-    hi = 127
-    if activation == "relu6":
-        hi = int(np.clip(np.rint(np.float32(6.0) * np.float32(inv_s_out)) + output_zero_point, -128, 127))
-    return lo, hi
-
-
 def _binding(dev: Device, name: str, buffer: Any, nbytes: int) -> tuple[Any, int, int]:
     """(buffer, 0, nbytes): the first nbytes of `buffer` as one storage binding, checked."""
     size = int(getattr(buffer, "size", nbytes))
@@ -229,7 +212,7 @@ class QAdd:
         self.output_scale = check_scale("output_scale", output_scale)
         self.output_zero_point = check_zero_point("output_zero_point", output_zero_point)
         inv_s_out = inv_scale("output_scale", output_scale)  # from the scale as given, as torch
-        _, q_max = _activation_bounds(activation, inv_s_out, self.output_zero_point)
+        _, q_max = activation_bounds(check_activation(activation), inv_s_out, self.output_zero_point)
         self.activation = activation
         self.device = get_device(device)
         self._params = ADD_PARAMS.pack(
@@ -438,7 +421,7 @@ class QAvgPool2d(_AvgBase):
             divisor=self.divisor_override,
             s_in=self.input_scale,
             inv_s_out=self._inv_s_out,
-            bounds=_activation_bounds(activation, self._inv_s_out, self.output_zero_point),
+            bounds=activation_bounds(check_activation(activation), self._inv_s_out, self.output_zero_point),
         )
         self.activation = activation
 
@@ -480,7 +463,7 @@ class QAdaptiveAvgPool2d(_AvgBase):
         # The windows come from the input and output sizes (the TensorDescs); kernel, stride,
         # padding and dilation are unused.
         unused = PoolWindow((1, 1), (1, 1), (0, 0), (1, 1), False)
-        bounds = _activation_bounds(activation, self._inv_s_out, self.output_zero_point)
+        bounds = activation_bounds(check_activation(activation), self._inv_s_out, self.output_zero_point)
         self._params = _pool_params(
             unused, adaptive=True, s_in=self.input_scale, inv_s_out=self._inv_s_out, bounds=bounds
         )

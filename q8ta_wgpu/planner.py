@@ -24,13 +24,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _split
-from ._checks import check_scale, check_zero_point
+from ._checks import ACTIVATIONS, check_scale, check_zero_point
 from .geometry import ConvGeometry, align4, ceil4, fold_workgroups, pair
 from .layouts import tensor_desc
+from .quant import activation_bounds
 from .uniforms import CONV_PARAMS, GEMM_PARAMS, TENSOR_DESC
 
 METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise", "implicit_4w4c", "depthwise_4w4c")
-ACTIVATIONS = ("none", "relu", "relu6")
 # At most this many m-blocks per dispatch keeps every GEMM grid within
 # max-compute-workgroups-per-dimension (tiles of >= 16 m-blocks).
 MAX_DISPATCH_MBLOCKS = 16 * 65535
@@ -491,24 +491,15 @@ def gemm_params(
 ) -> np.ndarray:
     """The GemmParams uniform (epilogue.wgsl) of m-blocks [base, base + count) of `geo`: A's
     row stride k4_row in k-blocks, `splits` K slices of `kspan` k-blocks, first group g_base."""
+    inv_s_out = float(np.float32(1.0) / np.float32(conv.output_scale))
     return GEMM_PARAMS.pack(
         m_count=count, mb_base=base, k4=k4_row, k4_pg=geo.K_per_group // 4,
         c4_out=ceil4(geo.C_out), cout_pg=geo.C_out_per_group, c_out=geo.C_out,
         h_out=geo.H_out, w4_out=ceil4(geo.W_out), w_out=geo.W_out,
         zp_in=conv.input_zero_point, zp_out=conv.output_zero_point,
-        inv_s_out=float(np.float32(1.0) / np.float32(conv.output_scale)),
-        relu=int(conv.activation in ("relu", "relu6")), splits=splits, kspan=kspan, g_base=g_base,
-        q_max=activation_q_max(conv.activation, conv.output_scale, conv.output_zero_point),
+        inv_s_out=inv_s_out, relu=int(conv.activation in ("relu", "relu6")), splits=splits, kspan=kspan,
+        g_base=g_base, q_max=activation_bounds(conv.activation, inv_s_out, conv.output_zero_point)[1],
     )  # fmt: skip
-
-
-def activation_q_max(activation: str, output_scale: float, output_zero_point: int) -> int:
-    """The largest output value an activation allows, quantized: relu6's 6 as the epilogue would
-    requantize it (float32 6 * inv_s_out, rounded half to even, + zp_out, clamped), else 127."""
-    if activation != "relu6":
-        return 127
-    inv = np.float32(1.0) / np.float32(output_scale)
-    return int(np.clip(np.rint(np.float32(6.0) * inv) + output_zero_point, -128, 127))
 
 
 def plan_passes(

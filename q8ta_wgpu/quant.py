@@ -89,3 +89,15 @@ def quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale[scale == 0] = np.float32(1.0)
     q = np.clip(np.rint(flat / scale[:, None]), -127, 127).astype(np.int8)
     return q.reshape(w32.shape), scale
+
+
+def activation_bounds(activation: str, inv_s_out: float, output_zero_point: int) -> tuple[int, int]:
+    """The int8 bounds an activation clamps a quantized output to: relu's 0 and relu6's 6
+    quantized as a kernel quantizes (float32 value * float32 inv_s_out, rounded half to even,
+    + zp, clamped); (-128, 127) for "none". Rounding is monotonic, so clamping q to them gives
+    the bytes of clamping the float value before quantizing."""
+    lo = -128 if activation == "none" else output_zero_point
+    hi = 127
+    if activation == "relu6":
+        hi = int(np.clip(np.rint(np.float32(6.0) * np.float32(inv_s_out)) + output_zero_point, -128, 127))
+    return lo, hi

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import (
+    check_activation,
     check_float_vector,
     check_int8_array,
     check_scale,
@@ -151,10 +152,7 @@ def conv2d(
         b = np.zeros(geo.C_out, np.float32)
     else:
         b = check_float_vector("bias", bias, geo.C_out)
-    if not isinstance(activation, str):
-        raise TypeError(f"activation must be a str, got {type(activation).__name__}")
-    if activation not in ("none", "relu", "relu6"):
-        raise ValueError(f'activation must be "none", "relu" or "relu6", got {activation!r}')
+    activation = check_activation(activation)
 
     G, Kpg, Cop = geo.groups, geo.K_per_group, geo.C_out_per_group
     taps = geo.KH * geo.KW * geo.C_in_per_group
@@ -182,11 +180,7 @@ def conv2d(
                 acc = a[m0:m1, g, :].astype(np.int32) @ wq[g]
                 adj = acc - zp_wsum[g]
                 y = adj.astype(np.float32) * scale[g]
-                y = y + bias_g[g]
-                if activation in ("relu", "relu6"):
-                    y = np.maximum(y, np.float32(0))
-                if activation == "relu6":
-                    y = np.minimum(y, np.float32(6))
+                y = _activate(y + bias_g[g], activation)
                 q = np.rint(y * inv) + zp_out_f
                 out[m0:m1, g, :] = np.clip(q, -128, 127).astype(np.int8)
 
@@ -266,19 +260,10 @@ def add(
     sb, zpb = check_scale("b_scale", b_scale), check_zero_point("b_zero_point", b_zero_point)
     inv = inv_scale("output_scale", output_scale)
     zp_out = check_zero_point("output_zero_point", output_zero_point)
-    act = _check_activation(activation)
+    act = check_activation(activation)
     with np.errstate(over="ignore"):
         y = _dequantize_f32(a, sa, zpa) + _dequantize_f32(b, sb, zpb)
     return _quantize_f32(_activate(y, act), inv, zp_out)
-
-
-def _check_activation(activation: Any) -> str:
-    """`activation` if it is "none", "relu" or "relu6" (PyTorch's hardtanh(0, 6))."""
-    if not isinstance(activation, str):
-        raise TypeError(f"activation must be a str, got {type(activation).__name__}")
-    if activation not in ("none", "relu", "relu6"):
-        raise ValueError(f'activation must be "none", "relu" or "relu6", got {activation!r}')
-    return activation
 
 
 def _activate(y: np.ndarray, activation: str) -> np.ndarray:
@@ -401,7 +386,7 @@ def avg_pool2d(
         divisor = np.outer(pool_h, pool_w)
     else:
         divisor = taps
-    return _average(sums, divisor, taps == 0, s_in, inv, zp_out, _check_activation(activation))
+    return _average(sums, divisor, taps == 0, s_in, inv, zp_out, check_activation(activation))
 
 
 def adaptive_avg_pool2d(
@@ -430,4 +415,4 @@ def adaptive_avg_pool2d(
     taps = np.outer(h1 - h0, w1 - w0)
     check_window_taps(int(taps.max()))
     sums = _window_sums(x, zp_in, (h0, h1), (w0, w1))
-    return _average(sums, taps, taps == 0, s_in, inv, zp_out, _check_activation(activation))
+    return _average(sums, taps, taps == 0, s_in, inv, zp_out, check_activation(activation))
