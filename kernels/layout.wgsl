@@ -22,6 +22,19 @@ fn word_index_4w4c(d: TensorDesc, n: u32, c4: u32, h: u32, w: u32) -> u32 {
   return n * d.s_n + h * d.s_h + (w >> 2u) * d.s_wb + (w & 3u) + c4 * 4u - d.base;
 }
 
+// Kernels that write one word of a packed tensor per thread (pack, quantize, add, pools): the
+// tensor's words, and thread t's word (n, c4, h, w) over [N, H, C4, w_alloc], w fastest (4W4C's
+// padded widths included).
+fn word_count(d: TensorDesc) -> u32 {
+  return d.n * d.h * ((d.c + 3u) / 4u) * d.w_alloc;
+}
+
+fn word_coords(d: TensorDesc, t: u32) -> vec4<u32> {
+  let c4n = (d.c + 3u) / 4u;
+  let r = t / d.w_alloc / c4n;
+  return vec4<u32>(r / d.h, (t / d.w_alloc) % c4n, r % d.h, t % d.w_alloc);
+}
+
 // A word whose four bytes are all the zero point `zp` (int8 two's complement).
 fn zp_word(zp: i32) -> u32 {
   return (u32(zp) & 0xffu) * 0x01010101u;

@@ -25,14 +25,12 @@ override WG: u32 = 64u;
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = linear_id(gid, nwg, WG);
-  let c4n = (od.c + 3u) / 4u;
-  if (t >= od.n * od.h * c4n * od.w_alloc) { return; }
-  let w = t % od.w_alloc;
-  var r = t / od.w_alloc;
-  let c4 = r % c4n;
-  r = r / c4n;
-  let h = r % od.h;
-  let n = r / od.h;
+  if (t >= word_count(od)) { return; }
+  let at = word_coords(od, t);
+  let n = at.x;
+  let c4 = at.y;
+  let h = at.z;
+  let w = at.w;
   var q = vec4<i32>(od.zp);
   if (w < od.w) {
     var m = vec4<i32>(-128);

@@ -19,14 +19,12 @@ fn src_byte(i: u32) -> u32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = linear_id(gid, nwg, WG);
-  let c4n = (d.c + 3u) / 4u;
-  if (t >= d.n * d.h * c4n * d.w_alloc) { return; }
-  let w = t % d.w_alloc;
-  var r = t / d.w_alloc;
-  let c4 = r % c4n;
-  r = r / c4n;
-  let h = r % d.h;
-  let n = r / d.h;
+  if (t >= word_count(d)) { return; }
+  let at = word_coords(d, t);
+  let n = at.x;
+  let c4 = at.y;
+  let h = at.z;
+  let w = at.w;
   var word = 0u;
   for (var j = 0u; j < 4u; j++) {
     let c = c4 * 4u + j;

@@ -134,12 +134,11 @@ def tensor_desc(shape: Sequence[int], layout: str, zero_point: int, base: int = 
 
 def pack_pass(dev: Device, src: object, dst: object, shape: Sequence[int], layout: str, zp: int) -> Pass:
     """A GPU pass packing NCHW bytes in `src` into `dst` (which holds packed_words words)."""
-    n, c, h, w = _shape4(shape)
     desc = tensor_desc(shape, layout, zp)
     wg = 64
     pipe = dev.pipeline("pack_nchw.wgsl", {"WG": wg})
     ubuf = dev.uniform(desc)
-    threads = n * h * ceil4(c) * int(TENSOR_DESC.get(desc, "w_alloc"))
+    threads = packed_words(shape, layout)  # one per output word (layout.wgsl's word_coords)
     bg = dev.bind("pack_nchw.wgsl", pipe, {"src": src, "dst": dst, "d": ubuf})
     return Pass(pipe, bg, dev.workgroups(-(-threads // wg)), "pack")
 

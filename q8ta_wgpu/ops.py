@@ -26,7 +26,6 @@ import numpy as np
 
 from ._checks import check_activation, check_int8_array, check_scale, check_zero_point, real_array
 from .conv import QTensor
-from .geometry import ceil4
 from .layouts import check_layout, packed_words, tensor_desc
 from .pooling import (
     PoolWindow,
@@ -103,10 +102,9 @@ def _check_quant(name: str, t: QTensor, scale: float, zero_point: int, expected:
 def _word_pass(
     dev: Device, kernel: str, out: tuple[Shape4, str], resources: Mapping[str, Any], label: str
 ) -> Pass:
-    """The pass of `kernel`: one thread per word of the output (shape, layout) `out`, over
-    [N, H, C4, w_alloc]."""
-    (n, c, h, w), layout = out
-    threads = n * h * ceil4(c) * (ceil4(w) * 4 if layout == "4W4C" else w)
+    """The pass of `kernel`: one thread per word of the output (shape, layout) `out`
+    (layout.wgsl's word_coords)."""
+    threads = packed_words(*out)
     pipe = dev.pipeline(kernel, {"WG": WG})
     return Pass(pipe, dev.bind(kernel, pipe, resources), dev.workgroups(-(-threads // WG)), label)
 
