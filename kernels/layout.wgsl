@@ -31,8 +31,9 @@ fn word_count(d: TensorDesc) -> u32 {
 
 fn word_coords(d: TensorDesc, t: u32) -> vec4<u32> {
   let c4n = (d.c + 3u) / 4u;
-  let r = t / d.w_alloc / c4n;
-  return vec4<u32>(r / d.h, (t / d.w_alloc) % c4n, r % d.h, t % d.w_alloc);
+  let q = t / d.w_alloc;
+  let r = q / c4n;
+  return vec4<u32>(r / d.h, q % c4n, r % d.h, t % d.w_alloc);
 }
 
 // A word whose four bytes are all the zero point `zp` (int8 two's complement).
