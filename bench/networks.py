@@ -233,8 +233,7 @@ def pt2e_int8(model: Any, quantizer: Any, hw: int, calib: list[Any]) -> Any:
 def torch_int8_out(y: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """PyTorch's int8 output: its float output (the last dequantize of int8 values) quantized
     again with the same parameters gives back those int8 values exactly."""
-    q = np.rint(y / np.float32(scale)) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    return q8.reference.quantize_per_tensor(y, scale, zero_point)
 
 
 def torch_forward(m: Any, x: np.ndarray) -> np.ndarray:

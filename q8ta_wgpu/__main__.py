@@ -115,7 +115,7 @@ def demo_network(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"demo --model needs torch and torchao (pip install 'q8ta_wgpu[torch]'): {e}", file=sys.stderr)
         return EXIT_USAGE
-    from . import models
+    from . import models, reference
     from .quantizer import Q8taQuantizer
     from .torch_import import from_torch
 
@@ -138,9 +138,7 @@ def demo_network(args: argparse.Namespace) -> int:
     first = time.perf_counter() - t0
     with torch.no_grad():
         y = m(torch.from_numpy(x)).numpy()
-    want = np.clip(np.rint(y / np.float32(net.output_scale)) + net.output_zero_point, -128, 127).astype(
-        np.int8
-    )
+    want = reference.quantize_per_tensor(y, net.output_scale, net.output_zero_point)
     err, count = _max_err(got.reshape(want.shape), want)
     top1 = float(np.mean(got.reshape(batch, -1).argmax(1) == want.reshape(batch, -1).argmax(1)))
     print(f"adapter   {dev.name} ({dev.backend}); dot4I8Packed: {dev.dot4_mode}")

@@ -150,6 +150,8 @@ class Net:
         self.steps = list(steps)
         self.input_name = input_name
         self.input_scale = check_scale("input_scale", input_scale)
+        # The graph's quantize divides by the scale as given (double), not its float32 rounding.
+        self._quantize_scale = float(input_scale)
         self.input_zero_point = check_zero_point("input_zero_point", input_zero_point)
         self.input_channels = int(input_channels)
         self.device = get_device(device)
@@ -294,7 +296,13 @@ class Net:
             compiled.x_float = dev.buffer(4 * n_float, label="x float32")
             compiled.quantize = [
                 quantize_pass(
-                    dev, compiled.x_float, x_in.buffer, x_in.shape, "4W4C", x_in.scale, x_in.zero_point
+                    dev,
+                    compiled.x_float,
+                    x_in.buffer,
+                    x_in.shape,
+                    "4W4C",
+                    self._quantize_scale,
+                    x_in.zero_point,
                 )
             ]
         y = values[self.output.output]
@@ -311,14 +319,7 @@ class Net:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Float32 NCHW in, the network's float32 output out (dequantized as the graph's last
         dequantize says), as the PyTorch model it came from gives it."""
-        x = self._float_input(x)
-        dev = self.device
-        with dev.lock:
-            c = self.compile(x.shape)
-            dev.write(c.x_float, x)
-            dev.run(c.passes())
-            q = self._read_output(c)
-        return self._dequantize(q)
+        return self._dequantize(self.run_int8(x))
 
     def run_int8(self, x: np.ndarray) -> np.ndarray:
         """Like `net(x)`, but the int8 output (before the last dequantize) as numpy NCHW."""

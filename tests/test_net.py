@@ -140,18 +140,12 @@ def _xnnpack() -> object:
 QUANTIZERS = {"q8ta": lambda: q8.Q8taQuantizer(), "xnnpack": _xnnpack}
 
 
-def _quantize_as_torch(x: np.ndarray, scale: float, zp: int) -> np.ndarray:
-    """PyTorch's quantize_per_tensor: round(x * float32(1 / scale)) + zp, clamped (float32)."""
-    return np.clip(np.rint(x * np.float32(1.0 / scale)) + zp, -128, 127).astype(np.int8)
-
-
 def _torch_int8_out(m: torch.nn.Module, x: np.ndarray, net: q8.Net) -> np.ndarray:
     """PyTorch's int8 output of the graph: its float output (the last dequantize of int8 values)
     quantized again with the same parameters gives back those int8 values exactly."""
     with torch.no_grad():
         y = m(torch.from_numpy(x)).numpy()
-    q = np.rint(y / np.float32(net.output_scale)) + net.output_zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    return q8.reference.quantize_per_tensor(y, net.output_scale, net.output_zero_point)
 
 
 def _compare(net: q8.Net, m: torch.nn.Module, x: np.ndarray, what: str, *, lsb1: float = 0.999) -> dict:
@@ -194,13 +188,13 @@ def test_run_qtensor_equals_numpy_call_and_is_not_overwritten(device):
     x1, x2 = (rng.standard_normal((2, 3, 32, 32)).astype(np.float32) for _ in range(2))
     want1, want2 = net.run_int8(x1), net.run_int8(x2)
     assert not np.array_equal(want1, want2)
-    q1 = _quantize_as_torch(x1, net.input_scale, net.input_zero_point)
+    q1 = q8.reference.quantize_per_tensor(x1, net.input_scale, net.input_zero_point)
     for layout in q8.LAYOUTS:
         t1 = net.run(
             q8.QTensor.from_numpy(q1, net.input_scale, net.input_zero_point, layout=layout, device=device)
         )
         t2 = net.run(q8.QTensor.from_numpy(
-            _quantize_as_torch(x2, net.input_scale, net.input_zero_point), net.input_scale, net.input_zero_point,
+            q8.reference.quantize_per_tensor(x2, net.input_scale, net.input_zero_point), net.input_scale, net.input_zero_point,
             device=device,
         ))  # fmt: skip
         assert (t1.scale, t1.zero_point) == (net.output_scale, net.output_zero_point)
@@ -295,7 +289,7 @@ def test_thousand_inferences_bounded_memory(device):
     )
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
     first = net.run_int8(x)
-    qx = q8.QTensor.from_numpy(_quantize_as_torch(x, net.input_scale, net.input_zero_point), net.input_scale,
+    qx = q8.QTensor.from_numpy(q8.reference.quantize_per_tensor(x, net.input_scale, net.input_zero_point), net.input_scale,
                                net.input_zero_point, device=device)  # fmt: skip
     for _ in range(50):  # warm caches
         net(x)
