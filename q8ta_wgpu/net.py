@@ -22,7 +22,8 @@ import numpy as np
 from ._checks import check_scale, check_zero_point
 from .conv import QConv2d, QTensor
 from .layouts import pack_pass, packed_words, unpack, unpack_pass
-from .planner import kernel_geometry, resolve_method
+from .ops import quantize_pass
+from .planner import DeviceLimits, check_buffer, kernel_geometry, resolve_method
 from .runtime import Device, Pass, get_device
 
 
@@ -74,8 +75,9 @@ class FlattenOp:
         return (n, c * h * w, 1, 1)
 
     @staticmethod
-    def is_view(shape: tuple[int, int, int, int], layout: str) -> bool:
-        return shape[2] == shape[3] == 1 and layout == "4W4C"
+    def is_view(shape: tuple[int, int, int, int]) -> bool:
+        """For a 4W4C input (a net's values): the same packed bytes in and out."""
+        return shape[2] == shape[3] == 1
 
     def passes(self, inputs: Sequence[QTensor], out: QTensor) -> list[Pass]:
         x = inputs[0]
@@ -226,7 +228,6 @@ class Net:
             return hit
         dev = self.device
         shapes = self.shapes(shape)
-        limits = (dev.max_binding_size, dev.max_buffer_size)
         last_use = {self.input_name: -1}
         for i, s in enumerate(self.steps):
             for v in s.inputs:
@@ -236,7 +237,7 @@ class Net:
             for s in self.steps[:-1]
             if isinstance(s.op, FlattenOp)
             and s.inputs[0] != self.input_name
-            and FlattenOp.is_view(shapes[s.inputs[0]], "4W4C")
+            and FlattenOp.is_view(shapes[s.inputs[0]])
         }
 
         def root(v: str) -> str:
@@ -253,11 +254,7 @@ class Net:
 
         def tensor(name: str, scale: float, zp: int, what: str) -> QTensor:
             nbytes = 4 * packed_words(shapes[name], "4W4C")
-            if nbytes > limits[1]:
-                raise ValueError(
-                    f"{what}: its output {list(shapes[name])} needs {nbytes} bytes, over this "
-                    f"adapter's max-buffer-size ({limits[1]}); run a smaller batch"
-                )
+            check_buffer(DeviceLimits.of(dev), f"{what}: its output {list(shapes[name])}", nbytes)
             pool = free.get(nbytes)
             buf = pool.pop() if pool else dev.buffer(nbytes, label=name)
             return QTensor(buf, shapes[name], "4W4C", scale, zp, dev)
@@ -290,8 +287,6 @@ class Net:
         compiled = _Compiled(shapes, values, step_passes)
         x_in = values.get(self.input_name)
         if in_layout is None and x_in is not None:
-            from .ops import quantize_pass
-
             n_float = int(np.prod(shapes[self.input_name]))
             compiled.x_float = dev.buffer(4 * n_float, label="x float32")
             compiled.quantize = [
@@ -307,7 +302,7 @@ class Net:
             ]
         y = values[self.output.output]
         n_out = int(np.prod(y.shape))
-        if max(n_out, y.nbytes) <= limits[0]:
+        if max(n_out, y.nbytes) <= dev.max_binding_size:
             compiled.y_nchw = dev.buffer(n_out, label="y nchw")
             compiled.unpack = [unpack_pass(dev, y.buffer, compiled.y_nchw, y.shape, "4W4C")]
         self._compiled[key] = compiled

@@ -14,6 +14,7 @@ from typing import Any
 from .net import Net
 from .runtime import Device, get_device
 from .torch_import import FloatOf, Pending, QVal, UnsupportedError, Weight, _Importer, _pair
+from .torch_interop import _shift_for, quantized_weight
 
 
 def from_eager(model: Any, device: Device | None = None) -> Net:
@@ -28,16 +29,6 @@ def from_eager(model: Any, device: Device | None = None) -> Net:
             f"a torch.ao eager-converted model torch.fx can trace: {type(e).__name__}: {e}"
         ) from None
     return _EagerImporter(gm, get_device(device)).run()
-
-
-def _int8_zp(t_dtype: Any, zp: int) -> int:
-    import torch
-
-    if t_dtype == torch.quint8:
-        return int(zp) - 128
-    if t_dtype == torch.qint8:
-        return int(zp)
-    raise TypeError(f"activations must be torch.quint8 or torch.qint8, got {t_dtype}")
 
 
 class _EagerImporter(_Importer):
@@ -76,7 +67,7 @@ class _EagerImporter(_Importer):
                 raise UnsupportedError(f"{name}: only the model's input may be quantized")
             if self.input is not None:
                 raise UnsupportedError(f"{name}: the model quantizes more than one input")
-            self.input = QVal(src[1].name, float(mod.scale), _int8_zp(mod.dtype, int(mod.zero_point)))
+            self.input = QVal(src[1].name, float(mod.scale), int(mod.zero_point) + _shift_for(mod.dtype))
             # Quantized ops give outputs of their input's dtype: every zero point shifts alike.
             self.shift = int(mod.zero_point) - self.input.zero_point
             return self.input
@@ -134,21 +125,10 @@ class _EagerImporter(_Importer):
         )
 
     def weight(self, mod: Any, name: str) -> Weight:
-        import numpy as np
-        import torch
-
-        w = mod.weight()
-        if w.qscheme() in (torch.per_channel_symmetric, torch.per_channel_affine):
-            if int(w.q_per_channel_axis()) != 0:
-                raise UnsupportedError(f"{name}: weights must be quantized per output channel (axis 0)")
-            scales = w.q_per_channel_scales().numpy().astype(np.float32)
-            zps = w.q_per_channel_zero_points().numpy()
-        else:
-            scales = np.full(w.shape[0], w.q_scale(), np.float32)
-            zps = np.full(w.shape[0], w.q_zero_point())
-        if w.dtype != torch.qint8 or np.any(zps != 0):
-            raise UnsupportedError(f"{name}: weights must be symmetric qint8 (zero points 0), got {w.dtype}")
-        return Weight(w.int_repr().numpy().astype(np.int8), scales)
+        try:
+            return Weight(*quantized_weight(mod.weight()))
+        except ValueError as e:
+            raise UnsupportedError(f"{name}: {e}") from None
 
     @staticmethod
     def bias(mod: Any) -> Any:

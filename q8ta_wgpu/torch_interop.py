@@ -146,6 +146,31 @@ def _input_quant(input_from: Any, input_dtype: Any) -> tuple[float, int, Any]:
     )
 
 
+def quantized_weight(wq: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A torch qint8 weight (symmetric per-tensor or per output channel, axis 0) as int8 numpy
+    and float32 per-channel scales; ValueError for any other."""
+    torch = _torch()
+    if wq.dtype != torch.qint8:
+        raise ValueError(f"weights must be torch.qint8, got {wq.dtype}")
+    c_out = wq.shape[0]
+    scheme = wq.qscheme()
+    if scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        if int(wq.q_zero_point()) != 0:
+            raise ValueError(f"weight zero point must be 0 (symmetric), got {int(wq.q_zero_point())}")
+        w_scales = np.full(c_out, wq.q_scale(), np.float64)
+    elif scheme in (torch.per_channel_affine, torch.per_channel_symmetric):
+        if int(wq.q_per_channel_axis()) != 0:
+            raise ValueError(f"per-channel weights must use axis 0, got {wq.q_per_channel_axis()}")
+        zps = wq.q_per_channel_zero_points()
+        if bool((zps != 0).any()):
+            raise ValueError("weight zero points must all be 0 (symmetric per-channel weights)")
+        w_scales = wq.q_per_channel_scales().detach().cpu().double().numpy()
+    else:
+        raise ValueError(f"unsupported weight qscheme {scheme}")
+    weight = wq.detach().cpu().int_repr().contiguous().numpy().astype(np.int8, copy=False)
+    return weight, w_scales.astype(np.float32)
+
+
 def from_torch_conv(
     module: Any,
     *,
@@ -220,32 +245,13 @@ def from_torch_conv(
     in_zp = _torch_zero_point(in_dtype, in_zp_torch, "input_zero_point")
     out_zp = _torch_zero_point(in_dtype, int(module.zero_point), "module.zero_point")
 
-    # weights
-    wq = module.weight()
-    if wq.dtype != torch.qint8:
-        raise ValueError(f"weights must be torch.qint8, got {wq.dtype}")
-    c_out = wq.shape[0]
-    scheme = wq.qscheme()
-    if scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-        if int(wq.q_zero_point()) != 0:
-            raise ValueError(f"weight zero point must be 0 (symmetric), got {int(wq.q_zero_point())}")
-        w_scales = np.full(c_out, wq.q_scale(), np.float64)
-    elif scheme in (torch.per_channel_affine, torch.per_channel_symmetric):
-        if int(wq.q_per_channel_axis()) != 0:
-            raise ValueError(f"per-channel weights must use axis 0, got {wq.q_per_channel_axis()}")
-        zps = wq.q_per_channel_zero_points()
-        if bool((zps != 0).any()):
-            raise ValueError("weight zero points must all be 0 (symmetric per-channel weights)")
-        w_scales = wq.q_per_channel_scales().detach().cpu().double().numpy()
-    else:
-        raise ValueError(f"unsupported weight qscheme {scheme}")
-    weight = wq.detach().cpu().int_repr().contiguous().numpy().astype(np.int8, copy=False)
+    weight, w_scales = quantized_weight(module.weight())
     b = module.bias()
     bias = None if b is None else b.detach().cpu().float().numpy()
 
     return QConv2d(
         weight,
-        w_scales.astype(np.float32),
+        w_scales,
         bias,
         input_scale=in_scale,
         input_zero_point=in_zp,
