@@ -2,10 +2,10 @@
 
     python bench/networks.py --models resnet18,resnet50,mobilenet_v2 --batches 1,8 \\
         [--out bench/results/<adapter>-networks.json] [--repeats 30] [--quantizer q8ta|xnnpack]
-    python bench/networks.py --models tiny_resnet,tiny_mobilenetv2 --hw 32   # CI-size, no torchvision
+    python bench/networks.py --models tiny_resnet,tiny_mobilenet_v2 --hw 32   # CI-size, no torchvision
 
 Per model: the float model (torchvision.models.<name>(weights=None): random weights; or a small
-built-in model), its BN running statistics measured on noise (--bn-stats data, the default: with
+built-in one of q8ta_wgpu.models), its BN running statistics measured on noise (--bn-stats data, the default: with
 torchvision's initial ones, mean 0 and variance 1, activations do not stay normalized and
 MobileNetV2's int8 output was one value for every input and class, which any implementation
 matches), quantized through PT2E (torch.export with a dynamic batch, prepare_pt2e with q8ta_wgpu's
@@ -68,92 +68,13 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-TINY = ("tiny_resnet", "tiny_mobilenetv2")
+TINY = ("tiny_resnet", "tiny_mobilenet_v2")  # q8ta_wgpu.models' CI-size ones
 CHECK_INPUTS = 8  # inputs the exactness check runs at least (top-1 agreement over these): --check
 CALIB_BATCHES, CALIB_SIZE = 2, 2  # PT2E calibration: batches of normal noise, each of this size
 EXPORT_BATCH = 2  # torch.export's example batch (a dynamic batch dimension)
 GRAPH_REPLAYS = 20  # CUDA-graph replays between two events (one measurement)
 WARM_S = 0.2  # seconds of running a peer before timing it (clocks up)
 CPU_REPEATS = 10  # most timed calls of the CPU int8 peer
-
-
-# ---- the CI-size models (the idea of tests/test_net.py's: random weights and BN statistics) ----
-def _tiny_model(name: str, seed: int = 0, classes: int = 10) -> Any:
-    import torch
-
-    nn = torch.nn
-    gen = torch.Generator().manual_seed(seed)
-
-    def bn(c: int) -> Any:
-        b = nn.BatchNorm2d(c)
-        with torch.no_grad():
-            b.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-            b.bias.copy_(torch.randn(c, generator=gen) * 0.2)
-            b.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
-            b.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-        return b
-
-    class BasicBlock(nn.Module):
-        def __init__(self, cin: int, cout: int, stride: int) -> None:
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = bn(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = bn(cout)
-            self.down = None
-            if stride != 1 or cin != cout:
-                self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), bn(cout))
-
-        def forward(self, x: Any) -> Any:
-            y = torch.relu(self.bn1(self.conv1(x)))
-            y = self.bn2(self.conv2(y))
-            return torch.relu(y + (x if self.down is None else self.down(x)))
-
-    class TinyResNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem = nn.Conv2d(3, 16, 3, 2, 1, bias=False)
-            self.bn = bn(16)
-            self.pool = nn.MaxPool2d(3, 2, 1)
-            self.layer1 = BasicBlock(16, 16, 1)
-            self.layer2 = BasicBlock(16, 32, 2)
-            self.fc = nn.Linear(32, classes)
-
-        def forward(self, x: Any) -> Any:
-            x = self.pool(torch.relu(self.bn(self.stem(x))))
-            x = self.layer2(self.layer1(x))
-            x = nn.functional.adaptive_avg_pool2d(x, 1)
-            return self.fc(torch.flatten(x, 1))
-
-    class InvertedResidual(nn.Module):
-        def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
-            super().__init__()
-            hid = cin * expand
-            self.use_res = stride == 1 and cin == cout
-            self.body = nn.Sequential(
-                nn.Conv2d(cin, hid, 1, bias=False), bn(hid), nn.ReLU6(),
-                nn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False), bn(hid), nn.ReLU6(),
-                nn.Conv2d(hid, cout, 1, bias=False), bn(cout),
-            )  # fmt: skip
-
-        def forward(self, x: Any) -> Any:
-            return x + self.body(x) if self.use_res else self.body(x)
-
-    class TinyMobileNetV2(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), bn(16), nn.ReLU6())
-            self.blocks = nn.Sequential(
-                InvertedResidual(16, 16, 1, 4), InvertedResidual(16, 24, 2, 4), InvertedResidual(24, 24, 1, 4)
-            )
-            self.drop = nn.Dropout(0.2)
-            self.fc = nn.Linear(24, classes)
-
-        def forward(self, x: Any) -> Any:
-            x = self.blocks(self.stem(x))
-            return self.fc(self.drop(x.mean((2, 3))))
-
-    return {"tiny_resnet": TinyResNet, "tiny_mobilenetv2": TinyMobileNetV2}[name]()
 
 
 def float_model(name: str, seed: int) -> Any:
@@ -163,7 +84,7 @@ def float_model(name: str, seed: int) -> Any:
 
     torch.manual_seed(seed)
     if name in TINY:
-        return _tiny_model(name, seed).eval()
+        return q8.models.build(name, seed)
     import torchvision
 
     return getattr(torchvision.models, name)(weights=None).eval()

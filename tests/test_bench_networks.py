@@ -33,7 +33,7 @@ def _networks():
 def test_tiny_networks_json(device, tmp_path):  # noqa: ARG001 - the fixture fails without an adapter
     out = tmp_path / "networks.json"
     code = _networks().main(
-        ["--models", "tiny_resnet,tiny_mobilenetv2,no_such_model", "--hw", "16", "--batches", "1",
+        ["--models", "tiny_resnet,tiny_mobilenet_v2,no_such_model", "--hw", "16", "--batches", "1",
          "--repeats", "2", "--warm-s", "0.01", "--out", str(out)]
     )  # fmt: skip
     assert code == 0
@@ -42,10 +42,10 @@ def test_tiny_networks_json(device, tmp_path):  # noqa: ARG001 - the fixture fai
     result = json.loads(text)
     assert result["adapter"] and result["backend"] and result["created"]
     rows = {r["model"]: r for r in result["rows"]}
-    assert list(rows) == ["tiny_resnet", "tiny_mobilenetv2", "no_such_model"]
+    assert list(rows) == ["tiny_resnet", "tiny_mobilenet_v2", "no_such_model"]
     assert rows["no_such_model"]["error"] and rows["no_such_model"]["gpu_s"] is None
     cuda = torch.cuda.is_available()
-    for name in ("tiny_resnet", "tiny_mobilenetv2"):
+    for name in ("tiny_resnet", "tiny_mobilenet_v2"):
         r = rows[name]
         assert KEYS <= set(r), KEYS - set(r)
         assert "error" not in r, f"{name}: {r['error']}\n{r.get('traceback', '')}"
@@ -65,4 +65,4 @@ def test_tiny_networks_json(device, tmp_path):  # noqa: ARG001 - the fixture fai
         assert r["torch_cpu_int8_s"] is None  # no quantizable torchvision variant of a built-in model
         if not cuda:
             assert r["torch_fp16_graph_s"] is None and r["torch_fp16_eager_wall_s"] is None
-    assert "depthwise_4w4c" in rows["tiny_mobilenetv2"]["method_counts"]
+    assert "depthwise_4w4c" in rows["tiny_mobilenet_v2"]["method_counts"]
