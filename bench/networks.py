@@ -61,6 +61,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import q8ta_wgpu as q8  # noqa: E402
+from bench.peers.torch_cuda import cuda_graph_seconds  # noqa: E402
 from q8ta_wgpu.bench import slug  # noqa: E402
 from q8ta_wgpu.net import ConvOp  # noqa: E402
 
@@ -319,32 +320,10 @@ class TorchCuda:
     def graph_time(self, model: Any, x: Any, repeats: int) -> dict[str, float]:
         """Seconds per forward: one forward captured in a CUDA graph, GRAPH_REPLAYS replays timed
         between CUDA events, divided; median (min, max) of `repeats` such measurements."""
-        torch = self.torch
-        with torch.no_grad():
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up off the capture: cudnn.benchmark picks here
-                for _ in range(3):
-                    model(x)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                model(x)
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < WARM_S:
-            graph.replay()
-            torch.cuda.synchronize()
-        times = []
-        for _ in range(repeats):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            for _ in range(GRAPH_REPLAYS):
-                graph.replay()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b) * 1e-3 / GRAPH_REPLAYS)
-        del graph
-        v = np.array(times)
+        with self.torch.no_grad():
+            v = cuda_graph_seconds(
+                self.torch, lambda: model(x), calls=1, replays=GRAPH_REPLAYS, repeats=repeats, warm_s=WARM_S
+            )
         return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
 
     def measure(self, model16: Any, x: np.ndarray, repeats: int) -> dict[str, Any]:

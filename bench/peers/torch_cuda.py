@@ -31,6 +31,40 @@ def _stats(v: np.ndarray) -> dict[str, float]:
     return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
 
 
+def cuda_graph_seconds(
+    torch: Any, fn: Callable[[], Any], *, calls: int, replays: int, repeats: int, warm_s: float
+) -> np.ndarray:
+    """Seconds per call of `fn`: `calls` calls captured in one CUDA graph (three calls before,
+    on a side stream, let cudnn.benchmark choose its algorithms), replayed for `warm_s` seconds
+    (clocks up), then `repeats` measurements of `replays` replays between two CUDA events, each
+    divided by calls * replays: GPU time, no host launch per call."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture: cudnn.benchmark picks here
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < warm_s:
+        graph.replay()
+        torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(replays):
+            graph.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) * 1e-3 / (calls * replays))
+    del graph
+    return np.array(times)
+
+
 class TorchCudaPeer:
     """cuDNN fp16 conv2d and torch._int_mm on the first CUDA device; `available` is False
     without a CUDA build of torch or a CUDA device (its row fields are then null)."""
@@ -66,31 +100,7 @@ class TorchCudaPeer:
     def graph_time(self, fn: Callable[[], Any]) -> np.ndarray:
         """Seconds per call of `fn`, one value per replay of a graph of CALLS calls (the calls
         before the capture choose cuDNN's algorithm, as `cudnn.benchmark` says at that time)."""
-        torch = self.torch
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up off the capture: cudnn.benchmark picks here
-            for _ in range(3):
-                fn()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for _ in range(CALLS):
-                fn()
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < WARM_S:
-            graph.replay()
-            torch.cuda.synchronize()
-        times = []
-        for _ in range(self.repeats):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            graph.replay()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b) * 1e-3 / CALLS)
-        del graph
-        return np.array(times)
+        return cuda_graph_seconds(self.torch, fn, calls=CALLS, replays=1, repeats=self.repeats, warm_s=WARM_S)
 
     def kernel_time(self, fn: Callable[[], Any], calls: int = 20) -> float:
         """Sum of the CUDA kernel durations of `calls` calls of `fn` (PyTorch profiler), per call."""
