@@ -1,7 +1,8 @@
 """wgpu-native's C entry points, used directly where wgpu-py does not expose a call or where its
 Python layer costs most of a call: shader modules without naga's forced loop bounding
 (`wgpuDeviceCreateShaderModuleTrusted`), the queue's timestamp period
-(`wgpuQueueGetTimestampPeriod`) and recording + submitting a call's dispatches (`Submitter`).
+(`wgpuQueueGetTimestampPeriod`), recording + submitting a call's dispatches (`Submitter`) and
+reading a result back in the same submit (`Submitter.read`).
 They use wgpu-py's own structures and library handle (the wgpu version is pinned in
 pyproject.toml); where anything here is missing, they return None and the runtime does without
 (the ordinary module call; 1 ns a tick; wgpu-py's encoder objects).
@@ -79,8 +80,9 @@ class Submitter:
         from wgpu.backends.wgpu_native._ffi import ffi, lib
         from wgpu.backends.wgpu_native._helpers import ERROR_TYPES
 
-        self._lib, self._null, self._errors, self._error_types = (
+        self._lib, self._ffi, self._null, self._errors, self._error_types = (
             lib,
+            ffi,
             ffi.NULL,
             _api.error_handler,
             ERROR_TYPES,
@@ -94,9 +96,30 @@ class Submitter:
         self._cbs = ffi.new("WGPUCommandBuffer[1]")
         self._device, self._queue = device._internal, queue._internal
 
-    def __call__(self, passes: Sequence[Any]) -> None:
+        # Buffer mapping (read): one callback for every map, reporting into _map_status.
+        self._map_status: list[int] = []
+        self._map_callback = ffi.callback(
+            "void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)",
+            lambda status, _msg, _u1, _u2: self._map_status.append(int(status)),
+        )
+        self._map_info = _api.new_struct_p(
+            "WGPUBufferMapCallbackInfo *",
+            mode=lib.WGPUCallbackMode_AllowProcessEvents,
+            callback=self._map_callback,
+        )
+        self._map_ok = int(lib.WGPUMapAsyncStatus_Success)
+        self._map_read = int(lib.WGPUMapMode_Read)
+
+    def __call__(self, passes: Sequence[Any], copy: tuple[Any, Any, int] | None = None) -> None:
         """Record `passes` (pipeline, bind_group, workgroups) in order in one compute pass and
-        submit. Raises wgpu's GPUError (or its subclass) for an error wgpu-native reports."""
+        submit; with `copy` = (source, destination, nbytes), the command buffer then copies
+        nbytes from the start of source to destination (for `read`). Raises wgpu's GPUError (or
+        its subclass) for an error wgpu-native reports."""
+        self.submit(self.record(passes, copy))
+
+    def record(self, passes: Sequence[Any], copy: tuple[Any, Any, int] | None = None) -> Recorded:
+        """The command buffer `__call__` submits, recorded and finished but not submitted: the
+        work of a call made ahead of it (it reads buffers when it runs, not when recorded)."""
         lib, null = self._lib, self._null
         enc = cp = cb = null
         self._errors.capture("q8ta_record")
@@ -109,6 +132,9 @@ class Submitter:
                 x, y, z = p.workgroups
                 lib.wgpuComputePassEncoderDispatchWorkgroups(cp, x, y, z)
             lib.wgpuComputePassEncoderEnd(cp)
+            if copy is not None:
+                src, dst, nbytes = copy
+                lib.wgpuCommandEncoderCopyBufferToBuffer(enc, src._internal, 0, dst._internal, 0, nbytes)
             cb = lib.wgpuCommandEncoderFinish(enc, self._cb_desc)
         finally:
             error = self._errors.release("q8ta_record")
@@ -117,25 +143,82 @@ class Submitter:
                 lib.wgpuComputePassEncoderRelease(cp)
             if enc != null:
                 lib.wgpuCommandEncoderRelease(enc)
+        work = Recorded(lib, cb, null)
+        # A command buffer that failed validation is never submitted (wgpu-native aborts the
+        # process on one): it is released here.
+        if error is not None:
+            work.release()
+            self._raise(error)
+        return work
+
+    def submit(self, work: Recorded) -> None:
+        """Submit recorded work (once: it is released after)."""
+        if work.cb == self._null:
+            raise RuntimeError("this recorded work was already submitted or released")
+        lib = self._lib
+        self._errors.capture("q8ta_submit")
         try:
-            # A command buffer that failed validation is never submitted (wgpu-native aborts
-            # the process on one).
-            self._raise(error)
-            self._errors.capture("q8ta_submit")
-            try:
-                self._cbs[0] = cb
-                lib.wgpuQueueSubmit(self._queue, 1, self._cbs)
-            finally:
-                error = self._errors.release("q8ta_submit")
-            self._raise(error)
+            self._cbs[0] = work.cb
+            lib.wgpuQueueSubmit(self._queue, 1, self._cbs)
         finally:
-            if cb != null:
-                lib.wgpuCommandBufferRelease(cb)
+            error = self._errors.release("q8ta_submit")
+            work.release()
+        self._raise(error)
+
+    MAX_POLLS = 1000  # blocking polls while a map is pending (each waits for the queue)
+
+    def read(self, staging: Any, nbytes: int) -> bytearray:
+        """The first nbytes of `staging` (a MAP_READ buffer that submitted work copied into),
+        once that work is done: mapped, copied out, unmapped.
+
+        Why not wgpu-py's `queue.read_buffer`: it makes a buffer, an encoder and a submit per
+        read, and waits for the map on its poll thread (a thread handoff); this maps the
+        caller's staging buffer and polls on the calling thread (wgpuDevicePoll with wait)."""
+        lib = self._lib
+        self._map_status.clear()
+        self._errors.capture("q8ta_map")
+        try:
+            lib.wgpuBufferMapAsync(staging._internal, self._map_read, 0, nbytes, self._map_info[0])
+            polls = 0
+            while not self._map_status and polls < self.MAX_POLLS:
+                lib.wgpuDevicePoll(self._device, 1, self._null)
+                polls += 1
+        finally:
+            error = self._errors.release("q8ta_map")
+        self._raise(error)
+        if not self._map_status:
+            lib.wgpuBufferUnmap(staging._internal)  # cancels the pending map
+            raise RuntimeError(f"the readback buffer was not mapped after {polls} polls")
+        if self._map_status[0] != self._map_ok:  # not mapped: nothing to unmap
+            raise RuntimeError(f"mapping the readback buffer failed (status {self._map_status[0]})")
+        try:
+            ptr = lib.wgpuBufferGetConstMappedRange(staging._internal, 0, nbytes)
+            if ptr == self._null:
+                raise RuntimeError("wgpu-native gave no mapped range for the readback buffer")
+            return bytearray(self._ffi.buffer(ptr, nbytes))
+        finally:
+            lib.wgpuBufferUnmap(staging._internal)
 
     def _raise(self, error: tuple[str, str] | None) -> None:
         if error is not None:
             kind, message = error
             raise self._error_types.get(kind, self._error_types[""])(message)
+
+
+class Recorded:
+    """A finished, unsubmitted command buffer (`Submitter.record`); released when submitted,
+    when `release()` is called, or when it is garbage."""
+
+    def __init__(self, lib: Any, cb: Any, null: Any) -> None:
+        self._lib, self._null, self.cb = lib, null, cb
+
+    def release(self) -> None:
+        if self.cb != self._null:
+            cb, self.cb = self.cb, self._null
+            self._lib.wgpuCommandBufferRelease(cb)
+
+    def __del__(self) -> None:
+        self.release()
 
 
 def submitter(device: Any, queue: Any) -> Submitter | None:

@@ -7,6 +7,8 @@ GPU passes that compute its output QTensor from its input QTensors, into a buffe
 `Net.compile(shape)` makes, once per input shape, every value's buffer (reused once a value is
 dead), every pass (pipelines, uniforms, bind groups) and the input and output conversions; a
 call then writes the input, submits the whole forward pass at once and reads the output back.
+The command buffer a numpy call submits was recorded by the call before, while the GPU ran:
+recording costs the host about what the GPU spends on the work (bench/probes/net_host.py).
 """
 
 from __future__ import annotations
@@ -121,6 +123,9 @@ class _Compiled:
     y_nchw: Any = None  # int8 NCHW readback buffer and its unpack pass
     unpack: list[Pass] = field(default_factory=list)
     free_outputs: list = field(default_factory=list)  # run()'s output buffers, reused when dead
+    staging: Any = None  # mappable buffer the output is copied to (None: wgpu-py's reads)
+    read_bytes: int = 0  # bytes copied there (the output's, rounded up to 4)
+    ahead: Any = None  # the next numpy call's work, recorded while the GPU ran the last one
 
     def passes(self) -> list[Pass]:
         return [*self.quantize, *(p for ps in self.step_passes for p in ps), *self.unpack]
@@ -305,6 +310,10 @@ class Net:
         if max(n_out, y.nbytes) <= dev.max_binding_size:
             compiled.y_nchw = dev.buffer(n_out, label="y nchw")
             compiled.unpack = [unpack_pass(dev, y.buffer, compiled.y_nchw, y.shape, "4W4C")]
+        if in_layout is None and dev._submitter is not None:
+            out_bytes = n_out if compiled.y_nchw is not None else y.nbytes
+            compiled.read_bytes = (out_bytes + 3) // 4 * 4
+            compiled.staging = dev.staging_buffer(compiled.read_bytes, "net output")
         self._compiled[key] = compiled
         while len(self._compiled) > self.PLAN_CACHE_SIZE:
             self._compiled.popitem(last=False)
@@ -319,11 +328,28 @@ class Net:
     def run_int8(self, x: np.ndarray) -> np.ndarray:
         """Like `net(x)`, but the int8 output (before the last dequantize) as numpy NCHW."""
         x = self._float_input(x)
-        with self.device.lock:
+        dev = self.device
+        with dev.lock:
             c = self.compile(x.shape)
-            self.device.write(c.x_float, x)
-            self.device.run(c.passes())
-            return self._read_output(c)
+            dev.write(c.x_float, x)
+            y = c.values[self.output.output]
+            src, nbytes = (y.buffer, y.nbytes) if c.y_nchw is None else (c.y_nchw, int(np.prod(y.shape)))
+            work, c.ahead = c.ahead, None
+            if work is None:
+                work = dev.record(c.passes(), (src, c.staging, c.read_bytes)) if c.staging else None
+            if work is None:  # wgpu-py's objects only
+                dev.run(c.passes())
+                data = dev.read(src, nbytes)
+            else:
+                dev.submit(work)
+                try:  # the next call's work, recorded while the GPU runs this call's
+                    c.ahead = dev.record(c.passes(), (src, c.staging, c.read_bytes))
+                except Exception:  # the next call records it again, and raises what fails
+                    c.ahead = None
+                data = dev.read_mapped(c.staging, c.read_bytes)[:nbytes]
+        if c.y_nchw is None:  # an output over one binding: read packed, unpacked here
+            return unpack(np.frombuffer(data, np.uint32), "4W4C", y.shape)
+        return np.frombuffer(data, np.int8).reshape(y.shape)  # a writable copy already
 
     def run(self, x: QTensor) -> QTensor:
         """QTensor in (quantized as the net's input: `net.input_scale`, `input_zero_point`),
@@ -370,14 +396,6 @@ class Net:
         if not np.isfinite(x).all():
             raise ValueError("x has NaN or infinite values")
         return np.ascontiguousarray(x)
-
-    def _read_output(self, c: _Compiled) -> np.ndarray:
-        y = c.values[self.output.output]
-        if c.y_nchw is None:
-            words = np.frombuffer(self.device.read(y.buffer, y.nbytes), np.uint32)
-            return unpack(words, "4W4C", y.shape)
-        n = int(np.prod(y.shape))
-        return np.frombuffer(self.device.read(c.y_nchw, n), np.int8).reshape(y.shape).copy()
 
     def _dequantize(self, q: np.ndarray) -> np.ndarray:
         # As PyTorch's dequantize_per_tensor: (q - zp) * scale in float32.

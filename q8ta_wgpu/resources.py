@@ -94,6 +94,13 @@ class ResourceCache(DeviceState):
         except wgpu.GPUError as e:
             raise self._error(e, f"creating a buffer of {size} bytes") from None
 
+    STAGING = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
+
+    def staging_buffer(self, nbytes: int, label: str = "readback") -> Any:
+        """A mappable buffer of at least nbytes for `read_mapped` (results copied into it by
+        recorded work)."""
+        return self.buffer(nbytes, self.STAGING, label)
+
     def upload(self, array: np.ndarray, usage: int | None = None, label: str = "") -> Any:
         """A new buffer holding the bytes of `array` (zero-padded to a multiple of 4 bytes)."""
         data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)

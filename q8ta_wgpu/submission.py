@@ -18,6 +18,7 @@ class Submission(DeviceState):
 
     # ---- recording ---------------------------------------------------------------------------
     MAX_PENDING = 4096  # recorded passes that force a submit (bounds one command buffer)
+    submit_chunk = 16  # dispatches per command buffer (see _dispatch); a Device may set its own
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[Self]:
@@ -79,15 +80,58 @@ class Submission(DeviceState):
             self._dispatch(passes)  # (nothing is pending outside a block: its end flushed)
         return None
 
-    def _dispatch(self, passes: Sequence[Pass]) -> None:
-        """Submit `passes` in one compute pass: every dispatch of a call (or of a recording) in
-        one pass. wgpu orders them and inserts the barriers between dispatches that touch what
-        an earlier one wrote; fewer passes and submits = less host time per call."""
-        if self._submitter is not None:  # wgpu-native's C calls (_native.Submitter)
+    # ---- work recorded ahead (wgpu-native only) ---------------------------------------------
+    def record(self, passes: Sequence[Pass], copy: tuple[Any, Any, int] | None = None) -> Any | None:
+        """The passes recorded into one command buffer, then (source, destination, nbytes) `copy`,
+        submitted later by `submit`; None where wgpu-native's calls are missing (then `run`).
+
+        Why: recording costs the host about as much as the GPU spends on the work (4-7 us a
+        dispatch in wgpu-native's validation and tracking: bench/probes/net_host.py). Work
+        recorded while the GPU runs the previous call's costs a call only its submit. A command
+        buffer holds no data, only what to run on which buffers, read when it runs."""
+        if self._submitter is None:
+            return None
+        try:
+            return self._submitter.record(passes, copy)
+        except wgpu.GPUError as e:
+            raise self._dispatch_error(e, passes) from None
+
+    def submit(self, work: Any) -> None:
+        """Submit work from `record` (after anything recorded in a `recording()` block)."""
+        with self.lock:
+            self.flush()
             try:
-                self._submitter(passes)
+                self._submitter.submit(work)
             except wgpu.GPUError as e:
-                raise self._dispatch_error(e, passes) from None
+                raise self._error(e, "submitting recorded work", kernel=True) from None
+
+    def read_mapped(self, staging: Any, nbytes: int) -> memoryview:
+        """The first nbytes (a multiple of 4) of `staging`, a mappable buffer (`staging_buffer`)
+        that submitted work copies into, once that work is done (a blocking wait)."""
+        with self.lock:
+            try:
+                return memoryview(self._submitter.read(staging, nbytes))
+            except (wgpu.GPUError, RuntimeError) as e:
+                raise self._error(e, "reading back a buffer") from None
+
+    def _dispatch(self, passes: Sequence[Pass]) -> None:
+        """Submit `passes` in order, `submit_chunk` of them per command buffer (one compute
+        pass each).
+
+        Why chunks: recording costs the host 4-7 us a dispatch in wgpu-native (its validation and
+        resource tracking: bench/probes/net_host.py), about what the GPU spends on one, so one
+        command buffer for a whole network kept the GPU idle until the host had recorded it
+        all. Submitted in chunks, the GPU runs the first while the host records the next. wgpu
+        orders the dispatches and puts barriers between those that touch what an earlier one
+        wrote, within a compute pass and across submits alike."""
+        if self._submitter is not None:  # wgpu-native's C calls (_native.Submitter)
+            step = max(1, self.submit_chunk)
+            for start in range(0, len(passes), step):
+                part = passes[start : start + step]
+                try:
+                    self._submitter(part)
+                except wgpu.GPUError as e:
+                    raise self._dispatch_error(e, part) from None
             return
         enc = self.device.create_command_encoder()
         encode(enc.begin_compute_pass(), passes)

@@ -294,3 +294,22 @@ def _torch_conv(case: Case, d: Data) -> np.ndarray:
     if case.relu:
         q = np.maximum(q, case.zp_out)  # same as a fused relu: real 0 is zp_out
     return q.astype(np.int8)
+
+
+# --- PyTorch 2 export quantization (torchao) ---------------------------------------------------
+
+
+def pt2e_int8(model: Any, quantizer: object, example: Any, *, calibration_seed: int = 1) -> Any:
+    """`model` exported with a dynamic batch (so that other batch sizes run through PyTorch too:
+    an example of batch 1 would make export specialize on it), prepared with `quantizer`,
+    calibrated on 4 random batches of 8 of the example's size, and converted."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    example = example.expand(2, *example.shape[1:]).contiguous()
+    m = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},)).module()
+    m = prepare_pt2e(m, quantizer)
+    gen = torch.Generator().manual_seed(calibration_seed)
+    for _ in range(4):
+        m(torch.randn(8, *example.shape[1:], generator=gen))
+    return convert_pt2e(m)

@@ -1,0 +1,148 @@
+"""Where a network call's host time goes: `net(x)` taken apart on one adapter.
+
+For each built-in model (random weights, PT2E with Q8taQuantizer) at one input shape, the
+median of many calls after warm-up of:
+- wall: `net(x)` (numpy float32 in and out), and gpu: the forward pass's GPU time (timestamps);
+- its parts, each timed alone: the input checks, the input write, recording + submitting
+  every pass (no wait: the GPU runs behind), a readback of the output with nothing queued
+  (the floor of one round trip), the output dequantize;
+- wall time of `net.run(qtensor)` and a wait by the number of dispatches per command buffer
+  (`Device.submit_chunk`);
+- the readback as it was before `Device.run_read` (a separate submit and wgpu-py's
+  `queue.read_buffer`: `old_wall`), for the same call.
+
+    python bench/probes/net_host.py --models resnet18 resnet50 mobilenet_v2 --hw 224 --out x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import q8ta_wgpu as q8
+from q8ta_wgpu import reference
+
+
+def median_us(f: Callable[[], Any], repeats: int, after: Callable[[], Any] | None = None) -> dict[str, float]:
+    """Median, min and max wall time of f() in microseconds (after() runs untimed after each)."""
+    for _ in range(5):
+        f()
+        if after:
+            after()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+        if after:
+            after()
+    t = np.array(times) * 1e6
+    return {"median": float(np.median(t)), "min": float(t.min()), "max": float(t.max())}
+
+
+def build_net(name: str, hw: int, dev: q8.Device) -> q8.Net:
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from q8ta_wgpu import models
+
+    gen = torch.Generator().manual_seed(0)
+    calib = [torch.randn(2, 3, hw, hw, generator=gen) for _ in range(2)]
+    m = torch.export.export(models.build(name, seed=0), (calib[0],)).module()
+    m = prepare_pt2e(m, q8.Q8taQuantizer())
+    for c in calib:
+        m(c)
+    return q8.from_torch(convert_pt2e(m), device=dev)
+
+
+def probe(net: q8.Net, x: np.ndarray, repeats: int) -> dict[str, Any]:
+    dev = net.device
+    c = net.compile(x.shape)
+    passes = c.passes()
+    y = c.values[net.output.output]
+    n_out = int(np.prod(y.shape))
+    out: dict[str, Any] = {"passes": len(passes), "steps": len(net.steps), "out_bytes": n_out}
+    if dev.has_timestamps:
+        out["gpu_us"] = net.gpu_times(x.shape, repeats=20, warm_s=0.3)["whole_s"] * 1e6
+    out["wall_us"] = median_us(lambda: net(x), repeats)
+
+    def old_call() -> np.ndarray:  # as net(x) was: submit, then wgpu-py's read_buffer
+        dev.write(c.x_float, x)
+        dev.run(c.passes())
+        return np.frombuffer(dev.read(c.y_nchw, n_out), np.int8).copy()
+
+    q = net.run_int8(x)
+    assert np.array_equal(old_call().reshape(y.shape), q), "old and new readback differ"
+    keep = dev.submit_chunk
+    try:  # the code before this probe: one command buffer for the whole forward pass
+        dev.submit_chunk = len(passes)
+        out["old_wall_us"] = median_us(old_call, repeats)
+    finally:
+        dev.submit_chunk = keep
+    out["input_checks_us"] = median_us(lambda: net._float_input(x), repeats)
+    out["write_us"] = median_us(lambda: dev.write(c.x_float, x), repeats)
+    out["passes_list_us"] = median_us(c.passes, repeats)
+    if c.staging is not None:
+        out["record_submit_us"] = median_us(lambda: dev._submitter(passes), repeats, after=dev.sync)
+        copy = (c.y_nchw, c.staging, c.read_bytes)
+        out["record_us"] = median_us(lambda: dev.record(passes, copy).release(), repeats)
+
+        def round_trip() -> None:
+            dev.submit(dev.record([], copy))
+            dev.read_mapped(c.staging, c.read_bytes)
+
+        out["readback_floor_us"] = median_us(round_trip, repeats)
+    out["old_readback_floor_us"] = median_us(lambda: dev.read(c.y_nchw, n_out), repeats)
+    out["dequantize_us"] = median_us(lambda: net._dequantize(q), repeats)
+    # Dispatches per command buffer (net.run on a QTensor, which records as it submits): wall
+    # time of a run and a wait, the chunk sizes alternated in rounds.
+    qx = reference.quantize_per_tensor(x, net.input_scale, net.input_zero_point)
+    qt = q8.QTensor.from_numpy(qx, net.input_scale, net.input_zero_point, device=dev)
+    chunks = [len(passes), 32, 16, 8]
+    walls: dict[int, list[float]] = {k: [] for k in chunks}
+    try:
+        for _ in range(4):
+            for k in chunks:
+                dev.submit_chunk = k
+                walls[k].append(median_us(lambda: (net.run(qt), dev.sync()), max(5, repeats // 4))["median"])
+    finally:
+        dev.submit_chunk = keep
+    out["run_sync_us_by_chunk"] = {str(k): float(np.median(v)) for k, v in walls.items()}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "mobilenet_v2"])
+    p.add_argument("--hw", type=int, default=224)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--out", help="write the results as JSON here")
+    args = p.parse_args(argv)
+    dev = q8.default_device()
+    results: dict[str, Any] = {
+        "adapter": dev.name,
+        "backend": dev.backend,
+        "hw": args.hw,
+        "batch": args.batch,
+    }
+    rng = np.random.default_rng(0)
+    for name in args.models:
+        net = build_net(name, args.hw, dev)
+        x = rng.standard_normal((args.batch, 3, args.hw, args.hw)).astype(np.float32)
+        r = probe(net, x, args.repeats)
+        results[name] = r
+        print(name, json.dumps(r))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
