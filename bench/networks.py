@@ -31,10 +31,13 @@ a few batches of normal noise, convert_pt2e), imported with `q8.from_torch`. Per
   torch_cpu_int8_s (torchvision's quantizable model with the same weights, torch.ao eager
   fuse / prepare / calibrate / convert, x86 or fbgemm engine, at the best of all, half and a
   quarter of the CPU threads); that eager model imported with `q8.from_torch` is checked against
-  its own output (`eager_import`). ncnn_int8_s is not measured here (null).
+  its own output (`eager_import`); ncnn_int8_wall_s (bench/peers/ncnn_net.py: the same int8
+  network written as an ncnn model, int8 convs on ncnn's Vulkan path, median wall time of one
+  inference with upload and download, as net(x); ncnn's Python API cannot time the GPU alone,
+  so ncnn_int8_s, a GPU time, stays null).
 
 A model that fails (an unsupported op, out of memory) records its error in its rows and the run
-goes on. The JSON has no "anchors" key, so bench/report.py leaves it out of BENCHMARKS.md.
+goes on. bench/report.py writes these results into BENCHMARKS.md's "Whole networks" section.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import q8ta_wgpu as q8  # noqa: E402
+from bench.peers.ncnn_net import ncnn_available, ncnn_int8  # noqa: E402
 from bench.peers.torch_cuda import cuda_graph_seconds  # noqa: E402
 from q8ta_wgpu.bench import slug  # noqa: E402
 from q8ta_wgpu.net import ConvOp  # noqa: E402
@@ -566,6 +570,19 @@ class ModelBench:
                 r.update(self._cpu_int8(x))
             except Exception as e:  # noqa: BLE001
                 r["torch_cpu_int8_error"] = _err(e)
+        # ---- ncnn int8 peer (bench/peers/ncnn_net.py): ncnn_int8_wall_s, or null and ncnn_int8_error
+        use_ncnn = getattr(args, "ncnn", None)
+        if use_ncnn is None:
+            use_ncnn = ncnn_available()
+        if use_ncnn:
+            try:
+                r.update(ncnn_int8(net, x, repeats=args.repeats, warm_s=args.warm_s))
+            except Exception as e:  # noqa: BLE001 - ncnn_int8 records its own failures; this is a guard
+                r["ncnn_int8_wall_s"], r["ncnn_int8_error"] = None, _err(e)
+        else:
+            r["ncnn_int8_wall_s"] = None
+            r["ncnn_int8_error"] = "not run: --no-ncnn" if use_ncnn is False else "ncnn is not importable"
+        # ---- end of the ncnn peer
         r["per_op_max_lsb"] = self.info.get("per_op_max_lsb")  # each op alone (models[...]["per_op"])
         if self.eager_import is not None:
             r["eager_import"] = self.eager_import
@@ -625,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", type=int, default=CHECK_INPUTS, help="inputs of the exactness check (at least)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true", help="leave out the PyTorch peers")
+    p.add_argument("--ncnn", action=argparse.BooleanOptionalAction, default=None,
+                   help="the ncnn int8 Vulkan peer (bench/peers/ncnn_net.py; default: on when ncnn imports)")  # fmt: skip
     p.add_argument("--adapter", help="adapter name substring (default: the best)")
     p.add_argument("--backend", help="WebGPU backend (default: Vulkan first)")
     p.add_argument("--out", help="results JSON (default: bench/results/<adapter>-networks.json)")
@@ -689,7 +708,11 @@ def main(argv: list[str] | None = None) -> int:
                 "median wall time at the best of all, half and a quarter of the CPU threads (the x86 "
                 "engine ran MobileNetV2 at batch 1 2x slower on 16 threads than on 4 on the H200 machine)"
             ),
-            "ncnn_int8_s": "not measured",
+            "ncnn_int8_s": "not measured (ncnn's Python API has no GPU timing)",
+            "ncnn_int8_wall_s": (
+                "ncnn int8 on Vulkan (bench/peers/ncnn_net.py), median wall time of one inference, "
+                "float input uploaded and output downloaded, batch N = N single-image inferences"
+            ),
         },
         "models": {},
         "rows": [],

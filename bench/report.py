@@ -4,8 +4,9 @@
     python bench/report.py [--results bench/results] [--md BENCHMARKS.md]
 
 (re)plots every results file there (<adapter>.png next to its JSON, with matplotlib) and rewrites
-the markdown (with bench/analysis.md, the folder's sibling, on top). bench/run.py calls the same
-functions after each run.
+the markdown (with bench/analysis.md, the folder's sibling, on top, then a "Whole networks" section
+from every <adapter>-networks.json that bench/networks.py writes there). bench/run.py calls the
+same functions after each run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +76,7 @@ def write_benchmarks_md(results_dir: Path, md_path: Path) -> None:
     analysis = results_dir.parent / "analysis.md"  # hand-written reading of the results
     if analysis.is_file():
         out += [analysis.read_text().rstrip(), ""]
+    out += networks_md(results_dir)
     for f in files:
         r = json.loads(f.read_text())
         a = r["anchors"]
@@ -124,6 +127,208 @@ def write_benchmarks_md(results_dir: Path, md_path: Path) -> None:
             out += ["", f"![{r['adapter']}](bench/results/{png.name})"]
         out.append("")
     md_path.write_text("\n".join(out))
+
+
+# ---- whole networks (bench/networks.py) -------------------------------------------------------
+NETWORK_BATCHES = (1, 8)  # the batches of the per-op breakdown, where a file has them
+TOP_STEPS = 10  # the most expensive steps listed per model
+NOT_MEASURED = "not measured"
+ERROR_CHARS = 300  # of an error message recorded in a row
+
+
+def network_files(results_dir: Path) -> list[Path]:
+    """The whole-network results in `results_dir` (bench/networks.py's <adapter>-networks.json)."""
+    return sorted(results_dir.glob("*-networks.json"))
+
+
+def share(part: float, whole: float) -> str:
+    """`part` as a percentage of `whole` ('75%'), '' where `whole` is 0."""
+    return f"{pct(part / whole)}%" if whole else ""
+
+
+def noted(text: str, note: object) -> str:
+    """`text (note)`, or `text` alone where the note (or the text) is empty."""
+    return f"{text} ({note})" if text and note not in (None, "") else text
+
+
+def ratio(peer: float | None, q8ta: float | None) -> str:
+    """`vs X`: the peer's time / q8ta's (> 1: q8ta faster), '' where either is missing."""
+    return fmt(peer / q8ta if peer and q8ta else None, ".2f")
+
+
+def op_label(step: dict[str, Any]) -> str:
+    """A step's op kind, with the conv method it ran (`conv2d im2col_4w4c`)."""
+    return " ".join(filter(None, (step["kind"], step.get("method"))))
+
+
+def op_breakdown(row: dict[str, Any]) -> dict[str, tuple[int, float]]:
+    """GPU seconds by op kind (conv2d and linear by method; the input quantize and the output
+    unpack as their own kinds), summed over the row's steps, each timed alone: {kind: (steps, s)}."""
+    by_kind: dict[str, tuple[int, float]] = {}
+    steps = [
+        *row["steps"],
+        {"kind": "quantize (input)", "s": row.get("quantize_s")},
+        {"kind": "unpack (output)", "s": row.get("unpack_s")},
+    ]
+    for st in steps:
+        if st["s"] is not None:
+            n, s = by_kind.get(op_label(st), (0, 0.0))
+            by_kind[op_label(st)] = (n + 1, s + st["s"])
+    return by_kind
+
+
+def network_table(r: dict[str, Any]) -> list[str]:
+    """One adapter's whole-network table: a row per (model, batch), then the errors recorded."""
+    models = r.get("models") or {}
+    out = [
+        "| model | batch | ops | q8ta GPU us | q8ta wall us | host us | PyTorch fp16 CUDA graph us (layout) "
+        "| PyTorch fp16 eager wall us | PyTorch CPU int8 us (threads) | ncnn int8 Vulkan wall us | vs fp16 graph (GPU) "
+        "| vs fp16 eager (wall) | vs CPU int8 (wall) | vs ncnn (wall) | max LSB | % within 1 LSB | top-1 agree (classes, tied) "
+        "| per-op max LSB (ops checked) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    errors = []
+    for row in r["rows"]:
+        gpu, wall = row.get("gpu_s"), row.get("wall_s")
+        graph, eager, cpu = (
+            row.get(k) for k in ("torch_fp16_graph_s", "torch_fp16_eager_wall_s", "torch_cpu_int8_s")
+        )
+        classes = row.get("top1_classes")
+        tops = None if classes is None else f"{classes}, {row.get('top1_tied')}"
+        top1 = noted(fmt(row.get("top1_agree"), ".2f"), tops)
+        per_op = noted(
+            fmt(row.get("per_op_max_lsb"), "d"), models.get(row["model"], {}).get("per_op_checked")
+        )
+        within = row.get("within_1lsb")
+        out.append(
+            f"| {row['model']} | {row['batch']} | {row.get('ops') or ''} | {us(gpu)} | {us(wall)} | "
+            f"{us(row.get('host_s'))} | {noted(us(graph), row.get('torch_fp16_layout')) or NOT_MEASURED} | "
+            f"{us(eager) or NOT_MEASURED} | {noted(us(cpu), row.get('torch_cpu_int8_threads')) or NOT_MEASURED} | "
+            f"{us(row.get('ncnn_int8_wall_s')) or NOT_MEASURED} | {ratio(graph, gpu)} | {ratio(eager, wall)} | "
+            f"{ratio(cpu, wall)} | {ratio(row.get('ncnn_int8_wall_s'), wall)} | {fmt(row.get('max_lsb'), 'd')} | {fmt(within and 100 * within, '.2f')} | "
+            f"{top1} | {per_op} |"
+        )
+        errors += [
+            f"- {row['model']}, batch {row['batch']}: `{k}` {' '.join(str(v).split())[:ERROR_CHARS]}"
+            for k, v in row.items()
+            if k.endswith("error") and v
+        ]
+    if errors:
+        out += ["", "Errors recorded:", *errors]
+    return out
+
+
+def breakdown_md(name: str, rows: dict[int, dict[str, Any]]) -> list[str]:
+    """One model's per-op GPU time at the batches in `rows`: by op kind, then its costliest steps."""
+    batches = list(rows)
+    kinds = {b: op_breakdown(rows[b]) for b in batches}
+    total = {b: sum(s for _, s in kinds[b].values()) for b in batches}
+    first = batches[0]
+    order = sorted({k for b in batches for k in kinds[b]}, key=lambda k: -kinds[first].get(k, (0, 0.0))[1])
+    cols = "".join(f" B={b} steps | B={b} us | B={b} share |" for b in batches)
+    out = [f"| {name}: op kind |{cols}", "|---|" + "---:|" * 3 * len(batches)]
+    for k in order:
+        cells = [kinds[b].get(k) for b in batches]
+        out.append(
+            f"| {k} |"
+            + "".join(
+                f" {c[0]} | {us(c[1])} | {share(c[1], total[b])} |" if c else " | | |"
+                for b, c in zip(batches, cells, strict=True)
+            )
+        )
+    out.append(
+        "| **sum, each step alone** |"
+        + "".join(f" {sum(n for n, _ in kinds[b].values())} | {us(total[b])} | 100% |" for b in batches)
+    )
+    out.append("| **whole forward, one pass** |" + "".join(f" | {us(rows[b]['gpu_s'])} | |" for b in batches))
+    over = [
+        f"{fmt(total[b] / rows[b]['gpu_s'], '.2f')}x the whole forward "
+        f"({fmt(1e6 * (total[b] - rows[b]['gpu_s']), '+.1f')} us) at batch {b}"
+        for b in batches
+    ]
+    out += ["", f"The steps timed alone sum to {', '.join(over)}.", ""]
+    steps = {b: rows[b]["steps"] for b in batches}
+    top = sorted(range(len(steps[first])), key=lambda i: -steps[first][i]["s"])[:TOP_STEPS]
+    cols = "".join(f" B={b} us | B={b} share |" for b in batches)
+    out += [f"| {name}: step | source | op |{cols}", "|---:|---|---|" + "---:|" * 2 * len(batches)]
+    for i in top:
+        st = steps[first][i]
+        line = f"| {i} | `{st['source']}` | {op_label(st)} |"
+        for b in batches:  # the same step (by index and source) at each batch
+            same = i < len(steps[b]) and steps[b][i]["source"] == st["source"]
+            line += f" {us(steps[b][i]['s'])} | {share(steps[b][i]['s'], total[b])} |" if same else " | |"
+        out.append(line)
+    return out + [""]
+
+
+def networks_md(results_dir: Path) -> list[str]:
+    """The "Whole networks" section from every <adapter>-networks.json in `results_dir` ([] if none)."""
+    files = network_files(results_dir)
+    if not files:
+        return []
+    out = [
+        "## Whole networks",
+        "",
+        "Written by `python bench/report.py` from `bench/results/*-networks.json`, the results of",
+        "`python bench/networks.py`: int8 networks quantized with PT2E and imported with `q8.from_torch`,",
+        "every peer measured in the same process on the same inputs. Times are medians per forward pass",
+        "of the batch. q8ta GPU: the whole forward's GPU timestamps (input quantize and output unpack",
+        "included); wall: `net(x)`, numpy float32 in and out; host = wall - GPU. `vs X` = X's time /",
+        "q8ta's (> 1: q8ta faster): against PyTorch's CUDA graph, GPU time to GPU time; against its eager",
+        "call and its CPU int8 model, wall time to wall time. Exactness is against PyTorch's int8 output",
+        "of the same PT2E graph: max LSB, the share of output values within 1 LSB, top-1 agreement (the",
+        "distinct classes PyTorch's output picks, the inputs whose top value is tied); per-op max LSB:",
+        "each GPU op run alone on PyTorch's int8 inputs. Each file's own notes on its figures follow",
+        "its name.",
+        "",
+    ]
+    for f in files:
+        r = json.loads(f.read_text())
+        code = r.get("code") or {}
+        state = (
+            f"commit `{code['commit']}`" + (" with uncommitted changes" if code.get("dirty") else " (clean)")
+            if code.get("commit")
+            else "not recorded"
+        )
+        if code.get("note"):
+            state += f"; {code['note']}"
+        versions = ", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items() if v)
+        cuda = r.get("cuda")
+        host = r.get("host") or {}
+        out += [
+            f"### {r['adapter']} ({r['backend']}), {r['created'][:10]}",
+            "",
+            f"`bench/results/{f.name}`, created {r['created']}. Code: {state}. Input {r['hw']}x{r['hw']}, "
+            f"{r['repeats']} repeats; {versions}; host {host.get('machine', '')}, {host.get('cpu_count', '')} CPUs; "
+            + (
+                f"PyTorch fp16 on {cuda['device']} (cuDNN {cuda['cudnn']}, "
+                f"{cuda['graph_replays_per_measurement']} graph replays per measurement)."
+                if cuda
+                else "no CUDA device (no PyTorch fp16 figures)."
+            ),
+            "",
+            *(f"- `{k}`: {v}" for k, v in (r.get("method") or {}).items()),
+            "",
+            *network_table(r),
+            "",
+        ]
+        rows: dict[str, dict[int, dict[str, Any]]] = {}
+        for row in r["rows"]:
+            if row.get("steps") and row.get("gpu_s"):
+                rows.setdefault(row["model"], {})[row["batch"]] = row
+        if rows:
+            out += [
+                "#### GPU time per op",
+                "",
+                "From each row's per-step profile: every step's passes timed alone (median), so a step",
+                "pays its own pass start and drain, and the steps sum to more than the whole forward in",
+                "one compute pass (the table's q8ta GPU). Shares are of that sum.",
+                "",
+            ]
+        for name, by_batch in rows.items():
+            batches = [b for b in NETWORK_BATCHES if b in by_batch] or sorted(by_batch)[:1]
+            out += breakdown_md(name, {b: by_batch[b] for b in batches})
+    return out
 
 
 def plot_results(json_path: Path) -> Path | None:

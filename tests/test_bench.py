@@ -214,3 +214,107 @@ def test_bench_peer_fields_ratios_and_append(device, tmp_path, monkeypatch):
     assert png.exists() and sorted(f.name for f in tmp_path.glob("*.md")) == ["B.md", "R.md"]
     monkeypatch.setattr(run.q8bench, "run_bench", lambda args, peers: (3, None))
     assert run.main([*opts, str(tmp_path / "C.md")]) == 3 and not (tmp_path / "C.md").exists()
+
+
+def _network_row(batch: int, steps_us: list[tuple[str, str | None, float]], **figures) -> dict:
+    """A bench/networks.py row: `steps_us` as (kind, method, us) with numbered sources."""
+    steps = [
+        {"kind": k, "source": f"{k}_{i} -> q_{i}", "s": t * 1e-6, **({"method": m} if m else {})}
+        for i, (k, m, t) in enumerate(steps_us)
+    ]
+    return {
+        "model": "tinynet",
+        "batch": batch,
+        "ops": len(steps),
+        "steps": steps,
+        "ncnn_int8_s": None,
+        **figures,
+    }
+
+
+def test_report_whole_networks_section(tmp_path, monkeypatch):
+    """bench/report.py's "Whole networks" section, from a networks JSON of known figures: the
+    table's times, ratios and exactness, the per-op breakdown by kind and the costliest steps;
+    without a networks JSON the markdown is as before, the section being all that it adds."""
+    report = _load("report")
+    results = tmp_path / "results"
+    results.mkdir()
+    report.write_benchmarks_md(results, tmp_path / "before.md")
+    b1 = [("conv2d", "im2col_4w4c", 100.0), ("conv2d", "im2col_4w4c", 50.0), ("add", None, 30.0)]
+    b8 = [("conv2d", "im2col_4w4c", 300.0), ("conv2d", "pointwise", 100.0), ("add", None, 60.0)]
+    quant1, unpack1, quant8, unpack8 = 10.0, 10.0, 25.0, 15.0
+    total1 = sum(t for *_, t in b1) + quant1 + unpack1  # 200 us
+    total8 = sum(t for *_, t in b8) + quant8 + unpack8  # 500 us
+    gpu1, wall1, graph1, eager1, cpu1, gpu8 = 160e-6, 1000e-6, 200e-6, 1500e-6, 3000e-6, 400e-6
+    ncnn1 = 2500e-6
+    exact = {"max_lsb": 2, "within_1lsb": 0.9875, "top1_agree": 0.75, "top1_classes": 3, "top1_tied": 1}
+    rows = [
+        _network_row(
+            1, b1, gpu_s=gpu1, wall_s=wall1, host_s=wall1 - gpu1, quantize_s=quant1 * 1e-6,
+            unpack_s=unpack1 * 1e-6, torch_fp16_graph_s=graph1, torch_fp16_layout="channels_last",
+            torch_fp16_eager_wall_s=eager1, torch_cpu_int8_s=cpu1, torch_cpu_int8_threads=4,
+            ncnn_int8_wall_s=ncnn1, per_op_max_lsb=1, **exact,
+        ),
+        _network_row(
+            8, b8, gpu_s=gpu8, wall_s=900e-6, host_s=900e-6 - gpu8, quantize_s=quant8 * 1e-6,
+            unpack_s=unpack8 * 1e-6, torch_fp16_graph_s=None, torch_fp16_eager_wall_s=None,
+            torch_cpu_int8_s=None, per_op_max_lsb=1, **exact,
+        ),
+        {"model": "broken", "batch": 1, "gpu_s": None, "steps": None, "ncnn_int8_s": None,
+         "error": "RuntimeError: out of\n  memory"},
+    ]  # fmt: skip
+    (results / "Some_GPU-networks.json").write_text(
+        json.dumps(
+            {
+                "adapter": "Some GPU", "backend": "Vulkan", "created": "2026-01-02T03:04:05+00:00",
+                "code": {"commit": "abc123", "dirty": True, "note": "ran elsewhere"},
+                "versions": {"torch": "9.9", "ncnn": None}, "host": {"machine": "x86_64", "cpu_count": 4},
+                "cuda": None, "hw": 32, "repeats": 3, "method": {"gpu_s": "whole-forward timestamps"},
+                "models": {"tinynet": {"per_op_checked": 3}, "broken": {"error": "RuntimeError"}},
+                "rows": rows,
+            }
+        )
+    )  # fmt: skip
+    monkeypatch.setattr(report, "TOP_STEPS", 2)
+    report.write_benchmarks_md(results, tmp_path / "after.md")
+    before, after = ((tmp_path / f"{n}.md").read_text().split("\n") for n in ("before", "after"))
+    start = after.index("## Whole networks")
+    end = start + len(after) - len(before)
+    assert after[:start] + after[end:] == before, "the section is all that a networks JSON adds"
+    md = "\n".join(after[start:end])
+    assert "### Some GPU (Vulkan), 2026-01-02" in md and "`bench/results/Some_GPU-networks.json`" in md
+    assert "Code: commit `abc123` with uncommitted changes; ran elsewhere." in md
+    assert "torch 9.9;" in md and "None" not in md and "no CUDA device" in md
+    assert "- `gpu_s`: whole-forward timestamps" in md
+    assert (
+        f"| tinynet | 1 | 3 | 160.0 | 1000.0 | 840.0 | 200.0 (channels_last) | 1500.0 | 3000.0 (4) | 2500.0 | "
+        f"{graph1 / gpu1:.2f} | {eager1 / wall1:.2f} | {cpu1 / wall1:.2f} | {ncnn1 / wall1:.2f} | 2 | 98.75 | "
+        f"0.75 (3, 1) | 1 (3) |"
+    ) in md
+    assert (
+        "| tinynet | 8 | 3 | 400.0 | 900.0 | 500.0 | not measured | not measured | not measured | not measured "
+        "|  |  |  |  | 2 | 98.75 | 0.75 (3, 1) | 1 (3) |"
+    ) in md
+    assert "| broken | 1 |  |  |  |  | not measured |" in md
+    assert "- broken, batch 1: `error` RuntimeError: out of memory" in md
+    # By op kind, ordered by batch 1's time; shares of the steps' sum (each timed alone).
+    assert "| tinynet: op kind | B=1 steps | B=1 us | B=1 share | B=8 steps | B=8 us | B=8 share |" in md
+    assert f"| conv2d im2col_4w4c | 2 | 150.0 | {150 / total1:.0%} | 1 | 300.0 | {300 / total8:.0%} |" in md
+    assert f"| add | 1 | 30.0 | {30 / total1:.0%} | 1 | 60.0 | {60 / total8:.0%} |" in md
+    assert f"| quantize (input) | 1 | 10.0 | {10 / total1:.0%} | 1 | 25.0 | {25 / total8:.0%} |" in md
+    assert f"| conv2d pointwise | | | | 1 | 100.0 | {100 / total8:.0%} |" in md
+    assert md.index("| conv2d im2col_4w4c |") < md.index("| add |") < md.index("| conv2d pointwise |")
+    assert "| **sum, each step alone** | 5 | 200.0 | 100% | 5 | 500.0 | 100% |" in md
+    assert f"| **whole forward, one pass** | | {gpu1 * 1e6:.1f} | | | {gpu8 * 1e6:.1f} | |" in md
+    over1, over8 = total1 - gpu1 * 1e6, total8 - gpu8 * 1e6  # us
+    assert (
+        f"sum to {total1 / (gpu1 * 1e6):.2f}x the whole forward (+{over1:.1f} us) at batch 1, "
+        f"{total8 / (gpu8 * 1e6):.2f}x the whole forward (+{over8:.1f} us) at batch 8."
+    ) in md
+    # The costliest steps (TOP_STEPS of them), matched across batches by step and source.
+    for i, (t1, t8) in enumerate([(100.0, 300.0), (50.0, 100.0)]):
+        assert (
+            f"| {i} | `conv2d_{i} -> q_{i}` | conv2d im2col_4w4c | {t1:.1f} | {t1 / total1:.0%} | {t8:.1f} "
+            f"| {t8 / total8:.0%} |"
+        ) in md
+    assert "`add_2 -> q_2`" not in md
