@@ -1,0 +1,235 @@
+"""A network's forward pass as data: the op protocol a step runs (`NetOp`, with `ConvOp` and
+`FlattenOp` adapting the conv and the flatten to it), the `Step`s, and `compile_forward`, which
+makes, for one input shape, every value's buffer (reused once the value is dead), every pass
+(pipelines, uniforms, bind groups) and the input and output conversions (`Compiled`). `Net`
+(net.py) caches these per shape and runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .conv import QConv2d, QTensor
+from .layouts import pack_pass, packed_words, unpack_pass
+from .ops import quantize_pass
+from .planner import DeviceLimits, check_buffer, kernel_geometry, resolve_method
+from .runtime import Device, Pass
+
+
+class NetOp(Protocol):
+    """What a step runs: its output's NCHW shape for its inputs' shapes, and the GPU passes that
+    write its output QTensor (buffer preallocated) from its input QTensors."""
+
+    def output_shape(self, *input_shapes: tuple[int, int, int, int]) -> tuple[int, int, int, int]: ...
+
+    def passes(self, inputs: Sequence[QTensor], out: QTensor) -> list[Pass]: ...
+
+
+class ConvOp:
+    """A QConv2d as a net op (a linear layer is a 1x1 conv over [N, K, 1, 1])."""
+
+    def __init__(self, conv: QConv2d) -> None:
+        self.conv = conv
+
+    def output_shape(self, *input_shapes: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        return self.conv.geometry(input_shapes[0]).output_shape
+
+    def method(self, shape: tuple[int, int, int, int], layout: str = "4W4C") -> str:
+        """The method the conv runs on inputs of `shape`: its plan's when one exists, else the
+        rule's (a tuned choice may differ until the plan is made)."""
+        for (s, lay, _), plan in self.conv._plans.items():
+            if s == tuple(shape) and lay == layout:
+                return plan.method
+        return resolve_method(self.conv.method, kernel_geometry(self.conv.geometry(shape), layout), layout)
+
+    def passes(self, inputs: Sequence[QTensor], out: QTensor) -> list[Pass]:
+        x = inputs[0]
+        if out.layout != self.conv.output_layout:
+            raise ValueError(f"the conv writes {self.conv.output_layout}, out is {out.layout}")
+        plan = self.conv.plan(x.shape, x.layout, False)
+        return plan.passes(self.conv.device, x.buffer, out.buffer)
+
+
+class FlattenOp:
+    """[N, C, H, W] -> [N, C*H*W, 1, 1] (torch.flatten(x, 1), and the views that equal it): the
+    NCHW bytes of both are the same, so the GPU unpacks to NCHW and packs again. With H = W = 1
+    both packed tensors are the same bytes too: a view (`is_view`), no pass."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self._scratch: dict[int, Any] = {}
+
+    def output_shape(self, *input_shapes: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        n, c, h, w = input_shapes[0]
+        return (n, c * h * w, 1, 1)
+
+    @staticmethod
+    def is_view(shape: tuple[int, int, int, int]) -> bool:
+        """For a 4W4C input (a net's values): the same packed bytes in and out."""
+        return shape[2] == shape[3] == 1
+
+    def passes(self, inputs: Sequence[QTensor], out: QTensor) -> list[Pass]:
+        x = inputs[0]
+        nbytes = int(np.prod(x.shape))
+        scratch = self._scratch.get(nbytes)
+        if scratch is None:
+            scratch = self._scratch[nbytes] = self.device.buffer(nbytes, label="flatten nchw")
+        return [
+            unpack_pass(self.device, x.buffer, scratch, x.shape, x.layout),
+            pack_pass(self.device, scratch, out.buffer, out.shape, out.layout, out.zero_point),
+        ]
+
+
+@dataclass
+class Step:
+    """One GPU op of a net: `op` reads the values named `inputs` and writes the value `output`,
+    quantized with (scale, zero_point); `rank` is the rank PyTorch gives the value (2 after a
+    flatten or a linear layer, else 4); `source` names the graph node(s) it came from."""
+
+    kind: str
+    op: Any
+    inputs: tuple[str, ...]
+    output: str
+    scale: float
+    zero_point: int
+    rank: int = 4
+    source: str = ""
+    detail: str = ""
+
+
+@dataclass
+class Compiled:
+    """A net's forward pass for one input shape: each value's QTensor (buffers reused once a
+    value is dead), the passes of each step, the input and output conversions."""
+
+    shapes: dict[str, tuple[int, int, int, int]]
+    values: dict[str, QTensor]
+    step_passes: list[list[Pass]]
+    x_float: Any = None  # float32 NCHW upload buffer and its quantize pass (numpy calls)
+    quantize: list[Pass] = field(default_factory=list)
+    y_nchw: Any = None  # int8 NCHW readback buffer and its unpack pass
+    unpack: list[Pass] = field(default_factory=list)
+    free_outputs: list = field(default_factory=list)  # run()'s output buffers, reused when dead
+    staging: Any = None  # mappable buffer the output is copied to (None: wgpu-py's reads)
+    read_bytes: int = 0  # bytes copied there (the output's, rounded up to 4)
+    ahead: Any = None  # the next numpy call's work, recorded while the GPU ran the last one
+
+    def passes(self) -> list[Pass]:
+        return [*self.quantize, *(p for ps in self.step_passes for p in ps), *self.unpack]
+
+
+def compile_forward(
+    steps: Sequence[Step],
+    shapes: dict[str, tuple[int, int, int, int]],
+    *,
+    input_name: str,
+    input_scale: float,
+    input_zero_point: int,
+    quantize_scale: float,
+    device: Device,
+    in_layout: str | None,
+) -> Compiled:
+    """The forward pass of `steps` for the value shapes `shapes` (`Net.shapes`): float32 numpy
+    input quantized on the GPU with `quantize_scale` when in_layout is None, else a caller's
+    QTensor in `in_layout` bound per call (`Net.run`)."""
+    dev = device
+    output = steps[-1]
+    last_use = {input_name: -1}
+    for i, s in enumerate(steps):
+        for v in s.inputs:
+            last_use[v] = i
+    views = {
+        s.output: s.inputs[0]
+        for s in steps[:-1]
+        if isinstance(s.op, FlattenOp)
+        and s.inputs[0] != input_name
+        and FlattenOp.is_view(shapes[s.inputs[0]])
+    }
+
+    def root(v: str) -> str:
+        while v in views:
+            v = views[v]
+        return v
+
+    for v, u in list(last_use.items()):
+        r = root(v)
+        last_use[r] = max(last_use.get(r, -1), u)
+
+    free: dict[int, list[Any]] = {}
+    values: dict[str, QTensor] = {}
+
+    def tensor(name: str, scale: float, zp: int, what: str) -> QTensor:
+        nbytes = 4 * packed_words(shapes[name], "4W4C")
+        check_buffer(DeviceLimits.of(dev), f"{what}: its output {list(shapes[name])}", nbytes)
+        pool = free.get(nbytes)
+        buf = pool.pop() if pool else dev.buffer(nbytes, label=name)
+        return QTensor(buf, shapes[name], "4W4C", scale, zp, dev)
+
+    step_passes: list[list[Pass]] = []
+    if in_layout is None:
+        values[input_name] = tensor(input_name, input_scale, input_zero_point, "input")
+    for i, s in enumerate(steps):
+        if s.output in views:
+            src = values[s.inputs[0]]
+            values[s.output] = QTensor(src.buffer, shapes[s.output], "4W4C", s.scale, s.zero_point, dev)
+            step_passes.append([])
+            continue
+        out = tensor(s.output, s.scale, s.zero_point, f"{s.kind} ({s.source})")
+        values[s.output] = out
+        if in_layout is not None and input_name in s.inputs:
+            step_passes.append([])  # bound per call to the caller's tensor (run)
+        else:
+            try:
+                step_passes.append(s.op.passes([values[v] for v in s.inputs], out))
+            except ValueError as e:
+                raise ValueError(f"{s.kind} ({s.source}): {e}") from None
+        for r in {root(v) for v in s.inputs}:  # dead after this step: its buffer serves later values
+            caller_owns = r == input_name and in_layout is not None
+            if last_use[r] == i and not caller_owns and r != root(output.output):
+                t = values[r]
+                free.setdefault(4 * packed_words(t.shape, "4W4C"), []).append(t.buffer)
+    compiled = Compiled(shapes, values, step_passes)
+    x_in = values.get(input_name)
+    if in_layout is None and x_in is not None:
+        compiled.x_float = dev.buffer(4 * int(np.prod(shapes[input_name])), label="x float32")
+        compiled.quantize = [
+            quantize_pass(
+                dev, compiled.x_float, x_in.buffer, x_in.shape, "4W4C", quantize_scale, x_in.zero_point
+            )
+        ]
+    y = values[output.output]
+    n_out = int(np.prod(y.shape))
+    if max(n_out, y.nbytes) <= dev.max_binding_size:
+        compiled.y_nchw = dev.buffer(n_out, label="y nchw")
+        compiled.unpack = [unpack_pass(dev, y.buffer, compiled.y_nchw, y.shape, "4W4C")]
+    if in_layout is None and dev._submitter is not None:
+        out_bytes = n_out if compiled.y_nchw is not None else y.nbytes
+        compiled.read_bytes = (out_bytes + 3) // 4 * 4
+        compiled.staging = dev.staging_buffer(compiled.read_bytes, "net output")
+    return compiled
+
+
+def forward_gpu_times(
+    device: Device, steps: Sequence[Step], c: Compiled, *, repeats: int, warm_s: float
+) -> dict[str, Any]:
+    """GPU time of compiled forward `c` (see `Net.gpu_times`)."""
+    passes = c.passes()
+    whole = device.time_passes(passes, repeats=repeats, warm_s=warm_s, whole=True)[:, 0]
+    each = device.time_passes(passes, repeats=max(3, repeats // 4))
+    med = np.median(each, axis=0)
+    i = len(c.quantize)
+    per_step = []
+    for s, ps in zip(steps, c.step_passes, strict=True):
+        per_step.append({"kind": s.kind, "source": s.source, "s": float(med[i : i + len(ps)].sum())})
+        i += len(ps)
+    return {
+        "whole_s": float(np.median(whole)),
+        "whole_min_s": float(whole.min()),
+        "whole_max_s": float(whole.max()),
+        "quantize_s": float(med[: len(c.quantize)].sum()),
+        "unpack_s": float(med[i:].sum()),
+        "steps_s": per_step,
+    }
