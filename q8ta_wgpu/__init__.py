@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from . import layouts, reference
 from .conv import QConv2d, QTensor, conv2d, im2col, prepack_depthwise, prepack_weights, weight_sums
+from .elementwise import QCat, QLookup
 from .geometry import ConvGeometry
 from .layouts import LAYOUTS, pack, pack_gpu, unpack, unpack_gpu
 from .net import Net
@@ -45,6 +46,8 @@ __all__ = [
     "QAdaptiveAvgPool2d",
     "QAdd",
     "QAvgPool2d",
+    "QCat",
+    "QLookup",
     "QMaxPool2d",
     "QConv2d",
     "QTensor",

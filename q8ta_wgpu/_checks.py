@@ -4,6 +4,7 @@ the argument and the rule it broke."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,26 @@ def check_scale_product(input_scale: float | np.floating, weight_scales: np.ndar
             f"(got range [{prod.min()}, {prod.max()}])"
         )
     return prod
+
+
+def check_keywords(function: str, given: Mapping[str, object], options: Any) -> None:
+    """The checks Python makes of declared keyword parameters, for a `**options:
+    Unpack[SomeOptions]` parameter (where it makes none): no keyword that the TypedDict
+    `options` lacks, none of its required keys missing; TypeErrors worded as Python's."""
+    known = options.__required_keys__ | options.__optional_keys__
+    for name in given:
+        if name not in known:
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}")
+    missing = [repr(k) for k in options.__annotations__ if k in options.__required_keys__ and k not in given]
+    if missing:
+        if len(missing) < 3:
+            names = " and ".join(missing)
+        else:
+            names = ", ".join(missing[:-1]) + f", and {missing[-1]}"
+        plural = "s" if len(missing) > 1 else ""
+        raise TypeError(
+            f"{function}() missing {len(missing)} required keyword-only argument{plural}: {names}"
+        )
 
 
 # What an op may fuse after itself, applied to the float value before requantizing (relu6 is

@@ -197,7 +197,7 @@ def channel_slices(dev, geo: ConvGeometry) -> list[tuple[int, int]]:
 
 def batch_size_that_fits(dev, geo: ConvGeometry, out_layout: str) -> int:
     """How many samples of a numpy-input call fit max-buffer-size in every per-call buffer (the
-    NCHW input and output, the packed input and output); 0 if not even one does."""
+    NCHW input and output, the packed input and output); a ValueError if not even one does."""
     limit = dev.max_buffer_size
     n1_in = (1, geo.C_in, geo.H, geo.W)
     n1_out = (1, geo.C_out, geo.H_out, geo.W_out)
@@ -207,4 +207,9 @@ def batch_size_that_fits(dev, geo: ConvGeometry, out_layout: str) -> int:
         geo.C_out * geo.H_out * geo.W_out,
         4 * packed_words(n1_out, out_layout),
     )
+    if per > limit:
+        raise ValueError(
+            f"one sample of x {(geo.N, geo.C_in, geo.H, geo.W)} needs a buffer of {per} bytes (input "
+            f"or output, packed); this adapter ({dev.name}) allows {limit} (max-buffer-size)"
+        )
     return min(geo.N, limit // per)

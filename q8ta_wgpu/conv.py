@@ -14,7 +14,7 @@ import os
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, TypeVar, Unpack, final
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from . import _split, tuning
 from ._checks import (
     check_float_vector,
     check_int8_array,
+    check_keywords,
     check_scale,
     check_scale_product,
     check_zero_point,
@@ -30,9 +31,8 @@ from .geometry import ConvGeometry, ceil4, pair
 from .layouts import check_layout, pack, pack_pass, packed_words, tensor_desc, unpack, unpack_pass
 from .planner import (
     MAX_DISPATCH_MBLOCKS,
-    METHODS,
-    TILED_KERNELS,
     Bound,
+    ConvOptions,
     ConvPlan,
     ConvSpec,
     DeviceLimits,
@@ -46,13 +46,10 @@ from .planner import (
     kernel_geometry,
     plan_passes,
     resolve_method,
-    tiled_config_error,
+    runnable_gemm,
 )
 from .runtime import Device, Pass, get_device
 from .uniforms import CHAN
-
-# int32 accumulation is exact while K_per_group < 2^16 (see kernels/gemm_q8.wgsl).
-MAX_K_PER_GROUP = 1 << 16
 
 
 # ---- weights ------------------------------------------------------------------------------
@@ -115,6 +112,7 @@ def _channel_params(
 
 
 # ---- GPU tensors --------------------------------------------------------------------------
+@final  # no subclass: mypy then knows an input that is not a QTensor is an ndarray (TensorT)
 @dataclass(eq=False)
 class QTensor:
     """A quantized int8 tensor on the GPU: `buffer` holds `shape` [N, C, H, W] packed in `layout`
@@ -173,6 +171,10 @@ class QTensor:
         return 4 * packed_words(self.shape, self.layout)
 
 
+# A conv or op's input and output: numpy int8 in, numpy int8 out; QTensor in, QTensor out.
+TensorT = TypeVar("TensorT", np.ndarray, QTensor)
+
+
 # ---- plans --------------------------------------------------------------------------------
 X, Y = "x", "y"  # placeholders in pass specs for the call's input and output buffers
 
@@ -216,6 +218,28 @@ class _Plan:
             return self.free_outputs.pop()
         return dev.buffer(4 * packed_words(self.geo.output_shape, self.out_layout), label="y")
 
+    def add_nchw_buffers(self, dev: Device, shape: tuple[int, ...]) -> None:
+        """The buffers of numpy calls on inputs of `shape`: NCHW <-> packed conversions run on
+        the GPU where each side fits one binding, else on the host (numpy, same bytes)."""
+        in_words = packed_words(shape, self.in_layout)
+        if max(int(np.prod(shape)), 4 * in_words) <= dev.max_binding_size:
+            self.x_nchw = dev.buffer(int(np.prod(shape)), label="x nchw")
+        self.x_packed = dev.buffer(4 * in_words, label="x packed")
+        self.out = self.take_output(dev)
+        out_bytes = 4 * packed_words(self.geo.output_shape, self.out_layout)
+        if max(int(np.prod(self.geo.output_shape)), out_bytes) <= dev.max_binding_size:
+            self.out_nchw = dev.buffer(int(np.prod(self.geo.output_shape)), label="y nchw")
+
+    def read_output(self, dev: Device) -> np.ndarray:
+        """A numpy call's result, read back as NCHW int8 (unpacked on the host where the GPU
+        did not unpack it)."""
+        shape = self.geo.output_shape
+        if self.out_nchw is None:
+            words = np.frombuffer(dev.read(self.out, 4 * packed_words(shape, self.out_layout)), np.uint32)
+            return unpack(words, self.out_layout, shape)
+        data = dev.read(self.out_nchw, int(np.prod(shape)))
+        return np.frombuffer(data, np.int8).reshape(shape).copy()
+
 
 def _placeholder(r: Any, x_buf: Any, y_buf: Any) -> Any:
     """A spec resource with X/Y (or a window (X|Y, offset, size) of them) made concrete."""
@@ -239,6 +263,20 @@ class ConvBuffers:
         self._unused: Any = None
         self.weights_for(weight.shape[1])
         self.chan = device.upload(chan_records, label="channel params")
+
+    def plan(
+        self,
+        spec: ConvSpec,
+        geo: ConvGeometry,
+        method: str,
+        in_layout: str,
+        out_layout: str,
+        gemm: GemmConfig | None,
+    ) -> _Plan:
+        """The plan of conv `spec` on kernel geometry `geo` with `method` and GEMM configuration
+        `gemm` (None: the default): the planner's pass specs, realized."""
+        conv_plan = plan_passes(spec, geo, method, in_layout, out_layout, gemm, DeviceLimits.of(self.device))
+        return _Plan(geo, method, in_layout, out_layout, self.realize(conv_plan))
 
     def realize(self, conv_plan: ConvPlan) -> list[tuple[Any, list[Any], tuple[int, int, int], str]]:
         """The planner's pass specs as (pipeline, resources, workgroups, label): roles bound to
@@ -321,21 +359,11 @@ class QConv2d:
         weight_scales: float32 [C_out], > 0: real weight = weight * weight_scales[oc].
         bias: float32 [C_out] (real units, added after scaling) or None.
         input_scale, input_zero_point: the input's quantization (scale > 0, zp in [-128, 127]).
-        output_scale, output_zero_point: the output's quantization.
-        stride, padding, dilation: int or (h, w); groups: int dividing C_in and C_out.
-        activation: "none", "relu" or "relu6" (fused: relu before requantization, relu6's upper
-            bound as a clamp of the quantized output, which gives the same bytes).
-        method: "auto", "im2col_4w4c", "im2col_generic", "pointwise" (1x1 convs: the 4W4C input
-            is the im2col matrix), "implicit_4w4c" (one fused kernel: the GEMM gathers im2col
-            blocks from the 4W4C input while filling its tiles; no im2col matrix in memory) or
-            "depthwise_4w4c" (groups == C_in == C_out: one kernel reads the 4W4C input, no GEMM).
-            "auto" takes pointwise for 1x1 convs, depthwise_4w4c for depthwise ones, else a
-            measured choice (tuning.py) or im2col_4w4c where it applies.
-        output_layout: layout of QTensor results ("4W4C", "4C" or "4C1W").
-        device: a q8ta_wgpu.Device (default: the process-wide one).
         tune: measure GEMM tile/split-K configurations (and, with method="auto", the valid
             methods) for each new input shape on this adapter and keep the fastest; choices are
             cached per adapter on disk (see q8ta_wgpu.tuning). Default: $Q8TA_WGPU_TUNE == "1".
+        **options: `ConvOptions`: output_scale and output_zero_point (required), stride,
+            padding, dilation, groups, activation, method, output_layout, device.
 
     Calling with numpy int8 [N, C_in, H, W] returns numpy int8 [N, C_out, H_out, W_out]; calling
     with a QTensor returns a QTensor on the GPU (nothing is read back), so layers chain.
@@ -359,43 +387,24 @@ class QConv2d:
         *,
         input_scale: float,
         input_zero_point: int,
-        output_scale: float,
-        output_zero_point: int,
-        stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] = 0,
-        dilation: int | tuple[int, int] = 1,
-        groups: int = 1,
-        activation: str = "none",
-        method: str = "auto",
-        output_layout: str = "4W4C",
-        device: Device | None = None,
         tune: bool | None = None,
+        **options: Unpack[ConvOptions],
     ) -> None:
+        check_keywords("QConv2d.__init__", options, ConvOptions)
         self.weight = check_int8_array("weight", weight, ndim=4).copy()
         c_out = self.weight.shape[0]
         self.weight_scales = check_float_vector("weight_scales", weight_scales, c_out, positive=True)
         self.bias = None if bias is None else check_float_vector("bias", bias, c_out)
-        # What the planner needs of this conv besides the input shape, checked.
+        # Every other argument, checked: what the planner needs of this conv besides the input shape.
         self.spec = spec = ConvSpec.checked(
-            self.weight.shape, input_scale=input_scale, input_zero_point=input_zero_point,
-            output_scale=output_scale, output_zero_point=output_zero_point, stride=stride,
-            padding=padding, dilation=dilation, groups=groups, activation=activation,
-        )  # fmt: skip
+            self.weight.shape, input_scale=input_scale, input_zero_point=input_zero_point, **options
+        )
         self.input_scale, self.input_zero_point = spec.input_scale, spec.input_zero_point
         self.output_scale, self.output_zero_point = spec.output_scale, spec.output_zero_point
         self.stride, self.padding, self.dilation = spec.stride, spec.padding, spec.dilation
         self.groups, self.activation = spec.groups, spec.activation
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        self.method = method
-        self.output_layout = check_layout("output_layout", output_layout)
-        self.device = get_device(device)
-        _, cpg, kh, kw = self.weight.shape
-        if (kh * kw * cpg + 3) // 4 * 4 >= MAX_K_PER_GROUP:
-            raise ValueError(
-                f"weight has {kh * kw * cpg} columns per group; int32 accumulation is exact only "
-                f"below {MAX_K_PER_GROUP}"
-            )
+        self.method, self.output_layout = spec.method, spec.output_layout
+        self.device = get_device(options.get("device"))
         # Prepacked weights (the weight's own made here, so a weight too big for the device fails
         # at construction), epilogue records, and the plans' specs made GPU objects.
         self.buffers = ConvBuffers(self.device, self.weight, self.groups, _channel_params(
@@ -438,10 +447,19 @@ class QConv2d:
     ) -> list[Pass]:
         """The passes of kernel geometry `geo` with `method` and GEMM configuration `gemm`
         (None: the default) reading `x_buf` and writing 4W4C `y_buf`: what the tuner times."""
-        conv_plan = plan_passes(self.spec, geo, method, in_layout, "4W4C", gemm, DeviceLimits.of(self.device))
-        return _Plan(geo, method, in_layout, "4W4C", self.buffers.realize(conv_plan)).passes(
-            self.device, x_buf, y_buf
-        )
+        plan = self.buffers.plan(self.spec, geo, method, in_layout, "4W4C", gemm)
+        return plan.passes(self.device, x_buf, y_buf)
+
+    def _measured_choice(self, geo: ConvGeometry, in_layout: str) -> dict[str, Any] | None:
+        """The measured {"method", "gemm"} for kernel geometry `geo`: tuned now (tune=True), else
+        cached or shipped for this adapter model; None where there is none, or where the current
+        kernels or this device cannot take it (re-decided)."""
+        choice: dict[str, Any] | None
+        if self.tune and self.device.has_timestamps:
+            choice = tuning.tune(self, geo, in_layout)
+        else:
+            choice = tuning.lookup(self.device, tuning.shape_key(self, geo, in_layout))
+        return choice if choice and runnable_gemm(choice.get("gemm"), DeviceLimits.of(self.device)) else None
 
     def plan(self, shape: tuple[int, ...], in_layout: str, numpy_in: bool) -> _Plan:
         """The cached plan for inputs of `shape` in `in_layout` (numpy_in: read back as numpy)."""
@@ -450,47 +468,19 @@ class QConv2d:
         if plan is not None:
             self._plans.move_to_end(key)
             return plan
-        dev = self.device
-        limits = DeviceLimits.of(dev)
         geo = kernel_geometry(self.geometry(shape), in_layout)
         method = resolve_method(self.method, geo, in_layout)
-        # Measured choices: tuned now (tune=True), else cached or shipped for this adapter model.
-        choice: dict[str, Any] | None
-        if self.tune and dev.has_timestamps:
-            choice = tuning.tune(self, geo, in_layout)
-        else:
-            choice = tuning.lookup(dev, tuning.shape_key(self, geo, in_layout))
-        gemm = choice.get("gemm") if choice else None
-        if (
-            gemm
-            and gemm["kernel"] != "gemm_q8.wgsl"
-            and (
-                gemm["kernel"] not in TILED_KERNELS
-                or tiled_config_error(limits, gemm["constants"], gemm["kernel"])
-            )
-        ):
-            # A choice the current kernel or this device cannot take (an older table, or one
-            # made for a device of the same name with other limits): re-decide.
-            choice = None
+        choice = self._measured_choice(geo, in_layout)
         if choice:
             method, self._tuned[geo] = choice["method"], choice["gemm"]
         out_layout = "4W4C" if numpy_in else self.output_layout
-        in_words = packed_words(shape, in_layout)
         # Over one binding, the input and output are bound as windows of rows (_split.py); over
         # max-buffer-size they cannot exist (numpy calls are split over the batch first).
         out_bytes = 4 * packed_words(geo.output_shape, out_layout)
-        check_buffer(limits, "the output", out_bytes)
-        conv_plan = plan_passes(self.spec, geo, method, in_layout, out_layout, self._chosen_gemm(geo), limits)
-        plan = _Plan(geo, method, in_layout, out_layout, self.buffers.realize(conv_plan))
+        check_buffer(DeviceLimits.of(self.device), "the output", out_bytes)
+        plan = self.buffers.plan(self.spec, geo, method, in_layout, out_layout, self._chosen_gemm(geo))
         if numpy_in:
-            # NCHW <-> 4W4C conversions run on the GPU when each side fits one binding, else
-            # on the host (numpy, same bytes).
-            if max(int(np.prod(shape)), 4 * in_words) <= dev.max_binding_size:
-                plan.x_nchw = dev.buffer(int(np.prod(shape)), label="x nchw")
-            plan.x_packed = dev.buffer(4 * in_words, label="x packed")
-            plan.out = plan.take_output(dev)
-            if max(int(np.prod(geo.output_shape)), out_bytes) <= dev.max_binding_size:
-                plan.out_nchw = dev.buffer(int(np.prod(geo.output_shape)), label="y nchw")
+            plan.add_nchw_buffers(self.device, shape)
         self._plans[key] = plan
         while len(self._plans) > self.PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
@@ -527,145 +517,60 @@ class QConv2d:
             post = [unpack_pass(dev, plan.out, plan.out_nchw, plan.geo.output_shape, "4W4C")]
         return plan, [*pre, *plan.passes(dev, plan.x_packed, plan.out), *post], plan.out
 
-    @overload
-    def __call__(self, x: np.ndarray) -> np.ndarray: ...
-    @overload
-    def __call__(self, x: QTensor) -> QTensor: ...
-    def __call__(self, x: np.ndarray | QTensor) -> np.ndarray | QTensor:
+    def __call__(self, x: TensorT) -> TensorT:
         """Run the conv on x (numpy int8 NCHW -> numpy int8; QTensor -> QTensor)."""
         dev = self.device
         if not isinstance(x, QTensor):
             x = check_int8_array("x", x, ndim=4)
             if (x.shape, "4W4C", True) not in self._plans:  # (a cached plan's buffers exist)
+                # Per-call buffers over max-buffer-size: run n_fit samples at a time.
                 n_fit = _split.batch_size_that_fits(dev, self.geometry(x.shape), "4W4C")
                 if n_fit < x.shape[0]:
-                    return self._call_batch_slices(x, n_fit)
+                    return np.concatenate([self(x[i : i + n_fit]) for i in range(0, x.shape[0], n_fit)])
         with dev.lock:
             plan, passes, y = self.passes(x)
             dev.run(passes)
+            if not isinstance(x, QTensor):
+                return plan.read_output(dev)
             shape = plan.geo.output_shape
-            if isinstance(x, QTensor):
-                out = QTensor(y, shape, self.output_layout, self.output_scale, self.output_zero_point, dev)
-                weakref.finalize(out, plan.free_outputs.append, y)
-                return out
-            if plan.out_nchw is None:
-                words = np.frombuffer(dev.read(plan.out, 4 * packed_words(shape, "4W4C")), np.uint32)
-                return unpack(words, "4W4C", shape)
-            data = dev.read(plan.out_nchw, int(np.prod(shape)))
-            return np.frombuffer(data, np.int8).reshape(shape).copy()
-
-    def _call_batch_slices(self, x: np.ndarray, n_fit: int) -> np.ndarray:
-        """A numpy call whose buffers would exceed max-buffer-size, run n_fit samples at a time."""
-        if n_fit < 1:
-            geo = self.geometry(x.shape)
-            per = max(geo.C_in * geo.H * geo.W, 4 * packed_words((1, *x.shape[1:]), "4W4C"),
-                      4 * packed_words((1, *geo.output_shape[1:]), "4W4C"))  # fmt: skip
-            raise ValueError(
-                f"one sample of x {x.shape} needs a buffer of {per} bytes (input or output, "
-                f"packed); this adapter ({self.device.name}) allows {self.device.max_buffer_size} "
-                "(max-buffer-size)"
-            )
-        return np.concatenate([self(x[i : i + n_fit]) for i in range(0, x.shape[0], n_fit)])
+            out = QTensor(y, shape, self.output_layout, self.output_scale, self.output_zero_point, dev)
+            weakref.finalize(out, plan.free_outputs.append, y)
+            return out
 
 
 def geo_input_shape(geo: ConvGeometry) -> tuple[int, int, int, int]:
     return (geo.N, geo.C_in, geo.H, geo.W)
 
 
-@overload
 def conv2d(
-    x: np.ndarray,
+    x: TensorT,
     weight: np.ndarray,
     weight_scales: np.ndarray,
     bias: np.ndarray | None = None,
     *,
     input_scale: float | None = None,
     input_zero_point: int | None = None,
-    output_scale: float,
-    output_zero_point: int,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-    activation: str = "none",
-    method: str = "auto",
-    device: Device | None = None,
-    output_layout: str = "4W4C",
-) -> np.ndarray: ...
-
-
-@overload
-def conv2d(
-    x: QTensor,
-    weight: np.ndarray,
-    weight_scales: np.ndarray,
-    bias: np.ndarray | None = None,
-    *,
-    input_scale: float | None = None,
-    input_zero_point: int | None = None,
-    output_scale: float,
-    output_zero_point: int,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-    activation: str = "none",
-    method: str = "auto",
-    device: Device | None = None,
-    output_layout: str = "4W4C",
-) -> QTensor: ...
-
-
-def conv2d(
-    x: np.ndarray | QTensor,
-    weight: np.ndarray,
-    weight_scales: np.ndarray,
-    bias: np.ndarray | None = None,
-    *,
-    input_scale: float | None = None,
-    input_zero_point: int | None = None,
-    output_scale: float,
-    output_zero_point: int,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-    activation: str = "none",
-    method: str = "auto",
-    device: Device | None = None,
-    output_layout: str = "4W4C",
-) -> np.ndarray | QTensor:
+    **options: Unpack[ConvOptions],
+) -> TensorT:
     """Quantized conv2d: int8 x [N, C_in, H, W] -> int8 [N, C_out, H_out, W_out].
 
     x is numpy int8 (then input_scale and input_zero_point are required, and numpy comes back)
-    or a QTensor (its scale and zero point are used when those are None; a QTensor comes back in
-    `output_layout`). See `QConv2d` for the other arguments and `q8ta_wgpu.reference.conv2d`
-    for the exact math.
+    or a QTensor (its scale and zero point are used when those are None, and its device when
+    device is; a QTensor comes back in `output_layout`). `ConvOptions` documents the options,
+    `QConv2d` the other arguments, `q8ta_wgpu.reference.conv2d` the exact math.
     """
+    check_keywords("conv2d", options, ConvOptions)
     if isinstance(x, QTensor):
         if input_scale is None:
             input_scale = x.scale
         if input_zero_point is None:
             input_zero_point = x.zero_point
-        device = x.device if device is None else device
+        if options.get("device") is None:
+            options["device"] = x.device
     elif input_scale is None or input_zero_point is None:
         raise TypeError("input_scale and input_zero_point are required for a numpy input x")
     conv = QConv2d(
-        weight,
-        weight_scales,
-        bias,
-        input_scale=input_scale,
-        input_zero_point=input_zero_point,
-        output_scale=output_scale,
-        output_zero_point=output_zero_point,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        activation=activation,
-        method=method,
-        output_layout=output_layout,
-        device=device,
+        weight, weight_scales, bias, input_scale=input_scale, input_zero_point=input_zero_point, **options
     )
     return conv(x)
 

@@ -20,20 +20,29 @@ Tensors must fit one storage binding each (max-storage-buffer-binding-size).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, overload
+from typing import Any, Unpack
 
 import numpy as np
 
-from ._checks import check_activation, check_int8_array, check_scale, check_zero_point, real_array
-from .conv import QTensor
+from ._checks import (
+    check_activation,
+    check_int8_array,
+    check_keywords,
+    check_scale,
+    check_zero_point,
+    real_array,
+)
+from .conv import QTensor, TensorT
 from .layouts import check_layout, packed_words, tensor_desc
 from .pooling import (
+    AvgPoolOptions,
     PoolWindow,
     adaptive_output_hw,
     adaptive_windows,
     check_bool,
     check_divisor_override,
     check_window_taps,
+    checked_activation,
     input_shape4,
 )
 from .quant import activation_bounds
@@ -153,11 +162,7 @@ class _UnaryOp:
     def _out_quant(self, x: QTensor) -> tuple[float, int]:
         raise NotImplementedError
 
-    @overload
-    def __call__(self, x: np.ndarray) -> np.ndarray: ...
-    @overload
-    def __call__(self, x: QTensor) -> QTensor: ...
-    def __call__(self, x: np.ndarray | QTensor) -> np.ndarray | QTensor:
+    def __call__(self, x: TensorT) -> TensorT:
         """QTensor -> a new 4W4C QTensor on the GPU; numpy int8 [N, C, H, W] -> numpy int8."""
         dev = self.device
         if isinstance(x, QTensor):
@@ -250,11 +255,7 @@ class QAdd:
         res = {"a": a_bind, "b": b_bind, "o": o_bind, "ad": ad, "bd": bd, "od": od, "p": p}
         return [_word_pass(dev, "add_q8.wgsl", (shape, out.layout), res, "add")]
 
-    @overload
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray: ...
-    @overload
-    def __call__(self, a: QTensor, b: QTensor) -> QTensor: ...
-    def __call__(self, a: np.ndarray | QTensor, b: np.ndarray | QTensor) -> np.ndarray | QTensor:
+    def __call__(self, a: TensorT, b: TensorT) -> TensorT:
         """QTensors -> a new 4W4C QTensor on the GPU; numpy int8 NCHW arrays -> numpy int8."""
         dev = self.device
         if isinstance(a, QTensor) and isinstance(b, QTensor):
@@ -351,14 +352,16 @@ class _AvgBase(_UnaryOp):
 
     _params: np.ndarray
 
-    def _quant(
-        self, input_scale: float, input_zero_point: int, output_scale: float, output_zero_point: int
-    ) -> None:
-        self.input_scale = check_scale("input_scale", input_scale)
-        self.input_zero_point = check_zero_point("input_zero_point", input_zero_point)
-        self.output_scale = check_scale("output_scale", output_scale)
-        self.output_zero_point = check_zero_point("output_zero_point", output_zero_point)
-        self._inv_s_out = inv_scale("output_scale", output_scale)  # from the scale as given
+    def _quant(self, options: AvgPoolOptions) -> tuple[int, int]:
+        """The quantization and activation of `options`, checked and kept; returns the
+        activation's bounds on the quantized output."""
+        self.input_scale = check_scale("input_scale", options["input_scale"])
+        self.input_zero_point = check_zero_point("input_zero_point", options["input_zero_point"])
+        self.output_scale = check_scale("output_scale", options["output_scale"])
+        self.output_zero_point = check_zero_point("output_zero_point", options["output_zero_point"])
+        self._inv_s_out = inv_scale("output_scale", options["output_scale"])  # from the scale as given
+        self.activation = checked_activation(options)
+        return activation_bounds(self.activation, self._inv_s_out, self.output_zero_point)
 
     def passes(self, inputs: Sequence[QTensor], out: QTensor) -> list[Pass]:
         """The pass averaging inputs (x,) into `out` (its shape, scale and zero point as this
@@ -386,7 +389,8 @@ class QAvgPool2d(_AvgBase):
     count_include_pad the window clipped to the padded input, else the taps inside the input),
     y = float32(sum) * input_scale / divisor, quantized to (output_scale, output_zero_point).
     `q8ta_wgpu.reference.avg_pool2d` is the numpy reference (within 1 LSB on a GPU whose f32
-    division is not correctly rounded; equal on lavapipe)."""
+    division is not correctly rounded; equal on lavapipe). Keyword options: `device` and
+    `pooling.AvgPoolOptions` (the quantization, required, and the activation)."""
 
     def __init__(
         self,
@@ -397,20 +401,17 @@ class QAvgPool2d(_AvgBase):
         count_include_pad: bool = True,
         divisor_override: int | None = None,
         *,
-        input_scale: float,
-        input_zero_point: int,
-        output_scale: float,
-        output_zero_point: int,
-        activation: str = "none",
         device: Device | None = None,
+        **options: Unpack[AvgPoolOptions],
     ) -> None:
+        check_keywords("QAvgPool2d.__init__", options, AvgPoolOptions)
         self.window = PoolWindow.checked(kernel_size, stride, padding, 1, ceil_mode)
         w = self.window
         self.kernel_size, self.stride, self.padding = w.kernel_size, w.stride, w.padding
         self.ceil_mode = w.ceil_mode
         self.count_include_pad = check_bool("count_include_pad", count_include_pad)
         self.divisor_override = check_divisor_override(divisor_override)
-        self._quant(input_scale, input_zero_point, output_scale, output_zero_point)
+        bounds = self._quant(options)
         self.device = get_device(device)
         check_window_taps(w.kernel_size[0] * w.kernel_size[1])
         self._params = _pool_params(
@@ -419,9 +420,8 @@ class QAvgPool2d(_AvgBase):
             divisor=self.divisor_override,
             s_in=self.input_scale,
             inv_s_out=self._inv_s_out,
-            bounds=activation_bounds(check_activation(activation), self._inv_s_out, self.output_zero_point),
+            bounds=bounds,
         )
-        self.activation = activation
 
     def __repr__(self) -> str:
         return (
@@ -439,7 +439,8 @@ class QAdaptiveAvgPool2d(_AvgBase):
     """adaptive_avg_pool2d of an int8 tensor (torch's windows: output row i averages input rows
     [floor(i*H/H_out), ceil((i+1)*H/H_out)), columns alike; output_size entries None = the
     input's size; output_size 1 = the mean over H and W), computed as QAvgPool2d computes with
-    divisor = the window's taps. `q8ta_wgpu.reference.adaptive_avg_pool2d` is the reference."""
+    divisor = the window's taps. `q8ta_wgpu.reference.adaptive_avg_pool2d` is the reference.
+    Keyword options as QAvgPool2d's."""
 
     _label = "adaptive_avg_pool2d"
 
@@ -447,25 +448,20 @@ class QAdaptiveAvgPool2d(_AvgBase):
         self,
         output_size: int | None | tuple[int | None, int | None],
         *,
-        input_scale: float,
-        input_zero_point: int,
-        output_scale: float,
-        output_zero_point: int,
-        activation: str = "none",
         device: Device | None = None,
+        **options: Unpack[AvgPoolOptions],
     ) -> None:
+        check_keywords("QAdaptiveAvgPool2d.__init__", options, AvgPoolOptions)
         adaptive_output_hw(output_size, 1, 1)  # the argument's own checks (None entries: any size)
         self.output_size = output_size
-        self._quant(input_scale, input_zero_point, output_scale, output_zero_point)
+        bounds = self._quant(options)
         self.device = get_device(device)
         # The windows come from the input and output sizes (the TensorDescs); kernel, stride,
         # padding and dilation are unused.
         unused = PoolWindow((1, 1), (1, 1), (0, 0), (1, 1), False)
-        bounds = activation_bounds(check_activation(activation), self._inv_s_out, self.output_zero_point)
         self._params = _pool_params(
             unused, adaptive=True, s_in=self.input_scale, inv_s_out=self._inv_s_out, bounds=bounds
         )
-        self.activation = activation
 
     def __repr__(self) -> str:
         return f"QAdaptiveAvgPool2d(output_size={self.output_size!r})"
@@ -524,10 +520,9 @@ def quantize_to_qtensor(
 
 
 # ---- functions with torch's argument names ----------------------------------------------------
-@overload
 def add(
-    a: np.ndarray,
-    b: np.ndarray,
+    a: TensorT,
+    b: TensorT,
     *,
     output_scale: float,
     output_zero_point: int,
@@ -537,34 +532,7 @@ def add(
     b_zero_point: int | None = None,
     activation: str = "none",
     device: Device | None = None,
-) -> np.ndarray: ...
-@overload
-def add(
-    a: QTensor,
-    b: QTensor,
-    *,
-    output_scale: float,
-    output_zero_point: int,
-    a_scale: float | None = None,
-    a_zero_point: int | None = None,
-    b_scale: float | None = None,
-    b_zero_point: int | None = None,
-    activation: str = "none",
-    device: Device | None = None,
-) -> QTensor: ...
-def add(
-    a: np.ndarray | QTensor,
-    b: np.ndarray | QTensor,
-    *,
-    output_scale: float,
-    output_zero_point: int,
-    a_scale: float | None = None,
-    a_zero_point: int | None = None,
-    b_scale: float | None = None,
-    b_zero_point: int | None = None,
-    activation: str = "none",
-    device: Device | None = None,
-) -> np.ndarray | QTensor:
+) -> TensorT:
     """Quantized add (see QAdd). QTensor inputs give their scales and zero points when those are
     None (and a QTensor comes back); numpy int8 inputs need them (and numpy comes back)."""
     sa, za = _quant_of("a", a, a_scale, a_zero_point)
@@ -588,9 +556,8 @@ def _quant_of(name: str, x: Any, scale: float | None, zero_point: int | None) ->
     return scale, zero_point
 
 
-@overload
 def max_pool2d(
-    x: np.ndarray,
+    x: TensorT,
     kernel_size: int | tuple[int, int],
     stride: int | tuple[int, int] | None = None,
     padding: int | tuple[int, int] = 0,
@@ -598,33 +565,12 @@ def max_pool2d(
     ceil_mode: bool = False,
     *,
     device: Device | None = None,
-) -> np.ndarray: ...
-@overload
-def max_pool2d(
-    x: QTensor,
-    kernel_size: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-    ceil_mode: bool = False,
-    *,
-    device: Device | None = None,
-) -> QTensor: ...
-def max_pool2d(
-    x: np.ndarray | QTensor,
-    kernel_size: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-    ceil_mode: bool = False,
-    *,
-    device: Device | None = None,
-) -> np.ndarray | QTensor:
+) -> TensorT:
     """max_pool2d (see QMaxPool2d): numpy int8 NCHW -> numpy int8; QTensor -> QTensor."""
     if device is None and isinstance(x, QTensor):
         device = x.device
     op = QMaxPool2d(kernel_size, stride, padding, dilation, ceil_mode, device=device)
-    return op(x) if isinstance(x, QTensor) else op(x)
+    return op(x)
 
 
 def _avg_quant(
@@ -642,9 +588,8 @@ def _avg_quant(
     return s_in, zp_in, s_out, zp_out
 
 
-@overload
 def avg_pool2d(
-    x: np.ndarray,
+    x: TensorT,
     kernel_size: int | tuple[int, int],
     stride: int | tuple[int, int] | None = None,
     padding: int | tuple[int, int] = 0,
@@ -657,38 +602,7 @@ def avg_pool2d(
     output_scale: float | None = None,
     output_zero_point: int | None = None,
     device: Device | None = None,
-) -> np.ndarray: ...
-@overload
-def avg_pool2d(
-    x: QTensor,
-    kernel_size: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-    divisor_override: int | None = None,
-    *,
-    input_scale: float | None = None,
-    input_zero_point: int | None = None,
-    output_scale: float | None = None,
-    output_zero_point: int | None = None,
-    device: Device | None = None,
-) -> QTensor: ...
-def avg_pool2d(
-    x: np.ndarray | QTensor,
-    kernel_size: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-    divisor_override: int | None = None,
-    *,
-    input_scale: float | None = None,
-    input_zero_point: int | None = None,
-    output_scale: float | None = None,
-    output_zero_point: int | None = None,
-    device: Device | None = None,
-) -> np.ndarray | QTensor:
+) -> TensorT:
     """avg_pool2d (see QAvgPool2d). A QTensor x gives the input quantization when it is None;
     a numpy x needs it. The output quantization defaults to the input's."""
     s_in, zp_in, s_out, zp_out = _avg_quant(x, input_scale, input_zero_point, output_scale, output_zero_point)
@@ -699,12 +613,11 @@ def avg_pool2d(
         input_scale=s_in, input_zero_point=zp_in, output_scale=s_out, output_zero_point=zp_out,
         device=device,
     )  # fmt: skip
-    return op(x) if isinstance(x, QTensor) else op(x)
+    return op(x)
 
 
-@overload
 def adaptive_avg_pool2d(
-    x: np.ndarray,
+    x: TensorT,
     output_size: int | None | tuple[int | None, int | None],
     *,
     input_scale: float | None = None,
@@ -712,28 +625,7 @@ def adaptive_avg_pool2d(
     output_scale: float | None = None,
     output_zero_point: int | None = None,
     device: Device | None = None,
-) -> np.ndarray: ...
-@overload
-def adaptive_avg_pool2d(
-    x: QTensor,
-    output_size: int | None | tuple[int | None, int | None],
-    *,
-    input_scale: float | None = None,
-    input_zero_point: int | None = None,
-    output_scale: float | None = None,
-    output_zero_point: int | None = None,
-    device: Device | None = None,
-) -> QTensor: ...
-def adaptive_avg_pool2d(
-    x: np.ndarray | QTensor,
-    output_size: int | None | tuple[int | None, int | None],
-    *,
-    input_scale: float | None = None,
-    input_zero_point: int | None = None,
-    output_scale: float | None = None,
-    output_zero_point: int | None = None,
-    device: Device | None = None,
-) -> np.ndarray | QTensor:
+) -> TensorT:
     """adaptive_avg_pool2d (see QAdaptiveAvgPool2d); quantization arguments as avg_pool2d's."""
     s_in, zp_in, s_out, zp_out = _avg_quant(x, input_scale, input_zero_point, output_scale, output_zero_point)
     if device is None and isinstance(x, QTensor):
@@ -746,4 +638,4 @@ def adaptive_avg_pool2d(
         output_zero_point=zp_out,
         device=device,
     )
-    return op(x) if isinstance(x, QTensor) else op(x)
+    return op(x)

@@ -19,21 +19,26 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypedDict, Unpack
 
 import numpy as np
 
 from . import _split
 from ._checks import ACTIVATIONS, check_scale, check_zero_point
 from .geometry import ConvGeometry, align4, ceil4, fold_workgroups, pair
-from .layouts import tensor_desc
+from .layouts import check_layout, tensor_desc
 from .quant import activation_bounds
 from .uniforms import CONV_PARAMS, GEMM_PARAMS, TENSOR_DESC
+
+if TYPE_CHECKING:
+    from .runtime import Device
 
 METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise", "implicit_4w4c", "depthwise_4w4c")
 # At most this many m-blocks per dispatch keeps every GEMM grid within
 # max-compute-workgroups-per-dimension (tiles of >= 16 m-blocks).
 MAX_DISPATCH_MBLOCKS = 16 * 65535
+# int32 accumulation is exact while K_per_group < 2^16 (see kernels/gemm_q8.wgsl).
+MAX_K_PER_GROUP = 1 << 16
 
 
 # ---- the device, as the planner sees it ---------------------------------------------------
@@ -84,10 +89,63 @@ def check_binding(limits: DeviceLimits, what: str, nbytes: int) -> None:
 
 
 # ---- what a conv is ------------------------------------------------------------------------
+class ConvSettings(TypedDict, total=False):
+    """The options of `ConvOptions` that have a default (`CONV_DEFAULTS`); documented there."""
+
+    stride: int | tuple[int, int]
+    padding: int | tuple[int, int]
+    dilation: int | tuple[int, int]
+    groups: int
+    activation: str
+    method: str
+    output_layout: str
+    device: Device | None
+
+
+class ConvOptions(ConvSettings):
+    """The keyword options of a quantized conv2d, defined once: `q8ta_wgpu.conv2d`, `QConv2d` and
+    `q8ta_wgpu.reference.conv2d` take them as `**options`, beside the input's quantization
+    (`input_scale` > 0, `input_zero_point` in [-128, 127]: required, except that `conv2d`
+    takes a QTensor input's own when they are None).
+
+    output_scale, output_zero_point: the output's quantization (required).
+    stride, padding, dilation: int or (h, w) (defaults 1, 0, 1).
+    groups: int dividing C_in and C_out (default 1).
+    activation: "none" (default), "relu" or "relu6" (fused: relu before requantization,
+        relu6's upper bound as a clamp of the quantized output, which gives the same bytes).
+    method: "auto" (default), "im2col_4w4c", "im2col_generic", "pointwise" (1x1 convs: the 4W4C
+        input is the im2col matrix), "implicit_4w4c" (one fused kernel: the GEMM gathers im2col
+        blocks from the 4W4C input while filling its tiles; no im2col matrix in memory) or
+        "depthwise_4w4c" (groups == C_in == C_out: one kernel reads the 4W4C input, no GEMM).
+        "auto" takes pointwise for 1x1 convs, depthwise_4w4c for depthwise ones, else a
+        measured choice (tuning.py) or im2col_4w4c where it applies.
+    output_layout: layout of QTensor results ("4W4C" (default), "4C" or "4C1W").
+    device: a q8ta_wgpu.Device (default: a QTensor input's, else the process-wide one).
+
+    The reference accepts method, output_layout and device and ignores them (it has one method
+    and no device).
+    """
+
+    output_scale: float
+    output_zero_point: int
+
+
+CONV_DEFAULTS: Final[ConvSettings] = {
+    "stride": 1,
+    "padding": 0,
+    "dilation": 1,
+    "groups": 1,
+    "activation": "none",
+    "method": "auto",
+    "output_layout": "4W4C",
+    "device": None,
+}
+
+
 @dataclass(frozen=True)
 class ConvSpec:
-    """A quantized conv's arguments other than its tensors, checked (QConv2d builds it): what
-    the planner needs besides the input shape."""
+    """A quantized conv's arguments other than its tensors and device, checked (QConv2d builds
+    it): what the planner needs besides the input shape."""
 
     weight_shape: tuple[int, int, int, int]  # C_out, C_in/groups, KH, KW
     stride: tuple[int, int]
@@ -99,6 +157,8 @@ class ConvSpec:
     output_scale: float
     output_zero_point: int
     activation: str = "none"
+    method: str = "auto"  # as asked; resolve_method decides per input shape
+    output_layout: str = "4W4C"
 
     @classmethod
     def checked(
@@ -107,23 +167,20 @@ class ConvSpec:
         *,
         input_scale: Any,
         input_zero_point: Any,
-        output_scale: Any,
-        output_zero_point: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
-        groups: Any = 1,
-        activation: Any = "none",
+        **options: Unpack[ConvOptions],
     ) -> ConvSpec:
-        """A ConvSpec from a conv's arguments as a user gives them, each checked: TypeError or
-        ValueError naming the argument and the rule it broke."""
+        """A ConvSpec from a conv's arguments as a user gives them (`ConvOptions`; device
+        ignored), each checked: TypeError or ValueError naming the argument and the rule it
+        broke."""
+        opts: ConvOptions = {**CONV_DEFAULTS, **options}
         s_in = check_scale("input_scale", input_scale)
         zp_in = check_zero_point("input_zero_point", input_zero_point)
-        s_out = check_scale("output_scale", output_scale)
-        zp_out = check_zero_point("output_zero_point", output_zero_point)
-        strides = pair("stride", stride, minimum=1)
-        pads = pair("padding", padding, minimum=0)
-        dils = pair("dilation", dilation, minimum=1)
+        s_out = check_scale("output_scale", opts["output_scale"])
+        zp_out = check_zero_point("output_zero_point", opts["output_zero_point"])
+        strides = pair("stride", opts["stride"], minimum=1)
+        pads = pair("padding", opts["padding"], minimum=0)
+        dils = pair("dilation", opts["dilation"], minimum=1)
+        groups = opts["groups"]
         if isinstance(groups, bool) or not hasattr(groups, "__index__"):
             raise TypeError(f"groups must be an int, got {groups!r}")
         if int(groups) < 1:
@@ -131,11 +188,21 @@ class ConvSpec:
         c_out, cpg, kh, kw = (int(v) for v in weight_shape)
         if c_out % int(groups):
             raise ValueError(f"groups ({int(groups)}) must divide the output channels C_out ({c_out})")
+        activation, method = opts["activation"], opts["method"]
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        output_layout = check_layout("output_layout", opts["output_layout"])
+        if (kh * kw * cpg + 3) // 4 * 4 >= MAX_K_PER_GROUP:
+            raise ValueError(
+                f"weight has {kh * kw * cpg} columns per group; int32 accumulation is exact only "
+                f"below {MAX_K_PER_GROUP}"
+            )
         return cls(
-            (c_out, cpg, kh, kw), strides, pads, dils, int(groups), s_in, zp_in, s_out, zp_out, activation
-        )
+            (c_out, cpg, kh, kw), strides, pads, dils, int(groups), s_in, zp_in, s_out, zp_out,
+            activation, method, output_layout,
+        )  # fmt: skip
 
     def geometry(self, input_shape: tuple[int, ...]) -> ConvGeometry:
         """The conv's sizes for an input of NCHW `input_shape` (checks it fits the weight)."""
@@ -290,6 +357,17 @@ def tiled_config_error(
     if need > have:
         return f"{need} bytes of workgroup memory, over the device's {have}"
     return None
+
+
+def runnable_gemm(gemm: Mapping[str, Any] | None, limits: DeviceLimits) -> bool:
+    """Whether a measured GEMM configuration (dict form; None: the default) runs with the current
+    kernels on this device: a table may be older than the kernels, or made on a device of the
+    same name with other limits."""
+    if not gemm or gemm["kernel"] == "gemm_q8.wgsl":
+        return True
+    return gemm["kernel"] in TILED_KERNELS and not tiled_config_error(
+        limits, gemm["constants"], gemm["kernel"]
+    )
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
+from ._checks import check_activation
 from .geometry import MAX_PARAM, pair
 
 # Sums of (q - zp) over a window: |q - zp| <= 255, so windows of up to this many taps sum exactly
@@ -99,6 +100,34 @@ class PoolWindow:
                 raise ValueError(f"pooling of input {axis} = {size} exceeds the kernels' 32-bit arithmetic")
             out.append(o)
         return out[0], out[1]
+
+
+class AvgPoolQuantization(TypedDict):
+    """The required keys of `AvgPoolOptions` (documented there)."""
+
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    output_zero_point: int
+
+
+class AvgPoolOptions(AvgPoolQuantization, total=False):
+    """The keyword options of the average pools, defined once: `ops.QAvgPool2d`,
+    `ops.QAdaptiveAvgPool2d`, `reference.avg_pool2d` and `reference.adaptive_avg_pool2d` take
+    them as `**options` (after torch's positional window arguments).
+
+    input_scale, input_zero_point: x's quantization (required; scale > 0, zp in [-128, 127]).
+    output_scale, output_zero_point: the output's (required).
+    activation: "none" (default), "relu" or "relu6": applied to the float average before it is
+        quantized.
+    """
+
+    activation: str
+
+
+def checked_activation(options: AvgPoolOptions) -> str:
+    """The options' activation (default "none"), checked."""
+    return check_activation(options.get("activation", "none"))
 
 
 def check_divisor_override(value: Any) -> int | None:

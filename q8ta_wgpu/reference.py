@@ -3,7 +3,7 @@ epilogue, bit for bit what the GPU kernels are meant to compute (up to fma contr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -11,13 +11,16 @@ from ._checks import (
     check_activation,
     check_float_vector,
     check_int8_array,
+    check_keywords,
     check_scale,
     check_scale_product,
     check_zero_point,
     real_array,
 )
 from .geometry import ConvGeometry, pair
+from .planner import CONV_DEFAULTS, ConvOptions
 from .pooling import (
+    AvgPoolOptions,
     PoolWindow,
     adaptive_output_hw,
     adaptive_windows,
@@ -25,6 +28,7 @@ from .pooling import (
     check_bool,
     check_divisor_override,
     check_window_taps,
+    checked_activation,
     input_shape4,
 )
 
@@ -112,15 +116,7 @@ def conv2d(
     *,
     input_scale: float,
     input_zero_point: int,
-    output_scale: float,
-    output_zero_point: int,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-    activation: str = "none",
-    method: str = "auto",
-    device: Any = None,
+    **options: Unpack[ConvOptions],
 ) -> np.ndarray:
     """Quantized conv2d, exactly as spec section 2 (im2col, int32 GEMM, float32 epilogue).
 
@@ -130,29 +126,27 @@ def conv2d(
         weight_scales: per-output-channel weight scales [C_out], finite, > 0 (as float32).
         bias: optional float bias [C_out], in real output units, added after scaling.
         input_scale, input_zero_point: quantization of x.
-        output_scale, output_zero_point: quantization of the result.
-        stride, padding, dilation: int or (h, w) pair.
-        groups: divides C_in and C_out.
-        activation: "none", "relu" or "relu6" (applied in float before requantization).
-        method, device: accepted for API compatibility with the GPU path; ignored.
+        **options: `q8ta_wgpu.planner.ConvOptions`, as the GPU path takes them (the activation
+            applied in float before requantization; method, output_layout and device ignored).
 
     Returns:
         int8 [N, C_out, H_out, W_out].
     """
-    del method, device  # the reference has one method and no device
+    check_keywords("conv2d", options, ConvOptions)
+    opts: ConvOptions = {**CONV_DEFAULTS, **options}
     x = check_int8_array("x", x, ndim=4)
     weight = check_int8_array("weight", weight, ndim=4)
-    geo = _geometry(x.shape, weight.shape, stride, padding, dilation, groups)
+    geo = _geometry(x.shape, weight.shape, opts["stride"], opts["padding"], opts["dilation"], opts["groups"])
     s_in = np.float32(check_scale("input_scale", input_scale))
     zp_in = check_zero_point("input_zero_point", input_zero_point)
-    s_out = np.float32(check_scale("output_scale", output_scale))
-    zp_out = check_zero_point("output_zero_point", output_zero_point)
+    s_out = np.float32(check_scale("output_scale", opts["output_scale"]))
+    zp_out = check_zero_point("output_zero_point", opts["output_zero_point"])
     w_scales = check_float_vector("weight_scales", weight_scales, geo.C_out, positive=True)
     if bias is None:
         b = np.zeros(geo.C_out, np.float32)
     else:
         b = check_float_vector("bias", bias, geo.C_out)
-    activation = check_activation(activation)
+    activation = check_activation(opts["activation"])
 
     G, Kpg, Cop = geo.groups, geo.K_per_group, geo.C_out_per_group
     taps = geo.KH * geo.KW * geo.C_in_per_group
@@ -342,6 +336,15 @@ def _average(
     )
 
 
+def _pool_quantization(options: AvgPoolOptions) -> tuple[float, int, float, int]:
+    """An average pool's (input scale, input zero point, float32(1 / output scale), output zero
+    point), checked."""
+    s_in = check_scale("input_scale", options["input_scale"])
+    zp_in = check_zero_point("input_zero_point", options["input_zero_point"])
+    inv = inv_scale("output_scale", options["output_scale"])
+    return s_in, zp_in, inv, check_zero_point("output_zero_point", options["output_zero_point"])
+
+
 def avg_pool2d(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
@@ -350,12 +353,7 @@ def avg_pool2d(
     ceil_mode: bool = False,
     count_include_pad: bool = True,
     divisor_override: int | None = None,
-    *,
-    input_scale: float,
-    input_zero_point: int,
-    output_scale: float,
-    output_zero_point: int,
-    activation: str = "none",
+    **options: Unpack[AvgPoolOptions],
 ) -> np.ndarray:
     """avg_pool2d of int8 x [N, C, H, W] (torch.nn.functional.avg_pool2d's arguments), PT2E float
     path with integer sums: sum = sum over the window of (x - input_zero_point) (padded
@@ -363,15 +361,13 @@ def avg_pool2d(
     count_include_pad the window clipped to the padded input, else its taps inside the input),
     y = float32(sum) * input_scale / divisor in float32, then quantized to (output_scale,
     output_zero_point) with torch's quantize_per_tensor; `activation` ("relu", "relu6") applied
-    to y before. Returns int8 [N, C, H_out, W_out]."""
+    to y before (`pooling.AvgPoolOptions`). Returns int8 [N, C, H_out, W_out]."""
+    check_keywords("avg_pool2d", options, AvgPoolOptions)
     x = check_int8_array("x", x, ndim=4)
     win = PoolWindow.checked(kernel_size, stride, padding, 1, ceil_mode)
     include_pad = check_bool("count_include_pad", count_include_pad)
     override = check_divisor_override(divisor_override)
-    s_in = check_scale("input_scale", input_scale)
-    zp_in = check_zero_point("input_zero_point", input_zero_point)
-    inv = inv_scale("output_scale", output_scale)
-    zp_out = check_zero_point("output_zero_point", output_zero_point)
+    s_in, zp_in, inv, zp_out = _pool_quantization(options)
     _, _, h, w = input_shape4("x", x.shape)
     ho, wo = win.output_hw(h, w)
     (kh, kw), (sh, sw), (ph, pw) = win.kernel_size, win.stride, win.padding
@@ -386,28 +382,22 @@ def avg_pool2d(
         divisor = np.outer(pool_h, pool_w)
     else:
         divisor = taps
-    return _average(sums, divisor, taps == 0, s_in, inv, zp_out, check_activation(activation))
+    return _average(sums, divisor, taps == 0, s_in, inv, zp_out, checked_activation(options))
 
 
 def adaptive_avg_pool2d(
     x: np.ndarray,
     output_size: int | None | tuple[int | None, int | None],
-    *,
-    input_scale: float,
-    input_zero_point: int,
-    output_scale: float,
-    output_zero_point: int,
-    activation: str = "none",
+    **options: Unpack[AvgPoolOptions],
 ) -> np.ndarray:
     """adaptive_avg_pool2d of int8 x [N, C, H, W] (torch's windows: row i of H_out covers
     [floor(i*H/H_out), ceil((i+1)*H/H_out)), columns alike; output_size entries None = the
     input's size), computed as `avg_pool2d` does with divisor = the window's taps. Output size 1
-    is the mean over H and W. Returns int8 [N, C, H_out, W_out]."""
+    is the mean over H and W (`pooling.AvgPoolOptions`: the options). Returns int8
+    [N, C, H_out, W_out]."""
+    check_keywords("adaptive_avg_pool2d", options, AvgPoolOptions)
     x = check_int8_array("x", x, ndim=4)
-    s_in = check_scale("input_scale", input_scale)
-    zp_in = check_zero_point("input_zero_point", input_zero_point)
-    inv = inv_scale("output_scale", output_scale)
-    zp_out = check_zero_point("output_zero_point", output_zero_point)
+    s_in, zp_in, inv, zp_out = _pool_quantization(options)
     _, _, h, w = input_shape4("x", x.shape)
     ho, wo = adaptive_output_hw(output_size, h, w)
     h0, h1 = adaptive_windows(h, ho)
@@ -415,4 +405,138 @@ def adaptive_avg_pool2d(
     taps = np.outer(h1 - h0, w1 - w0)
     check_window_taps(int(taps.max()))
     sums = _window_sums(x, zp_in, (h0, h1), (w0, w1))
-    return _average(sums, taps, taps == 0, s_in, inv, zp_out, check_activation(activation))
+    return _average(sums, taps, taps == 0, s_in, inv, zp_out, checked_activation(options))
+
+
+# ---- elementwise functions by table, and the channel concatenation (PT2E float path) ---------
+# The elementwise functions a lookup table computes (q8ta_wgpu.elementwise.QLookup): "identity"
+# is a requantization; relu6 is hardtanh(0, 6).
+LOOKUP_FUNCTIONS = ("identity", "relu", "relu6", "hardtanh", "hardswish", "hardsigmoid", "sigmoid", "tanh")
+# Every int8 value in order: `lookup(INT8_VALUES, ...)` is the function's table (entry i is the
+# output for the input value i - 128), what QLookup and QCat apply on the GPU.
+INT8_VALUES = np.arange(-128, 128, dtype=np.int8)
+INT8_VALUES.flags.writeable = False
+
+
+def check_lookup_function(function: Any, min_val: Any = -1.0, max_val: Any = 1.0) -> tuple[str, float, float]:
+    """(function, min_val, max_val) checked: a name of LOOKUP_FUNCTIONS, and hardtanh's bounds
+    (finite float32, min_val <= max_val; torch's defaults -1 and 1; ignored by the others)."""
+    if not isinstance(function, str):
+        raise TypeError(f"function must be a str, got {type(function).__name__}")
+    if function not in LOOKUP_FUNCTIONS:
+        raise ValueError(f"function must be one of {', '.join(LOOKUP_FUNCTIONS)}, got {function!r}")
+    bounds = []
+    for name, v in (("min_val", min_val), ("max_val", max_val)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a real number, got {v!r}")
+        with np.errstate(over="ignore"):
+            f = np.float32(v)
+        if not np.isfinite(f):
+            raise ValueError(f"{name} must be a finite float32, got {v}")
+        bounds.append(float(f))
+    if bounds[0] > bounds[1]:
+        raise ValueError(f"min_val must be <= max_val, got min_val={min_val}, max_val={max_val}")
+    return function, bounds[0], bounds[1]
+
+
+def _elementwise_f32(x: np.ndarray, function: str, lo: float, hi: float) -> np.ndarray:
+    """The function of float32 x in float32, in the order of PyTorch's CPU kernels (hardswish:
+    x * min(max(x + 3, 0), 6) / 6; hardsigmoid: min(max(x + 3, 0), 6) / 6; sigmoid: 1 / (1 + e)
+    with e = exp(-x) rounded once to float32; tanh rounded once from float64). hardswish,
+    hardsigmoid, relu and hardtanh are bit for bit torch's; sigmoid and tanh use SLEEF there,
+    whose last bit can differ (checked: the quantized tables agree; tests/test_elementwise.py)."""
+    f32 = np.float32
+    if function == "relu":
+        return np.maximum(x, f32(0))
+    if function in ("relu6", "hardtanh"):
+        lo, hi = (0.0, 6.0) if function == "relu6" else (lo, hi)
+        return np.minimum(np.maximum(x, f32(lo)), f32(hi))
+    if function in ("hardswish", "hardsigmoid"):
+        gate = np.minimum(np.maximum(x + f32(3), f32(0)), f32(6))
+        return (x * gate if function == "hardswish" else gate) / f32(6)
+    with np.errstate(over="ignore"):  # exp(-x) beyond float32: inf, and 1 / inf = 0 as in torch
+        if function == "sigmoid":
+            return f32(1) / (f32(1) + np.exp(-x.astype(np.float64)).astype(f32))
+        if function == "tanh":
+            return np.tanh(x.astype(np.float64)).astype(f32)
+    return x  # identity
+
+
+def lookup(
+    x: np.ndarray,
+    function: str,
+    *,
+    input_scale: float,
+    input_zero_point: int,
+    output_scale: float,
+    output_zero_point: int,
+    min_val: float = -1.0,
+    max_val: float = 1.0,
+) -> np.ndarray:
+    """An elementwise function of int8 x (any shape), PT2E float path: quantize(function(
+    dequantize(x))) in float32 (dequantize: (x - zp)*scale; quantize: torch's
+    quantize_per_tensor). function: one of LOOKUP_FUNCTIONS; min_val, max_val: hardtanh's bounds.
+    Returns int8 with the shape of x; with x = INT8_VALUES, the function's table."""
+    x = check_int8_array("x", x)
+    name, lo, hi = check_lookup_function(function, min_val, max_val)
+    s_in = check_scale("input_scale", input_scale)
+    zp_in = check_zero_point("input_zero_point", input_zero_point)
+    inv = inv_scale("output_scale", output_scale)
+    zp_out = check_zero_point("output_zero_point", output_zero_point)
+    with np.errstate(over="ignore"):
+        y = _elementwise_f32(_dequantize_f32(x, s_in, zp_in), name, lo, hi)
+    return _quantize_f32(y, inv, zp_out)
+
+
+def cat(
+    tensors: Any,
+    *,
+    input_scales: Any,
+    input_zero_points: Any,
+    output_scale: float,
+    output_zero_point: int,
+    activation: str = "none",
+) -> np.ndarray:
+    """Channel concatenation (torch.cat(dim=1)) of int8 tensors [N, C_k, ...], each with its own
+    scale and zero point, PT2E float path: quantize(cat(dequantize(x_k))), `activation` ("relu",
+    "relu6") applied to the float values before quantizing. Equal parameters: a copy.
+
+    Args:
+        tensors: a sequence of int8 arrays of one rank >= 2, equal except in dimension 1.
+        input_scales, input_zero_points: one per tensor.
+
+    Returns:
+        int8 [N, sum C_k, ...].
+    """
+    if isinstance(tensors, np.ndarray) or not isinstance(tensors, (list, tuple)) or not tensors:
+        raise TypeError("tensors must be a non-empty list or tuple of int8 arrays")
+    xs = [check_int8_array(f"tensors[{i}]", t) for i, t in enumerate(tensors)]
+    scales, zps = _cat_quant(len(xs), input_scales, input_zero_points)
+    inv = inv_scale("output_scale", output_scale)
+    zp_out = check_zero_point("output_zero_point", output_zero_point)
+    act = check_activation(activation)
+    first = xs[0].shape
+    for i, t in enumerate(xs):
+        if t.ndim < 2 or t.ndim != len(first) or t.shape[:1] + t.shape[2:] != first[:1] + first[2:]:
+            raise ValueError(
+                f"tensors[{i}] has shape {t.shape}; every tensor must have the shape of tensors[0] "
+                f"{first} except in dimension 1 (rank >= 2)"
+            )
+    with np.errstate(over="ignore"):
+        parts = [_dequantize_f32(t, s, z) for t, s, z in zip(xs, scales, zps, strict=True)]
+        y = np.concatenate(parts, axis=1)
+    return _quantize_f32(_activate(y, act), inv, zp_out)
+
+
+def _cat_quant(count: int, input_scales: Any, input_zero_points: Any) -> tuple[list[float], list[int]]:
+    """The inputs' scales and zero points of a cat of `count` tensors, checked (one each)."""
+    out: list[list[Any]] = []
+    for name, vals in (("input_scales", input_scales), ("input_zero_points", input_zero_points)):
+        if isinstance(vals, (str, bytes)) or not hasattr(vals, "__len__"):
+            raise TypeError(f"{name} must be a sequence (one per input), got {type(vals).__name__}")
+        if len(vals) != count:
+            raise ValueError(f"{name} must have one entry per input ({count}), got {len(vals)}")
+        out.append(list(vals))
+    scales = [check_scale(f"input_scales[{i}]", s) for i, s in enumerate(out[0])]
+    zps = [check_zero_point(f"input_zero_points[{i}]", z) for i, z in enumerate(out[1])]
+    return scales, zps

@@ -8,9 +8,11 @@ giving each node a symbolic value:
 - `QVal`: an int8 tensor the GPU holds (a quantize node, or an op whose output is quantized);
 - `FloatOf(QVal)`: its dequantized float view (a dequantize node; views like flatten keep it);
 - `Weight`: a dequantize_per_channel of int8 weights (constant);
-- `Pending`: a float op (conv, linear, add, pools) whose inputs are dequantized int8 tensors,
-  made a GPU step when the quantize after it gives its output's scale and zero point; a relu or
-  relu6 between them is fused into the op.
+- `Pending`: a float op (conv, linear, add, pools, cat, an elementwise function) whose inputs
+  are dequantized int8 tensors, made a GPU step when the quantize after it gives its output's
+  scale and zero point; a relu or relu6 between them is fused into the op. An elementwise
+  function of a dequantized tensor (hardswish, hardsigmoid, sigmoid, tanh, hardtanh, relu, relu6)
+  up to its quantize is one table (`elementwise.QLookup`).
 
 Anything else raises `UnsupportedError` naming the node and its op, before any GPU work.
 """
@@ -18,7 +20,7 @@ Anything else raises `UnsupportedError` naming the node and its op, before any G
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,6 +60,10 @@ class Pending:
     params: dict[str, Any] = field(default_factory=dict)
     activation: str = "none"
     rank: int = 4
+    # Inputs that are still float ops (each read by this op only), when the graph quantizes only
+    # after this op: made steps quantized with this op's output parameters when it becomes one,
+    # exactly what the graph computes where this op is a cat or a clamp (hardtanh).
+    parts: tuple[QVal | Pending, ...] = ()
 
 
 def _targets() -> dict[str, Any]:
@@ -79,6 +85,17 @@ def _targets() -> dict[str, Any]:
         "add": {aten.add.Tensor, aten.add_.Tensor},
         "relu": {aten.relu.default, aten.relu_.default},
         "hardtanh": {aten.hardtanh.default, aten.hardtanh_.default},
+        "lookup": {
+            aten.hardswish.default,
+            aten.hardswish_.default,
+            aten.hardsigmoid.default,
+            aten.hardsigmoid_.default,
+            aten.sigmoid.default,
+            aten.sigmoid_.default,
+            aten.tanh.default,
+            aten.tanh_.default,
+        },
+        "cat": {aten.cat.default},
         "max_pool2d": {aten.max_pool2d.default},
         "avg_pool2d": {aten.avg_pool2d.default},
         "adaptive_avg_pool2d": {aten.adaptive_avg_pool2d.default},
@@ -86,6 +103,7 @@ def _targets() -> dict[str, Any]:
         "flatten": {aten.flatten.using_ints},
         "view": {aten.view.default, aten.reshape.default, aten._unsafe_view.default},
         "identity": {aten.dropout.default, aten.clone.default, aten.contiguous.default, aten.alias.default},
+        "size": {aten.sym_size.int},
     }
 
 
@@ -93,6 +111,17 @@ def _kind(targets: dict[str, Any], target: Any) -> str | None:
     for kind, ts in targets.items():
         if target in ts:
             return kind
+    return None
+
+
+def _fake_value(node: Any) -> Any:
+    """The example value export recorded for `node` (its shape), through the quantize and
+    dequantize nodes convert_pt2e inserts without one."""
+    for _ in range(4):
+        val = node.meta.get("val")
+        if val is not None or not node.args or not hasattr(node.args[0], "meta"):
+            return val
+        node = node.args[0]
     return None
 
 
@@ -141,7 +170,25 @@ def _is_q_node(node: Any) -> bool:
     return "quantized_decomposed" in str(getattr(node, "target", ""))
 
 
-class _Importer:
+class _Host:
+    """What the pieces of `_Importer` use of one another, declared for mypy (nothing at run time)."""
+
+    device: Device
+    steps: list[Step]
+
+    if TYPE_CHECKING:
+
+        def fail(self, node: Any, why: str) -> UnsupportedError: ...
+        def value(self, node: Any, arg: Any) -> Any: ...
+        def float_input(self, node: Any, arg: Any, what: str) -> QVal: ...
+        def new_name(self, base: str) -> str: ...
+        def make_step(self, p: Pending, out_name: str, scale: float, zp: int) -> QVal: ...
+
+
+class _Walk(_Host):
+    """The walk over the graph, the value and quantization-parameter helpers, and the
+    per-tensor quantize / dequantize nodes."""
+
     def __init__(self, gm: Any, device: Device) -> None:
         self.gm = gm
         self.device = device
@@ -260,8 +307,9 @@ class _Importer:
             raise self.fail(
                 node,
                 "this op is not supported by the GPU net (supported: conv2d, linear, add, relu, "
-                "relu6/hardtanh(0, 6), max_pool2d, avg_pool2d, adaptive_avg_pool2d, mean over H and W, "
-                "flatten/view/reshape, dropout/identity, between quantize and dequantize nodes)",
+                "relu6/hardtanh, hardswish, hardsigmoid, sigmoid, tanh, cat along channels, max_pool2d, "
+                "avg_pool2d, adaptive_avg_pool2d, mean over H and W, flatten/view/reshape, "
+                "dropout/identity, between quantize and dequantize nodes)",
             )
         return getattr(self, "op_" + kind)(node)
 
@@ -303,6 +351,10 @@ class _Importer:
             )
         return FloatOf(q)
 
+
+class _ConvOps(_Host):
+    """Weights (per-channel quantize / dequantize), conv2d and linear."""
+
     def op_quantize_per_channel(self, node: Any) -> Any:
         import torch
 
@@ -326,7 +378,6 @@ class _Importer:
             q.detach().cpu().numpy().astype(np.int8), scales.detach().cpu().numpy().astype(np.float32)
         )
 
-    # -- ops --
     def weight_and_bias(self, node: Any, w_arg: Any, b_arg: Any) -> tuple[Weight, np.ndarray | None]:
         w = self.value(node, w_arg)
         if not isinstance(w, Weight):
@@ -362,35 +413,9 @@ class _Importer:
             raise self.fail(node, f"linear runs on [N, features] inputs (flatten first), got rank {x.rank}")
         return Pending("linear", node.name, (x,), dict(weight=w, bias=b), rank=2)
 
-    def op_add(self, node: Any) -> Pending:
-        a = self.float_input(node, node.args[0], "first input")
-        b = self.float_input(node, node.args[1], "second input")
-        if _arg(node, 2, "alpha", 1) != 1:
-            raise self.fail(node, "add with alpha != 1 is not supported")
-        if a.rank != b.rank:
-            raise self.fail(node, "add of tensors of different ranks")
-        return Pending("add", node.name, (a, b), rank=a.rank)
 
-    def op_relu(self, node: Any) -> Pending:
-        src = self.value(node, node.args[0])
-        return self.fuse_activation(node, src, "relu")
-
-    def op_hardtanh(self, node: Any) -> Pending:
-        lo, hi = float(_arg(node, 1, "min_val", -1.0)), float(_arg(node, 2, "max_val", 1.0))
-        if (lo, hi) != (0.0, 6.0):
-            raise self.fail(node, f"hardtanh({lo}, {hi}) is not supported; only relu6 = hardtanh(0, 6)")
-        return self.fuse_activation(node, self.value(node, node.args[0]), "relu6")
-
-    def fuse_activation(self, node: Any, src: Any, act: str) -> Pending:
-        """relu / relu6 fused into the op it follows (a clamp of its quantized output); after a
-        dequantize (a quantizer that quantizes between the two), a requantizing step of its own."""
-        if isinstance(src, FloatOf):
-            return Pending("requantize", node.name, (src.q,), activation=act, rank=src.q.rank)
-        fusable = ("conv2d", "linear", "add", "avg_pool2d", "adaptive_avg_pool2d", "requantize")
-        if not isinstance(src, Pending) or src.activation != "none" or src.kind not in fusable:
-            raise self.fail(node, f"{act} must follow a conv2d, linear, add, average pool or a dequantize")
-        src.activation = act
-        return src
+class _PoolOps(_Host):
+    """Pools, mean over H and W, and the views (flatten, view / reshape, sizes, identity)."""
 
     def op_max_pool2d(self, node: Any) -> Pending:
         x = self.float_input(node, node.args[0], "input")
@@ -437,11 +462,15 @@ class _Importer:
             )
         return FloatOf(self.flatten(node, x))
 
+    def op_size(self, node: Any) -> tuple[str, Any]:
+        # x.shape[i] of a dynamic dimension (the batch): a host-side size, read only by views.
+        return ("size", node)
+
     def op_view(self, node: Any) -> FloatOf:
         x = self.float_input(node, node.args[0], "input")
-        shape = [int(s) for s in node.args[1]]
+        shape = [s if isinstance(s, int) else str(s) for s in node.args[1]]  # sizes: x.shape[i] nodes
         val = node.meta.get("val")
-        n_in = node.args[0].meta.get("val")
+        n_in = _fake_value(node.args[0])
         if (
             len(shape) == 2
             and x.rank == 4
@@ -465,11 +494,88 @@ class _Importer:
                                rank=2, source=node.name))  # fmt: skip
         return out
 
-    # -- pending ops made steps --
+
+class _ElementwiseOps(_Host):
+    """add, cat, relu / relu6 fusion, hardtanh and the elementwise lookups."""
+
+    def op_add(self, node: Any) -> Pending:
+        a = self.float_input(node, node.args[0], "first input")
+        b = self.float_input(node, node.args[1], "second input")
+        if _arg(node, 2, "alpha", 1) != 1:
+            raise self.fail(node, "add with alpha != 1 is not supported")
+        if a.rank != b.rank:
+            raise self.fail(node, "add of tensors of different ranks")
+        return Pending("add", node.name, (a, b), rank=a.rank)
+
+    def op_relu(self, node: Any) -> Pending:
+        src = self.value(node, node.args[0])
+        return self.fuse_activation(node, src, "relu")
+
+    def op_hardtanh(self, node: Any) -> Pending:
+        lo, hi = float(_arg(node, 1, "min_val", -1.0)), float(_arg(node, 2, "max_val", 1.0))
+        src = self.value(node, node.args[0])
+        if (lo, hi) == (0.0, 6.0):
+            return self.fuse_activation(node, src, "relu6")
+        params = dict(function="hardtanh", min_val=lo, max_val=hi)
+        if isinstance(src, Pending) and len(node.args[0].users) == 1:  # a clamp commutes with quantizing
+            return Pending("lookup", node.name, (), params, rank=src.rank, parts=(src,))
+        x = self.float_input(node, node.args[0], "input")
+        return Pending("lookup", node.name, (x,), params, rank=x.rank)
+
+    def op_lookup(self, node: Any) -> Pending:
+        """hardswish, hardsigmoid, sigmoid, tanh of a dequantized int8 tensor: a table (QLookup)
+        once the quantize after it gives the output's parameters."""
+        x = self.float_input(node, node.args[0], "input")
+        function = node.target.name().split("::")[-1].rstrip("_")
+        return Pending("lookup", node.name, (x,), dict(function=function), rank=x.rank)
+
+    def op_cat(self, node: Any) -> Pending:
+        """cat along channels of dequantized int8 tensors, or of float ops that only this cat
+        reads (a quantizer that quantizes after the cat only): each such op becomes a step of its
+        own quantized with the cat's output parameters (what the graph computes), then copied."""
+        tensors = node.args[0]
+        if not isinstance(tensors, list | tuple) or not tensors:
+            raise self.fail(node, "cat of no tensors")
+        parts: list[QVal | Pending] = []
+        for i, t in enumerate(tensors):
+            v = self.value(node, t)
+            only_here = isinstance(v, Pending) and len(t.users) == 1
+            parts.append(v if only_here else self.float_input(node, t, f"input {i}"))
+        rank = parts[0].rank
+        dim = int(_arg(node, 1, "dim", 0))
+        if any(v.rank != rank for v in parts):
+            raise self.fail(node, "cat of tensors of different ranks")
+        if dim % rank != 1:
+            raise self.fail(node, f"cat along dim {dim} of rank-{rank} tensors: only along channels (dim 1)")
+        return Pending("cat", node.name, (), rank=rank, parts=tuple(parts))
+
+    def fuse_activation(self, node: Any, src: Any, act: str) -> Pending:
+        """relu / relu6 fused into the op it follows (a clamp of its quantized output, or the
+        tables of a cat); after a dequantize (a quantizer that quantizes between the two), a
+        requantizing step of its own (a table)."""
+        if isinstance(src, FloatOf):
+            return Pending("requantize", node.name, (src.q,), activation=act, rank=src.q.rank)
+        fusable = ("conv2d", "linear", "add", "avg_pool2d", "adaptive_avg_pool2d", "requantize", "cat")
+        if not isinstance(src, Pending) or src.activation != "none" or src.kind not in fusable:
+            raise self.fail(
+                node, f"{act} must follow a conv2d, linear, add, average pool, cat or a dequantize"
+            )
+        src.activation = act
+        return src
+
+
+class _Steps(_Host):
+    """Pending ops made GPU steps, once the quantize after them gives their output parameters."""
+
     def make_step(self, p: Pending, out_name: str, scale: float, zp: int) -> QVal:
-        from . import ops
+        from . import elementwise, ops
 
         out = QVal(out_name, scale, zp, p.rank)
+        if p.parts:  # its float-op inputs first, quantized with its output's parameters
+            p.inputs = tuple(
+                v if isinstance(v, QVal) else self.make_step(v, self.new_name(v.node), scale, zp)
+                for v in p.parts
+            )
         x = p.inputs[0]
         src = p.node if p.node == out_name else f"{p.node} -> {out_name}"
         detail = ""
@@ -526,9 +632,16 @@ class _Importer:
                                         output_scale=scale, output_zero_point=zp, activation=p.activation,
                                         device=self.device)  # fmt: skip
             detail = f"-> {p.params['output_size'][0]}x{p.params['output_size'][1]}"
-        elif p.kind == "requantize":  # a 1x1 average is a requantization (rank 2: [N, C, 1, 1])
-            op = ops.QAvgPool2d(1, input_scale=x.scale, input_zero_point=x.zero_point, output_scale=scale,
-                                output_zero_point=zp, activation=p.activation, device=self.device)  # fmt: skip
+        elif p.kind in ("requantize", "lookup"):  # elementwise: a table (any rank: [N, C, 1, 1])
+            act = "identity" if p.activation == "none" else p.activation
+            fn = p.params if p.kind == "lookup" else {"function": act}
+            op = elementwise.QLookup(input_scale=x.scale, input_zero_point=x.zero_point, output_scale=scale,
+                                     output_zero_point=zp, device=self.device, **fn)  # fmt: skip
+            detail = fn["function"] if p.kind == "lookup" else ""
+        elif p.kind == "cat":
+            op = elementwise.QCat([v.scale for v in p.inputs], [v.zero_point for v in p.inputs], scale, zp,
+                                  activation=p.activation, device=self.device)  # fmt: skip
+            detail = f"{len(p.inputs)} inputs"
         else:  # pragma: no cover - every Pending kind is above
             raise UnsupportedError(f"node {p.node!r}: internal: no step for {p.kind}")
         if p.activation != "none":
@@ -538,3 +651,7 @@ class _Importer:
             Step(p.kind, op, in_names, out.name, scale, zp, rank=p.rank, source=src, detail=detail)
         )
         return out
+
+
+class _Importer(_Walk, _ConvOps, _PoolOps, _ElementwiseOps, _Steps):
+    """A PT2E graph walked once into a GPU net (see the module doc)."""

@@ -177,6 +177,18 @@ QUANTIZE_PARAMS = UniformStruct(
     "Quantization of float32 values: q = clamp(rint(x * inv_scale) + zp, -128, 127).",
 )
 
-STRUCTS = (TENSOR_DESC, CONV_PARAMS, GEMM_PARAMS, CHAN, ADD_PARAMS, POOL_PARAMS, QUANTIZE_PARAMS)
+# kernels/cat_q8.wgsl: one input's dispatch of a channel concatenation (zero points: the
+# TensorDescs; its requantization: a table, as kernels/lut_q8.wgsl's).
+CAT_PARAMS = UniformStruct(
+    "CatParams",
+    (
+        ("c_off", "u32", "the input's first channel in the output"),
+        ("c4_count", "u32", "output channel blocks this dispatch writes, from c_off / 4"),
+        ("copy", "u32", "1: the bytes as they are (the table is the identity)"),
+    ),
+    "One input of a cat: output channels [c_off, c_off + C_in) from the input's [0, C_in).",
+)
+
+STRUCTS = (TENSOR_DESC, CONV_PARAMS, GEMM_PARAMS, CHAN, ADD_PARAMS, POOL_PARAMS, QUANTIZE_PARAMS, CAT_PARAMS)
 # Generated sources for the shader library, by include name.
 SOURCES = {s.include: s.wgsl() for s in STRUCTS}

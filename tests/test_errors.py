@@ -224,6 +224,55 @@ def test_k_per_group_over_int32_exact_range(device):
                    input_zero_point=0, output_scale=1.0, output_zero_point=0, device=device)  # fmt: skip
 
 
+# The takers of ConvOptions (as **options, which Python does not check) and the name Python's own
+# messages would give them.
+CONV_OPTION_TAKERS = {
+    "conv2d": ("conv2d", lambda dev, **kw: q8.conv2d(X, W, WS, B, device=dev, **kw)),
+    "QConv2d": ("QConv2d.__init__", lambda dev, **kw: q8.QConv2d(W, WS, B, device=dev, **kw)),
+    "reference": ("conv2d", lambda dev, **kw: reference.conv2d(X, W, WS, B, **kw)),
+}
+
+
+@pytest.mark.parametrize("taker", list(CONV_OPTION_TAKERS))
+def test_conv_options_are_checked_as_declared_keywords(device, taker):
+    # A misspelt option is not ignored; a missing required one is Python's TypeError.
+    name, call = CONV_OPTION_TAKERS[taker]
+    with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword argument 'strides'$"):
+        call(device, strides=2, **KW)
+    if taker != "QConv2d":  # QConv2d's own keyword, not an option
+        with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword argument 'tune'$"):
+            call(device, tune=True, **KW)
+    no_output = {k: v for k, v in KW.items() if not k.startswith("output")}
+    missing = "missing 2 required keyword-only arguments: 'output_scale' and 'output_zero_point'"
+    with pytest.raises(TypeError, match=rf"^{name}\(\) {missing}$"):
+        call(device, **no_output)
+
+
+def test_avg_pool_options_are_checked_as_declared_keywords(device):
+    q = dict(input_scale=0.1, input_zero_point=0, output_scale=0.1, output_zero_point=0)
+    x = np.zeros((1, 4, 4, 4), np.int8)
+    with pytest.raises(
+        TypeError, match=r"^QAvgPool2d\.__init__\(\) got an unexpected keyword argument 'relu'$"
+    ):
+        q8.ops.QAvgPool2d(2, relu=True, device=device, **q)
+    with pytest.raises(
+        TypeError,
+        match=r"^QAdaptiveAvgPool2d\.__init__\(\) missing 1 required keyword-only argument: 'output_zero_point'$",
+    ):
+        q8.ops.QAdaptiveAvgPool2d(
+            1, device=device, **{k: v for k, v in q.items() if k != "output_zero_point"}
+        )
+    with pytest.raises(
+        TypeError,
+        match=r"^avg_pool2d\(\) missing 4 required keyword-only arguments: 'input_scale', 'input_zero_point', 'output_scale', and 'output_zero_point'$",
+    ):
+        reference.avg_pool2d(x, 2)
+    with pytest.raises(
+        TypeError, match=r"^adaptive_avg_pool2d\(\) got an unexpected keyword argument 'device'$"
+    ):
+        reference.adaptive_avg_pool2d(x, 1, device=device, **q)
+
+
 # ---- property test ----------------------------------------------------------------------------
 # One valid conv is drawn, then at most one mutation that makes it invalid in a known way (or one
 # of the accepted variants). Invalid calls must raise exactly the documented exception.

@@ -230,10 +230,10 @@ def test_unsupported_op_names_the_node(device):
             self.conv = nn.Conv2d(3, 8, 3)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.conv(x)) * 2
+            return torch.softmax(self.conv(x), 1) * 2  # (sigmoid is supported: a table)
 
     m = _pt2e(M(), _xnnpack(), torch.randn(1, 3, 8, 8))
-    with pytest.raises(q8.UnsupportedError, match=r"node 'sigmoid'.*not supported"):
+    with pytest.raises(q8.UnsupportedError, match=r"node 'softmax'.*not supported"):
         q8.from_torch(m, device=device)
 
 
@@ -371,3 +371,113 @@ def test_eager_converted_network_matches_pytorch(device, engine):
     # net's 9 ops it drifted up to 2 LSB from the GPU, top-1 differing on 1 of 16 inputs
     # (measured); it imports and runs alike.
     _compare(net, m, x, f"net/eager/{engine}")
+
+
+# ---- hardswish, cat and the other elementwise functions (q8ta_wgpu/elementwise.py) -------------
+class TinyMixedNet(nn.Module):
+    """MobileNetV3- and Inception-style: stem conv + BN + hardswish; an inverted residual with
+    hardswish; an Inception-like branch pair (1x1 conv + relu, 6 channels; 3x3 conv + hardswish,
+    5 channels) concatenated along channels with the block's output (16), so the inputs start
+    at channels 0, 6 and 11 (mid-word); hardtanh(-2, 4); 1x1 conv + BN + relu6, mean over H and
+    W, linear."""
+
+    def __init__(self, seed: int = 0, classes: int = 10) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), _bn(16, gen), nn.Hardswish())
+        self.block = nn.Sequential(
+            nn.Conv2d(16, 32, 1, bias=False), _bn(32, gen), nn.Hardswish(),
+            nn.Conv2d(32, 32, 3, 1, 1, groups=32, bias=False), _bn(32, gen), nn.Hardswish(),
+            nn.Conv2d(32, 16, 1, bias=False), _bn(16, gen),
+        )  # fmt: skip
+        self.a = nn.Sequential(nn.Conv2d(16, 6, 1), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(16, 5, 3, padding=1), nn.Hardswish())
+        self.mix = nn.Sequential(nn.Conv2d(27, 24, 1, bias=False), _bn(24, gen), nn.ReLU6())
+        self.fc = nn.Linear(24, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.block(x)
+        x = self.mix(nn.functional.hardtanh(torch.cat([self.a(x), self.b(x), x], 1), -2.0, 4.0))
+        return self.fc(x.mean((2, 3)))
+
+
+class ActivationsNet(nn.Module):
+    """Convs with sigmoid, tanh, hardsigmoid and hardtanh(-1, 1) after them (Q8taQuantizer leaves
+    them float: each reads a dequantize and the next conv quantizes), a cat of two tensors of 3
+    channels, a 1x1 conv, average pool, linear."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.c1, self.c2 = nn.Conv2d(3, 8, 3, 2, 1), nn.Conv2d(8, 8, 3, 1, 1)
+        self.c3, self.c4, self.c5 = nn.Conv2d(8, 3, 1), nn.Conv2d(8, 3, 1), nn.Conv2d(6, 8, 1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.sigmoid(self.c1(x))
+        x = torch.tanh(self.c2(x))
+        y = torch.cat([nn.functional.hardsigmoid(self.c3(x)), nn.functional.hardtanh(self.c4(x))], 1)
+        return self.fc(nn.functional.adaptive_avg_pool2d(self.c5(y), 1).flatten(1))
+
+
+@pytest.mark.parametrize("quantizer", list(QUANTIZERS))
+@pytest.mark.parametrize("model", [TinyMixedNet, ActivationsNet], ids=lambda c: c.__name__)
+def test_hardswish_cat_and_activations_match_pytorch(device, model, quantizer):
+    """At most 1 LSB from PyTorch's int8 graph on every output, top-1 equal. Through XNNPACK's
+    quantizer (which quantizes neither hardswish nor cat) the cat reads float ops and a hardtanh
+    reads the cat: each becomes a step quantized with the parameters of the quantize after the
+    hardtanh, as the graph computes (a clamp commutes with quantizing)."""
+    m = _pt2e(model(seed=3), QUANTIZERS[quantizer](), torch.randn(2, 3, 32, 32))
+    net = q8.from_torch(m, device=device)
+    x = np.random.default_rng(7).standard_normal((16, 3, 32, 32)).astype(np.float32)
+    _compare(net, m, x, f"net/{model.__name__}/{quantizer}", lsb1=1.0)
+    details = {s.detail for s in net.steps if s.kind == "lookup"}
+    kinds = {s.kind for s in net.steps}
+    assert "cat" in kinds, kinds
+    if model is TinyMixedNet:
+        assert "hardswish" in details, details
+    else:
+        assert {"sigmoid", "tanh", "hardsigmoid", "hardtanh"} <= details, details
+
+
+def test_cat_on_another_dim_names_the_node(device):
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.c = nn.Conv2d(3, 4, 3), nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.c(torch.cat([self.a(x), self.b(x)], 2))  # along H
+
+    m = _pt2e(M(), QUANTIZERS["q8ta"](), torch.randn(1, 3, 8, 8))
+    with pytest.raises(q8.UnsupportedError, match=r"node 'cat'.*only along channels \(dim 1\)"):
+        q8.from_torch(m, device=device)
+
+
+class ViewHead(nn.Module):
+    """A head written as `y.view(y.shape[0], -1)`: with a dynamic batch, export makes the size a
+    `sym_size` node and convert_pt2e's dequantize before the view records no shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.pool, self.fc = (
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Linear(32, 5),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pool(torch.relu(self.conv(x)))
+        return self.fc(y.view(y.shape[0], -1))
+
+
+def test_view_by_the_batch_size_is_a_flatten(device):
+    torch.manual_seed(0)
+    m = _pt2e(ViewHead(), QUANTIZERS["q8ta"](), torch.randn(1, 3, 8, 8))
+    net = q8.from_torch(m, device=device)
+    assert [s.kind for s in net.steps].count("flatten") == 1
+    x = np.random.default_rng(3).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    r = _compare(net, m, x, "net/view-head")
+    assert r["worst"] <= 1

@@ -246,6 +246,14 @@ def _conv1x1(x: np.ndarray, **kw: Any) -> np.ndarray:
     return reference.conv2d(x, np.ones((1, 1, 1, 1), np.int8), np.ones(1, np.float32), **args)
 
 
+def test_conv2d_takes_and_ignores_the_gpu_options() -> None:
+    # One ConvOptions dict serves the GPU path and the reference: method, output_layout and
+    # device mean nothing here.
+    x = np.arange(-8, 8, dtype=np.int8).reshape(1, 1, 2, 8)
+    got = _conv1x1(x, method="implicit_4w4c", output_layout="4C", device=None)
+    np.testing.assert_array_equal(got, _conv1x1(x))
+
+
 def test_conv2d_rounds_half_to_even() -> None:
     # identity 1x1 conv, s_out 2: y/s_out = x/2 -> ties at odd x.
     x = np.array([-5, -3, -1, 0, 1, 3, 5, 7], np.int8).reshape(1, 1, 1, 8)
