@@ -113,12 +113,17 @@ class Compiled:
     y_nchw: Any = None  # int8 NCHW readback buffer and its unpack pass
     unpack: list[Pass] = field(default_factory=list)
     free_outputs: list = field(default_factory=list)  # run()'s output buffers, reused when dead
-    staging: Any = None  # mappable buffer the output is copied to (None: wgpu-py's reads)
-    read_bytes: int = 0  # bytes copied there (the output's, rounded up to 4)
+    readback: tuple[Any, int] = (None, 0)  # what a numpy call reads: (buffer, bytes)
+    staging: Any = None  # mappable buffer the readback is copied to (None: wgpu-py's reads)
+    read_bytes: int = 0  # bytes copied there (the readback's, rounded up to 4)
     ahead: Any = None  # the next numpy call's work, recorded while the GPU ran the last one
+    _passes: list[Pass] | None = field(default=None, repr=False)
 
     def passes(self) -> list[Pass]:
-        return [*self.quantize, *(p for ps in self.step_passes for p in ps), *self.unpack]
+        """Every pass of a numpy call, in order (made once: a call's hot path reads it)."""
+        if self._passes is None:
+            self._passes = [*self.quantize, *(p for ps in self.step_passes for p in ps), *self.unpack]
+        return self._passes
 
 
 def compile_forward(
@@ -205,9 +210,10 @@ def compile_forward(
     if max(n_out, y.nbytes) <= dev.max_binding_size:
         compiled.y_nchw = dev.buffer(n_out, label="y nchw")
         compiled.unpack = [unpack_pass(dev, y.buffer, compiled.y_nchw, y.shape, "4W4C")]
+    # An output over one binding has no unpack pass: its packed words are read, unpacked on the host.
+    compiled.readback = (y.buffer, y.nbytes) if compiled.y_nchw is None else (compiled.y_nchw, n_out)
     if in_layout is None and dev._submitter is not None:
-        out_bytes = n_out if compiled.y_nchw is not None else y.nbytes
-        compiled.read_bytes = (out_bytes + 3) // 4 * 4
+        compiled.read_bytes = (compiled.readback[1] + 3) // 4 * 4
         compiled.staging = dev.staging_buffer(compiled.read_bytes, "net output")
     return compiled
 

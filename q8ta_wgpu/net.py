@@ -157,21 +157,20 @@ class Net:
         with dev.lock:
             c = self.compile(x.shape)
             dev.write(c.x_float, x)
-            y = c.values[self.output.output]
-            src, nbytes = (y.buffer, y.nbytes) if c.y_nchw is None else (c.y_nchw, int(np.prod(y.shape)))
-            work, c.ahead = c.ahead, None
-            if work is None:
-                work = dev.record(c.passes(), (src, c.staging, c.read_bytes)) if c.staging else None
-            if work is None:  # wgpu-py's objects only
+            src, nbytes = c.readback
+            if c.staging is None:  # wgpu-py's objects only
                 dev.run(c.passes())
                 data = dev.read(src, nbytes)
             else:
-                dev.submit(work)
+                copy = (src, c.staging, c.read_bytes)
+                work, c.ahead = c.ahead, None
+                dev.submit(work if work is not None else dev.record(c.passes(), copy))
                 try:  # the next call's work, recorded while the GPU runs this call's
-                    c.ahead = dev.record(c.passes(), (src, c.staging, c.read_bytes))
+                    c.ahead = dev.record(c.passes(), copy)
                 except Exception:  # the next call records it again, and raises what fails
                     c.ahead = None
                 data = dev.read_mapped(c.staging, c.read_bytes)[:nbytes]
+        y = c.values[self.output.output]
         if c.y_nchw is None:  # an output over one binding: read packed, unpacked here
             return unpack(np.frombuffer(data, np.uint32), "4W4C", y.shape)
         return np.frombuffer(data, np.int8).reshape(y.shape)  # a writable copy already
