@@ -66,6 +66,7 @@ if str(ROOT) not in sys.path:
 import q8ta_wgpu as q8  # noqa: E402
 from bench.peers.ncnn_net import ncnn_available, ncnn_int8  # noqa: E402
 from bench.peers.torch_cuda import cuda_graph_seconds  # noqa: E402
+from bench.wall_time import median_wall  # noqa: E402
 from q8ta_wgpu.bench import slug  # noqa: E402
 from q8ta_wgpu.net import ConvOp  # noqa: E402
 
@@ -263,25 +264,6 @@ def per_op_check(net: q8.Net, values: dict[str, np.ndarray]) -> list[dict[str, A
             vals[st.output] = got
         out.append(row)
     return out
-
-
-# ---- timing ----------------------------------------------------------------------------------
-def median_wall(
-    fn: Callable[[], Any], repeats: int, warmup: int = 3, warm_s: float = 0.0
-) -> dict[str, float]:
-    """Wall time per call of fn (perf_counter around each call) after warm-up: median, min, max."""
-    for _ in range(warmup):
-        fn()
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < warm_s:
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    v = np.array(times)
-    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
 
 
 class TorchCuda:

@@ -55,10 +55,8 @@ what the GPU lacks (the effective set is `NcnnNet.options`).
 from __future__ import annotations
 
 import math
-import statistics
 import struct
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +64,7 @@ from typing import Any
 import numpy as np
 
 from bench.peers.ncnn_int8 import INT8_TAG, _gpu_count, _ncnn
+from bench.wall_time import median_wall
 
 #: ncnn Option flags set True (ncnn's defaults; the Vulkan ones it drops where the GPU lacks them).
 SPEED_OPTIONS = (
@@ -544,21 +543,7 @@ class NcnnNet:
             for m in mats:
                 self.run_mat(m)
 
-        return _median_wall(call, repeats, warmup, warm_s)
-
-
-def _median_wall(fn: Any, repeats: int, warmup: int, warm_s: float) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    end = time.perf_counter() + warm_s
-    while time.perf_counter() < end:
-        fn()
-    ts = []
-    for _ in range(max(1, repeats)):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return {"median": statistics.median(ts), "min": min(ts), "max": max(ts)}
+        return median_wall(call, repeats, warmup, warm_s)
 
 
 def floor_model(shape: tuple[int, ...]) -> NcnnModel:

@@ -18,31 +18,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import q8ta_wgpu as q8
-from q8ta_wgpu import reference
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import q8ta_wgpu as q8  # noqa: E402
+from bench.wall_time import median_wall  # noqa: E402
+from q8ta_wgpu import reference  # noqa: E402
 
 
 def median_us(f: Callable[[], Any], repeats: int, after: Callable[[], Any] | None = None) -> dict[str, float]:
-    """Median, min and max wall time of f() in microseconds (after() runs untimed after each)."""
-    for _ in range(5):
-        f()
-        if after:
-            after()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-        if after:
-            after()
-    t = np.array(times) * 1e6
-    return {"median": float(np.median(t)), "min": float(t.min()), "max": float(t.max())}
+    """median_wall's figures in microseconds (after 5 warm-up calls)."""
+    return {k: v * 1e6 for k, v in median_wall(f, repeats, warmup=5, after=after).items()}
 
 
 def build_net(name: str, hw: int, dev: q8.Device) -> q8.Net:
