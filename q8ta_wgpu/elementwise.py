@@ -22,15 +22,16 @@ torch's argument names. The numpy references: `q8ta_wgpu.reference.lookup` and `
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Unpack
 
 import numpy as np
 
 from . import reference
-from ._checks import check_activation, check_int8_array, check_scale, check_zero_point
+from ._checks import check_activation, check_int8_array, check_keywords, check_scale, check_zero_point
 from .conv import QTensor, TensorT
 from .ops import _check_out, _check_quant, _inputs, _new_output, _quant_of, _tensor, _UnaryOp, _word_pass
 from .pooling import input_shape4
-from .reference import INT8_VALUES, _cat_quant, check_lookup_function
+from .reference import INT8_VALUES, LOOKUP_DEFAULTS, LookupOptions, _cat_quant, check_lookup_function
 from .runtime import Device, Pass, get_device
 from .uniforms import CAT_PARAMS
 
@@ -51,10 +52,9 @@ class QLookup(_UnaryOp):
         function: one of `q8ta_wgpu.reference.LOOKUP_FUNCTIONS`: "hardswish", "hardsigmoid",
             "sigmoid", "tanh", "relu", "relu6", "hardtanh" (with min_val, max_val) or "identity"
             (a requantization from the input's parameters to the output's).
-        input_scale, input_zero_point: the input's quantization.
-        output_scale, output_zero_point: the output's.
-        min_val, max_val: hardtanh's bounds (torch's defaults -1, 1); ignored by the others.
         device: a q8ta_wgpu.Device (default: the process-wide one).
+        options: `q8ta_wgpu.reference.LookupOptions`: the input's and the output's quantization
+            (required), hardtanh's min_val and max_val.
 
     hardswish, hardsigmoid, relu, relu6 and hardtanh are bit for bit PyTorch's; sigmoid and tanh
     PyTorch computes with SLEEF, whose float32 result may differ in its last bit (at most 1 LSB
@@ -62,26 +62,18 @@ class QLookup(_UnaryOp):
     """
 
     def __init__(
-        self,
-        function: str,
-        *,
-        input_scale: float,
-        input_zero_point: int,
-        output_scale: float,
-        output_zero_point: int,
-        min_val: float = -1.0,
-        max_val: float = 1.0,
-        device: Device | None = None,
+        self, function: str, *, device: Device | None = None, **options: Unpack[LookupOptions]
     ) -> None:
-        self.function, self.min_val, self.max_val = check_lookup_function(function, min_val, max_val)
-        self.input_scale = check_scale("input_scale", input_scale)
-        self.input_zero_point = check_zero_point("input_zero_point", input_zero_point)
-        self.output_scale = check_scale("output_scale", output_scale)
-        self.output_zero_point = check_zero_point("output_zero_point", output_zero_point)
-        self.table = reference.lookup(
-            INT8_VALUES, function, input_scale=input_scale, input_zero_point=input_zero_point,
-            output_scale=output_scale, output_zero_point=output_zero_point, min_val=min_val, max_val=max_val,
-        )  # fmt: skip
+        check_keywords("QLookup.__init__", options, LookupOptions)
+        opts = {**LOOKUP_DEFAULTS, **options}
+        self.function, self.min_val, self.max_val = check_lookup_function(
+            function, opts["min_val"], opts["max_val"]
+        )
+        self.input_scale = check_scale("input_scale", opts["input_scale"])
+        self.input_zero_point = check_zero_point("input_zero_point", opts["input_zero_point"])
+        self.output_scale = check_scale("output_scale", opts["output_scale"])
+        self.output_zero_point = check_zero_point("output_zero_point", opts["output_zero_point"])
+        self.table = reference.lookup(INT8_VALUES, function, **options)
         self.device = get_device(device)
         self._table = self.device.upload(self.table, label=f"{self.function} table")
 

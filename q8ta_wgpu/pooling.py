@@ -102,8 +102,9 @@ class PoolWindow:
         return out[0], out[1]
 
 
-class AvgPoolQuantization(TypedDict):
-    """The required keys of `AvgPoolOptions` (documented there)."""
+class Requantization(TypedDict):
+    """The quantization of an op's input and of its output, all required: the base of
+    `AvgPoolOptions` (documented there) and `reference.LookupOptions`."""
 
     input_scale: float
     input_zero_point: int
@@ -111,7 +112,7 @@ class AvgPoolQuantization(TypedDict):
     output_zero_point: int
 
 
-class AvgPoolOptions(AvgPoolQuantization, total=False):
+class AvgPoolOptions(Requantization, total=False):
     """The keyword options of the average pools, defined once: `ops.QAvgPool2d`,
     `ops.QAdaptiveAvgPool2d`, `reference.avg_pool2d` and `reference.adaptive_avg_pool2d` take
     them as `**options` (after torch's positional window arguments).

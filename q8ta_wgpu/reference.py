@@ -22,6 +22,7 @@ from .planner import CONV_DEFAULTS, ConvOptions
 from .pooling import (
     AvgPoolOptions,
     PoolWindow,
+    Requantization,
     adaptive_output_hw,
     adaptive_windows,
     avg_windows,
@@ -462,27 +463,36 @@ def _elementwise_f32(x: np.ndarray, function: str, lo: float, hi: float) -> np.n
     return x  # identity
 
 
-def lookup(
-    x: np.ndarray,
-    function: str,
-    *,
-    input_scale: float,
-    input_zero_point: int,
-    output_scale: float,
-    output_zero_point: int,
-    min_val: float = -1.0,
-    max_val: float = 1.0,
-) -> np.ndarray:
+class LookupOptions(Requantization, total=False):
+    """The keyword options of an elementwise lookup, defined once: `elementwise.QLookup` and
+    `reference.lookup` take them as `**options`.
+
+    input_scale, input_zero_point: x's quantization (required; scale > 0, zp in [-128, 127]).
+    output_scale, output_zero_point: the output's (required).
+    min_val, max_val: hardtanh's bounds (default `LOOKUP_DEFAULTS`: torch's -1 and 1); ignored by
+        the other functions.
+    """
+
+    min_val: float
+    max_val: float
+
+
+LOOKUP_DEFAULTS = {"min_val": -1.0, "max_val": 1.0}
+
+
+def lookup(x: np.ndarray, function: str, **options: Unpack[LookupOptions]) -> np.ndarray:
     """An elementwise function of int8 x (any shape), PT2E float path: quantize(function(
     dequantize(x))) in float32 (dequantize: (x - zp)*scale; quantize: torch's
-    quantize_per_tensor). function: one of LOOKUP_FUNCTIONS; min_val, max_val: hardtanh's bounds.
+    quantize_per_tensor). function: one of LOOKUP_FUNCTIONS; options: `LookupOptions`.
     Returns int8 with the shape of x; with x = INT8_VALUES, the function's table."""
+    check_keywords("lookup", options, LookupOptions)
+    opts = {**LOOKUP_DEFAULTS, **options}
     x = check_int8_array("x", x)
-    name, lo, hi = check_lookup_function(function, min_val, max_val)
-    s_in = check_scale("input_scale", input_scale)
-    zp_in = check_zero_point("input_zero_point", input_zero_point)
-    inv = inv_scale("output_scale", output_scale)
-    zp_out = check_zero_point("output_zero_point", output_zero_point)
+    name, lo, hi = check_lookup_function(function, opts["min_val"], opts["max_val"])
+    s_in = check_scale("input_scale", opts["input_scale"])
+    zp_in = check_zero_point("input_zero_point", opts["input_zero_point"])
+    inv = inv_scale("output_scale", opts["output_scale"])
+    zp_out = check_zero_point("output_zero_point", opts["output_zero_point"])
     with np.errstate(over="ignore"):
         y = _elementwise_f32(_dequantize_f32(x, s_in, zp_in), name, lo, hi)
     return _quantize_f32(y, inv, zp_out)

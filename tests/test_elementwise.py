@@ -241,6 +241,14 @@ def test_bad_arguments_name_the_argument(device):
         ref.lookup(np.zeros(3, np.int8), "relu", **{**quant, "output_zero_point": 128})
     with pytest.raises(TypeError, match="x must have dtype int8"):
         ew.QLookup("relu", **quant, device=device)(np.zeros((1, 1, 1, 1), np.float32))
+    # The options are one TypedDict (reference.LookupOptions): keywords checked as Python would.
+    with pytest.raises(TypeError, match=r"^QLookup\.__init__\(\) got an unexpected keyword argument 'min'$"):
+        ew.QLookup("hardtanh", **quant, min=0.0, device=device)
+    missing = {k: v for k, v in quant.items() if k != "output_scale"}
+    with pytest.raises(
+        TypeError, match=r"^lookup\(\) missing 1 required keyword-only argument: 'output_scale'$"
+    ):
+        ref.lookup(ref.INT8_VALUES, "relu", **missing)
     op = ew.QLookup("relu", **quant, device=device)
     xt = q8.QTensor.from_numpy(np.zeros((1, 2, 2, 2), np.int8), 0.2, 0, device=device)
     with pytest.raises(ValueError, match="x has scale 0.2.* this op expects input_scale 0.1"):
