@@ -115,11 +115,23 @@ class Submitter:
         submit; with `copy` = (source, destination, nbytes), the command buffer then copies
         nbytes from the start of source to destination (for `read`). Raises wgpu's GPUError (or
         its subclass) for an error wgpu-native reports."""
-        self.submit(self.record(passes, copy))
+        self._submit_cb(self._encode(passes, copy))
 
     def record(self, passes: Sequence[Any], copy: tuple[Any, Any, int] | None = None) -> Recorded:
         """The command buffer `__call__` submits, recorded and finished but not submitted: the
         work of a call made ahead of it (it reads buffers when it runs, not when recorded)."""
+        return Recorded(self._lib, self._encode(passes, copy), self._null)
+
+    def submit(self, work: Recorded) -> None:
+        """Submit recorded work (once: it is released after)."""
+        if work.cb == self._null:
+            raise RuntimeError("this recorded work was already submitted or released")
+        cb, work.cb = work.cb, self._null
+        self._submit_cb(cb)
+
+    def _encode(self, passes: Sequence[Any], copy: tuple[Any, Any, int] | None) -> Any:
+        """A finished command buffer of `passes` (then `copy`); one that failed validation is
+        released and the error raised (wgpu-native aborts the process on submitting one)."""
         lib, null = self._lib, self._null
         enc = cp = cb = null
         self._errors.capture("q8ta_record")
@@ -143,26 +155,22 @@ class Submitter:
                 lib.wgpuComputePassEncoderRelease(cp)
             if enc != null:
                 lib.wgpuCommandEncoderRelease(enc)
-        work = Recorded(lib, cb, null)
-        # A command buffer that failed validation is never submitted (wgpu-native aborts the
-        # process on one): it is released here.
         if error is not None:
-            work.release()
+            if cb != null:
+                lib.wgpuCommandBufferRelease(cb)
             self._raise(error)
-        return work
+        return cb
 
-    def submit(self, work: Recorded) -> None:
-        """Submit recorded work (once: it is released after)."""
-        if work.cb == self._null:
-            raise RuntimeError("this recorded work was already submitted or released")
+    def _submit_cb(self, cb: Any) -> None:
+        """Submit command buffer `cb` and release our reference to it."""
         lib = self._lib
         self._errors.capture("q8ta_submit")
         try:
-            self._cbs[0] = work.cb
+            self._cbs[0] = cb
             lib.wgpuQueueSubmit(self._queue, 1, self._cbs)
         finally:
             error = self._errors.release("q8ta_submit")
-            work.release()
+            lib.wgpuCommandBufferRelease(cb)
         self._raise(error)
 
     MAX_POLLS = 1000  # blocking polls while a map is pending (each waits for the queue)

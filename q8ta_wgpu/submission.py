@@ -126,8 +126,12 @@ class Submission(DeviceState):
         wrote, within a compute pass and across submits alike."""
         if self._submitter is not None:  # wgpu-native's C calls (_native.Submitter)
             step = max(1, self.submit_chunk)
-            for start in range(0, len(passes), step):
-                part = passes[start : start + step]
+            parts = (
+                [passes]
+                if len(passes) <= step
+                else [passes[i : i + step] for i in range(0, len(passes), step)]
+            )
+            for part in parts:
                 try:
                     self._submitter(part)
                 except wgpu.GPUError as e:
