@@ -18,7 +18,8 @@ class Submission(DeviceState):
 
     # ---- recording ---------------------------------------------------------------------------
     MAX_PENDING = 4096  # recorded passes that force a submit (bounds one command buffer)
-    submit_chunk = 16  # dispatches per command buffer (see _dispatch); a Device may set its own
+    submit_chunk = 16  # dispatches in the first command buffer of a run (see _chunks)
+    submit_growth = 2.0  # each next command buffer's dispatches, times the last's
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[Self]:
@@ -49,7 +50,7 @@ class Submission(DeviceState):
         with self.lock:
             if self._pending:
                 passes, self._pending = self._pending, []
-                self._dispatch(passes)
+                self._dispatch(passes)  # a block asks for the fewest submits: one
 
     # ---- running -----------------------------------------------------------------------------
     def workgroups(self, count: int) -> tuple[int, int, int]:
@@ -60,8 +61,8 @@ class Submission(DeviceState):
     def run(
         self, passes: Sequence[Pass], *, timestamps: bool = False, whole: bool = False
     ) -> list[float] | None:
-        """Record and submit the passes in one command buffer, in order, all in one compute pass
-        (inside `recording()`: record them only). With timestamps=True (and adapter support)
+        """Record and submit the passes in order, in command buffers of `_chunks` (inside
+        `recording()`: record them only, submitted in one at the block's end). With timestamps=True (and adapter support)
         returns each pass's GPU time in seconds, each timed in its own compute pass; with
         whole=True too, one time: that of the single compute pass running them all, as an
         untimed call runs them (waits for completion)."""
@@ -77,7 +78,9 @@ class Submission(DeviceState):
                 if len(self._pending) >= self.MAX_PENDING:
                     self.flush()
                 return None
-            self._dispatch(passes)  # (nothing is pending outside a block: its end flushed)
+            # (Nothing is pending outside a block: its end flushed.)
+            for part in self._chunks(passes):
+                self._dispatch(part)
         return None
 
     # ---- work recorded ahead (wgpu-native only) ---------------------------------------------
@@ -115,27 +118,13 @@ class Submission(DeviceState):
                 raise self._error(e, "reading back a buffer") from None
 
     def _dispatch(self, passes: Sequence[Pass]) -> None:
-        """Submit `passes` in order, `submit_chunk` of them per command buffer (one compute
-        pass each).
-
-        Why chunks: recording costs the host 4-7 us a dispatch in wgpu-native (its validation and
-        resource tracking: bench/probes/net_host.py), about what the GPU spends on one, so one
-        command buffer for a whole network kept the GPU idle until the host had recorded it
-        all. Submitted in chunks, the GPU runs the first while the host records the next. wgpu
-        orders the dispatches and puts barriers between those that touch what an earlier one
-        wrote, within a compute pass and across submits alike."""
+        """Submit `passes` in one command buffer, one compute pass. wgpu orders the dispatches
+        and puts barriers between those that touch what an earlier one wrote."""
         if self._submitter is not None:  # wgpu-native's C calls (_native.Submitter)
-            step = max(1, self.submit_chunk)
-            parts = (
-                [passes]
-                if len(passes) <= step
-                else [passes[i : i + step] for i in range(0, len(passes), step)]
-            )
-            for part in parts:
-                try:
-                    self._submitter(part)
-                except wgpu.GPUError as e:
-                    raise self._dispatch_error(e, part) from None
+            try:
+                self._submitter(passes)
+            except wgpu.GPUError as e:
+                raise self._dispatch_error(e, passes) from None
             return
         enc = self.device.create_command_encoder()
         encode(enc.begin_compute_pass(), passes)
@@ -148,6 +137,28 @@ class Submission(DeviceState):
             self.queue.submit([enc.finish()])
         except wgpu.GPUError as e:
             raise self._dispatch_error(e, passes) from None
+
+    def _chunks(self, passes: Sequence[Pass]) -> list[Sequence[Pass]]:
+        """`passes` cut for `run`'s command buffers: submit_chunk dispatches, each next part
+        submit_growth times the last.
+
+        Why: recording costs the host 4-7 us a dispatch in wgpu-native (its validation and
+        resource tracking: bench/probes/net_host.py), about what the GPU spends on one, so one
+        command buffer for a whole network kept the GPU idle until the host had recorded it all;
+        in parts, the GPU runs the first while the host records the next, and growing parts keep
+        the submits few (bench/probes/submit_chunks.py: net.run + wait on the H200 at batch 1
+        950 / 1609 / 1041 us for resnet18 / resnet50 / mobilenet_v2 against 1299 / 2326 / 1331 us
+        in one command buffer). wgpu's barriers hold across submits too. A recording() block is
+        submitted whole: it asks for the fewest submits (host time per call)."""
+        step = max(1, self.submit_chunk)
+        if len(passes) <= step:  # a call's few dispatches: no slicing on the hot path
+            return [passes]
+        parts, start = [], 0
+        while start < len(passes):
+            parts.append(passes[start : start + step])
+            start += step
+            step = max(1, int(step * self.submit_growth))
+        return parts
 
     def _dispatch_error(self, e: Exception, passes: Sequence[Pass]) -> Exception:
         kernels = ", ".join(dict.fromkeys(getattr(p.pipeline, "label", "") or p.label for p in passes))
