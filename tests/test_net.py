@@ -14,7 +14,7 @@ import pytest
 
 import q8ta_wgpu as q8
 
-from .helpers import LSB_REPORT
+from .helpers import LSB_REPORT, pt2e_int8
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -118,19 +118,6 @@ def _calibration(seed: int, n: int = 4, batch: int = 8, hw: int = 32) -> list[to
     return [torch.randn(batch, 3, hw, hw, generator=gen) for _ in range(n)]
 
 
-def _pt2e(model: nn.Module, quantizer: object, example: torch.Tensor) -> torch.fx.GraphModule:
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    # A dynamic batch, so that the checks can run other batch sizes through PyTorch too (an
-    # example of batch 1 would make export specialize on it).
-    example = example.expand(2, *example.shape[1:]).contiguous()
-    m = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},)).module()
-    m = prepare_pt2e(m, quantizer)
-    for batch in _calibration(1, hw=example.shape[-1]):
-        m(batch)
-    return convert_pt2e(m)
-
-
 def _xnnpack() -> object:
     from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
 
@@ -172,7 +159,7 @@ def _compare(net: q8.Net, m: torch.nn.Module, x: np.ndarray, what: str, *, lsb1:
 @pytest.mark.parametrize("model", list(MODELS))
 def test_pt2e_network_matches_pytorch(device, model, quantizer):
     example = torch.randn(2, 3, 32, 32)
-    m = _pt2e(MODELS[model](seed=3), QUANTIZERS[quantizer](), example)
+    m = pt2e_int8(MODELS[model](seed=3), QUANTIZERS[quantizer](), example)
     net = q8.from_torch(m, device=device)
     x = np.random.default_rng(7).standard_normal((16, 3, 32, 32)).astype(np.float32)
     _compare(net, m, x, f"net/{model}/{quantizer}")
@@ -182,7 +169,7 @@ def test_pt2e_network_matches_pytorch(device, model, quantizer):
 
 
 def test_run_qtensor_equals_numpy_call_and_is_not_overwritten(device):
-    m = _pt2e(TinyResNet(seed=4), QUANTIZERS["q8ta"](), torch.randn(2, 3, 32, 32))
+    m = pt2e_int8(TinyResNet(seed=4), QUANTIZERS["q8ta"](), torch.randn(2, 3, 32, 32))
     net = q8.from_torch(m, device=device)
     rng = np.random.default_rng(2)
     x1, x2 = (rng.standard_normal((2, 3, 32, 32)).astype(np.float32) for _ in range(2))
@@ -204,7 +191,7 @@ def test_run_qtensor_equals_numpy_call_and_is_not_overwritten(device):
 
 
 def test_repr_names_every_gpu_op(device):
-    m = _pt2e(TinyMobileNetV2(seed=5), QUANTIZERS["q8ta"](), torch.randn(1, 3, 32, 32))
+    m = pt2e_int8(TinyMobileNetV2(seed=5), QUANTIZERS["q8ta"](), torch.randn(1, 3, 32, 32))
     net = q8.from_torch(m, device=device)
     text = repr(net)
     lines = text.splitlines()
@@ -214,7 +201,7 @@ def test_repr_names_every_gpu_op(device):
 
 
 def test_batch_sizes_and_cache(device):
-    m = _pt2e(TinyResNet(seed=6), QUANTIZERS["q8ta"](), torch.randn(2, 3, 32, 32))
+    m = pt2e_int8(TinyResNet(seed=6), QUANTIZERS["q8ta"](), torch.randn(2, 3, 32, 32))
     net = q8.from_torch(m, device=device)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 3, 24, 40)).astype(np.float32)  # another batch and size than exported
@@ -232,13 +219,13 @@ def test_unsupported_op_names_the_node(device):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.softmax(self.conv(x), 1) * 2  # (sigmoid is supported: a table)
 
-    m = _pt2e(M(), _xnnpack(), torch.randn(1, 3, 8, 8))
+    m = pt2e_int8(M(), _xnnpack(), torch.randn(1, 3, 8, 8))
     with pytest.raises(q8.UnsupportedError, match=r"node 'softmax'.*not supported"):
         q8.from_torch(m, device=device)
 
 
 def test_bad_inputs(device):
-    m = _pt2e(TinyResNet(seed=1), QUANTIZERS["q8ta"](), torch.randn(1, 3, 32, 32))
+    m = pt2e_int8(TinyResNet(seed=1), QUANTIZERS["q8ta"](), torch.randn(1, 3, 32, 32))
     net = q8.from_torch(m, device=device)
     with pytest.raises(ValueError, match="x has 4 channels; this net takes 3"):
         net(np.zeros((1, 4, 32, 32), np.float32))
@@ -259,7 +246,7 @@ def test_bad_inputs(device):
 
 def test_two_nets_from_threads_equal_serial(device):
     nets = [
-        q8.from_torch(_pt2e(cls(seed=8), QUANTIZERS["q8ta"](), torch.randn(1, 3, 32, 32)), device=device)
+        q8.from_torch(pt2e_int8(cls(seed=8), QUANTIZERS["q8ta"](), torch.randn(1, 3, 32, 32)), device=device)
         for cls in (TinyResNet, TinyMobileNetV2)
     ]
     rng = np.random.default_rng(9)
@@ -285,7 +272,7 @@ def test_thousand_inferences_bounded_memory(device):
     import tracemalloc
 
     net = q8.from_torch(
-        _pt2e(TinyResNet(seed=2), QUANTIZERS["q8ta"](), torch.randn(1, 3, 16, 16)), device=device
+        pt2e_int8(TinyResNet(seed=2), QUANTIZERS["q8ta"](), torch.randn(1, 3, 16, 16)), device=device
     )
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
     first = net.run_int8(x)
@@ -429,7 +416,7 @@ def test_hardswish_cat_and_activations_match_pytorch(device, model, quantizer):
     quantizer (which quantizes neither hardswish nor cat) the cat reads float ops and a hardtanh
     reads the cat: each becomes a step quantized with the parameters of the quantize after the
     hardtanh, as the graph computes (a clamp commutes with quantizing)."""
-    m = _pt2e(model(seed=3), QUANTIZERS[quantizer](), torch.randn(2, 3, 32, 32))
+    m = pt2e_int8(model(seed=3), QUANTIZERS[quantizer](), torch.randn(2, 3, 32, 32))
     net = q8.from_torch(m, device=device)
     x = np.random.default_rng(7).standard_normal((16, 3, 32, 32)).astype(np.float32)
     _compare(net, m, x, f"net/{model.__name__}/{quantizer}", lsb1=1.0)
@@ -451,7 +438,7 @@ def test_cat_on_another_dim_names_the_node(device):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.c(torch.cat([self.a(x), self.b(x)], 2))  # along H
 
-    m = _pt2e(M(), QUANTIZERS["q8ta"](), torch.randn(1, 3, 8, 8))
+    m = pt2e_int8(M(), QUANTIZERS["q8ta"](), torch.randn(1, 3, 8, 8))
     with pytest.raises(q8.UnsupportedError, match=r"node 'cat'.*only along channels \(dim 1\)"):
         q8.from_torch(m, device=device)
 
@@ -475,7 +462,7 @@ class ViewHead(nn.Module):
 
 def test_view_by_the_batch_size_is_a_flatten(device):
     torch.manual_seed(0)
-    m = _pt2e(ViewHead(), QUANTIZERS["q8ta"](), torch.randn(1, 3, 8, 8))
+    m = pt2e_int8(ViewHead(), QUANTIZERS["q8ta"](), torch.randn(1, 3, 8, 8))
     net = q8.from_torch(m, device=device)
     assert [s.kind for s in net.steps].count("flatten") == 1
     x = np.random.default_rng(3).standard_normal((4, 3, 8, 8)).astype(np.float32)
