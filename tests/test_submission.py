@@ -10,6 +10,7 @@ import torch
 
 import q8ta_wgpu as q8
 from q8ta_wgpu import models
+
 from .helpers import pt2e_int8
 
 HW = 16
