@@ -137,13 +137,14 @@ class Submitter:
         self._errors.capture("q8ta_record")
         try:
             enc = lib.wgpuDeviceCreateCommandEncoder(self._device, self._enc_desc)
-            cp = lib.wgpuCommandEncoderBeginComputePass(enc, self._pass_desc)
-            for p in passes:
-                lib.wgpuComputePassEncoderSetPipeline(cp, p.pipeline._internal)
-                lib.wgpuComputePassEncoderSetBindGroup(cp, 0, p.bind_group._internal, 0, null)
-                x, y, z = p.workgroups
-                lib.wgpuComputePassEncoderDispatchWorkgroups(cp, x, y, z)
-            lib.wgpuComputePassEncoderEnd(cp)
+            if passes:  # (a copy alone needs no compute pass)
+                cp = lib.wgpuCommandEncoderBeginComputePass(enc, self._pass_desc)
+                for p in passes:
+                    lib.wgpuComputePassEncoderSetPipeline(cp, p.pipeline._internal)
+                    lib.wgpuComputePassEncoderSetBindGroup(cp, 0, p.bind_group._internal, 0, null)
+                    x, y, z = p.workgroups
+                    lib.wgpuComputePassEncoderDispatchWorkgroups(cp, x, y, z)
+                lib.wgpuComputePassEncoderEnd(cp)
             if copy is not None:
                 src, dst, nbytes = copy
                 lib.wgpuCommandEncoderCopyBufferToBuffer(enc, src._internal, 0, dst._internal, 0, nbytes)

@@ -141,17 +141,40 @@ class ResourceCache(DeviceState):
                 self._uniforms.move_to_end(data)
         return buf
 
+    STAGING_KEPT = 1 << 24  # bytes of readback buffer a Device keeps between reads
+
     def read(self, buffer: Any, nbytes: int | None = None, offset: int = 0) -> memoryview:
-        """Read back `nbytes` bytes of `buffer` from `offset` (waits for submitted work)."""
+        """Read back `nbytes` bytes of `buffer` from `offset` (waits for submitted work).
+
+        With wgpu-native's calls, from offset 0: one submit copies the bytes to a mappable
+        buffer the device keeps (up to STAGING_KEPT bytes), mapped on this thread
+        (`read_mapped`); wgpu-py's `queue.read_buffer` makes a buffer and an encoder per read
+        and waits on its poll thread (H200: 120-200 us against 65-85 us a round trip,
+        bench/probes/net_host.py)."""
         size = buffer.size - offset if nbytes is None else int(nbytes)
         size4 = (size + 3) // 4 * 4
         with self.lock:  # a readback submits and polls the queue: one thread at a time
             self.flush()
+            if self._submitter is not None and offset == 0:
+                staging = self._read_staging(size4)
+                self._dispatch_copy(buffer, staging, size4)
+                return self.read_mapped(staging, size4)[:size]
             try:
                 data = self.queue.read_buffer(buffer, offset, size4)
             except wgpu.GPUError as e:
                 raise self._error(e, "reading back a buffer") from None
         return memoryview(data)[:size]
+
+    def _read_staging(self, nbytes: int) -> Any:
+        """The kept readback buffer when it holds nbytes, grown up to STAGING_KEPT; beyond, one
+        for this read."""
+        kept = self._staging
+        if kept is not None and kept.size >= nbytes:
+            return kept
+        staging = self.staging_buffer(nbytes)
+        if nbytes <= self.STAGING_KEPT:
+            self._staging = staging
+        return staging
 
     def sync(self) -> None:
         """Wait until all submitted work is done (a tiny readback: on_submitted_work_done_sync is

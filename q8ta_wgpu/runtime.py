@@ -103,6 +103,7 @@ class Device(PipelineCache, ResourceCache, Submission, Timing):
         self._bind_groups: OrderedDict[tuple, Any] = OrderedDict()
         self._bg_keys: dict[int, set[tuple]] = {}  # id(buffer or pipeline) -> its cached bind groups
         self._uniforms: OrderedDict[bytes, Any] = OrderedDict()
+        self._staging: Any = None  # the readback buffer kept between reads (resources.read)
         self.loop_bounding = loop_bounding
         self.library = library if library is not None else LIBRARY  # WGSL sources by name
         self._recording = 0  # open recording() blocks (any thread's)

@@ -117,6 +117,13 @@ class Submission(DeviceState):
             except (wgpu.GPUError, RuntimeError) as e:
                 raise self._error(e, "reading back a buffer") from None
 
+    def _dispatch_copy(self, source: Any, destination: Any, nbytes: int) -> None:
+        """Submit a copy of nbytes from the start of source to destination (wgpu-native)."""
+        try:
+            self._submitter([], (source, destination, nbytes))
+        except wgpu.GPUError as e:
+            raise self._error(e, "copying a buffer for its readback") from None
+
     def _dispatch(self, passes: Sequence[Pass]) -> None:
         """Submit `passes` in one command buffer, one compute pass. wgpu orders the dispatches
         and puts barriers between those that touch what an earlier one wrote."""

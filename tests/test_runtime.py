@@ -236,8 +236,8 @@ def test_kernels_compile_without_forced_loop_bounding(monkeypatch):
 
 
 def test_calls_submit_through_wgpu_natives_c_functions(device, monkeypatch):
-    """Untimed runs record and submit through _native.Submitter (the pinned wgpu has it): the
-    same bytes as through wgpu-py's encoder objects, in as many submits, and a dispatch that
+    """Untimed runs and readbacks record and submit through _native.Submitter (the pinned wgpu
+    has it): the same bytes as through wgpu-py's objects, in as many submits, and a dispatch that
     fails validation is a KernelError there too (never submitted)."""
     from q8ta_wgpu import reference
     from q8ta_wgpu.configs import ConvConfig, make_case
@@ -245,14 +245,25 @@ def test_calls_submit_through_wgpu_natives_c_functions(device, monkeypatch):
 
     sub = device._submitter
     assert sub is not None, "the pinned wgpu has what _native.Submitter uses"
-    calls = []
-    monkeypatch.setattr(device, "_submitter", lambda passes: (calls.append(len(passes)), sub(passes)))
+    calls: list[int | str] = []
+
+    class Counting:  # the Submitter, each submit counted (its passes, or "copy" for a readback's)
+        def __call__(self, passes, copy=None):
+            calls.append(len(passes) if copy is None else "copy")
+            return sub(passes, copy)
+
+        def __getattr__(self, name):
+            return getattr(sub, name)
+
+    monkeypatch.setattr(device, "_submitter", Counting())
     case = make_case(ConvConfig("sub", 12, 16, 9, 7, padding=(1, 1)), seed=5)
     x, w, ws, b = case["args"]
     conv = q8.QConv2d(w, ws, b, device=device, method="im2col_4w4c", **case["kwargs"])
     xt = q8.QTensor.from_numpy(x, conv.input_scale, conv.input_zero_point, device=device)
     direct = conv(xt).numpy()
-    assert calls == [1, 2, 1], "pack, conv (im2col + GEMM), unpack: one submit each"
+    assert calls == [1, 2, 1, "copy"], (
+        "pack, conv (im2col + GEMM), unpack: one submit each; the readback's copy"
+    )
     monkeypatch.setattr(device, "_submitter", None)
     np.testing.assert_array_equal(conv(xt).numpy(), direct)
     assert_within_1lsb(direct, reference.conv2d(x, w, ws, b, **case["kwargs"]), "direct submit")
