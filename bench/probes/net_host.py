@@ -6,10 +6,11 @@ median of many calls after warm-up of:
 - its parts, each timed alone: the input checks, the input write, recording + submitting
   every pass (no wait: the GPU runs behind), a readback of the output with nothing queued
   (the floor of one round trip), the output dequantize;
-- wall time of `net.run(qtensor)` and a wait by the number of dispatches per command buffer
-  (`Device.submit_chunk`);
-- the readback as it was before `Device.run_read` (a separate submit and wgpu-py's
-  `queue.read_buffer`: `old_wall`), for the same call.
+- wall time of `net.run(qtensor)` and a wait by the dispatches in the first command buffer
+  (`Device.submit_chunk`; later ones grow by `submit_growth`);
+- the call as it was before the work was recorded ahead (one command buffer, then wgpu-py's
+  `queue.read_buffer`: `old_wall`), and that read alone (`old_readback_floor`) against
+  `Device.read` (`device_read_floor`).
 
     python bench/probes/net_host.py --models resnet18 resnet50 mobilenet_v2 --hw 224 --out x.json
 """
@@ -65,10 +66,13 @@ def probe(net: q8.Net, x: np.ndarray, repeats: int) -> dict[str, Any]:
         out["gpu_us"] = net.gpu_times(x.shape, repeats=20, warm_s=0.3)["whole_s"] * 1e6
     out["wall_us"] = median_us(lambda: net(x), repeats)
 
+    def wgpu_py_read() -> np.ndarray:  # the readback before Device.read mapped its own buffer
+        return np.frombuffer(dev.queue.read_buffer(c.y_nchw, 0, (n_out + 3) // 4 * 4), np.int8)[:n_out]
+
     def old_call() -> np.ndarray:  # as net(x) was: submit, then wgpu-py's read_buffer
         dev.write(c.x_float, x)
         dev.run(c.passes())
-        return np.frombuffer(dev.read(c.y_nchw, n_out), np.int8).copy()
+        return wgpu_py_read().copy()
 
     q = net.run_int8(x)
     assert np.array_equal(old_call().reshape(y.shape), q), "old and new readback differ"
@@ -91,7 +95,8 @@ def probe(net: q8.Net, x: np.ndarray, repeats: int) -> dict[str, Any]:
             dev.read_mapped(c.staging, c.read_bytes)
 
         out["readback_floor_us"] = median_us(round_trip, repeats)
-    out["old_readback_floor_us"] = median_us(lambda: dev.read(c.y_nchw, n_out), repeats)
+    out["old_readback_floor_us"] = median_us(wgpu_py_read, repeats)
+    out["device_read_floor_us"] = median_us(lambda: dev.read(c.y_nchw, n_out), repeats)
     out["dequantize_us"] = median_us(lambda: net._dequantize(q), repeats)
     # Dispatches per command buffer (net.run on a QTensor, which records as it submits): wall
     # time of a run and a wait, the chunk sizes alternated in rounds.
