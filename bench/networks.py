@@ -245,7 +245,7 @@ def per_op_check(net: q8.Net, values: dict[str, np.ndarray]) -> list[dict[str, A
     vals = {k: as4(v) for k, v in values.items()}
     scales = {net.input_name: (net.input_scale, net.input_zero_point)}
     out = []
-    for i, st in enumerate(net.steps):
+    for i, st in enumerate(net.graph_steps):  # each graph op on its own (a fused add too)
         scales[st.output] = (st.scale, st.zero_point)
         if any(v not in vals for v in st.inputs):
             out.append({"step": i, "kind": st.kind, "source": st.source, "max_lsb": None})

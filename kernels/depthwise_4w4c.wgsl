@@ -35,6 +35,8 @@ override KW: u32 = 0u;
 @group(0) @binding(5) var<uniform> p: GemmParams;
 @group(0) @binding(6) var<uniform> xd: TensorDesc;
 @group(0) @binding(7) var<uniform> cv: ConvParams;
+@group(0) @binding(8) var<storage, read> res: array<u32>;  // the residual (epilogue.wgsl)
+@group(0) @binding(9) var<uniform> rd: TensorDesc;
 
 fn load_word(i: u32) -> u32 {
   return x[i];

@@ -1,10 +1,17 @@
 // epilogue.wgsl -- included by the GEMM kernels (no entry point): the requantizing epilogue
-// (spec section 2) and the store of one 4-width x 4-channel output tile. The including file
-// declares `chan` (per-channel records), `o` (output words), `od` (output TensorDesc) and
-// `p` (GemmParams).
+// (spec section 2) and the store of one 4-width x 4-channel output tile, optionally followed by a
+// residual add. The including file declares `chan` (per-channel records), `o` (output words),
+// `od` (output TensorDesc), `p` (GemmParams), and `res` (residual words) with `rd` (its
+// TensorDesc: the output's shape, layout and windowing, the residual's zero point), which only
+// p.res_on != 0 reads (else they are bound to a placeholder).
 //   adj = acc - zp_in*wsum; y = adj*scale + bias; relu; q = clamp(rint(y*inv_s_out) + zp_out)
 //   relu6: q = min(q, q_max) with q_max = the quantized 6 (the host's float32 rint(6*inv_s_out) +
 //   zp_out): rounding is monotonic, so this equals clamping y at 6 before requantizing.
+//   residual (res_on): the add of kernels/add_q8.wgsl after q, bit for bit as a separate add
+//   pass would compute it from q's bytes: y2 = f32(q - zp_out)*s_a + f32(r - rd.zp)*s_b (the
+//   operands in the graph's order: res_first puts the residual first), add_relu, then
+//   q2 = clamp(rint(y2*add_inv_s_out) + od.zp, -128, add_q_max). od.zp is then the add's output
+//   zero point (padding slots hold it), zp_out the conv's.
 // Overflow: |product| <= 2^14 and |zp_in*wsum| <= 2^14 per column, so int32 is exact for
 // K_per_group < 2^16 columns (the host checks).
 // #include "struct_gemm_params.wgsl"
@@ -19,6 +26,22 @@ fn requant4(acc: vec4<i32>, ch: Chan, oc: u32, valid: vec4<bool>) -> vec4<i32> {
   let r = clamp(round(y * p.inv_s_out), vec4<f32>(-512.0), vec4<f32>(512.0));
   let q = clamp(vec4<i32>(r) + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(p.q_max));
   return select(vec4<i32>(p.zp_out), q, valid & vec4<bool>(oc < p.c_out));
+}
+
+// The residual add's word at width w of channel block c4 (qc: the conv's int8 values of its 4
+// channels there); slots past W_out or C_out hold od.zp, and no residual word past W_out is read.
+fn add_residual(qc: vec4<i32>, n: u32, c4: u32, h: u32, w: u32) -> u32 {
+  if (w >= p.w_out) { return pack4xI8(vec4<i32>(od.zp)); }
+  let qv = vec4<f32>(qc - vec4<i32>(p.zp_out));
+  let qr = vec4<f32>(unpack4xI8(res[word_index(rd, n, c4, h, w)]) - vec4<i32>(rd.zp));
+  let first = select(qv, qr, p.res_first != 0u);
+  let second = select(qr, qv, p.res_first != 0u);
+  var y = first * p.add_s_a + second * p.add_s_b;
+  if (p.add_relu != 0u) { y = max(y, vec4<f32>(0.0)); }
+  let r = clamp(round(y * p.add_inv_s_out), vec4<f32>(-512.0), vec4<f32>(512.0));
+  let q = clamp(vec4<i32>(r) + vec4<i32>(od.zp), vec4<i32>(-128), vec4<i32>(p.add_q_max));
+  let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+  return pack4xI8(select(vec4<i32>(od.zp), q, c < vec4<u32>(p.c_out)));
 }
 
 // Requantize and store the tile of m-block `mb` (index within this dispatch) x channel block
@@ -39,8 +62,14 @@ fn store_tile(mb: u32, c4: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3:
   let q2 = requant4(a2, chan[oc + 2u], oc + 2u, valid);
   let q3 = requant4(a3, chan[oc + 3u], oc + 3u, valid);
   // Word of width i = the 4 channels' bytes at width i.
-  let wd = vec4<u32>(pack4xI8(vec4<i32>(q0.x, q1.x, q2.x, q3.x)), pack4xI8(vec4<i32>(q0.y, q1.y, q2.y, q3.y)),
+  var wd = vec4<u32>(pack4xI8(vec4<i32>(q0.x, q1.x, q2.x, q3.x)), pack4xI8(vec4<i32>(q0.y, q1.y, q2.y, q3.y)),
                      pack4xI8(vec4<i32>(q0.z, q1.z, q2.z, q3.z)), pack4xI8(vec4<i32>(q0.w, q1.w, q2.w, q3.w)));
+  if (p.res_on != 0u) {
+    wd = vec4<u32>(add_residual(vec4<i32>(q0.x, q1.x, q2.x, q3.x), n, c4, h, w0),
+                   add_residual(vec4<i32>(q0.y, q1.y, q2.y, q3.y), n, c4, h, w0 + 1u),
+                   add_residual(vec4<i32>(q0.z, q1.z, q2.z, q3.z), n, c4, h, w0 + 2u),
+                   add_residual(vec4<i32>(q0.w, q1.w, q2.w, q3.w), n, c4, h, w0 + 3u));
+  }
   if (w0 < od.w_alloc) { o[word_index(od, n, c4, h, w0)] = wd.x; }
   if (w0 + 1u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 1u)] = wd.y; }
   if (w0 + 2u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 2u)] = wd.z; }

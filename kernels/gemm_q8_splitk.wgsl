@@ -13,6 +13,8 @@ override WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read_write> o: array<u32>;
 @group(0) @binding(3) var<uniform> od: TensorDesc;
 @group(0) @binding(4) var<uniform> p: GemmParams;
+@group(0) @binding(5) var<storage, read> res: array<u32>;  // the residual (epilogue.wgsl)
+@group(0) @binding(6) var<uniform> rd: TensorDesc;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -37,6 +37,7 @@ from .planner import (
     ConvSpec,
     DeviceLimits,
     GemmConfig,
+    Residual,
     UniformData,
     check_binding,
     check_buffer,
@@ -176,7 +177,8 @@ TensorT = TypeVar("TensorT", np.ndarray, QTensor)
 
 
 # ---- plans --------------------------------------------------------------------------------
-X, Y = "x", "y"  # placeholders in pass specs for the call's input and output buffers
+# Placeholders in pass specs for the call's input, output and (fused add) residual buffers.
+X, Y, R = "x", "y", "residual"
 
 
 @dataclass
@@ -194,20 +196,27 @@ class _Plan:
     out: Any = None
     out_nchw: Any = None
     free_outputs: list = field(default_factory=list)  # QTensor outputs whose owner died
+    residual: bool = False  # its epilogue adds a residual (bound per call, role R)
     # (x, y) buffers -> their passes; weak references so a dead buffer's entry is never reused
     # (its id may be), bounded by the few output buffers a plan cycles through.
     _bound: OrderedDict = field(default_factory=OrderedDict)
 
-    def passes(self, dev: Device, x_buf: Any, y_buf: Any) -> list[Pass]:
-        key = (id(x_buf), id(y_buf))
+    def passes(self, dev: Device, x_buf: Any, y_buf: Any, r_buf: Any = None) -> list[Pass]:
+        """The passes reading `x_buf` and writing `y_buf` (and reading the residual `r_buf`
+        where the plan has a fused add)."""
+        key = (id(x_buf), id(y_buf), id(r_buf))
         hit = self._bound.get(key)
-        if hit is not None and hit[0]() is x_buf and hit[1]() is y_buf:
-            return hit[2]
+        if hit is not None and hit[0]() is x_buf and hit[1]() is y_buf and hit[2]() is r_buf:
+            return hit[3]
+        if r_buf is None and self.residual:
+            raise ValueError("this plan adds a residual: give its buffer")
+        bufs = {X: x_buf, Y: y_buf, R: r_buf}
         out = []
         for pipe, res, wgs, label in self.specs:
-            bound = [_placeholder(r, x_buf, y_buf) for r in res]
+            bound = [_placeholder(r, bufs) for r in res]
             out.append(Pass(pipe, dev.bind_group(pipe, bound), wgs, label))
-        self._bound[key] = (weakref.ref(x_buf), weakref.ref(y_buf), out)
+        r_ref = weakref.ref(r_buf) if r_buf is not None else (lambda: None)
+        self._bound[key] = (weakref.ref(x_buf), weakref.ref(y_buf), r_ref, out)
         while len(self._bound) > 8:
             self._bound.popitem(last=False)
         return out
@@ -241,11 +250,11 @@ class _Plan:
         return np.frombuffer(data, np.int8).reshape(shape).copy()
 
 
-def _placeholder(r: Any, x_buf: Any, y_buf: Any) -> Any:
-    """A spec resource with X/Y (or a window (X|Y, offset, size) of them) made concrete."""
-    if isinstance(r, tuple) and (r[0] is X or r[0] is Y):
-        return (x_buf if r[0] is X else y_buf, *r[1:])
-    return x_buf if r is X else y_buf if r is Y else r
+def _placeholder(r: Any, bufs: dict[str, Any]) -> Any:
+    """A spec resource with X/Y/R (or a window (X|Y|R, offset, size) of them) made concrete."""
+    if isinstance(r, tuple) and isinstance(r[0], str):
+        return (bufs[r[0]], *r[1:])
+    return bufs[r] if isinstance(r, str) else r
 
 
 class ConvBuffers:
@@ -260,7 +269,7 @@ class ConvBuffers:
         self.groups = groups
         self._weights_by_cpg: dict[int, Any] = {}
         self._dw_weights: Any = None
-        self._unused: Any = None
+        self._unused: dict[str, Any] = {}
         self.weights_for(weight.shape[1])
         self.chan = device.upload(chan_records, label="channel params")
 
@@ -272,11 +281,15 @@ class ConvBuffers:
         in_layout: str,
         out_layout: str,
         gemm: GemmConfig | None,
+        residual: Residual | None = None,
     ) -> _Plan:
         """The plan of conv `spec` on kernel geometry `geo` with `method` and GEMM configuration
-        `gemm` (None: the default): the planner's pass specs, realized."""
-        conv_plan = plan_passes(spec, geo, method, in_layout, out_layout, gemm, DeviceLimits.of(self.device))
-        return _Plan(geo, method, in_layout, out_layout, self.realize(conv_plan))
+        `gemm` (None: the default), adding `residual` in its epilogue: the planner's pass specs,
+        realized."""
+        limits = DeviceLimits.of(self.device)
+        conv_plan = plan_passes(spec, geo, method, in_layout, out_layout, gemm, limits, residual)
+        specs = self.realize(conv_plan)
+        return _Plan(geo, method, in_layout, out_layout, specs, residual=residual is not None)
 
     def realize(self, conv_plan: ConvPlan) -> list[tuple[Any, list[Any], tuple[int, int, int], str]]:
         """The planner's pass specs as (pipeline, resources, workgroups, label): roles bound to
@@ -292,15 +305,15 @@ class ConvBuffers:
         def resource(r: Bound | UniformData) -> Any:
             if isinstance(r, UniformData):
                 return dev.uniform(np.array(r.words, np.uint32))
-            fixed = {"x": X, "y": Y, "chan": self.chan}
+            fixed = {"x": X, "y": Y, "residual": R, "chan": self.chan}
             if r.role in fixed:
                 base = fixed[r.role]
             elif r.role == "weights":
                 base = self.weights_for(r.cin_pg)
             elif r.role == "weights_dw":
                 base = self.depthwise_weights()
-            elif r.role == "unused":
-                base = self.unused()
+            elif r.role in ("unused", "unused_read"):
+                base = self.unused(r.role)
             else:
                 base = scratch[r.role]
             return base if r.offset is None else (base, r.offset, r.size)
@@ -344,11 +357,13 @@ class ConvBuffers:
             buf = self._weights_by_cpg[cin_pg] = self.device.upload(packed, label=label)
         return buf
 
-    def unused(self) -> Any:
-        """A tiny storage buffer for bindings a kernel variant does not use."""
-        if self._unused is None:
-            self._unused = self.device.buffer(16, label="unused")
-        return self._unused
+    def unused(self, role: str = "unused") -> Any:
+        """A tiny storage buffer for bindings a kernel variant does not use, one per role
+        ("unused": read-write bindings, "unused_read": read-only ones)."""
+        buf = self._unused.get(role)
+        if buf is None:
+            buf = self._unused[role] = self.device.buffer(16, label=role)
+        return buf
 
 
 class QConv2d:
@@ -461,9 +476,14 @@ class QConv2d:
             choice = tuning.lookup(self.device, tuning.shape_key(self, geo, in_layout))
         return choice if choice and runnable_gemm(choice.get("gemm"), DeviceLimits.of(self.device)) else None
 
-    def plan(self, shape: tuple[int, ...], in_layout: str, numpy_in: bool) -> _Plan:
-        """The cached plan for inputs of `shape` in `in_layout` (numpy_in: read back as numpy)."""
-        key = (tuple(shape), in_layout, numpy_in)
+    def plan(
+        self, shape: tuple[int, ...], in_layout: str, numpy_in: bool, residual: Residual | None = None
+    ) -> _Plan:
+        """The cached plan for inputs of `shape` in `in_layout` (numpy_in: read back as numpy),
+        with `residual` added in its epilogue (a net's fused add; QTensor inputs only)."""
+        if residual is not None and numpy_in:
+            raise ValueError("a residual is fused into QTensor calls only")
+        key = (tuple(shape), in_layout, numpy_in, residual)
         plan = self._plans.get(key)
         if plan is not None:
             self._plans.move_to_end(key)
@@ -478,7 +498,9 @@ class QConv2d:
         # max-buffer-size they cannot exist (numpy calls are split over the batch first).
         out_bytes = 4 * packed_words(geo.output_shape, out_layout)
         check_buffer(DeviceLimits.of(self.device), "the output", out_bytes)
-        plan = self.buffers.plan(self.spec, geo, method, in_layout, out_layout, self._chosen_gemm(geo))
+        plan = self.buffers.plan(
+            self.spec, geo, method, in_layout, out_layout, self._chosen_gemm(geo), residual
+        )
         if numpy_in:
             plan.add_nchw_buffers(self.device, shape)
         self._plans[key] = plan
@@ -522,7 +544,7 @@ class QConv2d:
         dev = self.device
         if not isinstance(x, QTensor):
             x = check_int8_array("x", x, ndim=4)
-            if (x.shape, "4W4C", True) not in self._plans:  # (a cached plan's buffers exist)
+            if (x.shape, "4W4C", True, None) not in self._plans:  # (a cached plan's buffers exist)
                 # Per-call buffers over max-buffer-size: run n_fit samples at a time.
                 n_fit = _split.batch_size_that_fits(dev, self.geometry(x.shape), "4W4C")
                 if n_fit < x.shape[0]:

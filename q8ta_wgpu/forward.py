@@ -6,6 +6,7 @@ makes, for one input shape, every value's buffer (reused once the value is dead)
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,8 +15,8 @@ import numpy as np
 
 from .conv import QConv2d, QTensor
 from .layouts import pack_pass, packed_words, unpack_pass
-from .ops import quantize_pass
-from .planner import DeviceLimits, check_buffer, kernel_geometry, resolve_method
+from .ops import QAdd, quantize_pass
+from .planner import DeviceLimits, Residual, check_buffer, kernel_geometry, resolve_method
 from .runtime import Device, Pass
 
 
@@ -29,10 +30,12 @@ class NetOp(Protocol):
 
 
 class ConvOp:
-    """A QConv2d as a net op (a linear layer is a 1x1 conv over [N, K, 1, 1])."""
+    """A QConv2d as a net op (a linear layer is a 1x1 conv over [N, K, 1, 1]); with `residual`,
+    an add fused into its epilogue: inputs (x, the residual), output the add's."""
 
-    def __init__(self, conv: QConv2d) -> None:
+    def __init__(self, conv: QConv2d, residual: Residual | None = None) -> None:
         self.conv = conv
+        self.residual = residual
 
     def output_shape(self, *input_shapes: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         return self.conv.geometry(input_shapes[0]).output_shape
@@ -40,8 +43,8 @@ class ConvOp:
     def method(self, shape: tuple[int, int, int, int], layout: str = "4W4C") -> str:
         """The method the conv runs on inputs of `shape`: its plan's when one exists, else the
         rule's (a tuned choice may differ until the plan is made)."""
-        for (s, lay, _), plan in self.conv._plans.items():
-            if s == tuple(shape) and lay == layout:
+        for (s, lay, _, res), plan in self.conv._plans.items():
+            if s == tuple(shape) and lay == layout and res == self.residual:
                 return plan.method
         return resolve_method(self.conv.method, kernel_geometry(self.conv.geometry(shape), layout), layout)
 
@@ -49,8 +52,16 @@ class ConvOp:
         x = inputs[0]
         if out.layout != self.conv.output_layout:
             raise ValueError(f"the conv writes {self.conv.output_layout}, out is {out.layout}")
-        plan = self.conv.plan(x.shape, x.layout, False)
-        return plan.passes(self.conv.device, x.buffer, out.buffer)
+        plan = self.conv.plan(x.shape, x.layout, False, self.residual)
+        if self.residual is None:
+            return plan.passes(self.conv.device, x.buffer, out.buffer)
+        r = inputs[1]
+        if (r.shape, r.layout, r.zero_point) != (out.shape, out.layout, self.residual.zero_point):
+            raise ValueError(
+                f"the residual {list(r.shape)} {r.layout} zero point {r.zero_point} must have the "
+                f"output's shape {list(out.shape)} and layout {out.layout}, zero point {self.residual.zero_point}"
+            )
+        return plan.passes(self.conv.device, x.buffer, out.buffer, r.buffer)
 
 
 class FlattenOp:
@@ -98,6 +109,36 @@ class Step:
     rank: int = 4
     source: str = ""
     detail: str = ""
+
+
+def fuse_residual_adds(steps: Sequence[Step], keep: str) -> list[Step]:
+    """`steps` with each add of a conv's output that only the add reads (not value `keep`, the
+    net's output) made one step: the conv with the add in its epilogue (planner.Residual: the
+    same bytes), at the add's place, reading the conv's input and the add's other operand. Of
+    two such convs the later one fuses (the other's output is then the residual)."""
+    uses = Counter(v for s in steps for v in s.inputs)
+    producer = {s.output: i for i, s in enumerate(steps)}
+    fused: dict[int, Step] = {}
+    gone: set[int] = set()
+    for i, s in enumerate(steps):
+        if s.kind != "add" or not isinstance(s.op, QAdd) or s.inputs[0] == s.inputs[1]:
+            continue
+        convs = []
+        for k, v in enumerate(s.inputs):
+            j = producer.get(v, -1)
+            ok = j >= 0 and j not in gone and j not in fused and uses[v] == 1 and v != keep
+            if ok and isinstance(steps[j].op, ConvOp) and steps[j].op.residual is None:
+                convs.append((j, k))
+        if not convs:
+            continue
+        j, k = max(convs)
+        c = steps[j]
+        op = ConvOp(c.op.conv, s.op.residual(conv_is_a=k == 0))
+        detail = f"{c.detail} + add{'' if s.op.activation == 'none' else ' ' + s.op.activation}"
+        fused[i] = Step(f"{c.kind}+add", op, (c.inputs[0], s.inputs[1 - k]), s.output, s.scale,
+                        s.zero_point, rank=s.rank, source=f"{c.source} + {s.source}", detail=detail)  # fmt: skip
+        gone.add(j)
+    return [fused.get(i, s) for i, s in enumerate(steps) if i not in gone]
 
 
 @dataclass

@@ -22,7 +22,16 @@ import numpy as np
 
 from ._checks import check_scale, check_zero_point
 from .conv import QTensor
-from .forward import Compiled, ConvOp, FlattenOp, NetOp, Step, compile_forward, forward_gpu_times
+from .forward import (
+    Compiled,
+    ConvOp,
+    FlattenOp,
+    NetOp,
+    Step,
+    compile_forward,
+    forward_gpu_times,
+    fuse_residual_adds,
+)
 from .layouts import unpack
 from .runtime import Device, Pass, get_device
 
@@ -49,10 +58,12 @@ class Net:
         input_channels: int,
         device: Device | None = None,
         example_shape: tuple[int, ...] | None = None,
+        fuse: bool = True,
     ) -> None:
         if not steps:
             raise ValueError("a net needs at least one step")
-        self.steps = list(steps)
+        self.graph_steps = list(steps)  # the graph's ops, one step each
+        self.steps = self.graph_steps  # the steps the GPU runs (see `fuse`)
         self.input_name = input_name
         self.input_scale = check_scale("input_scale", input_scale)
         # The graph's quantize divides by the scale as given (double), not its float32 rounding.
@@ -63,12 +74,28 @@ class Net:
         self.example_shape = tuple(example_shape) if example_shape else None
         self.output = self.steps[-1]
         known = {input_name}
-        for s in self.steps:
+        for s in self.graph_steps:
             missing = [v for v in s.inputs if v not in known]
             if missing:
                 raise ValueError(f"step {s.kind} ({s.source}) reads {missing}, which no earlier step writes")
             known.add(s.output)
         self._compiled: OrderedDict[tuple, Compiled] = OrderedDict()
+        self._fuse = False
+        self.fuse = fuse
+
+    @property
+    def fuse(self) -> bool:
+        """Whether each residual add runs in the epilogue of the conv that computes one of its
+        operands (forward.fuse_residual_adds: the same bytes, one pass fewer). Settable: the
+        forward passes are made again."""
+        return self._fuse
+
+    @fuse.setter
+    def fuse(self, on: bool) -> None:
+        self._fuse = bool(on)
+        g = self.graph_steps
+        self.steps = fuse_residual_adds(g, g[-1].output) if on else list(g)
+        self._compiled.clear()
 
     # ---- what it is ------------------------------------------------------------------------
     @property

@@ -34,6 +34,7 @@ from ._checks import (
 )
 from .conv import QTensor, TensorT
 from .layouts import check_layout, packed_words, tensor_desc
+from .planner import Residual
 from .pooling import (
     AvgPoolOptions,
     PoolWindow,
@@ -216,6 +217,7 @@ class QAdd:
         self.output_zero_point = check_zero_point("output_zero_point", output_zero_point)
         inv_s_out = inv_scale("output_scale", output_scale)  # from the scale as given, as torch
         _, q_max = activation_bounds(check_activation(activation), inv_s_out, self.output_zero_point)
+        self._inv_s_out, self._q_max = inv_s_out, q_max
         self.activation = activation
         self.device = get_device(device)
         self._params = ADD_PARAMS.pack(
@@ -230,6 +232,20 @@ class QAdd:
         return (
             f"QAdd(a=({self.a_scale}, {self.a_zero_point}), b=({self.b_scale}, {self.b_zero_point}), "
             f"out=({self.output_scale}, {self.output_zero_point}), activation={self.activation!r})"
+        )
+
+    def residual(self, conv_is_a: bool) -> Residual:
+        """This add fused into the epilogue of the conv that computes operand a (conv_is_a) or
+        b; the other operand is the residual tensor (planner.Residual): the same bytes."""
+        return Residual(
+            zero_point=self.b_zero_point if conv_is_a else self.a_zero_point,
+            output_zero_point=self.output_zero_point,
+            s_a=self.a_scale,
+            s_b=self.b_scale,
+            inv_s_out=self._inv_s_out,
+            relu=self.activation != "none",
+            q_max=self._q_max,
+            residual_first=not conv_is_a,
         )
 
     def output_shape(self, a_shape: Sequence[int], b_shape: Sequence[int]) -> Shape4:

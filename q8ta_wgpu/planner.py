@@ -484,8 +484,10 @@ def im2col_pass_shape(on_cpu: bool, method: str, m_blocks: int, k4: int) -> tupl
 class Bound:
     """A buffer bound by role, whole or as a window [offset, offset + size) in bytes. Roles:
     "x", "y" (the call's input and output), "weights" (prepacked for C_in/groups = `cin_pg`),
-    "weights_dw" (depthwise-packed), "chan" (per-channel epilogue records), "unused" (a tiny
-    buffer for bindings a kernel variant ignores) and scratch buffers (`ConvPlan.scratch`)."""
+    "weights_dw" (depthwise-packed), "chan" (per-channel epilogue records), "residual" (the
+    tensor a fused add reads), "unused" / "unused_read" (tiny buffers for read-write / read-only
+    bindings a kernel variant ignores: one buffer cannot be both in a dispatch) and scratch
+    buffers (`ConvPlan.scratch`)."""
 
     role: str
     offset: int | None = None
@@ -557,6 +559,33 @@ def conv_params(geo: ConvGeometry, mb_base: int, m_count: int) -> np.ndarray:
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Residual:
+    """A quantized add fused into a conv's epilogue (kernels/epilogue.wgsl): the conv's int8
+    output plus a residual int8 tensor of the output's shape and layout, computed as the add
+    pass (ops.QAdd, kernels/add_q8.wgsl) computes it from the conv's output bytes, so the bytes
+    are those of the two passes. `ops.QAdd.residual` makes one from an add."""
+
+    zero_point: int  # the residual tensor's
+    output_zero_point: int  # the add's output's
+    s_a: float  # the add's operand scales, in the graph's order
+    s_b: float
+    inv_s_out: float  # float32(1 / the add's output scale)
+    relu: bool
+    q_max: int  # the add's upper clamp (relu6's quantized 6; else 127)
+    residual_first: bool  # the residual is the add's first operand (a), the conv's output b
+
+    def gemm_fields(self) -> dict[str, int | float]:
+        """GemmParams' residual fields."""
+        return dict(res_on=1, res_first=int(self.residual_first), add_s_a=self.s_a, add_s_b=self.s_b,
+                    add_inv_s_out=self.inv_s_out, add_relu=int(self.relu), add_q_max=self.q_max)  # fmt: skip
+
+
+_NO_RESIDUAL: dict[str, int | float] = dict(
+    res_on=0, res_first=0, add_s_a=0.0, add_s_b=0.0, add_inv_s_out=0.0, add_relu=0, add_q_max=127
+)
+
+
 def gemm_params(
     conv: ConvSpec,
     geo: ConvGeometry,
@@ -566,9 +595,11 @@ def gemm_params(
     splits: int = 1,
     kspan: int = 0,
     g_base: int = 0,
+    residual: Residual | None = None,
 ) -> np.ndarray:
     """The GemmParams uniform (epilogue.wgsl) of m-blocks [base, base + count) of `geo`: A's
-    row stride k4_row in k-blocks, `splits` K slices of `kspan` k-blocks, first group g_base."""
+    row stride k4_row in k-blocks, `splits` K slices of `kspan` k-blocks, first group g_base,
+    and the residual add fused after the requantization (None: none)."""
     inv_s_out = float(np.float32(1.0) / np.float32(conv.output_scale))
     return GEMM_PARAMS.pack(
         m_count=count, mb_base=base, k4=k4_row, k4_pg=geo.K_per_group // 4,
@@ -577,6 +608,7 @@ def gemm_params(
         zp_in=conv.input_zero_point, zp_out=conv.output_zero_point,
         inv_s_out=inv_s_out, relu=int(conv.activation in ("relu", "relu6")), splits=splits, kspan=kspan,
         g_base=g_base, q_max=activation_bounds(conv.activation, inv_s_out, conv.output_zero_point)[1],
+        **(_NO_RESIDUAL if residual is None else residual.gemm_fields()),
     )  # fmt: skip
 
 
@@ -588,6 +620,7 @@ def plan_passes(
     out_layout: str,
     gemm: GemmConfig | None,
     limits: DeviceLimits,
+    residual: Residual | None = None,
 ) -> ConvPlan:
     """The passes of `conv` on an input of kernel geometry `geo` (kernel_geometry) in
     `in_layout`, writing `out_layout`, with `method` (resolved) and GEMM configuration `gemm`
@@ -595,7 +628,9 @@ def plan_passes(
     im2col pass (none for pointwise and implicit) and the GEMM passes, per chunk of m-blocks
     (and per slice of output channels) such that A, the input and output windows and the
     weights each fit one binding (_split.py; one chunk and one slice, binding whole tensors,
-    when all fit); or one depthwise pass per chunk."""
+    when all fit); or one depthwise pass per chunk. With `residual`, every epilogue adds the
+    tensor bound as role "residual" (the output's shape and layout, bound in the output's
+    windows) to the requantized output."""
     in_shape = (geo.N, geo.C_in, geo.H, geo.W)
     k4 = geo.K // 4
     k4_pg = geo.K_per_group // 4
@@ -611,6 +646,18 @@ def plan_passes(
     chan = Bound("chan")
     s_c4_out = int(TENSOR_DESC.get(tensor_desc(geo.output_shape, out_layout, 0), "s_c4"))
     plan = ConvPlan(geo, method, in_layout, out_layout, [])
+    out_zp = conv.output_zero_point if residual is None else residual.output_zero_point
+
+    def out_binds(y_win: tuple[int, int, int] | None, base: int) -> dict[str, Resource]:
+        """The epilogue's output desc and residual, for output windows `y_win` whose channel
+        block 0 is word `base` of the tensor."""
+        od = UniformData.of(tensor_desc(geo.output_shape, out_layout, out_zp, base))
+        if residual is None:
+            return {"od": od, "res": Bound("unused_read"), "rd": od}
+        r_bind = Bound("residual") if y_win is None else Bound("residual", y_win[0], y_win[1])
+        rd = UniformData.of(tensor_desc(geo.output_shape, out_layout, residual.zero_point, base))
+        return {"od": od, "res": r_bind, "rd": rd}
+
     if not (pointwise or implicit or depthwise):
         plan.scratch["a"] = 16 * k4 * max(c.count for c in chunks)
     for ch in chunks:
@@ -623,15 +670,13 @@ def plan_passes(
         in_desc = UniformData.of(tensor_desc(in_shape, in_layout, conv.input_zero_point, x_base))
         cp = UniformData.of(conv_params(geo, base, count))
         if depthwise:  # the whole output's channels: its weights and records are small
-            out_desc = UniformData.of(
-                tensor_desc(geo.output_shape, out_layout, conv.output_zero_point, y_base)
-            )
-            gp = UniformData.of(gemm_params(conv, geo, base, count, k4))
+            gp = UniformData.of(gemm_params(conv, geo, base, count, k4, residual=residual))
+            outs = out_binds(ch.y_win, y_base)
             small = geo.KH * geo.KW <= DEPTHWISE_UNROLL_TAPS["cpu" if limits.on_cpu else "gpu"]
             consts = {"WG": DEPTHWISE_WG, "KH": geo.KH if small else 0, "KW": geo.KW if small else 0}
             res: dict[str, Resource] = {
-                "x": x_bind, "wts": Bound("weights_dw"), "chan": chan, "o": y_bind,
-                "od": out_desc, "p": gp, "xd": in_desc, "cv": cp,
+                "x": x_bind, "wts": Bound("weights_dw"), "chan": chan, "o": y_bind, "od": outs["od"],
+                "p": gp, "xd": in_desc, "cv": cp, "res": outs["res"], "rd": outs["rd"],
             }  # fmt: skip
             wgs = limits.workgroups(-(-count * ceil4(geo.C_out) // DEPTHWISE_WG))
             plan.specs.append(_spec("depthwise_4w4c.wgsl", consts, res, wgs, "depthwise_4w4c"))
@@ -644,9 +689,7 @@ def plan_passes(
             plan.specs.append(_spec(f"{method}.wgsl", im2col_consts, im2col_res, wgs, method))
         for c4_lo, c4_hi in slices:
             # Output channel block c4 of the slice is block c4_lo + c4 of the tensor.
-            out_desc = UniformData.of(
-                tensor_desc(geo.output_shape, out_layout, conv.output_zero_point, y_base - c4_lo * s_c4_out)
-            )
+            outs = out_binds(ch.y_win, y_base - c4_lo * s_c4_out)
             sub_geo, g_base = geo, 0
             w_bind, chan_bind = weights, chan
             if len(slices) > 1 and geo.groups == 1:  # a conv of its own on the same A
@@ -667,8 +710,8 @@ def plan_passes(
                 w_bind = weights.window(16 * k4_pg * c4_lo, 16 * k4_pg * (c4_hi - c4_lo))
                 chan_bind = chan.window(64 * c4_lo, 64 * (c4_hi - c4_lo))
             plan.specs += _gemm_specs(
-                plan, conv, sub_geo, a_bind, base, count, out_desc, (in_desc, cp), w_bind, chan_bind,
-                y_bind, implicit, k4, g_base, gemm, limits,
+                plan, conv, sub_geo, a_bind, base, count, outs, (in_desc, cp), w_bind, chan_bind,
+                y_bind, implicit, k4, g_base, gemm, limits, residual,
             )  # fmt: skip
     return plan
 
@@ -680,7 +723,7 @@ def _gemm_specs(
     a_bind: Bound,
     base: int,
     count: int,
-    out_desc: UniformData,
+    outs: Mapping[str, Resource],
     conv_binds: tuple[UniformData, UniformData],
     weights: Bound,
     chan: Bound,
@@ -690,12 +733,14 @@ def _gemm_specs(
     g_base: int,
     gemm: GemmConfig | None,
     limits: DeviceLimits,
+    residual: Residual | None,
 ) -> list[PassSpec]:
     """GEMM pass specs for m-blocks [base, base + count) whose A is bound as `a_bind` (with
     implicit=True: the 4W4C input, A gathered on the fly using conv_binds = (input desc,
     conv params) uniforms, which the tiled kernel always binds). For a slice of whole groups,
     geo is the slice's own geometry, k4_row A's row stride in blocks (all groups) and g_base
-    the slice's first group. Split-K partial sums go to a scratch buffer of their own."""
+    the slice's first group. Split-K partial sums go to a scratch buffer of their own. `outs`:
+    the epilogue's output desc and residual bindings (plan_passes' out_binds)."""
     cfg = gemm_config_for(geo, count, gemm, limits)
     tiled = cfg.tiled
     if implicit and not tiled:
@@ -716,15 +761,9 @@ def _gemm_specs(
         splits = -(-k4_pg // kspan)
     else:
         kspan = k4_pg
-    gp = UniformData.of(gemm_params(conv, geo, base, count, k4_row, splits, kspan, g_base))
-    res: dict[str, Resource] = {
-        "a": a_bind,
-        "wts": weights,
-        "chan": chan,
-        "o": y_bind,
-        "od": out_desc,
-        "p": gp,
-    }
+    gp = UniformData.of(gemm_params(conv, geo, base, count, k4_row, splits, kspan, g_base, residual))
+    res: dict[str, Resource] = {"a": a_bind, "wts": weights, "chan": chan, "o": y_bind, "od": outs["od"],
+                                "p": gp, "res": outs["res"], "rd": outs["rd"]}  # fmt: skip
     if cfg.kernel == "gemm_q8.wgsl":
         threads = -(-count // consts["TM"]) * -(-c4_out // consts["TN"])
         return [_spec("gemm_q8.wgsl", consts, res, limits.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
@@ -749,7 +788,8 @@ def _gemm_specs(
     part = Bound(f"partials{len([r for r in plan.scratch if r.startswith('partials')])}")
     plan.scratch[part.role] = part_bytes
     res |= {"part": part, "xd": conv_binds[0], "cv": conv_binds[1]}
-    red_res: dict[str, Resource] = {"part": part, "chan": chan, "o": y_bind, "od": out_desc, "p": gp}
+    red_res: dict[str, Resource] = {"part": part, "chan": chan, "o": y_bind, "od": outs["od"], "p": gp,
+                                    "res": outs["res"], "rd": outs["rd"]}  # fmt: skip
     return [
         _spec(cfg.kernel, gemm_consts, res, grid, "gemm_q8_implicit(split-K)" if implicit else "gemm_q8_tiled(split-K)"),
         _spec("gemm_q8_splitk.wgsl", {"WG": 64}, red_res, limits.workgroups(-(-count * c4_out // 64)), "gemm_q8_splitk"),

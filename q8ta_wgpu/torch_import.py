@@ -147,11 +147,12 @@ def _pair(v: Any, default: int) -> tuple[int, int]:
     return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
 
 
-def from_torch(model: Any, device: Device | None = None) -> Net:
+def from_torch(model: Any, device: Device | None = None, *, fuse: bool = True) -> Net:
     """A GPU net running `model`, a PT2E-converted graph (torch.export + torchao's prepare_pt2e /
     convert_pt2e with `Q8taQuantizer` or another quantizer of the same scheme) or a torch.ao
     eager-converted model. Raises UnsupportedError naming the node (or module) and its op that
-    the GPU cannot run, before any GPU work."""
+    the GPU cannot run, before any GPU work. `fuse`: residual adds run in the epilogue of the
+    conv before them (`Net.fuse`)."""
     import torch
 
     if not isinstance(model, torch.nn.Module):
@@ -162,8 +163,11 @@ def from_torch(model: Any, device: Device | None = None) -> Net:
     if graph is None or not any(_is_q_node(n) for n in graph.nodes):
         from .torch_eager import from_eager
 
-        return from_eager(model, device)
-    return _Importer(model, get_device(device)).run()
+        net = from_eager(model, device)
+    else:
+        net = _Importer(model, get_device(device)).run()
+    net.fuse = fuse
+    return net
 
 
 def _is_q_node(node: Any) -> bool:

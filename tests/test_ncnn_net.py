@@ -113,7 +113,7 @@ def emulate(net: q8.Net, x: np.ndarray) -> np.ndarray:
     activation."""
     F = torch.nn.functional
     vals = {net.input_name: torch.from_numpy(x.astype(np.float64))}
-    for s in net.steps:
+    for s in net.graph_steps:
         ins = [vals[v] for v in s.inputs]
         act = getattr(s.op, "activation", "none")
         if isinstance(s.op, ConvOp):
@@ -172,10 +172,10 @@ def test_model_layers(nets, name):
     bottoms = [b for ln in body for b in ln[4 : 4 + int(ln[2])]]
     assert len(bottoms) == len(set(bottoms)), "a blob read twice needs a Split"
     types = [ln[0] for ln in body]
-    convs = sum(isinstance(s.op, ConvOp) and s.kind == "conv2d" for s in net.steps)
+    convs = sum(isinstance(s.op, ConvOp) and s.kind == "conv2d" for s in net.graph_steps)
     assert types.count("Convolution") + types.count("ConvolutionDepthWise") == convs
-    assert types.count("InnerProduct") == sum(s.kind == "linear" for s in net.steps)
-    assert types.count("BinaryOp") == sum(s.kind == "add" for s in net.steps)
+    assert types.count("InnerProduct") == sum(s.kind == "linear" for s in net.graph_steps)
+    assert types.count("BinaryOp") == sum(s.kind == "add" for s in net.graph_steps)
     int8 = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
     terms = [p for ln in body if ln[0] in int8 for p in ln if p.startswith("8=")]
     assert len(terms) == convs + types.count("InnerProduct")  # every conv and linear is int8

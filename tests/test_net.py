@@ -163,9 +163,10 @@ def test_pt2e_network_matches_pytorch(device, model, quantizer):
     net = q8.from_torch(m, device=device)
     x = np.random.default_rng(7).standard_normal((16, 3, 32, 32)).astype(np.float32)
     _compare(net, m, x, f"net/{model}/{quantizer}")
-    kinds = {s.kind for s in net.steps}
+    kinds = {s.kind for s in net.graph_steps}
     want = {"conv2d", "add", "linear"} | ({"max_pool2d"} if model == "resnet" else set())
     assert want <= kinds, kinds
+    assert any(s.kind == "conv2d+add" for s in net.steps)  # the adds run fused
 
 
 def test_run_qtensor_equals_numpy_call_and_is_not_overwritten(device):
@@ -351,7 +352,7 @@ def test_eager_converted_network_matches_pytorch(device, engine):
         m(batch)
     convert(m, inplace=True)
     net = q8.from_torch(m, device=device)
-    assert [s.kind for s in net.steps].count("add") == 2
+    assert [s.kind for s in net.graph_steps].count("add") == 2
     x = np.random.default_rng(5).standard_normal((16, 3, 32, 32)).astype(np.float32)
     # x86 (fbgemm) follows the float math the GPU follows. qnnpack is not checked here: its int8
     # kernels requantize with fixed-point approximations (add and pools too), and through this

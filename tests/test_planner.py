@@ -46,7 +46,8 @@ def _plans():
 
 
 def test_bindings_are_parsed_in_binding_order():
-    assert LIBRARY.bindings("gemm_q8_tiled.wgsl") == ("a", "wts", "chan", "o", "od", "p", "part", "xd", "cv")
+    tiled = ("a", "wts", "chan", "o", "od", "p", "res", "rd", "part", "xd", "cv")
+    assert LIBRARY.bindings("gemm_q8_tiled.wgsl") == tiled
     assert LIBRARY.bindings("im2col_4w4c.wgsl") == ("src", "dst", "d", "p")
     for f in LIBRARY.files():
         if "@compute" in LIBRARY.source(f):

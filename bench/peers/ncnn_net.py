@@ -238,7 +238,7 @@ class _Converter:
         x = self.new_blob((c, h, w))
         self.layers.append(_Layer("Input", "input", [], [x], [f"0={w}", f"1={h}", f"2={c}"], source="input"))
         self.blob[net.input_name] = x
-        for i, s in enumerate(net.steps):
+        for i, s in enumerate(net.graph_steps):  # the graph's ops (ncnn runs its adds as BinaryOp)
             src = f"step {i} {s.kind} ({s.source})"
             try:
                 self.blob[s.output] = self.step(s, src)

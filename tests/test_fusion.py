@@ -1,0 +1,145 @@
+"""The residual add fused into a conv's epilogue (planner.Residual, kernels/epilogue.wgsl): the
+bytes of the conv pass followed by the add pass (ops.QAdd) and of the numpy references, for
+every conv method, both operand orders, the add's activations, split-K, channel slices and row
+windows; and a net with fusion on gives the bytes of the same net with it off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import q8ta_wgpu as q8
+from q8ta_wgpu import reference
+from q8ta_wgpu.configs import ConvConfig, make_case
+from q8ta_wgpu.forward import ConvOp
+from q8ta_wgpu.layouts import packed_words
+
+from .helpers import assert_within_1lsb, pt2e_int8
+
+# (name, config, method, GEMM configuration forced or None)
+CASES = [
+    ("im2col_4w4c", ConvConfig("c", 7, 5, 6, 9, kernel=(3, 3), padding=(1, 1), n=2), "im2col_4w4c", None),
+    ("im2col_generic", ConvConfig("c", 12, 8, 7, 5, kernel=(3, 3), stride=(2, 2), padding=(1, 1)), "im2col_generic", None),
+    ("pointwise", ConvConfig("c", 24, 16, 5, 6, kernel=(1, 1), n=2), "pointwise", None),
+    ("implicit", ConvConfig("c", 20, 16, 6, 7, kernel=(3, 3), padding=(1, 1)), "implicit_4w4c", None),
+    ("depthwise", ConvConfig("c", 12, 12, 5, 9, kernel=(3, 3), padding=(1, 1), groups=12), "depthwise_4w4c", None),
+    ("grouped", ConvConfig("c", 9, 6, 5, 5, kernel=(3, 3), padding=(1, 1), groups=3), "im2col_generic", None),
+    ("split-K", ConvConfig("c", 20, 44, 9, 11, kernel=(3, 3), padding=(1, 1), n=2), "im2col_4w4c",
+     {"kernel": "gemm_q8_tiled.wgsl", "constants": {"WG_M": 8, "WG_N": 8, "BK": 8, "TM": 2, "TN": 2}, "splits": 3}),
+]  # fmt: skip
+
+
+def _qt(x: np.ndarray, scale: float, zp: int, device: q8.Device) -> q8.QTensor:
+    return q8.QTensor.from_numpy(x, scale, zp, device=device)
+
+
+def _fused_and_separate(
+    device, cfg, method, gemm, *, conv_is_a, add_act, conv_act="none", seed=0, two_passes=True
+):
+    """(fused GPU, conv pass then add pass on the GPU (None without two_passes), numpy
+    reference) int8 NCHW outputs."""
+    case = make_case(cfg, seed=seed, activation=conv_act, output_zero_point=-7, output_scale=0.25)
+    x, w, ws, b = case["args"]
+    kw = case["kwargs"]
+    conv = q8.QConv2d(w, ws, b, method=method, device=device, **kw)
+    if gemm is not None:
+        conv.gemm_override = gemm
+    rng = np.random.default_rng(seed + 1)
+    out_shape = conv.geometry(x.shape).output_shape
+    r = rng.integers(-128, 128, out_shape, dtype=np.int8)
+    r_scale, r_zp = 0.19, 11
+    s_conv, zp_conv = kw["output_scale"], kw["output_zero_point"]
+    a, b_ = ((s_conv, zp_conv), (r_scale, r_zp)) if conv_is_a else ((r_scale, r_zp), (s_conv, zp_conv))
+    add = q8.QAdd(*a, *b_, 0.3, 3, activation=add_act, device=device)
+
+    xt, rt = _qt(x, kw["input_scale"], kw["input_zero_point"], device), _qt(r, r_scale, r_zp, device)
+    op = ConvOp(conv, add.residual(conv_is_a=conv_is_a))
+    out = q8.QTensor(device.buffer(4 * packed_words(out_shape, "4W4C")), out_shape, "4W4C", 0.3, 3, device)
+    device.run(op.passes([xt, rt], out))
+    fused = out.numpy()
+
+    separate = None
+    if two_passes:
+        yt = conv(xt)
+        separate = (add(yt, rt) if conv_is_a else add(rt, yt)).numpy()
+    y_ref = reference.conv2d(x, w, ws, b, **kw)
+    pair = (y_ref, r) if conv_is_a else (r, y_ref)
+    ref = reference.add(*pair, a_scale=a[0], a_zero_point=a[1], b_scale=b_[0], b_zero_point=b_[1],
+                        output_scale=0.3, output_zero_point=3, activation=add_act)  # fmt: skip
+    return fused, separate, ref, op
+
+
+@pytest.mark.parametrize("conv_is_a", [True, False], ids=["conv-first", "residual-first"])
+@pytest.mark.parametrize(("name", "cfg", "method", "gemm"), CASES, ids=[c[0] for c in CASES])
+def test_fused_add_equals_the_two_passes(device, name, cfg, method, gemm, conv_is_a):
+    for add_act, conv_act in [("none", "none"), ("relu", "none"), ("relu6", "relu")]:
+        fused, separate, ref, _ = _fused_and_separate(
+            device, cfg, method, gemm, conv_is_a=conv_is_a, add_act=add_act, conv_act=conv_act
+        )
+        what = f"{name} conv {conv_act} add {add_act}"
+        assert_within_1lsb(fused, separate, f"{what}: fused vs two passes", exact=True)
+        assert_within_1lsb(fused, ref, f"{what}: fused vs reference", exact=True)
+        assert len(np.unique(fused)) > 8, "the outputs should spread over many values"
+
+
+def test_fused_add_in_row_windows_and_channel_slices(device, monkeypatch):
+    """A conv split in row windows and output-channel slices (bindings patched down to 4 KiB)
+    binds the residual in the output's windows: the reference's bytes (the add pass alone
+    cannot take a tensor over one binding; fused, the add can)."""
+    monkeypatch.setattr(q8.Device, "max_binding_size", property(lambda self: 4096))
+    cfg = ConvConfig("w", 40, 8, 12, 13, kernel=(3, 3), padding=(1, 1), n=2)
+    fused, _, ref, op = _fused_and_separate(
+        device, cfg, "im2col_4w4c", None, conv_is_a=False, add_act="relu", two_passes=False
+    )
+    gemms = [p for p in op.conv.plan(cfg.input_shape, "4W4C", False, op.residual).specs if "gemm" in p[3]]
+    assert len(gemms) >= 4, "the conv should run in several windows and slices"
+    assert_within_1lsb(fused, ref, "windows: fused vs reference", exact=True)
+
+
+def test_residual_must_match_the_output(device):
+    cfg = CASES[0][1]
+    case = make_case(cfg)
+    x, w, ws, b = case["args"]
+    conv = q8.QConv2d(w, ws, b, device=device, **case["kwargs"])
+    add = q8.QAdd(0.25, -7, 0.2, 1, 0.3, 3, device=device)
+    op = ConvOp(conv, add.residual(conv_is_a=True))
+    shape = conv.geometry(x.shape).output_shape
+    xt = _qt(x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device)
+    out = q8.QTensor(device.buffer(4 * packed_words(shape, "4W4C")), shape, "4W4C", 0.3, 3, device)
+    wrong = _qt(np.zeros((shape[0], shape[1], shape[2], shape[3] + 1), np.int8), 0.2, 1, device)
+    with pytest.raises(ValueError, match="residual .* must have the output's shape"):
+        op.passes([xt, wrong], out)
+    with pytest.raises(ValueError, match="fused into QTensor calls only"):
+        conv.plan(x.shape, "4W4C", True, op.residual)
+
+
+@pytest.mark.parametrize("model", ["tiny_resnet", "resnet18"])
+def test_net_with_fusion_gives_the_bytes_without(device, model):
+    """Each residual add of a ResNet runs in a conv's epilogue (one step fewer per add), with
+    the bytes of every value the same as unfused: the net's output is checked, and the outputs
+    of the fused steps through nets cut after each of them."""
+    import torch
+
+    torch.manual_seed(0)
+    size = 32 if model == "tiny_resnet" else 64
+    x = torch.randn(2, 3, size, size)
+    net = q8.from_torch(pt2e_int8(q8.models.build(model), q8.Q8taQuantizer(), x), device=device)
+    adds = sum(s.kind == "add" for s in net.graph_steps)
+    assert adds >= 2 and not any(s.kind == "add" for s in net.steps)
+    assert sum(s.kind.endswith("+add") for s in net.steps) == adds == len(net.graph_steps) - len(net.steps)
+    assert "+ add relu" in repr(net)
+    fused = net.run_int8(x.numpy())
+    net.fuse = False
+    assert len(net.steps) == len(net.graph_steps)
+    assert_within_1lsb(fused, net.run_int8(x.numpy()), f"{model}: fused vs unfused net", exact=True)
+    # Each fused add's own output: a net ending at that add (its output is then the net's).
+    graph = net.graph_steps
+    for i, s in enumerate(graph):
+        if s.kind != "add":
+            continue
+        cut = q8.Net(graph[: i + 1], input_name=net.input_name, input_scale=net.input_scale,
+                     input_zero_point=net.input_zero_point, input_channels=3, device=device)  # fmt: skip
+        assert cut.steps[-1].kind.endswith("+add")
+        got = cut.run_int8(x.numpy())
+        cut.fuse = False
+        assert_within_1lsb(got, cut.run_int8(x.numpy()), f"{model} {s.source}: fused vs unfused", exact=True)
