@@ -32,7 +32,7 @@ from .forward import (
     forward_gpu_times,
     fuse_residual_adds,
 )
-from .layouts import unpack
+from .layouts import packed_words, unpack
 from .runtime import Device, Pass, get_device
 
 __all__ = ["ConvOp", "FlattenOp", "Net", "NetOp", "Step"]  # the op adapters live in forward.py
@@ -171,6 +171,16 @@ class Net:
             self._compiled.popitem(last=False)
         return compiled
 
+    def batch_that_fits(self, shape: tuple[int, ...]) -> int:
+        """The most samples of NCHW `shape` one forward pass takes: each value (and the float
+        input) of that many fits one storage binding, so that every op can bind it whole; a
+        numpy call runs a bigger batch in parts. At least 1: where one sample's value is over a
+        binding, convs still split it (row windows), other ops raise naming themselves."""
+        one = self.shapes((1, *shape[1:]))
+        per_sample = max(4 * packed_words(s, "4W4C") for s in one.values())
+        per_sample = max(per_sample, 4 * int(np.prod(shape[1:])))
+        return max(1, self.device.max_binding_size // per_sample)
+
     # ---- running ---------------------------------------------------------------------------
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Float32 NCHW in, the network's float32 output out (dequantized as the graph's last
@@ -180,6 +190,9 @@ class Net:
     def run_int8(self, x: np.ndarray) -> np.ndarray:
         """Like `net(x)`, but the int8 output (before the last dequantize) as numpy NCHW."""
         x = self._float_input(x)
+        n_fit = self.batch_that_fits(x.shape)
+        if n_fit < x.shape[0]:  # samples are independent: run the batch in parts that fit
+            return np.concatenate([self.run_int8(x[i : i + n_fit]) for i in range(0, x.shape[0], n_fit)])
         dev = self.device
         with dev.lock:
             c = self.compile(x.shape)

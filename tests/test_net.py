@@ -211,6 +211,25 @@ def test_batch_sizes_and_cache(device):
         np.testing.assert_array_equal(net.run_int8(x[i : i + 1]), whole[i : i + 1])
 
 
+def test_batch_over_one_binding_runs_in_parts(device, monkeypatch):
+    """Activations over one storage binding: a numpy call runs the batch in parts whose values
+    each fit (the same bytes as one pass); where one sample's value is over a binding, the op
+    that cannot split it says so, naming itself."""
+    m = pt2e_int8(TinyResNet(seed=6), QUANTIZERS["q8ta"](), torch.randn(2, 3, 32, 32))
+    net = q8.from_torch(m, device=device)
+    x = np.random.default_rng(5).standard_normal((7, 3, 32, 32)).astype(np.float32)
+    whole = net.run_int8(x)
+    assert net.batch_that_fits(x.shape) >= 7
+    # The biggest binding of one sample: its float32 input, 3 x 32 x 32 x 4 bytes = 12 KiB.
+    monkeypatch.setattr(q8.Device, "max_binding_size", property(lambda self: 3 * 12288))
+    assert net.batch_that_fits(x.shape) == 3
+    np.testing.assert_array_equal(net.run_int8(x), whole)
+    assert {k[0][0] for k in net._compiled} >= {3, 1}  # parts of 3, 3 and 1 samples
+    monkeypatch.setattr(q8.Device, "max_binding_size", property(lambda self: 2048))
+    with pytest.raises(ValueError, match=r"max_pool2d .*needs a binding of 4096 bytes"):
+        net.run_int8(x[:1, :, :, :30])  # a shape not compiled yet
+
+
 def test_unsupported_op_names_the_node(device):
     class M(nn.Module):
         def __init__(self) -> None:
