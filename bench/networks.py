@@ -419,6 +419,7 @@ def empty_row(model: str, batch: int) -> dict[str, Any]:
         "model": model,
         "batch": batch,
         "gpu_s": None,
+        "gpu_unfused_s": None,  # the same net with residual adds as passes of their own
         "wall_s": None,
         "host_s": None,
         "torch_fp16_graph_s": None,
@@ -535,6 +536,18 @@ class ModelBench:
             r["steps_sum_s"] = float(sum(s["s"] for s in g["steps_s"]))
         except Exception as e:  # noqa: BLE001 - e.g. no timestamp queries: gpu_s stays null
             r["gpu_error"] = _err(e)
+        # the residual-add fusion measured: the same net with its adds as passes of their own
+        r["fused_adds"] = sum(s.kind.endswith("+add") for s in net.steps)
+        if r["fused_adds"]:
+            net.fuse = False
+            try:
+                r["fused_equal_unfused"] = bool(np.array_equal(gpu_int8(net, self.x_check, batch), got))
+                if r["gpu_s"] is not None:
+                    r["gpu_unfused_s"] = net.gpu_times(shape, repeats=args.repeats, warm_s=args.warm_s)["whole_s"]
+            except Exception as e:  # noqa: BLE001
+                r["unfused_error"] = _err(e)
+            finally:
+                net.fuse = True
         # wall time of net(x)
         w = median_wall(lambda: net(x), args.repeats, warm_s=args.warm_s)
         r["wall_s"], r["wall_min_s"], r["wall_max_s"] = w["median"], w["min"], w["max"]

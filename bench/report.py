@@ -218,6 +218,31 @@ def network_table(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def fusion_table(r: dict[str, Any]) -> list[str]:
+    """The residual-add fusion measured: GPU time with each add in its conv's epilogue against
+    the same net with the adds as passes of their own, in the same run ([] if not measured)."""
+    rows = [row for row in r["rows"] if row.get("gpu_unfused_s") and row.get("gpu_s")]
+    if not rows:
+        return []
+    out = [
+        "#### Residual adds fused into the conv epilogue",
+        "",
+        "The same net with `net.fuse = False` (each add a pass of its own), timed after the fused one",
+        "in the same run; same bytes: the outputs of both on the exactness inputs compared.",
+        "",
+        "| model | batch | adds fused | GPU us fused | GPU us unfused | saved us | saved per add us | same bytes |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        fused, unfused, n = row["gpu_s"], row["gpu_unfused_s"], row.get("fused_adds") or 0
+        saved = unfused - fused
+        out.append(
+            f"| {row['model']} | {row['batch']} | {n} | {us(fused)} | {us(unfused)} | {fmt(1e6 * saved, '+.1f')} | "
+            f"{fmt(n and 1e6 * saved / n, '+.2f')} | {row.get('fused_equal_unfused')} |"
+        )
+    return [*out, ""]
+
+
 def breakdown_md(name: str, rows: dict[int, dict[str, Any]]) -> list[str]:
     """One model's per-op GPU time at the batches in `rows`: by op kind, then its costliest steps."""
     batches = list(rows)
@@ -311,6 +336,7 @@ def networks_md(results_dir: Path) -> list[str]:
             "",
             *network_table(r),
             "",
+            *fusion_table(r),
         ]
         rows: dict[str, dict[int, dict[str, Any]]] = {}
         for row in r["rows"]:

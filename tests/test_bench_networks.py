@@ -59,10 +59,16 @@ def test_tiny_networks_json(device, tmp_path):  # noqa: ARG001 - the fixture fai
         assert r["max_lsb"] <= 4 and r["within_1lsb"] >= 0.5 and 0 <= r["top1_agree"] <= 1
         assert r["ops"] == len(r["steps"]) > 5
         assert all({"kind", "source", "s"} <= set(s) and s["s"] >= 0 for s in r["steps"])
-        convs = r["kind_counts"].get("conv2d", 0) + r["kind_counts"].get("linear", 0)
+        kinds = r["kind_counts"]
+        convs = sum(n for k, n in kinds.items() if k.split("+")[0] in ("conv2d", "linear"))
         assert sum(r["method_counts"].values()) == convs > 0
+        assert r["fused_adds"] == sum(n for k, n in kinds.items() if k.endswith("+add"))
+        if r["fused_adds"]:  # the fusion measured: the same bytes, both GPU times where timed
+            assert r["fused_equal_unfused"] is True
+            assert (r["gpu_unfused_s"] is None) == (r["gpu_s"] is None)
         assert r["ncnn_int8_s"] is None
         assert r["torch_cpu_int8_s"] is None  # no quantizable torchvision variant of a built-in model
         if not cuda:
             assert r["torch_fp16_graph_s"] is None and r["torch_fp16_eager_wall_s"] is None
     assert "depthwise_4w4c" in rows["tiny_mobilenet_v2"]["method_counts"]
+    assert rows["tiny_resnet"]["fused_adds"] >= 2
