@@ -80,6 +80,7 @@ class Net:
                 raise ValueError(f"step {s.kind} ({s.source}) reads {missing}, which no earlier step writes")
             known.add(s.output)
         self._compiled: OrderedDict[tuple, Compiled] = OrderedDict()
+        self._fits: dict[tuple, int] = {}  # batch_that_fits per (sample shape, binding size)
         self._fuse = False
         self.fuse = fuse
 
@@ -107,10 +108,11 @@ class Net:
         return self.output.zero_point
 
     def shapes(self, shape: tuple[int, ...]) -> dict[str, tuple[int, int, int, int]]:
-        """Every value's NCHW shape for an input of NCHW `shape` (each op checks its inputs)."""
+        """Every value's NCHW shape for an input of NCHW `shape` (each graph op checks its
+        inputs: a fused add too; the values fusion removes are included)."""
         shape = self._check_shape(shape)
         shapes = {self.input_name: shape}
-        for s in self.steps:
+        for s in self.graph_steps:
             try:
                 shapes[s.output] = tuple(s.op.output_shape(*(shapes[v] for v in s.inputs)))
             except ValueError as e:
@@ -176,10 +178,14 @@ class Net:
         input) of that many fits one storage binding, so that every op can bind it whole; a
         numpy call runs a bigger batch in parts. At least 1: where one sample's value is over a
         binding, convs still split it (row windows), other ops raise naming themselves."""
-        one = self.shapes((1, *shape[1:]))
-        per_sample = max(4 * packed_words(s, "4W4C") for s in one.values())
-        per_sample = max(per_sample, 4 * int(np.prod(shape[1:])))
-        return max(1, self.device.max_binding_size // per_sample)
+        key = (tuple(shape[1:]), self.device.max_binding_size)
+        fits = self._fits.get(key)
+        if fits is None:  # once per sample shape: a call's hot path asks
+            one = self.shapes((1, *shape[1:]))
+            per_sample = max(4 * packed_words(s, "4W4C") for s in one.values())
+            per_sample = max(per_sample, 4 * int(np.prod(shape[1:])))
+            fits = self._fits[key] = max(1, self.device.max_binding_size // per_sample)
+        return fits
 
     # ---- running ---------------------------------------------------------------------------
     def __call__(self, x: np.ndarray) -> np.ndarray:

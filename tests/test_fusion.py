@@ -78,7 +78,9 @@ def test_fused_add_equals_the_two_passes(device, name, cfg, method, gemm, conv_i
         )
         what = f"{name} conv {conv_act} add {add_act}"
         assert_within_1lsb(fused, separate, f"{what}: fused vs two passes", exact=True)
-        assert_within_1lsb(fused, ref, f"{what}: fused vs reference", exact=True)
+        # The add's y = a*s_a + b*s_b may be contracted into an fma on a GPU (the H200's
+        # compiler does): then 1 LSB from the reference, as the add pass itself (ops.QAdd).
+        assert_within_1lsb(fused, ref, f"{what}: fused vs reference")
         assert len(np.unique(fused)) > 8, "the outputs should spread over many values"
 
 
@@ -93,7 +95,7 @@ def test_fused_add_in_row_windows_and_channel_slices(device, monkeypatch):
     )
     gemms = [p for p in op.conv.plan(cfg.input_shape, "4W4C", False, op.residual).specs if "gemm" in p[3]]
     assert len(gemms) >= 4, "the conv should run in several windows and slices"
-    assert_within_1lsb(fused, ref, "windows: fused vs reference", exact=True)
+    assert_within_1lsb(fused, ref, "windows: fused vs reference")
 
 
 def test_residual_must_match_the_output(device):
