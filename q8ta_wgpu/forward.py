@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import tuning
 from .conv import QConv2d, QTensor
 from .layouts import pack_pass, packed_words, unpack_pass
 from .ops import QAdd, quantize_pass
@@ -257,6 +258,24 @@ def compile_forward(
         compiled.read_bytes = (compiled.readback[1] + 3) // 4 * 4
         compiled.staging = dev.staging_buffer(compiled.read_bytes, "net output")
     return compiled
+
+
+def tune_steps(
+    steps: Sequence[Step], shapes: dict[str, tuple[int, int, int, int]], *, force: bool = False
+) -> list[dict[str, Any]]:
+    """Each conv step's method and GEMM configuration for its input of `shapes`, measured on its
+    device (`tuning.tune`: kept in the per-user cache, so later plans and processes take it;
+    `force`: measured again where a choice is cached or shipped); returns each conv's choice."""
+    out = []
+    for s in steps:
+        if not isinstance(s.op, ConvOp):
+            continue
+        conv = s.op.conv
+        geo = kernel_geometry(conv.geometry(shapes[s.inputs[0]]), "4W4C")
+        choice = tuning.tune(conv, geo, "4W4C", force_measure=force)
+        conv._plans.clear()  # planned again: QConv2d.plan takes the cached choice
+        out.append({"step": s.source, "kind": s.kind, **choice})
+    return out
 
 
 def forward_gpu_times(

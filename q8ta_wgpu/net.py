@@ -31,6 +31,7 @@ from .forward import (
     compile_forward,
     forward_gpu_times,
     fuse_residual_adds,
+    tune_steps,
 )
 from .layouts import packed_words, unpack
 from .runtime import Device, Pass, get_device
@@ -271,6 +272,19 @@ class Net:
         # As PyTorch's dequantize_per_tensor: (q - zp) * scale in float32.
         y = (q.astype(np.float32) - np.float32(self.output_zero_point)) * np.float32(self.output_scale)
         return y.reshape(y.shape[: self.output.rank]) if self.output.rank == 2 else y
+
+    # ---- tuning ----------------------------------------------------------------------------
+    def tune(self, shape: tuple[int, ...], *, force: bool = False) -> list[dict[str, Any]]:
+        """Measure, for inputs of NCHW `shape` on this adapter, each conv's method and GEMM
+        configuration (every candidate timed with GPU timestamps: seconds to minutes) and run
+        the fastest from now on; the choices go to the per-user tuning cache (q8ta_wgpu.tuning:
+        keyed by adapter, driver and package version), so later nets and processes take them
+        without measuring. `force`: measure again where a choice is cached or shipped. Returns
+        each conv's choice ({"step", "kind", "method", "gemm", "time_s", ...})."""
+        with self.device.lock:
+            choices = tune_steps(self.steps, self.shapes(shape), force=force)
+            self._compiled.clear()
+        return choices
 
     # ---- timing ----------------------------------------------------------------------------
     def gpu_times(self, shape: tuple[int, ...], *, repeats: int = 20, warm_s: float = 0.5) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """Autotuning by measurement: for one conv shape on one adapter, time the GEMM configurations
 (workgroup shape, K stage depth, split-K) and, for method="auto", the valid methods, with GPU
 timestamps; keep the fastest. All candidates are compiled first, then timed back to back on a
-GPU kept busy (clocks up), each as one compute pass, as a call runs it. Choices are cached per adapter in a JSON file
-($Q8TA_WGPU_TUNING_CACHE, default ~/.cache/q8ta_wgpu/tuning.json) so a shape is measured once.
+GPU kept busy (clocks up), each as one compute pass, as a call runs it. Choices are cached per
+adapter, driver and package version in a JSON file ($Q8TA_WGPU_TUNING_CACHE, default
+$XDG_CACHE_HOME or ~/.cache, then q8ta_wgpu/tuning.json) so a shape is measured once; a table
+measured by the project ships for some adapters (tuned/).
 
-Used by `QConv2d(..., tune=True)` (or Q8TA_WGPU_TUNE=1) and by `python -m q8ta_wgpu bench --tune`.
+Used by `QConv2d(..., tune=True)` (or Q8TA_WGPU_TUNE=1: tuning on first use), `Net.tune(shape)`
+and `python -m q8ta_wgpu bench --tune`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 
 CACHE_ENV = "Q8TA_WGPU_TUNING_CACHE"
 TUNE_ENV = "Q8TA_WGPU_TUNE"
+# "0": leave out the tables shipped in tuned/ (measure how the untuned defaults do, or re-tune).
+SHIPPED_ENV = "Q8TA_WGPU_SHIPPED_TUNING"
 # Measure even where a choice is cached or shipped (set by `bench --tune`, which re-measures).
 FORCE_MEASURE = False
 _lock = threading.Lock()
@@ -56,8 +61,15 @@ def cache_path() -> Path:
 
 
 def adapter_key(dev: Any) -> str:
+    """The cache's key of a device's choices: adapter, backend, driver (wgpu's description) and
+    this package's version (kernels change between versions; choices are measured again)."""
+    from . import __version__
+
     info = dev.adapter.info
-    return f"{info.get('device', '')} | {info.get('backend_type', '')} | {info.get('description', '')}"
+    return (
+        f"{info.get('device', '')} | {info.get('backend_type', '')} | {info.get('description', '')} | "
+        f"q8ta_wgpu {__version__}"
+    )
 
 
 def shape_key(conv: QConv2d, geo: ConvGeometry, in_layout: str) -> str:
@@ -90,12 +102,20 @@ def lookup(dev: Any, key: str) -> dict[str, Any] | None:
         if ak not in _memory:
             mem = {}
             try:
-                mem.update(json.loads(bundled_path(dev).read_text())["choices"])
+                if os.environ.get(SHIPPED_ENV, "1") != "0":
+                    mem.update(json.loads(bundled_path(dev).read_text())["choices"])
             except (OSError, ValueError, KeyError):
                 pass
             mem.update(_load().get(ak, {}))
             _memory[ak] = mem
         return _memory[ak].get(key)
+
+
+def forget() -> None:
+    """Drop the choices read into memory: the next lookup reads the cache file and the shipped
+    table again (after changing $Q8TA_WGPU_TUNING_CACHE or $Q8TA_WGPU_SHIPPED_TUNING)."""
+    with _lock:
+        _memory.clear()
 
 
 def store(dev: Any, key: str, choice: dict[str, Any]) -> None:

@@ -190,3 +190,34 @@ def test_configs_over_the_devices_workgroup_limits_are_refused(device, fresh_cac
     conv._plans.clear()
     with pytest.raises(ValueError, match="64 threads a workgroup, over the device's 32"):
         conv(x)
+
+
+def test_net_tune_measures_every_conv_and_later_nets_take_the_choices(device, fresh_cache, monkeypatch):
+    """`Net.tune(shape)`: one measured choice per conv (fused ones too) in the per-user cache,
+    keyed by adapter, driver and package version; the tuned net's output stays within 1 LSB of
+    the reference path (every configuration computes the same sums); a second net of the same
+    model plans from the cache without measuring."""
+    import torch
+
+    from .helpers import pt2e_int8
+
+    example = torch.randn(2, 3, 16, 16)
+    m = pt2e_int8(q8.models.build("tiny_resnet"), q8.Q8taQuantizer(), example)
+    net = q8.from_torch(m, device=device)
+    x = np.random.default_rng(2).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    before = net.run_int8(x)
+    choices = net.tune(x.shape)
+    convs = [s for s in net.steps if s.kind.startswith(("conv2d", "linear"))]
+    assert [c["step"] for c in choices] == [s.source for s in convs]
+    assert all(c["time_s"] > 0 and c["method"] in planner.METHODS for c in choices)
+    (key,) = json.loads(fresh_cache.read_text())  # one adapter
+    assert key.endswith(f"q8ta_wgpu {q8.__version__}") and device.adapter.info["device"] in key
+    assert_within_1lsb(net.run_int8(x), before, "tuned net vs untuned")
+
+    def no_measuring(*a, **k):
+        raise AssertionError("measured again despite cached choices")
+
+    monkeypatch.setattr(tuning, "_time_all", no_measuring)
+    again = q8.from_torch(m, device=device)
+    assert again.tune(x.shape) == choices
+    np.testing.assert_array_equal(again.run_int8(x), net.run_int8(x))
