@@ -20,6 +20,7 @@ from .layouts import LAYOUTS, pack, pack_gpu, unpack, unpack_gpu
 from .net import Net
 from .ops import QAdaptiveAvgPool2d, QAdd, QAvgPool2d, QMaxPool2d, quantize_to_qtensor
 from .quant import dequantize, quantize, quantize_weights
+from .resample import QConvTranspose2d, QPixelShuffle, QUpsampleNearest2d
 from .runtime import (
     Device,
     DeviceLostError,
@@ -75,6 +76,9 @@ __all__ = [
     "unpack",
     "unpack_gpu",
     "weight_sums",
+    "QConvTranspose2d",
+    "QPixelShuffle",
+    "QUpsampleNearest2d",
 ]
 
 # PyTorch interop, loaded on first use so that importing q8ta_wgpu never imports torch.

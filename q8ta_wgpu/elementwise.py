@@ -22,7 +22,7 @@ torch's argument names. The numpy references: `q8ta_wgpu.reference.lookup` and `
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Unpack
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -97,8 +97,14 @@ class QLookup(_UnaryOp):
         shape = self.output_shape(x.shape)
         _check_out(out, (x,), shape, self.output_scale, self.output_zero_point, "output")
         o_bind, od = _tensor(dev, "out", out)
-        res = {"x": x_bind, "o": o_bind, "xd": xd, "od": od, "table": (self._table, 0, 256)}
-        return [_word_pass(dev, "lut_q8.wgsl", (shape, out.layout), res, self.function)]
+        kernel, extra, label = self._gather(input_shape4("x", x.shape), shape)
+        res = {"x": x_bind, "o": o_bind, "xd": xd, "od": od, "table": (self._table, 0, 256), **extra}
+        return [_word_pass(dev, kernel, (shape, out.layout), res, label)]
+
+    def _gather(self, x_shape: Shape4, shape: Shape4) -> tuple[str, dict[str, Any], str]:
+        """The kernel, its resources besides x, o, xd, od and table, and the pass's label for an
+        input of x_shape: the table alone here; resample.py's index maps gather first."""
+        return "lut_q8.wgsl", {}, self.function
 
     def _in_quant_numpy(self) -> tuple[float, int]:
         return self.input_scale, self.input_zero_point

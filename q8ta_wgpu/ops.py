@@ -139,16 +139,17 @@ def _check_out(
         raise ValueError("out must not share its buffer with an input (no in-place ops)")
 
 
-def _new_output(dev: Device, shape: Shape4, scale: float, zero_point: int) -> QTensor:
-    """A 4W4C QTensor of `shape` whose buffer is new (uninitialised; the op writes every word)."""
-    buf = dev.buffer(4 * packed_words(shape, "4W4C"), label="y")
-    return QTensor(buf, shape, "4W4C", scale, zero_point, dev)
+def _new_output(dev: Device, shape: Shape4, scale: float, zero_point: int, layout: str = "4W4C") -> QTensor:
+    """A QTensor of `shape` in `layout` whose buffer is new (uninitialised; the op writes every word)."""
+    buf = dev.buffer(4 * packed_words(shape, layout), label="y")
+    return QTensor(buf, shape, layout, scale, zero_point, dev)
 
 
 class _UnaryOp:
     """What the one-input ops share: the call on a QTensor or a numpy array."""
 
     device: Device
+    output_layout = "4W4C"  # the layout of a call's QTensor result (an op may write another)
 
     def output_shape(self, input_shape: Sequence[int]) -> Shape4:
         raise NotImplementedError
@@ -175,7 +176,7 @@ class _UnaryOp:
         shape = self.output_shape(xt.shape)
         scale, zp = self._out_quant(xt)
         with dev.lock:
-            out = _new_output(dev, shape, scale, zp)
+            out = _new_output(dev, shape, scale, zp, self.output_layout)
             dev.run(self.passes([xt], out))
         return out if isinstance(x, QTensor) else out.numpy()
 

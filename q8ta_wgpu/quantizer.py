@@ -13,16 +13,19 @@ it); bias stays float. After `convert_pt2e` each supported op reads its activati
 `dequantize_per_tensor` (weights through `dequantize_per_channel`) and its output goes through one
 `quantize_per_tensor`:
 
-- conv2d (any stride, padding, dilation, groups) and linear, each with an optional fused
-  activation right after it: relu / relu_, or hardtanh(0, 6) / hardtanh_(0, 6) (relu6). The
-  quantize comes after the activation; nothing separates the op from its activation. BatchNorm
-  after a conv is folded into it by `prepare_pt2e` itself (exported eval models) before this
-  quantizer sees the graph.
+- conv2d (any stride, padding, dilation, groups), conv_transpose2d (any stride, padding,
+  output_padding, dilation, groups; its weights [C_in, C_out/groups, KH, KW] per channel on axis
+  1, the output channels, as torch requires of a transposed conv) and linear, each with an
+  optional fused activation right after it: relu / relu_, or hardtanh(0, 6) / hardtanh_(0, 6)
+  (relu6). The quantize comes after the activation; nothing separates the op from its
+  activation. BatchNorm after a conv is folded into it by `prepare_pt2e` itself (exported eval
+  models) before this quantizer sees the graph.
 - add.Tensor / add_.Tensor of two float activations of the same shape (each input keeps its own
   qparams), with the same optional fused relu / relu6.
 - hardswish: own input and own output qparams.
 - qparams-preserving ops (output qparams == input qparams): max_pool2d, flatten.using_ints,
-  view, reshape, dropout (eval: identity), which stay integer-exact; adaptive_avg_pool2d,
+  view, reshape, dropout (eval: identity), upsample_nearest2d (.vec, .default), pixel_shuffle and
+  pixel_unshuffle, which stay integer-exact (copies on the GPU); adaptive_avg_pool2d,
   avg_pool2d and mean.dim over the spatial dims ([2, 3] / [-1, -2], keepdim either), whose only
   error is the rounding of the mean; and cat (every input and the output share one set).
   Averages share their input's qparams rather than observing their own: an average never
@@ -39,6 +42,7 @@ package exposes `Q8taQuantizer` lazily.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -67,6 +71,8 @@ _aten = torch.ops.aten
 
 #: weighted ops: (activation input, weight) quantized; bias (arg 2) stays float.
 _CONV_OPS = (_aten.conv2d.default, _aten.conv2d.padding)
+#: weights [C_in, C_out/groups, KH, KW]: per-channel scales on axis 1, the output channels.
+_CONV_TRANSPOSE_OPS = (_aten.conv_transpose2d.input,)
 _LINEAR_OPS = (_aten.linear.default,)
 _ADD_OPS = (_aten.add.Tensor, _aten.add_.Tensor)
 _RELU_OPS = (_aten.relu.default, _aten.relu_.default)
@@ -82,6 +88,10 @@ _SHARED_OPS = (
     _aten.dropout.default,
     _aten.adaptive_avg_pool2d.default,
     _aten.avg_pool2d.default,
+    _aten.upsample_nearest2d.vec,
+    _aten.upsample_nearest2d.default,
+    _aten.pixel_shuffle.default,
+    _aten.pixel_unshuffle.default,
 )
 _MEAN_OPS = (_aten.mean.dim,)  # shared, over the spatial dims only
 _CAT_OPS = (_aten.cat.default,)
@@ -205,6 +215,9 @@ class Q8taQuantizer(Quantizer):
             qscheme=torch.per_channel_symmetric,
             ch_axis=0,
         )
+        #: the same on axis 1 of conv_transpose2d's [C_in, C_out/groups, KH, KW] weights (its output
+        #: channels; torch takes no other axis for a transposed conv's per-channel weights).
+        self.transposed_weight_qspec = dataclasses.replace(self.weight_qspec, ch_axis=1)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(activation_observer={self.activation_observer!r})"
@@ -217,7 +230,7 @@ class Q8taQuantizer(Quantizer):
         Nodes already annotated (by a quantizer composed before this one) are left alone.
         """
         handlers: list[tuple[tuple[Any, ...], Callable[[Node], None]]] = [
-            (_CONV_OPS + _LINEAR_OPS, self._annotate_weighted),
+            (_CONV_OPS + _CONV_TRANSPOSE_OPS + _LINEAR_OPS, self._annotate_weighted),
             (_ADD_OPS, self._annotate_add),
             (_REQUANT_OPS, self._annotate_requant),
             (_MEAN_OPS, self._annotate_mean),
@@ -252,9 +265,11 @@ class Q8taQuantizer(Quantizer):
         if not _is_float_activation(x) or not _is_weight(w):
             return
         assert isinstance(x, Node) and isinstance(w, Node)
-        if node.target in _CONV_OPS and _rank(x) != 4:
-            return  # unbatched conv2d input [C, H, W]: the GPU takes NCHW
-        self._annotate_with_activation(node, {x: self.activation_qspec, w: self.weight_qspec})
+        if node.target in _CONV_OPS + _CONV_TRANSPOSE_OPS and _rank(x) != 4:
+            return  # unbatched conv input [C, H, W]: the GPU takes NCHW
+        transposed = node.target in _CONV_TRANSPOSE_OPS
+        w_spec = self.transposed_weight_qspec if transposed else self.weight_qspec
+        self._annotate_with_activation(node, {x: self.activation_qspec, w: w_spec})
 
     def _annotate_add(self, node: Node) -> None:
         if len(node.args) < 2 or node.kwargs.get("alpha", 1) != 1:

@@ -3,7 +3,8 @@ epilogue, bit for bit what the GPU kernels are meant to compute (up to fma contr
 
 from __future__ import annotations
 
-from typing import Any, Unpack
+from dataclasses import dataclass
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from ._checks import (
     check_zero_point,
     real_array,
 )
-from .geometry import ConvGeometry, pair
+from .geometry import MAX_PARAM, ConvGeometry, pair
 from .planner import CONV_DEFAULTS, ConvOptions
 from .pooling import (
     AvgPoolOptions,
@@ -173,14 +174,29 @@ def conv2d(
             m1 = min(m0 + chunk, geo.M)
             for g in range(G):
                 acc = a[m0:m1, g, :].astype(np.int32) @ wq[g]
-                adj = acc - zp_wsum[g]
-                y = adj.astype(np.float32) * scale[g]
-                y = _activate(y + bias_g[g], activation)
-                q = np.rint(y * inv) + zp_out_f
-                out[m0:m1, g, :] = np.clip(q, -128, 127).astype(np.int8)
+                out[m0:m1, g, :] = _conv_epilogue(
+                    acc - zp_wsum[g], scale[g], bias_g[g], activation, inv, zp_out_f
+                )
 
     out = out.reshape(geo.N, geo.H_out, geo.W_pad, geo.C_out)[:, :, : geo.W_out, :]
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def _conv_epilogue(
+    acc: np.ndarray,
+    scale: np.ndarray,
+    bias: np.ndarray,
+    activation: str,
+    inv: np.float32,
+    zp_out: np.float32,
+) -> np.ndarray:
+    """The requantization of int32 sums of (x - zp_in) * w, channels last (conv2d's and
+    conv_transpose2d's): y = float32(acc) * scale + bias, activated, q = rint(y * inv) + zp_out
+    clamped to int8 (scale, bias, inv: float32, each rounded once on the host)."""
+    y = acc.astype(np.float32) * scale
+    y = _activate(y + bias, activation)
+    q = np.rint(y * inv) + zp_out
+    return np.clip(q, -128, 127).astype(np.int8)
 
 
 # ---- the non-conv ops of a quantized CNN (PT2E float path: dequantize, op in float32, quantize) --
@@ -471,13 +487,22 @@ class LookupOptions(Requantization, total=False):
     output_scale, output_zero_point: the output's (required).
     min_val, max_val: hardtanh's bounds (default `LOOKUP_DEFAULTS`: torch's -1 and 1); ignored by
         the other functions.
+    torch_kernel: None (default): the PT2E graph's float path. Else as torch.ao eager's quantized
+        CPU kernel of hardswish / hardsigmoid / sigmoid / tanh does it (`TORCH_KERNELS`; each can
+        round a value next to a .5 tie the other way): "x86_quint8" / "x86_qint8" (x86, fbgemm,
+        onednn engines, vectorized): dequantized by fma(x + k, scale, float32(scale * -(zp + k)))
+        of the stored values (k = 128 for quint8, 0 for qint8; `_dequantize_fma_f32`);
+        "qnnpack" (its quint8 lookup tables): quantized as rint(float32(y * float32(1 /
+        scale) + zp + 128)) - 128, the zero point added before rounding.
     """
 
     min_val: float
     max_val: float
+    torch_kernel: str | None
 
 
-LOOKUP_DEFAULTS = {"min_val": -1.0, "max_val": 1.0}
+LOOKUP_DEFAULTS = {"min_val": -1.0, "max_val": 1.0, "torch_kernel": None}
+TORCH_KERNELS = (None, "x86_quint8", "x86_qint8", "qnnpack")
 
 
 def lookup(x: np.ndarray, function: str, **options: Unpack[LookupOptions]) -> np.ndarray:
@@ -493,9 +518,30 @@ def lookup(x: np.ndarray, function: str, **options: Unpack[LookupOptions]) -> np
     zp_in = check_zero_point("input_zero_point", opts["input_zero_point"])
     inv = inv_scale("output_scale", opts["output_scale"])
     zp_out = check_zero_point("output_zero_point", opts["output_zero_point"])
+    kernel = opts["torch_kernel"]
+    if kernel not in TORCH_KERNELS:
+        raise ValueError(f"torch_kernel must be one of {TORCH_KERNELS}, got {kernel!r}")
+    if kernel in ("x86_quint8", "x86_qint8"):
+        xf = _dequantize_fma_f32(x, s_in, zp_in, 128 if kernel == "x86_quint8" else 0)
+    else:
+        xf = _dequantize_f32(x, s_in, zp_in)
     with np.errstate(over="ignore"):
-        y = _elementwise_f32(_dequantize_f32(x, s_in, zp_in), name, lo, hi)
+        y = _elementwise_f32(xf, name, lo, hi)
+        if kernel == "qnnpack":
+            s_out = np.float32(check_scale("output_scale", opts["output_scale"]))
+            t = np.float32(1) / s_out * y + np.float32(zp_out + 128)  # float32 1 / scale, as QNNPACK
+            return (np.clip(np.rint(t), 0, 255) - 128).astype(np.int8)
     return _quantize_f32(y, inv, zp_out)
+
+
+def _dequantize_fma_f32(q: np.ndarray, scale: float, zero_point: int, shift: int) -> np.ndarray:
+    """torch's vectorized x86 dequantize of the stored values q + shift (Vectorized<quint8 /
+    qint8>::dequantize): fma(q + k, scale, float32(scale * -(zp + k))) in float32. float64 holds
+    the product (8-bit by 24-bit) and the sum (within 2^10 * scale, down to ulp(scale)) exactly,
+    so rounding it to float32 once is the fma's single rounding."""
+    s = np.float32(scale)
+    premul = np.float64(s * np.float32(-(zero_point + shift)))
+    return ((q.astype(np.float64) + shift) * np.float64(s) + premul).astype(np.float32)
 
 
 def cat(
@@ -550,3 +596,340 @@ def _cat_quant(count: int, input_scales: Any, input_zero_points: Any) -> tuple[l
     scales = [check_scale(f"input_scales[{i}]", s) for i, s in enumerate(out[0])]
     zps = [check_zero_point(f"input_zero_points[{i}]", z) for i, z in enumerate(out[1])]
     return scales, zps
+
+
+# ---- index maps (nearest upsampling, pixel shuffle) and the transposed conv (PT2E float path) --
+class IndexMapOptions(Requantization, total=False):
+    """The keyword options of the index-map ops, defined once: `resample.QUpsampleNearest2d`,
+    `resample.QPixelShuffle`, `reference.upsample_nearest2d` and `reference.pixel_shuffle` take
+    them as `**options`.
+
+    input_scale, input_zero_point, output_scale, output_zero_point: the quantization (required);
+        equal in and out (what PT2E quantizers share) with no activation: the bytes are copied.
+    activation: "none" (default), "relu" or "relu6", applied to the float values before quantizing.
+    """
+
+    activation: str
+
+
+def _requantized(x: np.ndarray, options: IndexMapOptions) -> np.ndarray:
+    """Int8 values an index map moved, quantized as the op's output: quantize(act(dequantize(x)))
+    by `lookup` (the identity where the parameters are equal and there is no activation)."""
+    act = check_activation(options.get("activation", "none"))
+    return lookup(
+        x, "identity" if act == "none" else act, input_scale=options["input_scale"],
+        input_zero_point=options["input_zero_point"], output_scale=options["output_scale"],
+        output_zero_point=options["output_zero_point"],
+    )  # fmt: skip
+
+
+# Output sizes of a nearest upsampling stay below 2^24: float32 holds every index exactly, as
+# torch's float32 product index * scale needs.
+MAX_NEAREST_SIZE = 2**24
+
+
+def _scale_pair(value: Any) -> tuple[float, float]:
+    """scale_factor: a real number > 0 or an (h, w) pair of them (finite)."""
+    vals = list(value) if isinstance(value, (tuple, list)) else [value, value]
+    if len(vals) != 2:
+        raise ValueError(f"scale_factor must be a number or an (h, w) pair, got {value!r}")
+    out = []
+    for v in vals:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"scale_factor must be a real number or an (h, w) pair of them, got {value!r}")
+        if not np.isfinite(float(v)) or float(v) <= 0:
+            raise ValueError(f"scale_factor must be finite and > 0, got {value!r}")
+        out.append(float(v))
+    return out[0], out[1]
+
+
+class NearestResize:
+    """A nearest upsampling's size arguments, checked as torch checks F.interpolate's: `size`
+    (an int or an (h, w) pair, each >= 1) or `scale_factor` (a number > 0 or a pair): the output
+    size is floor(H * scale_factor) in double precision, and the source index of output index i
+    is torch's nearest_idx: i where H_out == H, i >> 1 where H_out == 2*H, else
+    min(floor(float32(i) * scale), H - 1) with scale = float32(1.0 / scale_factor), or
+    float32(H) / H_out without a scale factor or with recompute_scale_factor=True. Both size and
+    scale_factor: aten.upsample_nearest2d.default's output_size with its scales_h / scales_w."""
+
+    def __init__(self, size: Any, scale_factor: Any, recompute_scale_factor: Any = None) -> None:
+        if size is None and scale_factor is None:
+            raise ValueError("either size or scale_factor must be given")
+        self.size = None if size is None else pair("size", size, minimum=1)
+        self.scale_factor = None if scale_factor is None else _scale_pair(scale_factor)
+        rec = recompute_scale_factor
+        self.recompute = False if rec is None else check_bool("recompute_scale_factor", rec)
+        if self.recompute and self.size is not None:
+            raise ValueError("recompute_scale_factor=True needs scale_factor and no size (as torch)")
+
+    def __repr__(self) -> str:
+        rec = ", recompute_scale_factor=True" if self.recompute else ""
+        return f"size={self.size}, scale_factor={self.scale_factor}{rec}"
+
+    def output_hw(self, h: int, w: int) -> tuple[int, int]:
+        if self.size is not None:
+            out = self.size
+        else:
+            assert self.scale_factor is not None
+            out = (int(np.floor(h * self.scale_factor[0])), int(np.floor(w * self.scale_factor[1])))
+        for axis, o in zip("HW", out, strict=True):
+            if not 1 <= o < MAX_NEAREST_SIZE:
+                raise ValueError(f"the upsampled {axis} must be in [1, 2**24), got {o} (input {h} x {w})")
+        return out
+
+    def scales(self, h: int, w: int) -> tuple[float, float]:
+        """torch's float32 source-index scales for an input of h x w."""
+        out = self.output_hw(h, w)
+        if self.scale_factor is not None and not self.recompute:  # 1 / scale in double, then float32
+            sh, sw = (np.float32(1.0 / s) for s in self.scale_factor)
+        else:  # float32(H) / H_out in float32
+            sh, sw = np.float32(h) / np.float32(out[0]), np.float32(w) / np.float32(out[1])
+        return float(sh), float(sw)
+
+
+def nearest_indices(size_in: int, size_out: int, scale: float) -> np.ndarray:
+    """int64 [size_out] source indices of a nearest upsampling along one axis (NearestResize)."""
+    i = np.arange(size_out, dtype=np.int64)
+    if size_out == size_in:
+        return i
+    if size_out == 2 * size_in:
+        return i >> 1
+    src = np.floor(i.astype(np.float32) * np.float32(scale)).astype(np.int64)
+    return np.minimum(src, size_in - 1)
+
+
+def upsample_nearest2d(
+    x: np.ndarray,
+    size: int | tuple[int, int] | None = None,
+    scale_factor: float | tuple[float, float] | None = None,
+    recompute_scale_factor: bool | None = None,
+    **options: Unpack[IndexMapOptions],
+) -> np.ndarray:
+    """torch.nn.functional.interpolate(x, size, scale_factor, mode="nearest",
+    recompute_scale_factor) of int8 x [N, C, H, W] (`NearestResize`: sizes and indices), PT2E
+    float path: the moved values requantized (`IndexMapOptions`). Returns int8 [N, C, H_out, W_out]."""
+    check_keywords("upsample_nearest2d", options, IndexMapOptions)
+    x = check_int8_array("x", x, ndim=4)
+    resize = NearestResize(size, scale_factor, recompute_scale_factor)
+    _, _, h, w = input_shape4("x", x.shape)
+    (oh, ow), (sh, sw) = resize.output_hw(h, w), resize.scales(h, w)
+    rows, cols = nearest_indices(h, oh, sh), nearest_indices(w, ow, sw)
+    return _requantized(x[:, :, rows[:, None], cols[None, :]], options)
+
+
+def check_factor(name: str, value: Any) -> int:
+    """A pixel shuffle's factor: an int >= 1."""
+    return pair(name, value if not isinstance(value, (tuple, list)) else (value, value), minimum=1)[0]
+
+
+def pixel_shuffle_shape(shape: Any, factor: int, unshuffle: bool) -> tuple[int, int, int, int]:
+    """The output shape of pixel_shuffle (C divisible by r^2: [N, C/r^2, H*r, W*r]) or of
+    pixel_unshuffle (H and W divisible by r: [N, C*r^2, H/r, W/r]) of an NCHW `shape`."""
+    n, c, h, w = input_shape4("x", shape)
+    r = factor
+    if unshuffle:
+        if h % r or w % r:
+            raise ValueError(
+                f"pixel_unshuffle needs H and W divisible by downscale_factor {r}, got H = {h}, W = {w}"
+            )
+        out = (n, c * r * r, h // r, w // r)
+    else:
+        if c % (r * r):
+            raise ValueError(f"pixel_shuffle needs C divisible by upscale_factor^2 = {r * r}, got C = {c}")
+        out = (n, c // (r * r), h * r, w * r)
+    return input_shape4("the output", out)
+
+
+def pixel_shuffle(
+    x: np.ndarray, upscale_factor: int, *, unshuffle: bool = False, **options: Unpack[IndexMapOptions]
+) -> np.ndarray:
+    """torch.nn.functional.pixel_shuffle(x, upscale_factor) of int8 x [N, C, H, W] (or, with
+    unshuffle=True, pixel_unshuffle(x, downscale_factor=upscale_factor)), PT2E float path: the
+    moved values requantized (`IndexMapOptions`)."""
+    check_keywords("pixel_shuffle", options, IndexMapOptions)
+    x = check_int8_array("x", x, ndim=4)
+    r = check_factor("upscale_factor", upscale_factor)
+    unshuffle = check_bool("unshuffle", unshuffle)
+    n, c, h, w = pixel_shuffle_shape(x.shape, r, unshuffle)
+    if unshuffle:  # [N, C, H/r, r, W/r, r] -> [N, C, r, r, H/r, W/r]
+        y = x.reshape(x.shape[0], x.shape[1], h, r, w, r).transpose(0, 1, 3, 5, 2, 4)
+    else:  # [N, C/r^2, r, r, H, W] -> [N, C/r^2, H, r, W, r]
+        y = x.reshape(n, c, r, r, x.shape[2], x.shape[3]).transpose(0, 1, 4, 2, 5, 3)
+    return _requantized(np.ascontiguousarray(y).reshape(n, c, h, w), options)
+
+
+class _OutputQuantization(TypedDict):
+    """An op's output quantization, required (the base of ConvTransposeOptions)."""
+
+    output_scale: float
+    output_zero_point: int
+
+
+class ConvTransposeOptions(_OutputQuantization, total=False):
+    """The keyword options of a quantized conv_transpose2d, defined once:
+    `resample.QConvTranspose2d` and `reference.conv_transpose2d` take them as `**options`.
+
+    output_scale, output_zero_point: the output's quantization (required).
+    stride, padding, output_padding, dilation: int or (h, w) (defaults 1, 0, 0, 1), as torch's:
+        output_padding (extra rows / columns at the bottom / right) smaller than stride or dilation.
+    groups: int dividing C_in (default 1).
+    activation: "none" (default), "relu" or "relu6", before requantization.
+    """
+
+    stride: int | tuple[int, int]
+    padding: int | tuple[int, int]
+    output_padding: int | tuple[int, int]
+    dilation: int | tuple[int, int]
+    groups: int
+    activation: str
+
+
+CONV_TRANSPOSE_DEFAULTS: dict[str, Any] = {
+    "stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1, "activation": "none",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ConvTransposeArgs:
+    """A conv_transpose2d's weight shape [C_in, C_out/groups, KH, KW] and window, checked as
+    torch checks them. Output H_out = (H - 1)*stride - 2*padding + dilation*(KH - 1) +
+    output_padding + 1 (W alike). As a stride-1 conv: the input with stride - 1 rows of zero
+    points between its rows and `border` = dilation*(KH - 1) - padding rows before (negative:
+    rows cropped), H_out + dilation*(KH - 1) rows in all (`scratch_hw`), read by the weights
+    transposed per group and flipped (`conv_weight`) with the dilation."""
+
+    weight_shape: tuple[int, int, int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    output_padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+    @classmethod
+    def checked(cls, weight_shape: tuple[int, ...], opts: dict[str, Any]) -> ConvTransposeArgs:
+        c_in, cop, kh, kw = (int(v) for v in weight_shape)
+        if min(c_in, cop, kh, kw) < 1:
+            raise ValueError(f"weight must have no empty dimension, got shape {tuple(weight_shape)}")
+        s = pair("stride", opts["stride"], minimum=1)
+        p = pair("padding", opts["padding"], minimum=0)
+        op = pair("output_padding", opts["output_padding"], minimum=0)
+        d = pair("dilation", opts["dilation"], minimum=1)
+        g = opts["groups"]
+        if isinstance(g, (bool, np.bool_)) or not isinstance(g, (int, np.integer)):
+            raise TypeError(f"groups must be an int, got {g!r}")
+        if int(g) < 1 or c_in % int(g):
+            raise ValueError(f"groups must be >= 1 and divide C_in = weight.shape[0] ({c_in}), got {g}")
+        for axis in range(2):
+            if op[axis] >= max(s[axis], d[axis]):
+                raise ValueError(
+                    f"output_padding must be smaller than stride or dilation (as torch requires), got "
+                    f"output_padding={op}, stride={s}, dilation={d}"
+                )
+        return cls((c_in, cop, kh, kw), s, p, op, d, int(g))
+
+    @property
+    def c_out(self) -> int:
+        return self.weight_shape[1] * self.groups
+
+    def output_hw(self, h: int, w: int) -> tuple[int, int]:
+        out = []
+        for axis, size in enumerate((h, w)):
+            s, p = self.stride[axis], self.padding[axis]
+            o = (size - 1) * s - 2 * p + self._extent(axis) + self.output_padding[axis] + 1
+            if o < 1:
+                raise ValueError(
+                    f"conv_transpose2d of an input of {h} x {w} gives an output size of {o} < 1: "
+                    f"padding {self.padding} is too large"
+                )
+            if o + self._extent(axis) > MAX_PARAM:
+                raise ValueError(f"conv_transpose2d output size {o} exceeds the kernels' 32-bit arithmetic")
+            out.append(o)
+        return out[0], out[1]
+
+    def check_input(self, shape: Any) -> tuple[int, int, int, int]:
+        """An NCHW input shape whose C is the weight's C_in."""
+        n, c, h, w = input_shape4("x", shape)
+        if c != self.weight_shape[0]:
+            raise ValueError(
+                f"x has {c} channels; the weight [C_in, C_out/groups, KH, KW] takes C_in = {self.weight_shape[0]}"
+            )
+        return n, c, h, w
+
+    def _extent(self, axis: int) -> int:
+        """dilation*(K - 1) along axis 0 (H) or 1 (W)."""
+        return self.dilation[axis] * (self.weight_shape[2 + axis] - 1)
+
+    def border(self) -> tuple[int, int]:
+        """Rows and columns of zero points before the input's first (negative: cropped)."""
+        return self._extent(0) - self.padding[0], self._extent(1) - self.padding[1]
+
+    def scratch_hw(self, h: int, w: int) -> tuple[int, int]:
+        """The zero-inserted, padded input's H and W for an input of h x w."""
+        oh, ow = self.output_hw(h, w)
+        return oh + self._extent(0), ow + self._extent(1)
+
+    def conv_weight(self, weight: np.ndarray) -> np.ndarray:
+        """The stride-1 conv's weight [C_out, C_in/groups, KH, KW]: w'[g*C_out/g + o, i, a, b] =
+        w[g*C_in/g + i, o, KH-1-a, KW-1-b]."""
+        c_in, cop, kh, kw = self.weight_shape
+        g = self.groups
+        wt = weight.reshape(g, c_in // g, cop, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+        return np.ascontiguousarray(wt.reshape(g * cop, c_in // g, kh, kw))
+
+
+def conv_transpose2d(
+    x: np.ndarray,
+    weight: np.ndarray,
+    weight_scales: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    input_scale: float,
+    input_zero_point: int,
+    **options: Unpack[ConvTransposeOptions],
+) -> np.ndarray:
+    """Quantized conv_transpose2d computed directly: every input pixel's (x - zp_in) times each
+    tap of the weight scattered into the output in int32 (output row ih*stride - padding +
+    kh*dilation), then conv2d's requantization (`_conv_epilogue`).
+
+    Args:
+        x: int8 [N, C_in, H, W], per-tensor affine (input_scale, input_zero_point).
+        weight: int8 symmetric [C_in, C_out/groups, KH, KW] (torch's transposed layout).
+        weight_scales: float32 [C_out], > 0: output channel g*C_out/groups + o's weights are
+            weight[g*C_in/groups:(g+1)*C_in/groups, o] * weight_scales[g*C_out/groups + o].
+        bias: optional float [C_out], real units.
+        **options: `ConvTransposeOptions`.
+
+    Returns:
+        int8 [N, C_out, H_out, W_out].
+    """
+    check_keywords("conv_transpose2d", options, ConvTransposeOptions)
+    opts = {**CONV_TRANSPOSE_DEFAULTS, **options}
+    x = check_int8_array("x", x, ndim=4)
+    weight = check_int8_array("weight", weight, ndim=4)
+    args = ConvTransposeArgs.checked(weight.shape, opts)
+    n, c_in, h, w = args.check_input(x.shape)
+    oh, ow = args.output_hw(h, w)
+    s_in = np.float32(check_scale("input_scale", input_scale))
+    zp_in = check_zero_point("input_zero_point", input_zero_point)
+    s_out = np.float32(check_scale("output_scale", opts["output_scale"]))
+    zp_out = check_zero_point("output_zero_point", opts["output_zero_point"])
+    c_out = args.c_out
+    w_scales = check_float_vector("weight_scales", weight_scales, c_out, positive=True)
+    b = np.zeros(c_out, np.float32) if bias is None else check_float_vector("bias", bias, c_out)
+    activation = check_activation(opts["activation"])
+    g, (_, cop, kh, kw) = args.groups, args.weight_shape
+    (sh, sw), (ph, pw), (dh, dw) = args.stride, args.padding, args.dilation
+    xg = (x.astype(np.int32) - zp_in).transpose(0, 2, 3, 1).reshape(n, h, w, g, c_in // g)
+    wg = weight.astype(np.int32).reshape(g, c_in // g, cop, kh, kw)
+    # Every tap's products land on a canvas of the uncropped output; padding crops it.
+    acc = np.zeros((n, oh + 2 * ph, ow + 2 * pw, g, cop), np.int32)
+    with np.errstate(over="ignore"):  # int32 wraps like the GPU's (the conv's K bound keeps it exact)
+        for i in range(kh):
+            for j in range(kw):
+                rows = slice(i * dh, i * dh + sh * (h - 1) + 1, sh)
+                cols = slice(j * dw, j * dw + sw * (w - 1) + 1, sw)
+                acc[:, rows, cols] += np.einsum("nhwgc,gco->nhwgo", xg, wg[..., i, j])
+    sums = acc[:, ph : ph + oh, pw : pw + ow].reshape(n, oh, ow, c_out)  # padding crops the canvas
+    scale = check_scale_product(s_in, w_scales)
+    out = _conv_epilogue(sums, scale, b, activation, np.float32(1) / s_out, np.float32(zp_out))
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

@@ -1,7 +1,9 @@
 """torch.ao eager-converted models (fuse, prepare, calibrate, convert) made GPU nets, while torch
 ships that flow: the modules torchvision's quantizable ResNet and MobileNetV2 hold after
 conversion (Quantize, quantized Conv2d / ConvReLU2d, Linear / LinearReLU, QFunctional add /
-add_relu, pools, flatten, Identity / Dropout, DeQuantize). The model is traced with torch.fx;
+add_relu, pools, flatten, Identity / Dropout, DeQuantize), and MobileNetV3's (hardswish, relu6,
+sigmoid / hardsigmoid / tanh / hardtanh, QFunctional cat, torch.cat: torch_eager_elementwise.py).
+The model is traced with torch.fx;
 values are int8 tensors from the Quantize to the DeQuantize (quint8 activations are the same
 reals as int8 with the zero point shifted by -128).
 """
@@ -13,6 +15,8 @@ from typing import Any
 
 from .net import Net
 from .runtime import Device, get_device
+from .torch_eager_elementwise import _EagerElementwise
+from .torch_eager_resample import _EagerResample
 from .torch_import import FloatOf, Pending, QVal, UnsupportedError, Weight, _Importer, _pair
 from .torch_interop import _shift_for, quantized_weight
 
@@ -31,10 +35,12 @@ def from_eager(model: Any, device: Device | None = None) -> Net:
     return _EagerImporter(gm, get_device(device)).run()
 
 
-class _EagerImporter(_Importer):
+class _EagerImporter(_EagerElementwise, _EagerResample, _Importer):
     shift = 0  # torch zero point - int8 zero point of every activation (128 for quint8)
 
     def visit(self, node: Any) -> Any:
+        if node.name in self.fused:  # a clamp the op before it applies (fused_activation)
+            return self.value(node, node.args[0])
         if node.op == "placeholder":
             return ("placeholder", node)
         if node.op == "get_attr":
@@ -81,12 +87,12 @@ class _EagerImporter(_Importer):
                 raise UnsupportedError(f"{name}: padding_mode {mod.padding_mode!r} (only zeros)")
             if self.input_channels is None and x is self.input:
                 self.input_channels = int(mod.in_channels)
-            act = "relu" if isinstance(mod, nniq.ConvReLU2d) else "none"
+            act = "relu" if isinstance(mod, nniq.ConvReLU2d) else self.fused_activation(node)
             params = dict(weight=self.weight(mod, name), bias=self.bias(mod), stride=_pair(mod.stride, 1),
                           padding=_pair(mod.padding, 0), dilation=_pair(mod.dilation, 1), groups=int(mod.groups))  # fmt: skip
             return self.out(Pending("conv2d", str(node.target), (x,), params, act), mod, node)
         if isinstance(mod, nnq.Linear):  # LinearReLU is a subclass
-            act = "relu" if isinstance(mod, nniq.LinearReLU) else "none"
+            act = "relu" if isinstance(mod, nniq.LinearReLU) else self.fused_activation(node)
             if x.rank != 2:
                 raise UnsupportedError(f"{name}: linear runs on [N, features] inputs (flatten first)")
             p = Pending(
@@ -118,9 +124,14 @@ class _EagerImporter(_Importer):
             if (mod.start_dim, mod.end_dim) != (1, -1):
                 raise UnsupportedError(f"{name}: only Flatten(1, -1) is supported")
             return self.flatten(node, x) if x.rank == 4 else x
+        if (q := self.activation_module(node, mod, x)) is not None:
+            return q
+        if (q := self.resample_module(node, mod, x)) is not None:  # Upsample, PixelShuffle, ConvTranspose2d
+            return q
         raise UnsupportedError(
             f"{name}: not supported by the GPU net (supported: Quantize, DeQuantize, quantized Conv2d / "
-            "ConvReLU2d, Linear / LinearReLU, QFunctional add / add_relu, MaxPool2d, AvgPool2d, "
+            "ConvReLU2d, Linear / LinearReLU, QFunctional add / add_relu / cat, quantized Hardswish / "
+            "ReLU6 / Sigmoid, ReLU, ReLU6, Hardtanh, Sigmoid, Hardsigmoid, Tanh, MaxPool2d, AvgPool2d, "
             "AdaptiveAvgPool2d, Flatten, Identity, Dropout)"
         )
 
@@ -158,7 +169,7 @@ class _EagerImporter(_Importer):
             zp = int(
                 self.scalar(node, node.kwargs.get("zero_point", node.args[3] if len(node.args) > 3 else None))
             )
-            act = "relu" if t is torch.ops.quantized.add_relu else "none"
+            act = "relu" if t is torch.ops.quantized.add_relu else self.fused_activation(node)
             return self.make_step(Pending("add", node.name, (a, b), activation=act, rank=a.rank), node.name,
                                   scale, zp - self.shift)  # fmt: skip
         if t is torch.flatten:
@@ -176,7 +187,16 @@ class _EagerImporter(_Importer):
             return self.value(node, node.args[0])
         if t is operator.getitem or t is getattr:
             raise self.fail(node, "indexing or attribute access on a tensor is not supported")
-        raise self.fail(node, "this function is not supported by the GPU net")
+        if (q := self.activation_function(node)) is not None:
+            return q
+        if (q := self.resample_function(node)) is not None:  # interpolate, pixel_(un)shuffle
+            return q
+        raise self.fail(
+            node,
+            "this function is not supported by the GPU net (supported: quantized add / add_relu / cat, "
+            "torch.cat along channels, torch.flatten, relu, relu6, hardtanh, sigmoid, hardsigmoid, "
+            "tanh, adaptive_avg_pool2d, dropout)",
+        )
 
     def method(self, node: Any) -> Any:
         m = node.target
@@ -195,4 +215,6 @@ class _EagerImporter(_Importer):
             if len(shape) == 2 and shape[-1] == -1 and x.rank == 4:
                 return self.flatten(node, x)
             raise self.fail(node, f"{m}{tuple(shape)}: only the flatten to [N, -1] is supported")
+        if m in ("relu", "relu_", "sigmoid", "tanh") and (q := self.activation_function(node)) is not None:
+            return q
         raise self.fail(node, f"tensor method {m!r} is not supported by the GPU net")

@@ -50,6 +50,7 @@ class FloatOf:
 class Weight:
     q: np.ndarray  # int8
     scales: np.ndarray  # float32 [C_out]
+    axis: int = 0  # the per-channel axis: the output channels' (0; 1 for a transposed conv)
 
 
 @dataclass
@@ -96,6 +97,9 @@ def _targets() -> dict[str, Any]:
             aten.tanh_.default,
         },
         "cat": {aten.cat.default},
+        "upsample_nearest2d": {aten.upsample_nearest2d.vec, aten.upsample_nearest2d.default},
+        "pixel_shuffle": {aten.pixel_shuffle.default, aten.pixel_unshuffle.default},
+        "conv_transpose2d": {aten.conv_transpose2d.input},
         "max_pool2d": {aten.max_pool2d.default},
         "avg_pool2d": {aten.avg_pool2d.default},
         "adaptive_avg_pool2d": {aten.adaptive_avg_pool2d.default},
@@ -187,6 +191,10 @@ class _Host:
         def float_input(self, node: Any, arg: Any, what: str) -> QVal: ...
         def new_name(self, base: str) -> str: ...
         def make_step(self, p: Pending, out_name: str, scale: float, zp: int) -> QVal: ...
+        def weight_and_bias(
+            self, node: Any, w_arg: Any, b_arg: Any, axis: int = 0
+        ) -> tuple[Weight, np.ndarray | None]: ...
+        def resample_op(self, p: Pending, x: QVal, scale: float, zp: int) -> tuple[Any, str]: ...
 
 
 class _Walk(_Host):
@@ -313,7 +321,8 @@ class _Walk(_Host):
                 "this op is not supported by the GPU net (supported: conv2d, linear, add, relu, "
                 "relu6/hardtanh, hardswish, hardsigmoid, sigmoid, tanh, cat along channels, max_pool2d, "
                 "avg_pool2d, adaptive_avg_pool2d, mean over H and W, flatten/view/reshape, "
-                "dropout/identity, between quantize and dequantize nodes)",
+                "dropout/identity, upsample_nearest2d, pixel_shuffle/pixel_unshuffle, conv_transpose2d, "
+                "between quantize and dequantize nodes)",
             )
         return getattr(self, "op_" + kind)(node)
 
@@ -372,21 +381,35 @@ class _ConvOps(_Host):
         axis, qmin, qmax, dtype = (node.args[3:7] + (None,) * 4)[:4]
         if not isinstance(q, torch.Tensor) or q.dtype != torch.int8 or dtype not in (None, torch.int8):
             raise self.fail(node, "weights must be int8 tensors")
-        if int(axis) != 0:
-            raise self.fail(node, f"weights must be quantized per output channel (axis 0), got axis {axis}")
+        if int(axis) not in (0, 1):  # which axis the op's output channels are: weight_and_bias
+            raise self.fail(
+                node, f"weights must be quantized per output channel (axis 0 or 1), got axis {axis}"
+            )
         if torch.any(zps != 0):
             raise self.fail(node, "weights must be symmetric (zero points 0)")
         if qmin is not None and int(qmin) < -128 or qmax is not None and int(qmax) > 127:
             raise self.fail(node, f"weight range [{qmin}, {qmax}] is not int8")
         return Weight(
-            q.detach().cpu().numpy().astype(np.int8), scales.detach().cpu().numpy().astype(np.float32)
+            q.detach().cpu().numpy().astype(np.int8),
+            scales.detach().cpu().numpy().astype(np.float32),
+            int(axis),
         )
 
-    def weight_and_bias(self, node: Any, w_arg: Any, b_arg: Any) -> tuple[Weight, np.ndarray | None]:
+    def weight_and_bias(
+        self, node: Any, w_arg: Any, b_arg: Any, axis: int = 0
+    ) -> tuple[Weight, np.ndarray | None]:
+        """The op's weight, int8 per-channel quantized along `axis` (its output channels: 0 for
+        conv2d and linear, 1 for conv_transpose2d), and its float bias or None."""
         w = self.value(node, w_arg)
         if not isinstance(w, Weight):
             raise self.fail(
                 node, "its weight must be int8 per-channel quantized (a dequantize_per_channel node)"
+            )
+        if w.axis != axis:
+            raise self.fail(
+                node,
+                f"its weight must be quantized per output channel (axis {axis} of its weight), got axis "
+                f"{w.axis}: per-channel scales on another axis cannot be applied after the int32 sums",
             )
         b = self.value(node, b_arg)
         if b is not None:
@@ -499,6 +522,17 @@ class _PoolOps(_Host):
         return out
 
 
+def _cat_rank(host: _Host, node: Any, parts: list[Any]) -> int:
+    """The rank of a cat's inputs (PT2E's and eager's), checked: one rank, along channels (dim 1)."""
+    rank = int(parts[0].rank)
+    dim = int(_arg(node, 1, "dim", 0))
+    if any(v.rank != rank for v in parts):
+        raise host.fail(node, "cat of tensors of different ranks")
+    if dim % rank != 1:
+        raise host.fail(node, f"cat along dim {dim} of rank-{rank} tensors: only along channels (dim 1)")
+    return rank
+
+
 class _ElementwiseOps(_Host):
     """add, cat, relu / relu6 fusion, hardtanh and the elementwise lookups."""
 
@@ -545,12 +579,7 @@ class _ElementwiseOps(_Host):
             v = self.value(node, t)
             only_here = isinstance(v, Pending) and len(t.users) == 1
             parts.append(v if only_here else self.float_input(node, t, f"input {i}"))
-        rank = parts[0].rank
-        dim = int(_arg(node, 1, "dim", 0))
-        if any(v.rank != rank for v in parts):
-            raise self.fail(node, "cat of tensors of different ranks")
-        if dim % rank != 1:
-            raise self.fail(node, f"cat along dim {dim} of rank-{rank} tensors: only along channels (dim 1)")
+        rank = _cat_rank(self, node, parts)
         return Pending("cat", node.name, (), rank=rank, parts=tuple(parts))
 
     def fuse_activation(self, node: Any, src: Any, act: str) -> Pending:
@@ -559,13 +588,103 @@ class _ElementwiseOps(_Host):
         requantizing step of its own (a table)."""
         if isinstance(src, FloatOf):
             return Pending("requantize", node.name, (src.q,), activation=act, rank=src.q.rank)
-        fusable = ("conv2d", "linear", "add", "avg_pool2d", "adaptive_avg_pool2d", "requantize", "cat")
+        fusable = ("conv2d", "linear", "add", "avg_pool2d", "adaptive_avg_pool2d", "requantize", "cat",
+                   "conv_transpose2d", "upsample_nearest2d", "pixel_shuffle")  # fmt: skip
         if not isinstance(src, Pending) or src.activation != "none" or src.kind not in fusable:
             raise self.fail(
                 node, f"{act} must follow a conv2d, linear, add, average pool, cat or a dequantize"
             )
         src.activation = act
         return src
+
+
+# The Pending kinds of _ResampleOps.
+RESAMPLE_KINDS = ("upsample_nearest2d", "pixel_shuffle", "conv_transpose2d")
+
+
+class _ResampleOps(_Host):
+    """Nearest upsampling and pixel (un)shuffle (index maps: copies where the graph shares the
+    qparams) and conv_transpose2d (q8ta_wgpu/resample.py)."""
+
+    def index_map(self, node: Any, kind: str, params: dict[str, Any]) -> Pending:
+        """An index map of a dequantized int8 tensor, or of a float op that only it reads (a
+        quantizer that quantizes after the map only): that op becomes a step quantized with the
+        map's output parameters, exactly what the graph computes (a map commutes with quantizing)."""
+        src = self.value(node, node.args[0])
+        part = src if isinstance(src, Pending) and len(node.args[0].users) == 1 else None
+        x = part or self.float_input(node, node.args[0], "input")
+        if x.rank != 4:
+            raise self.fail(node, f"{kind} needs an NCHW input, got rank {x.rank}")
+        return Pending(kind, node.name, (), params, parts=(x,))
+
+    def op_upsample_nearest2d(self, node: Any) -> Pending:
+        """.vec (output_size or scale_factors, as F.interpolate gives them) or .default (output_size,
+        scales_h, scales_w)."""
+        size = _arg(node, 1, "output_size")
+        if "vec" in str(node.target):
+            scales = _arg(node, 2, "scale_factors")
+        else:
+            sh, sw = _arg(node, 2, "scales_h"), _arg(node, 3, "scales_w")
+            if (sh is None) != (sw is None):
+                raise self.fail(node, "scales_h and scales_w must be given together")
+            scales = None if sh is None else (sh, sw)
+        if size is not None and not all(isinstance(v, int) for v in size):
+            raise self.fail(node, f"output_size must be constant ints, got {size}")
+        params = dict(size=None if size is None else tuple(size),
+                      scale_factor=None if scales is None else tuple(float(v) for v in scales))  # fmt: skip
+        return self.index_map(node, "upsample_nearest2d", params)
+
+    def op_pixel_shuffle(self, node: Any) -> Pending:
+        unshuffle = "unshuffle" in str(node.target)
+        return self.index_map(node, "pixel_shuffle", dict(factor=int(node.args[1]), unshuffle=unshuffle))
+
+    def op_conv_transpose2d(self, node: Any) -> Pending:
+        """conv_transpose2d.input(x, weight, bias, stride, padding, output_padding, groups,
+        dilation): weights per-channel along axis 1 (C_out/groups scales, the same in each group)."""
+        x = self.float_input(node, node.args[0], "input")
+        w, b = self.weight_and_bias(node, node.args[1], _arg(node, 2, "bias"), axis=1)
+        if w.q.ndim != 4 or x.rank != 4:
+            raise self.fail(
+                node, f"conv_transpose2d needs a 4-D weight and input, got {w.q.shape}, rank {x.rank}"
+            )
+        groups = int(_arg(node, 6, "groups", 1))
+        options = dict(stride=_pair(_arg(node, 3, "stride", 1), 1), padding=_pair(_arg(node, 4, "padding", 0), 0),
+                       output_padding=_pair(_arg(node, 5, "output_padding", 0), 0), groups=groups,
+                       dilation=_pair(_arg(node, 7, "dilation", 1), 1))  # fmt: skip
+        params = dict(weight=w.q, weight_scales=np.tile(w.scales, groups), bias=b, options=options)
+        return Pending("conv_transpose2d", node.name, (x,), params)
+
+    def resample_op(self, p: Pending, x: QVal, scale: float, zp: int) -> tuple[Any, str]:
+        """The GPU op of a RESAMPLE_KINDS step reading x, quantized with (scale, zp), and its detail."""
+        from . import resample
+
+        prm = p.params
+        quant: dict[str, Any] = dict(output_scale=scale, output_zero_point=zp, activation=p.activation)
+        op: Any
+        try:
+            if p.kind == "conv_transpose2d":
+                op = resample.QConvTranspose2d(prm["weight"], prm["weight_scales"], prm["bias"], input_scale=x.scale,
+                                               input_zero_point=x.zero_point, device=self.device, **prm["options"],
+                                               **quant)  # fmt: skip
+                c_in, _, kh, kw = prm["weight"].shape
+                (sh, _), (ph, _), (oph, _) = op.stride, op.padding, op.output_padding
+                extra = (f" d{op.dilation[0]}" if op.dilation != (1, 1) else "") + (
+                    f" g{op.groups}" if op.groups > 1 else ""
+                )
+                return op, f"{c_in}->{op.args.c_out} {kh}x{kw} s{sh} p{ph} op{oph}{extra}"
+            quant.update(input_scale=x.scale, input_zero_point=x.zero_point)
+            if p.kind == "upsample_nearest2d":
+                resize = (prm["size"], prm["scale_factor"], prm.get("recompute"))
+                op = resample.QUpsampleNearest2d(*resize, device=self.device, **quant)
+                detail = f"size {prm['size']}" if prm["size"] else f"scale {prm['scale_factor']}"
+            else:
+                op = resample.QPixelShuffle(
+                    prm["factor"], unshuffle=prm["unshuffle"], device=self.device, **quant
+                )
+                detail = ("unshuffle" if prm["unshuffle"] else "shuffle") + f" r{prm['factor']}"
+        except (TypeError, ValueError) as e:
+            raise UnsupportedError(f"node {p.node!r} ({p.kind}): {e}") from None
+        return op, detail + (" copy" if op.copy else "")
 
 
 class _Steps(_Host):
@@ -642,6 +761,8 @@ class _Steps(_Host):
             op = elementwise.QLookup(input_scale=x.scale, input_zero_point=x.zero_point, output_scale=scale,
                                      output_zero_point=zp, device=self.device, **fn)  # fmt: skip
             detail = fn["function"] if p.kind == "lookup" else ""
+        elif p.kind in RESAMPLE_KINDS:
+            op, detail = self.resample_op(p, x, scale, zp)
         elif p.kind == "cat":
             op = elementwise.QCat([v.scale for v in p.inputs], [v.zero_point for v in p.inputs], scale, zp,
                                   activation=p.activation, device=self.device)  # fmt: skip
@@ -657,5 +778,5 @@ class _Steps(_Host):
         return out
 
 
-class _Importer(_Walk, _ConvOps, _PoolOps, _ElementwiseOps, _Steps):
+class _Importer(_Walk, _ConvOps, _PoolOps, _ElementwiseOps, _ResampleOps, _Steps):
     """A PT2E graph walked once into a GPU net (see the module doc)."""

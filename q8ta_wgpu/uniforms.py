@@ -196,6 +196,28 @@ CAT_PARAMS = UniformStruct(
     "One input of a cat: output channels [c_off, c_off + C_in) from the input's [0, C_in).",
 )
 
-STRUCTS = (TENSOR_DESC, CONV_PARAMS, GEMM_PARAMS, CHAN, ADD_PARAMS, POOL_PARAMS, QUANTIZE_PARAMS, CAT_PARAMS)
+# kernels/upsample_nearest_q8.wgsl, pixel_shuffle_q8.wgsl and zero_insert_4w4c.wgsl: the index
+# maps of q8ta_wgpu/resample.py (sizes and zero points: the TensorDescs).
+RESAMPLE_PARAMS = UniformStruct(
+    "ResampleParams",
+    (
+        ("scale_h", "f32", "upsample: source row = min(floor(f32(h) * scale_h), H - 1) (torch's nearest)"),
+        ("scale_w", "f32", "upsample: source column, alike"),
+        ("factor", "u32", "pixel shuffle: the upscale (or downscale) factor r"),
+        ("unshuffle", "u32", "pixel shuffle: 1 = pixel_unshuffle"),
+        ("stride_h", "u32", "zero insert: the transposed conv's stride (a row every stride_h)"),
+        ("stride_w", "u32", "zero insert: alike for columns"),
+        ("off_h", "i32", "zero insert: rows before input row 0 (negative: rows cropped)"),
+        ("off_w", "i32", "zero insert: columns before input column 0"),
+        ("copy", "u32", "upsample, pixel shuffle: 1 = the bytes as they are, 0 = through the table"),
+    ),
+    "An index map of int8 tensors: nearest upsampling, pixel (un)shuffle, or a transposed conv's\n"
+    "zero-inserted and padded input.",
+)
+
+STRUCTS = (
+    TENSOR_DESC, CONV_PARAMS, GEMM_PARAMS, CHAN, ADD_PARAMS, POOL_PARAMS, QUANTIZE_PARAMS, CAT_PARAMS,
+    RESAMPLE_PARAMS,
+)  # fmt: skip
 # Generated sources for the shader library, by include name.
 SOURCES = {s.include: s.wgsl() for s in STRUCTS}

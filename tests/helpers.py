@@ -33,6 +33,18 @@ def assert_within_1lsb(got: np.ndarray, want: np.ndarray, what: str, *, exact: b
     return count
 
 
+def garbage_out(dev: Any, shape: tuple[int, ...], layout: str, scale: float, zp: int) -> Any:
+    """An output QTensor in `layout` whose buffer holds garbage (an op's passes must write every
+    word): tests/test_elementwise.py, tests/test_resample.py."""
+    import q8ta_wgpu as q8
+    from q8ta_wgpu.layouts import packed_words
+
+    nbytes = 4 * packed_words(shape, layout)
+    buf = dev.buffer(nbytes)
+    dev.write(buf, np.full(nbytes, 0xAB, np.uint8))
+    return q8.QTensor(buf, shape, layout, scale, zp, dev)
+
+
 # --- which spec configs are slow (tests/test_reference.py, tests/test_conv.py) ------------------
 
 
@@ -313,3 +325,17 @@ def pt2e_int8(model: Any, quantizer: object, example: Any, *, calibration_seed: 
     for _ in range(4):
         m(torch.randn(8, *example.shape[1:], generator=gen))
     return convert_pt2e(m)
+
+
+def random_bn(c: int, gen: Any) -> Any:
+    """nn.BatchNorm2d(c) with random affine parameters and running statistics from the
+    torch.Generator `gen` (so a fused conv + BN has non-trivial scales and biases)."""
+    import torch
+
+    bn = torch.nn.BatchNorm2d(c)
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+        bn.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+        bn.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
+        bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+    return bn

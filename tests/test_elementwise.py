@@ -14,9 +14,9 @@ import pytest
 import q8ta_wgpu as q8
 from q8ta_wgpu import elementwise as ew
 from q8ta_wgpu import reference as ref
-from q8ta_wgpu.layouts import LAYOUTS, packed_words
+from q8ta_wgpu.layouts import LAYOUTS
 
-from .helpers import assert_within_1lsb
+from .helpers import assert_within_1lsb, garbage_out
 
 FUNCTIONS = [f for f in ref.LOOKUP_FUNCTIONS if f != "hardtanh"] + ["hardtanh(-1,1)", "hardtanh(-0.3,2.5)"]
 SHAPES = [(2, 5, 3, 7), (1, 3, 4, 4), (1, 8, 2, 9), (2, 6, 1, 5)]
@@ -103,14 +103,6 @@ def test_lookup_gpu_equals_reference(device, shape, zps, name):
     assert_within_1lsb(op(x), want, f"lookup {name} {shape} {zps}: GPU vs reference", exact=True)
 
 
-def _garbage_out(dev: q8.Device, shape: tuple[int, ...], layout: str, scale: float, zp: int) -> q8.QTensor:
-    """An output QTensor in `layout` whose buffer holds garbage (every word must be written)."""
-    nbytes = 4 * packed_words(shape, layout)
-    buf = dev.buffer(nbytes)
-    dev.write(buf, np.full(nbytes, 0xAB, np.uint8))
-    return q8.QTensor(buf, shape, layout, scale, zp, dev)
-
-
 @pytest.mark.parametrize("out_layout", LAYOUTS)
 @pytest.mark.parametrize("in_layout", LAYOUTS)
 def test_lookup_layouts_and_padding_slots(device, in_layout, out_layout):
@@ -125,7 +117,7 @@ def test_lookup_layouts_and_padding_slots(device, in_layout, out_layout):
     op = ew.QLookup("sigmoid", **quant, device=device)
     want = ref.lookup(x, "sigmoid", **quant)
     xt = q8.QTensor.from_numpy(x, 0.05, 9, in_layout, device)
-    out = _garbage_out(device, shape, out_layout, 1 / 256, -128)
+    out = garbage_out(device, shape, out_layout, 1 / 256, -128)
     device.run(op.passes([xt], out))
     assert out.words().tobytes() == q8.pack(want, out_layout, -128).tobytes()
 
@@ -187,10 +179,10 @@ def test_cat_layouts_garbage_and_one_submit(device, channels, out_layout):
     ]
     shape = op.output_shape(*(t.shape for t in ts))
     s_out, zp_out = quant["output_scale"], quant["output_zero_point"]
-    mid = _garbage_out(device, shape, out_layout, s_out, zp_out)
+    mid = garbage_out(device, shape, out_layout, s_out, zp_out)
     hs = ew.QLookup("hardswish", input_scale=s_out, input_zero_point=zp_out, output_scale=0.01,
                     output_zero_point=3, device=device)  # fmt: skip
-    out = _garbage_out(device, shape, "4W4C", 0.01, 3)
+    out = garbage_out(device, shape, "4W4C", 0.01, 3)
     with q8.recording():
         for p in op.passes(ts, mid) + hs.passes([mid], out):
             device.run([p])
