@@ -1,0 +1,110 @@
+"""How far the untuned defaults are from tuned choices, per whole network, on one adapter.
+
+For each built-in model (random weights, PT2E with Q8taQuantizer) and batch, the whole forward
+pass's GPU time (timestamps, median; `Net.gpu_times`) with:
+- untuned: no shipped table and an empty cache ($Q8TA_WGPU_SHIPPED_TUNING=0): the planner's
+  measured default heuristics (`planner.default_gemm_config`, `resolve_method`);
+- shipped: the table the project ships for this adapter model, if any (`q8ta_wgpu/tuned/`);
+- tuned: `net.tune(shape, force=True)` into a fresh cache (every conv measured on this adapter).
+The three nets are timed in turns (`--rounds`), so drifting clocks hit them alike. The issue's
+target: untuned within 10% of tuned (ratio untuned / tuned <= 1.10).
+
+    python bench/probes/untuned.py --models resnet18 resnet50 mobilenet_v2 --batches 1 8 --out x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import q8ta_wgpu as q8  # noqa: E402
+from bench.probes.net_host import build_net  # noqa: E402
+from q8ta_wgpu import tuning  # noqa: E402
+
+
+def _with_choices(shipped: bool, cache: Path, make: Any) -> Any:
+    """make() with the tuning choices of: the shipped table or not, and the cache file `cache`."""
+    os.environ[tuning.SHIPPED_ENV] = "1" if shipped else "0"
+    os.environ[tuning.CACHE_ENV] = str(cache)
+    tuning.forget()
+    return make()
+
+
+def probe(
+    name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev: q8.Device
+) -> list[dict[str, Any]]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        empty, tuned_cache = Path(tmp) / "empty.json", Path(tmp) / "tuned.json"
+        for batch in batches:
+            shape = (batch, 3, hw, hw)
+            nets = {
+                "untuned": _with_choices(False, empty, lambda: build_net(name, hw, dev)),
+                "shipped": _with_choices(True, empty, lambda: build_net(name, hw, dev)),
+            }
+            t0 = time.perf_counter()
+            tuned = _with_choices(False, tuned_cache, lambda: build_net(name, hw, dev))
+            choices = tuned.tune(shape, force=True)
+            tune_s = time.perf_counter() - t0
+            nets["tuned"] = tuned
+            # Plans are made on first compile, under the choices in effect then.
+            for k, net in nets.items():
+                _with_choices(k == "shipped", tuned_cache if k == "tuned" else empty, lambda: None)
+                net.compile(shape)
+            times: dict[str, list[float]] = {k: [] for k in nets}
+            for _ in range(rounds):
+                for k, net in nets.items():
+                    times[k].append(net.gpu_times(shape, repeats=repeats, warm_s=0.2)["whole_s"])
+            med = {k: float(np.median(v)) for k, v in times.items()}
+            row = {
+                "model": name, "batch": batch, "convs": len(choices), "tune_s": tune_s,
+                **{f"{k}_s": v for k, v in med.items()},
+                **{f"{k}_rounds_s": v for k, v in times.items()},
+                "untuned_over_tuned": med["untuned"] / med["tuned"],
+                "shipped_over_tuned": med["shipped"] / med["tuned"],
+                "tuned_methods": sorted({c["method"] for c in choices}),
+            }  # fmt: skip
+            rows.append(row)
+            print(
+                f"{name:14s} B={batch}: untuned {1e6 * med['untuned']:8.1f} us  shipped {1e6 * med['shipped']:8.1f} us  "
+                f"tuned {1e6 * med['tuned']:8.1f} us  untuned/tuned {row['untuned_over_tuned']:.3f}  "
+                f"(tuning took {tune_s:.0f} s)",
+                flush=True,
+            )
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "mobilenet_v2"])
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    p.add_argument("--hw", type=int, default=224)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--out", help="results JSON")
+    args = p.parse_args()
+    dev = q8.default_device()
+    rows = [r for m in args.models for r in probe(m, args.hw, args.batches, args.rounds, args.repeats, dev)]
+    out = {
+        "adapter": dev.name, "backend": dev.backend, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "hw": args.hw, "rounds": args.rounds, "repeats": args.repeats, "rows": rows,
+    }  # fmt: skip
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1))
+        print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
