@@ -3,6 +3,14 @@
     python bench/networks.py --models resnet18,resnet50,mobilenet_v2 --batches 1,8 \\
         [--out bench/results/<adapter>-networks.json] [--repeats 30] [--quantizer q8ta|xnnpack]
     python bench/networks.py --models tiny_resnet,tiny_mobilenet_v2 --hw 32   # CI-size, no torchvision
+    python bench/networks.py --weights digits --hw 32 [--digits digits.npz] [--train-epochs 3]
+
+--weights digits (bench/trained.py): each model built with 10 classes and trained (on CUDA where
+there is one) on scikit-learn's digits upscaled to --hw, so its weights and BN statistics come from
+real data; PT2E calibrates on training digits and the exactness check runs on the held-out digits
+(all of them by default), rows adding the int8 accuracies. The digits come from --digits or
+$Q8TA_DIGITS (an .npz: `python bench/trained.py --save-digits digits.npz` where scikit-learn is
+installed), else from scikit-learn. Every row records its "weights".
 
 Per model: the float model (torchvision.models.<name>(weights=None): random weights; or a small
 built-in one of q8ta_wgpu.models), its BN running statistics measured on noise (--bn-stats data, the default: with
@@ -66,6 +74,7 @@ if str(ROOT) not in sys.path:
 import q8ta_wgpu as q8  # noqa: E402
 from bench.peers.ncnn_net import ncnn_available, ncnn_int8  # noqa: E402
 from bench.peers.torch_cuda import cuda_graph_seconds  # noqa: E402
+from bench.trained import DIGITS_ENV, accuracy, digits_split, train  # noqa: E402
 from bench.wall_time import median_wall  # noqa: E402
 from q8ta_wgpu.bench import slug  # noqa: E402
 from q8ta_wgpu.net import ConvOp  # noqa: E402
@@ -77,23 +86,29 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 TINY = ("tiny_resnet", "tiny_mobilenet_v2")  # q8ta_wgpu.models' CI-size ones
 CHECK_INPUTS = 8  # inputs the exactness check runs at least (top-1 agreement over these): --check
 CALIB_BATCHES, CALIB_SIZE = 2, 2  # PT2E calibration: batches of normal noise, each of this size
+DIGITS_CALIB_BATCHES, DIGITS_CALIB_SIZE = 4, 64  # with --weights digits: batches of training digits
+TRAIN_EPOCHS = 3  # --weights digits: epochs of training
 EXPORT_BATCH = 2  # torch.export's example batch (a dynamic batch dimension)
 GRAPH_REPLAYS = 20  # CUDA-graph replays between two events (one measurement)
 WARM_S = 0.2  # seconds of running a peer before timing it (clocks up)
 CPU_REPEATS = 10  # most timed calls of the CPU int8 peer
 
 
-def float_model(name: str, seed: int) -> Any:
-    """The float model `name`, in eval mode: a built-in small one, or torchvision's with random
-    weights (its own initialization: BN weight 1, bias 0, running mean 0, variance 1)."""
+def float_model(name: str, seed: int, classes: int | None = None) -> Any:
+    """The float model `name`, in eval mode: a built-in small one (10 classes), or torchvision's
+    with random weights (its own initialization: BN weight 1, bias 0, running mean 0, variance 1)
+    and `classes` outputs (None: its default, 1000)."""
     import torch
 
     torch.manual_seed(seed)
     if name in TINY:
+        if classes not in (None, 10):
+            raise ValueError(f"{name} has 10 classes, not {classes}")
         return q8.models.build(name, seed)
     import torchvision
 
-    return getattr(torchvision.models, name)(weights=None).eval()
+    kw = {} if classes is None else {"num_classes": classes}
+    return getattr(torchvision.models, name)(weights=None, **kw).eval()
 
 
 def set_bn_stats(model: Any, batches: list[Any]) -> int:
@@ -229,6 +244,45 @@ def torch_int8_values(m: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     return values
 
 
+def torch_float64_forward(m: Any, x: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """A PT2E graph's float output computed in float64: every dequantize exact ((q - zp) * scale),
+    every float op (conv, linear, add, pools, clamps) in float64, every quantize rounding the
+    float64 value. The same int8 network as PyTorch's float32 run, with another rounding: how far
+    two faithful evaluations of it lie apart (a network that amplifies rare 1-LSB differences
+    shows it on PyTorch against itself, not only on the GPU). x runs in batches of `chunk`."""
+    import torch
+    import torch.fx
+
+    def f64(t: Any) -> Any:
+        return t.double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+    class Float64(torch.fx.Interpreter):
+        def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
+            name = str(target)
+            if "quantized_decomposed" not in name:
+                args, kwargs = torch.utils._pytree.tree_map(f64, (args, kwargs))
+                return f64(target(*args, **kwargs))
+            if name.endswith("dequantize_per_tensor.default"):
+                q, scale, zp = args[:3]
+                return (q.double() - zp) * scale
+            if name.endswith("dequantize_per_channel.default"):
+                q, scales, zps, axis = args[:4]
+                shape = [-1 if d == axis % q.dim() else 1 for d in range(q.dim())]
+                return (q.double() - zps.double().view(shape)) * scales.double().view(shape)
+            if name.endswith(".quantize_per_tensor.default"):
+                v, scale, zp, lo, hi, dtype = args
+                return torch.clamp(torch.round(v / scale) + zp, lo, hi).to(dtype)
+            raise NotImplementedError(f"float64 evaluation of {name}")
+
+    with torch.no_grad():
+        return np.concatenate(
+            [
+                Float64(m).run(torch.from_numpy(x[i : i + chunk]).double()).numpy()
+                for i in range(0, len(x), chunk)
+            ]
+        )
+
+
 def per_op_check(net: q8.Net, values: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     """Each GPU op run alone on PyTorch's int8 inputs (teacher forcing), its output compared with
     PyTorch's int8 output of the same node: where a network's output differs by more than 1 LSB,
@@ -339,9 +393,10 @@ class TorchCuda:
         return out
 
 
-def eager_int8(name: str, fmodel: Any, calib: list[Any]) -> tuple[Any, str]:
-    """torchvision's quantizable `name` with `fmodel`'s weights, torch.ao eager-quantized (fuse,
-    x86/fbgemm qconfig, prepare, calibrate, convert); (model, what was done)."""
+def eager_int8(name: str, fmodel: Any, calib: list[Any], classes: int | None = None) -> tuple[Any, str]:
+    """torchvision's quantizable `name` (`classes` outputs; None: its default) with `fmodel`'s
+    weights, torch.ao eager-quantized (fuse, x86/fbgemm qconfig, prepare, calibrate, convert);
+    (model, what was done)."""
     import torch
     import torchvision.models.quantization as tvq
     from torch.ao.quantization import convert, get_default_qconfig, prepare
@@ -349,7 +404,8 @@ def eager_int8(name: str, fmodel: Any, calib: list[Any]) -> tuple[Any, str]:
     engines = torch.backends.quantized.supported_engines
     engine = "x86" if "x86" in engines else "fbgemm"
     torch.backends.quantized.engine = engine
-    m = getattr(tvq, name)(weights=None, quantize=False).eval()
+    kw = {} if classes is None else {"num_classes": classes}
+    m = getattr(tvq, name)(weights=None, quantize=False, **kw).eval()
     same = True
     try:
         m.load_state_dict(fmodel.state_dict())
@@ -414,10 +470,11 @@ def table_line(r: dict[str, Any]) -> str:
     )
 
 
-def empty_row(model: str, batch: int) -> dict[str, Any]:
+def empty_row(model: str, batch: int, weights: str = "random") -> dict[str, Any]:
     return {
         "model": model,
         "batch": batch,
+        "weights": weights,  # random, or digits (trained on them: bench/trained.py)
         "gpu_s": None,
         "gpu_unfused_s": None,  # the same net with residual adds as passes of their own
         "wall_s": None,
@@ -443,27 +500,45 @@ class ModelBench:
         self.info: dict[str, Any] = {"model": name}
         self.errors: dict[str, str] = {}
         hw = args.hw
+        self.info["weights"] = args.weights
+        self.labels: np.ndarray | None = None
         t0 = time.perf_counter()
-        self.fmodel = float_model(name, args.seed)
-        if args.bn_stats == "data":
-            bn_data = calibration(hw, args.seed + 4, args.bn_batches, args.bn_size)
-            self.info["bn_layers_measured"] = set_bn_stats(self.fmodel, bn_data)
+        if args.weights == "digits":
+            calib = self._digits_model()
+        else:
+            self.fmodel = float_model(name, args.seed)
+            if args.bn_stats == "data":
+                bn_data = calibration(hw, args.seed + 4, args.bn_batches, args.bn_size)
+                self.info["bn_layers_measured"] = set_bn_stats(self.fmodel, bn_data)
+            calib = calibration(hw, args.seed + 1, args.calib_batches, args.calib_size)
+            rng = np.random.default_rng(args.seed + 2)
+            n = max(args.check, *args.batch_list)
+            self.x_check = rng.standard_normal((n, 3, hw, hw)).astype(np.float32)
         self.info["float_model_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        calib = calibration(hw, args.seed + 1, args.calib_batches, args.calib_size)
         quantizer, self.info["quantizer"] = make_quantizer(args.quantizer)
         self.qmodel = pt2e_int8(self.fmodel, quantizer, hw, calib)
         self.info["pt2e_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         self.net = q8.from_torch(self.qmodel, device=dev)
         self.info["import_s"] = time.perf_counter() - t0
-        rng = np.random.default_rng(args.seed + 2)
-        n = max(args.check, *args.batch_list)
-        self.x_check = rng.standard_normal((n, 3, hw, hw)).astype(np.float32)
+        n = len(self.x_check)
         t0 = time.perf_counter()
         y = torch_forward(self.qmodel, self.x_check)
         self.want = torch_int8_out(y, self.net.output_scale, self.net.output_zero_point)
-        self.float_top1 = torch_forward(self.fmodel, self.x_check).reshape(n, -1).argmax(1)
+        y_float = torch_forward(self.fmodel, self.x_check).reshape(n, -1)
+        self.float_top1 = y_float.argmax(1)
+        self.exact: np.ndarray | None = None  # --weights digits: the graph evaluated in float64
+        if self.labels is not None:
+            self.info["accuracy_float"] = accuracy(y_float, self.labels)
+            self.info["accuracy_torch_int8"] = accuracy(self.want, self.labels)
+        if self.labels is not None and args.float64:
+            try:
+                y64 = torch_float64_forward(self.qmodel, self.x_check).astype(np.float32)
+                self.exact = torch_int8_out(y64, self.net.output_scale, self.net.output_zero_point)
+                self.info["torch_vs_float64"] = compare(self.want, self.exact)
+            except Exception as e:  # noqa: BLE001 - a diagnostic: its failure is recorded
+                self.errors["float64"] = _err(e)
         self.info["torch_check_s"] = time.perf_counter() - t0
         try:  # each op alone on PyTorch's int8 inputs (two of the check inputs)
             ops = per_op_check(self.net, torch_int8_values(self.qmodel, self.x_check[:2]))
@@ -485,11 +560,33 @@ class ModelBench:
         self.eager_import: dict[str, Any] | None = None
         if name not in TINY:
             try:
-                self.eager, self.info["torch_cpu_int8"] = eager_int8(name, self.fmodel, calib)
+                classes = 10 if args.weights == "digits" else None
+                self.eager, self.info["torch_cpu_int8"] = eager_int8(name, self.fmodel, calib, classes)
             except Exception as e:  # noqa: BLE001
                 self.errors["torch_cpu_int8"] = _err(e)
         if self.eager is not None:
             self.eager_import = self._eager_import()
+
+    def _digits_model(self) -> list[Any]:
+        """--weights digits: the float model (10 classes) trained on the training digits, on CUDA
+        where there is one; the held-out digits as the check inputs. Returns the PT2E calibration
+        batches (training digits)."""
+        import torch
+
+        args, split = self.args, self.args.digits_split
+        self.fmodel = float_model(self.name, args.seed, classes=10)
+        where = "cuda" if torch.cuda.is_available() else "cpu"
+        t0 = time.perf_counter()
+        self.fmodel = train(self.fmodel, split, epochs=args.train_epochs, seed=args.seed, device=where)
+        self.info.update(train_s=time.perf_counter() - t0, train_device=where, train_epochs=args.train_epochs)
+        n = (
+            len(split.x_test)
+            if args.check is None
+            else min(len(split.x_test), max(args.check, *args.batch_list))
+        )
+        self.x_check, self.labels = split.x_test[:n], split.y_test[:n]
+        size = args.calib_size
+        return [torch.from_numpy(split.x_train[i * size : (i + 1) * size]) for i in range(args.calib_batches)]
 
     def _eager_import(self) -> dict[str, Any]:
         """The torch.ao eager model on the GPU (`q8.from_torch`) against its own int8 output."""
@@ -511,7 +608,7 @@ class ModelBench:
 
     def row(self, batch: int) -> dict[str, Any]:
         args, net = self.args, self.net
-        r = empty_row(self.name, batch)
+        r = empty_row(self.name, batch, args.weights)
         shape = (batch, 3, args.hw, args.hw)
         x = np.random.default_rng(args.seed + 3 + batch).standard_normal(shape).astype(np.float32)
         r["ops"] = len(net.steps)
@@ -521,6 +618,13 @@ class ModelBench:
         got = gpu_int8(net, self.x_check, batch)
         r.update(compare(got, self.want))
         r["top1_vs_float"] = float(np.mean(got.argmax(1) == self.float_top1))
+        if self.labels is not None:  # --weights digits: accuracies on the held-out digits
+            r["accuracy_gpu_int8"] = accuracy(got, self.labels)
+            r["accuracy_torch_int8"] = self.info["accuracy_torch_int8"]
+            r["accuracy_float"] = self.info["accuracy_float"]
+            if self.exact is not None:  # how far the GPU and PyTorch's float32 are from float64
+                r["gpu_vs_float64"] = compare(got, self.exact)
+                r["torch_vs_float64"] = self.info["torch_vs_float64"]
         methods = {  # the plans now made: a tuned choice shows
             i: s.op.method(shapes[s.inputs[0]]) for i, s in enumerate(net.steps) if isinstance(s.op, ConvOp)
         }
@@ -543,7 +647,9 @@ class ModelBench:
             try:
                 r["fused_equal_unfused"] = bool(np.array_equal(gpu_int8(net, self.x_check, batch), got))
                 if r["gpu_s"] is not None:
-                    r["gpu_unfused_s"] = net.gpu_times(shape, repeats=args.repeats, warm_s=args.warm_s)["whole_s"]
+                    r["gpu_unfused_s"] = net.gpu_times(shape, repeats=args.repeats, warm_s=args.warm_s)[
+                        "whole_s"
+                    ]
             except Exception as e:  # noqa: BLE001
                 r["unfused_error"] = _err(e)
             finally:
@@ -611,6 +717,29 @@ class ModelBench:
         }
 
 
+def digits_method(args: argparse.Namespace) -> dict[str, str]:
+    """The results' "method" entries that --weights digits changes."""
+    split = args.digits_split
+    where = args.digits or os.environ.get(DIGITS_ENV) or "scikit-learn"
+    n_check = len(split.x_test) if args.check is None else f"max(--check {args.check}, largest batch)"
+    return {
+        "weights": (
+            f"trained on the digits ({where}: {len(split.x_train)} training images, 8x8 upscaled "
+            f"bilinearly to {args.hw}x{args.hw}, 3 channels, normalised; bench/trained.py), "
+            f"{args.train_epochs} epochs of Adam, one-cycle learning rate, seed {args.seed}; 10 classes"
+        ),
+        "bn_stats": "from training on the digits (running statistics reset before training)",
+        "calibration": f"{args.calib_batches} batches of {args.calib_size} training digits",
+        "check": (
+            f"{n_check} held-out digits (of {len(split.x_test)}): the GPU runs them in batches of the "
+            "row's batch, PyTorch runs the same PT2E graph on the CPU as one batch; its float output is "
+            "requantized with the net's output scale/zero point; accuracy_*: top-1 against the labels; "
+            "gpu_vs_float64 / torch_vs_float64: the GPU's and PyTorch's int8 outputs against the same "
+            "graph evaluated in float64 (torch_float64_forward: exact dequantize, float64 ops)"
+        ),
+    }
+
+
 def _progress(jobs: list[Any]) -> tuple[Iterable[Any], Callable[[str], None]]:
     try:
         from tqdm import tqdm
@@ -628,13 +757,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=30, help="timed calls (GPU timestamps, wall clock)")
     p.add_argument("--warm-s", type=float, default=0.5, help="seconds of running before each timing")
     p.add_argument("--quantizer", choices=("q8ta", "xnnpack"), default="q8ta")
-    p.add_argument("--calib-batches", type=int, default=CALIB_BATCHES)
-    p.add_argument("--calib-size", type=int, default=CALIB_SIZE)
+    p.add_argument("--weights", choices=("random", "digits"), default="random",
+                   help="random weights, or trained on scikit-learn's digits (bench/trained.py; 10 classes)")  # fmt: skip
+    p.add_argument(
+        "--digits", help=f"the digits .npz of --weights digits (default: ${DIGITS_ENV}, else sklearn)"
+    )
+    p.add_argument("--train-epochs", type=int, default=TRAIN_EPOCHS, help="--weights digits: training epochs")
+    p.add_argument("--float64", action=argparse.BooleanOptionalAction, default=True,
+                   help="--weights digits: also evaluate the PT2E graph in float64 on the check inputs (CPU)")  # fmt: skip
+    p.add_argument("--calib-batches", type=int,
+                   help=f"calibration batches (default {CALIB_BATCHES}; digits {DIGITS_CALIB_BATCHES})")  # fmt: skip
+    p.add_argument("--calib-size", type=int,
+                   help=f"their size (default {CALIB_SIZE}; digits {DIGITS_CALIB_SIZE})")  # fmt: skip
     p.add_argument("--bn-stats", choices=("data", "init"), default="data",
                    help="BN running statistics: measured on noise batches (data), or the models' own (init)")  # fmt: skip
     p.add_argument("--bn-batches", type=int, default=2, help="batches of normal noise for --bn-stats data")
     p.add_argument("--bn-size", type=int, default=8, help="their size")
-    p.add_argument("--check", type=int, default=CHECK_INPUTS, help="inputs of the exactness check (at least)")
+    p.add_argument("--check", type=int,
+                   help=f"inputs of the exactness check (at least; default {CHECK_INPUTS}; digits: every test image)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true", help="leave out the PyTorch peers")
     p.add_argument("--ncnn", action=argparse.BooleanOptionalAction, default=None,
@@ -645,9 +785,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    if not models or not batches or min(batches) < 1 or args.repeats < 1 or args.hw < 8 or args.check < 1:
+    digits = args.weights == "digits"
+    if args.check is None and not digits:
+        args.check = CHECK_INPUTS
+    if args.calib_batches is None:
+        args.calib_batches = DIGITS_CALIB_BATCHES if digits else CALIB_BATCHES
+    if args.calib_size is None:
+        args.calib_size = DIGITS_CALIB_SIZE if digits else CALIB_SIZE
+    bad_check = args.check is not None and args.check < 1
+    if not models or not batches or min(batches) < 1 or args.repeats < 1 or args.hw < 8 or bad_check:
         p.error("need models, batches >= 1, --repeats >= 1, --check >= 1 and --hw >= 8")
     args.batch_list = batches
+    args.digits_split = digits_split(args.hw, seed=args.seed, path=args.digits) if digits else None
 
     import torch
 
@@ -712,6 +861,8 @@ def main(argv: list[str] | None = None) -> int:
         "models": {},
         "rows": [],
     }
+    if digits:
+        result["method"].update(digits_method(args))
     print(f"adapter {dev.name} ({dev.backend}); cuda: {result['cuda']}; out {out}", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     it, say = _progress(models)
