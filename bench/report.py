@@ -77,6 +77,7 @@ def write_benchmarks_md(results_dir: Path, md_path: Path) -> None:
     if analysis.is_file():
         out += [analysis.read_text().rstrip(), ""]
     out += networks_md(results_dir)
+    out += untuned_md(results_dir)
     for f in files:
         r = json.loads(f.read_text())
         a = r["anchors"]
@@ -354,6 +355,44 @@ def networks_md(results_dir: Path) -> list[str]:
         for name, by_batch in rows.items():
             batches = [b for b in NETWORK_BATCHES if b in by_batch] or sorted(by_batch)[:1]
             out += breakdown_md(name, {b: by_batch[b] for b in batches})
+    return out
+
+
+def untuned_md(results_dir: Path) -> list[str]:
+    """The "Untuned against tuned" section from every <adapter>-untuned.json
+    (bench/probes/untuned.py) in `results_dir` ([] if none)."""
+    files = sorted(results_dir.glob("*-untuned.json"))
+    if not files:
+        return []
+    out = [
+        "## Untuned defaults against tuned choices, whole networks",
+        "",
+        "Written from `bench/results/*-untuned.json`, the results of `bench/probes/untuned.py`: the",
+        "whole forward's GPU time (median of the rounds' medians, the three timed in turns) with the",
+        "planner's defaults (no shipped table, empty cache), with the table shipped for the adapter,",
+        "and after `net.tune(shape, force=True)` measured every conv on the adapter. The target:",
+        "untuned within 10% of tuned (untuned / tuned <= 1.10).",
+        "",
+    ]
+    for f in files:
+        r = json.loads(f.read_text())
+        code = r.get("code") or {}
+        out += [
+            f"### {r['adapter']} ({r['backend']}), {r['created'][:10]}",
+            "",
+            f"`bench/results/{f.name}`; input {r['hw']}x{r['hw']}, {r['rounds']} rounds of {r['repeats']} "
+            f"repeats; code: {code.get('commit', 'not recorded')}{'; ' + code['note'] if code.get('note') else ''}.",
+            "",
+            "| model | batch | convs | untuned us | shipped us | tuned us | untuned / tuned | shipped / tuned | tuning took s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in r["rows"]:
+            out.append(
+                f"| {row['model']} | {row['batch']} | {row['convs']} | {us(row['untuned_s'])} | {us(row['shipped_s'])} | "
+                f"{us(row['tuned_s'])} | {fmt(row['untuned_over_tuned'], '.3f')} | {fmt(row['shipped_over_tuned'], '.3f')} | "
+                f"{fmt(row['tune_s'], '.0f')} |"
+            )
+        out.append("")
     return out
 
 
