@@ -260,6 +260,23 @@ def compile_forward(
     return compiled
 
 
+def step_lines(steps: Sequence[Step], shapes: dict[str, tuple[int, int, int, int]]) -> list[str]:
+    """One line per step for `print(net)`: kind, shapes (value names where `shapes` is empty),
+    detail and method, output quantization, graph source."""
+    lines = []
+    for i, s in enumerate(steps):
+        ins = ", ".join(str(list(shapes[v])) if shapes else v for v in s.inputs)
+        out = str(list(shapes[s.output])) if shapes else s.output
+        detail = s.detail
+        if isinstance(s.op, ConvOp) and shapes:
+            detail = f"{detail} {s.op.method(shapes[s.inputs[0]])}".strip()
+        lines.append(
+            f"  {i:3d} {s.kind:<20} {ins} -> {out}  {detail}  "
+            f"out scale {s.scale:.6g} zp {s.zero_point}  [{s.source}]"
+        )
+    return lines
+
+
 def tune_steps(
     steps: Sequence[Step], shapes: dict[str, tuple[int, int, int, int]], *, force: bool = False
 ) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from .forward import (
     compile_forward,
     forward_gpu_times,
     fuse_residual_adds,
+    step_lines,
     tune_steps,
 )
 from .layouts import packed_words, unpack
@@ -138,16 +139,7 @@ class Net:
             f"{list(shape) if shape else '[N, C, H, W]'} quantized with scale {self.input_scale:.6g} zero point "
             f"{self.input_zero_point}"
         ]
-        for i, s in enumerate(self.steps):
-            ins = ", ".join(str(list(shapes[v])) if shapes else v for v in s.inputs)
-            out = str(list(shapes[s.output])) if shapes else s.output
-            detail = s.detail
-            if isinstance(s.op, ConvOp) and shapes:
-                detail = f"{detail} {s.op.method(shapes[s.inputs[0]])}".strip()
-            lines.append(
-                f"  {i:3d} {s.kind:<20} {ins} -> {out}  {detail}  "
-                f"out scale {s.scale:.6g} zp {s.zero_point}  [{s.source}]"
-            )
+        lines += step_lines(self.steps, shapes)
         return "\n".join(lines)
 
     # ---- compiling -------------------------------------------------------------------------
