@@ -125,7 +125,7 @@ class Net:
         if len(shape) != 4:
             raise ValueError(f"x must be [N, C, H, W] (4 dimensions), got shape {tuple(shape)}")
         n, c, h, w = (int(v) for v in shape)
-        if c != self.input_channels:
+        if self.input_channels and c != self.input_channels:  # 0: not known (any; the ops check)
             raise ValueError(f"x has {c} channels; this net takes {self.input_channels} (x is [N, C, H, W])")
         if min(n, h, w) < 1:
             raise ValueError(f"x has an empty dimension: shape {tuple(shape)}")

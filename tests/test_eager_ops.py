@@ -293,3 +293,30 @@ def test_quantized_sigmoid_module_takes_its_own_parameters(device, engine):
         np.random.default_rng(6).standard_normal((8, 3, 32, 32)).astype(np.float32),
         "net/eager/nnq.Sigmoid",
     )
+
+
+class _ActivationFirst(nn.Module):
+    """An eager model whose input goes into an activation before any conv (the importer cannot
+    learn the input's channel count from a conv's in_channels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quant, self.dequant = torch.ao.quantization.QuantStub(), torch.ao.quantization.DeQuantStub()
+        self.act = nn.Hardswish()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dequant(self.conv(self.act(self.quant(x))))
+
+
+@pytest.mark.parametrize("engine", ["x86"], indirect=True)
+def test_input_into_an_activation_first(device, engine):
+    """The channel count is then unknown to the import: the net takes the input the ops accept
+    (here 3 channels) and the conv refuses another count, naming itself."""
+    torch.manual_seed(0)
+    m = _converted(_ActivationFirst(), engine)
+    net = q8.from_torch(m, device=device)
+    x = np.random.default_rng(2).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    _compare(net, m, x, "net/eager/activation-first")
+    with pytest.raises(ValueError, match="conv2d .*channels"):
+        net(np.zeros((1, 5, 8, 8), np.float32))
