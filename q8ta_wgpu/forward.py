@@ -283,16 +283,29 @@ def tune_steps(
     """Each conv step's method and GEMM configuration for its input of `shapes`, measured on its
     device (`tuning.tune`: kept in the per-user cache, so later plans and processes take it;
     `force`: measured again where a choice is cached or shipped); returns each conv's choice."""
-    out = []
+    convs = []
     for s in steps:
-        if not isinstance(s.op, ConvOp):
-            continue
+        if isinstance(s.op, ConvOp):
+            geo = kernel_geometry(s.op.conv.geometry(shapes[s.inputs[0]]), "4W4C")
+            key = tuning.shape_key(s.op.conv, geo, "4W4C")
+            # what each shape had before any is measured (convs of one shape share a choice)
+            convs.append((s, geo, key, tuning.lookup(s.op.conv.device, key)))
+    out = []
+    for s, geo, key, previous in convs:
         conv = s.op.conv
-        geo = kernel_geometry(conv.geometry(shapes[s.inputs[0]]), "4W4C")
         choice = tuning.tune(conv, geo, "4W4C", force_measure=force)
         conv._plans.clear()  # planned again: QConv2d.plan takes the cached choice
-        out.append({"step": s.source, "kind": s.kind, **choice})
+        out.append({"step": s.source, "kind": s.kind, **choice, "key": key, "previous": previous})
     return out
+
+
+def restore_choices(steps: Sequence[Step], tuned: Sequence[dict[str, Any]]) -> None:
+    """Put back the choices `tune_steps` found before it measured (`tuned`, its result; where
+    there was none, none), so the convs plan as they did before."""
+    convs = [s.op.conv for s in steps if isinstance(s.op, ConvOp)]
+    for conv, t in zip(convs, tuned, strict=True):
+        tuning.store(conv.device, t["key"], t["previous"])
+        conv._plans.clear()
 
 
 def forward_gpu_times(

@@ -31,6 +31,7 @@ from .forward import (
     compile_forward,
     forward_gpu_times,
     fuse_residual_adds,
+    restore_choices,
     step_lines,
     tune_steps,
 )
@@ -266,17 +267,32 @@ class Net:
         return y.reshape(y.shape[: self.output.rank]) if self.output.rank == 2 else y
 
     # ---- tuning ----------------------------------------------------------------------------
-    def tune(self, shape: tuple[int, ...], *, force: bool = False) -> list[dict[str, Any]]:
+    def tune(self, shape: tuple[int, ...], *, force: bool = False, repeats: int = 20) -> dict[str, Any]:
         """Measure, for inputs of NCHW `shape` on this adapter, each conv's method and GEMM
-        configuration (every candidate timed with GPU timestamps: seconds to minutes) and run
-        the fastest from now on; the choices go to the per-user tuning cache (q8ta_wgpu.tuning:
-        keyed by adapter, driver and package version), so later nets and processes take them
-        without measuring. `force`: measure again where a choice is cached or shipped. Returns
-        each conv's choice ({"step", "kind", "method", "gemm", "time_s", ...})."""
+        configuration (every candidate timed with GPU timestamps: seconds to minutes) and keep
+        them if the whole forward pass runs faster with them than before (median of `repeats`
+        timings each; choices fastest alone can lose inside a network: on the H200 the untuned
+        defaults beat them by up to 10% at batch 1, bench/probes/untuned.py), else put back
+        what ran before. Choices live in the per-user tuning cache (q8ta_wgpu.tuning: keyed by
+        adapter, driver and package version), so later nets and processes take them without
+        measuring. `force`: measure again where a choice is cached or shipped. Returns
+        {"choices": each conv's ({"step", "kind", "method", "gemm", "time_s", ...}),
+        "before_s", "after_s" (whole forward GPU time), "kept"}."""
         with self.device.lock:
+            before = self._whole_s(shape, repeats)
             choices = tune_steps(self.steps, self.shapes(shape), force=force)
             self._compiled.clear()
-        return choices
+            after = self._whole_s(shape, repeats)
+            kept = after <= before
+            if not kept:
+                restore_choices(self.steps, choices)
+                self._compiled.clear()
+        return {"choices": choices, "before_s": before, "after_s": after, "kept": kept}
+
+    def _whole_s(self, shape: tuple[int, ...], repeats: int) -> float:
+        """Median GPU time of the whole forward pass for inputs of `shape` (as `tune` compares)."""
+        passes = self.compile(shape).passes()
+        return float(np.median(self.device.time_passes(passes, repeats=repeats, warm_s=0.2, whole=True)))
 
     # ---- timing ----------------------------------------------------------------------------
     def gpu_times(self, shape: tuple[int, ...], *, repeats: int = 20, warm_s: float = 0.5) -> dict[str, Any]:

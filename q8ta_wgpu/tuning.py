@@ -118,14 +118,23 @@ def forget() -> None:
         _memory.clear()
 
 
-def store(dev: Any, key: str, choice: dict[str, Any]) -> None:
+def store(dev: Any, key: str, choice: dict[str, Any] | None) -> None:
+    """Keep `choice` for shape `key` on this adapter, in memory and in the cache file; None
+    drops the key from both (the planner's default plans it again)."""
     with _lock:
         ak = adapter_key(dev)
-        _memory.setdefault(ak, {})[key] = choice
+        mem = _memory.setdefault(ak, {})
+        if choice is None:
+            mem.pop(key, None)
+        else:
+            mem[key] = choice
         path = cache_path()
         try:
             data = _load()
-            data.setdefault(ak, {})[key] = choice
+            if choice is None:
+                data.get(ak, {}).pop(key, None)
+            else:
+                data.setdefault(ak, {})[key] = choice
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True))

@@ -206,7 +206,10 @@ def test_net_tune_measures_every_conv_and_later_nets_take_the_choices(device, fr
     net = q8.from_torch(m, device=device)
     x = np.random.default_rng(2).standard_normal((2, 3, 16, 16)).astype(np.float32)
     before = net.run_int8(x)
-    choices = net.tune(x.shape)
+    monkeypatch.setattr(net, "_whole_s", lambda shape, repeats: 1.0)  # tuned: as fast: kept
+    result = net.tune(x.shape)
+    assert result["kept"] and result["before_s"] == result["after_s"] == 1.0
+    choices = result["choices"]
     convs = [s for s in net.steps if s.kind.startswith(("conv2d", "linear"))]
     assert [c["step"] for c in choices] == [s.source for s in convs]
     assert all(c["time_s"] > 0 and c["method"] in planner.METHODS for c in choices)
@@ -219,5 +222,33 @@ def test_net_tune_measures_every_conv_and_later_nets_take_the_choices(device, fr
 
     monkeypatch.setattr(tuning, "_time_all", no_measuring)
     again = q8.from_torch(m, device=device)
-    assert again.tune(x.shape) == choices
+    strip = lambda cs: [{k: v for k, v in c.items() if k != "previous"} for c in cs]  # noqa: E731
+    assert strip(again.tune(x.shape)["choices"]) == strip(choices)
     np.testing.assert_array_equal(again.run_int8(x), net.run_int8(x))
+
+
+def test_net_tune_puts_back_what_ran_before_when_the_net_gets_slower(device, fresh_cache, monkeypatch):
+    """Choices fastest alone can lose inside a network: when the whole forward pass is slower
+    with them, `Net.tune` puts back the choices that were there before (none: the cache holds
+    nothing again) and the net plans as before."""
+    import torch
+
+    from .helpers import pt2e_int8
+
+    m = pt2e_int8(q8.models.build("tiny_resnet"), q8.Q8taQuantizer(), torch.randn(2, 3, 16, 16))
+    net = q8.from_torch(m, device=device)
+    shape = (1, 3, 16, 16)
+    methods = {
+        s.source: s.op.method(net.shapes(shape)[s.inputs[0]]) for s in net.steps if hasattr(s.op, "conv")
+    }
+    times = iter([1.0, 2.0])  # before, after: slower
+    monkeypatch.setattr(net, "_whole_s", lambda shape, repeats: next(times))
+    result = net.tune(shape)
+    assert not result["kept"] and result["after_s"] > result["before_s"]
+    assert all(c["previous"] is None for c in result["choices"]), [c["previous"] for c in result["choices"]]
+    (choices,) = json.loads(fresh_cache.read_text()).values()
+    assert choices == {}, "the cache holds nothing again"
+    net.compile(shape)
+    assert methods == {
+        s.source: s.op.method(net.shapes(shape)[s.inputs[0]]) for s in net.steps if hasattr(s.op, "conv")
+    }
