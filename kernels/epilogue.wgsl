@@ -3,11 +3,13 @@
 // residual add. The including file declares `chan` (per-channel records), `o` (output words),
 // `od` (output TensorDesc), `p` (GemmParams), and `res` (residual words) with `rd` (its
 // TensorDesc: the output's shape, layout and windowing, the residual's zero point), which only
-// p.res_on != 0 reads (else they are bound to a placeholder).
+// RESIDUAL reads (else they are bound to a placeholder). RESIDUAL is an override constant, not
+// a uniform, so that the convs without a residual compile without its code (a uniform branch
+// left in cost lavapipe 2-10% a conv).
 //   adj = acc - zp_in*wsum; y = adj*scale + bias; relu; q = clamp(rint(y*inv_s_out) + zp_out)
 //   relu6: q = min(q, q_max) with q_max = the quantized 6 (the host's float32 rint(6*inv_s_out) +
 //   zp_out): rounding is monotonic, so this equals clamping y at 6 before requantizing.
-//   residual (res_on): the add of kernels/add_q8.wgsl after q, bit for bit as a separate add
+//   residual (RESIDUAL): the add of kernels/add_q8.wgsl after q, bit for bit as a separate add
 //   pass would compute it from q's bytes: y2 = f32(q - zp_out)*s_a + f32(r - rd.zp)*s_b (the
 //   operands in the graph's order: res_first puts the residual first), add_relu, then
 //   q2 = clamp(rint(y2*add_inv_s_out) + od.zp, -128, add_q_max). od.zp is then the add's output
@@ -16,6 +18,8 @@
 // K_per_group < 2^16 columns (the host checks).
 // #include "struct_gemm_params.wgsl"
 // #include "struct_chan.wgsl"
+
+override RESIDUAL: bool = false;  // a residual add follows the requantization (res, rd)
 
 // Requantized channel `oc` (record ch) at 4 widths (acc = its 4 accumulators), as int8 values in
 // i32; widths whose bit in `valid` is false, and channels past C_out, give zp_out.
@@ -64,7 +68,7 @@ fn store_tile(mb: u32, c4: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3:
   // Word of width i = the 4 channels' bytes at width i.
   var wd = vec4<u32>(pack4xI8(vec4<i32>(q0.x, q1.x, q2.x, q3.x)), pack4xI8(vec4<i32>(q0.y, q1.y, q2.y, q3.y)),
                      pack4xI8(vec4<i32>(q0.z, q1.z, q2.z, q3.z)), pack4xI8(vec4<i32>(q0.w, q1.w, q2.w, q3.w)));
-  if (p.res_on != 0u) {
+  if (RESIDUAL) {
     wd = vec4<u32>(add_residual(vec4<i32>(q0.x, q1.x, q2.x, q3.x), n, c4, h, w0),
                    add_residual(vec4<i32>(q0.y, q1.y, q2.y, q3.y), n, c4, h, w0 + 1u),
                    add_residual(vec4<i32>(q0.z, q1.z, q2.z, q3.z), n, c4, h, w0 + 2u),

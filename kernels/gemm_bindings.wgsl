@@ -2,7 +2,7 @@
 // has, one declaration for gemm_q8.wgsl and the tiled GEMM (gemm_tiled_bindings.wgsl).
 // In:  `a` (A in 4W4C blocks, or a 4W4C activation), `wts` (prepacked weights), `chan`
 //      (epilogue records), `od`/`p` (output TensorDesc, GemmParams), `res`/`rd` (the residual
-//      epilogue.wgsl adds when p.res_on; else a placeholder). Out: `o`, the output tensor.
+//      epilogue.wgsl adds when RESIDUAL; else a placeholder). Out: `o`, the output tensor.
 @group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> wts: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> chan: array<Chan>;

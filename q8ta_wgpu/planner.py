@@ -577,12 +577,12 @@ class Residual:
 
     def gemm_fields(self) -> dict[str, int | float]:
         """GemmParams' residual fields."""
-        return dict(res_on=1, res_first=int(self.residual_first), add_s_a=self.s_a, add_s_b=self.s_b,
+        return dict(res_first=int(self.residual_first), add_s_a=self.s_a, add_s_b=self.s_b,
                     add_inv_s_out=self.inv_s_out, add_relu=int(self.relu), add_q_max=self.q_max)  # fmt: skip
 
 
 _NO_RESIDUAL: dict[str, int | float] = dict(
-    res_on=0, res_first=0, add_s_a=0.0, add_s_b=0.0, add_inv_s_out=0.0, add_relu=0, add_q_max=127
+    res_first=0, add_s_a=0.0, add_s_b=0.0, add_inv_s_out=0.0, add_relu=0, add_q_max=127
 )
 
 
@@ -673,7 +673,8 @@ def plan_passes(
             gp = UniformData.of(gemm_params(conv, geo, base, count, k4, residual=residual))
             outs = out_binds(ch.y_win, y_base)
             small = geo.KH * geo.KW <= DEPTHWISE_UNROLL_TAPS["cpu" if limits.on_cpu else "gpu"]
-            consts = {"WG": DEPTHWISE_WG, "KH": geo.KH if small else 0, "KW": geo.KW if small else 0}
+            consts = {"WG": DEPTHWISE_WG, "KH": geo.KH if small else 0, "KW": geo.KW if small else 0,
+                      "RESIDUAL": residual is not None}  # fmt: skip
             res: dict[str, Resource] = {
                 "x": x_bind, "wts": Bound("weights_dw"), "chan": chan, "o": y_bind, "od": outs["od"],
                 "p": gp, "xd": in_desc, "cv": cp, "res": outs["res"], "rd": outs["rd"],
@@ -764,11 +765,13 @@ def _gemm_specs(
     gp = UniformData.of(gemm_params(conv, geo, base, count, k4_row, splits, kspan, g_base, residual))
     res: dict[str, Resource] = {"a": a_bind, "wts": weights, "chan": chan, "o": y_bind, "od": outs["od"],
                                 "p": gp, "res": outs["res"], "rd": outs["rd"]}  # fmt: skip
+    fused = {"RESIDUAL": residual is not None}  # the epilogue's residual add, compiled in or out
     if cfg.kernel == "gemm_q8.wgsl":
         threads = -(-count // consts["TM"]) * -(-c4_out // consts["TN"])
-        return [_spec("gemm_q8.wgsl", consts, res, limits.workgroups(-(-threads // consts["WG"])), "gemm_q8")]
+        wgs = limits.workgroups(-(-threads // consts["WG"]))
+        return [_spec("gemm_q8.wgsl", {**consts, **fused}, res, wgs, "gemm_q8")]
     partial = splits > 1
-    gemm_consts: dict[str, int | bool] = {**consts, "PARTIAL": partial, "IMPLICIT": implicit}
+    gemm_consts: dict[str, int | bool] = {**consts, "PARTIAL": partial, "IMPLICIT": implicit, **fused}
     tk = tiled_kernel(cfg.kernel, consts)
     c4_pg = c4_out if geo.groups == 1 else geo.C_out_per_group // 4
     grid = (
@@ -792,5 +795,5 @@ def _gemm_specs(
                                     "res": outs["res"], "rd": outs["rd"]}  # fmt: skip
     return [
         _spec(cfg.kernel, gemm_consts, res, grid, "gemm_q8_implicit(split-K)" if implicit else "gemm_q8_tiled(split-K)"),
-        _spec("gemm_q8_splitk.wgsl", {"WG": 64}, red_res, limits.workgroups(-(-count * c4_out // 64)), "gemm_q8_splitk"),
+        _spec("gemm_q8_splitk.wgsl", {"WG": 64, **fused}, red_res, limits.workgroups(-(-count * c4_out // 64)), "gemm_q8_splitk"),
     ]  # fmt: skip

@@ -124,7 +124,6 @@ GEMM_PARAMS = UniformStruct(
         ("kspan", "u32", "split-K: k-blocks per slice"),
         ("g_base", "u32", "first group of this dispatch's channels"),
         ("q_max", "i32", "upper clamp of the output (relu6's quantized 6; else 127)"),
-        ("res_on", "u32", "1: a residual add follows the requantization (epilogue.wgsl)"),
         ("res_first", "u32", "1: the residual is the add's first operand"),
         ("add_s_a", "f32", "the add's first operand's scale"),
         ("add_s_b", "f32", "the add's second operand's scale"),

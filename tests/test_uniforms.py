@@ -53,7 +53,7 @@ def test_pack_and_get_by_name():
         **{n: i for i, (n, t, _) in enumerate(GEMM_PARAMS.fields) if t != "f32"},
         **floats | {"inv_s_out": 0.25},
     )
-    assert words.dtype == np.uint32 and words.size == GEMM_PARAMS.words == 28
+    assert words.dtype == np.uint32 and words.size == GEMM_PARAMS.words == 24
     assert GEMM_PARAMS.get(words, "add_s_b") == floats["add_s_b"] != 0
     assert GEMM_PARAMS.get(words, "k4_pg") == 3 and GEMM_PARAMS.get(words, "inv_s_out") == 0.25
     assert words[12] == np.float32(0.25).view(np.uint32)  # the f32 field's bits
