@@ -145,3 +145,30 @@ def test_net_with_fusion_gives_the_bytes_without(device, model):
         got = cut.run_int8(x.numpy())
         cut.fuse = False
         assert_within_1lsb(got, cut.run_int8(x.numpy()), f"{model} {s.source}: fused vs unfused", exact=True)
+
+
+def test_fused_conv_reading_the_net_input_in_both_calls(device):
+    """add(conv(x), x) with x the net's input: the fused step reads the input twice (as the
+    conv's input and as the residual), in numpy calls and in QTensor runs (whose input is
+    bound per call): the bytes of the unfused net."""
+    import torch
+
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(8, 8, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(self.conv(x) + x)
+
+    torch.manual_seed(1)
+    m = pt2e_int8(Block().eval(), q8.Q8taQuantizer(), torch.randn(2, 8, 9, 11))
+    net = q8.from_torch(m, device=device)
+    assert [s.kind for s in net.steps] == ["conv2d+add"] and net.steps[0].inputs == (net.input_name,) * 2
+    x = np.random.default_rng(3).standard_normal((3, 8, 9, 11)).astype(np.float32)
+    qx = q8.quantize_to_qtensor(x, net.input_scale, net.input_zero_point, device=device)
+    fused, fused_run = net.run_int8(x), net.run(qx).numpy()
+    net.fuse = False
+    assert_within_1lsb(fused, net.run_int8(x), "input-residual: fused vs unfused", exact=True)
+    assert_within_1lsb(fused_run, net.run(qx).numpy(), "input-residual run: fused vs unfused", exact=True)
+    assert len(np.unique(fused)) > 16
