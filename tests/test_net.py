@@ -14,7 +14,7 @@ import pytest
 
 import q8ta_wgpu as q8
 
-from .helpers import LSB_REPORT, pt2e_int8
+from .helpers import LSB_REPORT, pt2e_int8, random_bn
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -24,14 +24,7 @@ warnings.filterwarnings("ignore", category=UserWarning)
 
 
 # ---- models built in the test: random weights, random BN statistics ----------------------------
-def _bn(c: int, gen: torch.Generator) -> nn.BatchNorm2d:
-    bn = nn.BatchNorm2d(c)
-    with torch.no_grad():
-        bn.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-        bn.bias.copy_(torch.randn(c, generator=gen) * 0.2)
-        bn.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
-        bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-    return bn
+_bn = random_bn
 
 
 class BasicBlock(nn.Module):
