@@ -74,6 +74,20 @@ def test_demo(device) -> None:  # noqa: ARG001
     assert "result    OK" in p.stdout and "max |gpu - reference|" in p.stdout
 
 
+def test_demo_model_checks_and_tunes_a_network(device, tmp_path, monkeypatch) -> None:  # noqa: ARG001
+    """`demo --model tiny_resnet --tune`: a whole built-in network checked against PyTorch, then
+    tuned on this adapter into the tuning cache named by the environment."""
+    cache = tmp_path / "tuning.json"
+    monkeypatch.setenv("Q8TA_WGPU_TUNING_CACHE", str(cache))
+    r = run_cli("demo", "--model", "tiny_resnet", "--hw", "16", "--batch", "2", "--tune")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "result    OK" in r.stdout and "conv2d+add" in r.stdout, r.stdout
+    tune = next(line for line in r.stdout.splitlines() if line.startswith("tune"))
+    assert "convs measured" in tune and "ms GPU" in tune, tune
+    if "kept (in the tuning cache)" in tune:
+        assert json.loads(cache.read_text()), "kept choices are in the cache"
+
+
 def test_verify_quick(device) -> None:  # noqa: ARG001
     p = run_cli("verify", "--quick")
     assert p.returncode == cli.EXIT_OK, _out(p)
