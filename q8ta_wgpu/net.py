@@ -75,7 +75,6 @@ class Net:
         self.input_channels = int(input_channels)
         self.device = get_device(device)
         self.example_shape = tuple(example_shape) if example_shape else None
-        self.output = self.steps[-1]
         known = {input_name}
         for s in self.graph_steps:
             missing = [v for v in s.inputs if v not in known]
@@ -86,6 +85,12 @@ class Net:
         self._fits: dict[tuple, int] = {}  # batch_that_fits per (sample shape, binding size)
         self._fuse = False
         self.fuse = fuse
+
+    @property
+    def output(self) -> Step:
+        """The step that writes the net's output (of the steps that run: a fused one where the
+        graph's last op is a fused add)."""
+        return self.steps[-1]
 
     @property
     def fuse(self) -> bool:

@@ -172,3 +172,31 @@ def test_fused_conv_reading_the_net_input_in_both_calls(device):
     assert_within_1lsb(fused, net.run_int8(x), "input-residual: fused vs unfused", exact=True)
     assert_within_1lsb(fused_run, net.run(qx).numpy(), "input-residual run: fused vs unfused", exact=True)
     assert len(np.unique(fused)) > 16
+
+
+def test_net_ending_in_a_fused_add_runs_qtensors(device):
+    """A net whose last step is a fused add (not reading the net's input): `net.run(qt)` writes
+    the fused step into the run's own output tensor, as the numpy call does."""
+    import torch
+
+    class Tail(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(4, 8, 3, padding=1)
+            self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.conv1(x))
+            return self.conv2(y) + y
+
+    torch.manual_seed(2)
+    m = pt2e_int8(Tail().eval(), q8.Q8taQuantizer(), torch.randn(2, 4, 7, 9))
+    net = q8.from_torch(m, device=device)
+    assert net.steps[-1].kind == "conv2d+add"
+    x = np.random.default_rng(4).standard_normal((2, 4, 7, 9)).astype(np.float32)
+    qx = q8.quantize_to_qtensor(x, net.input_scale, net.input_zero_point, device=device)
+    want = net.run_int8(x)
+    first, second = net.run(qx), net.run(qx)
+    assert_within_1lsb(first.numpy(), want, "fused tail: run vs numpy call", exact=True)
+    assert_within_1lsb(second.numpy(), want, "fused tail: second run", exact=True)
+    assert first.buffer is not second.buffer
