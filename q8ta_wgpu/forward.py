@@ -32,11 +32,17 @@ class NetOp(Protocol):
 
 class ConvOp:
     """A QConv2d as a net op (a linear layer is a 1x1 conv over [N, K, 1, 1]); with `residual`,
-    an add fused into its epilogue: inputs (x, the residual), output the add's."""
+    an add fused into its epilogue: inputs (x, the residual), output the add's. `add` (the
+    QAdd fused, the conv computing its operand a when conv_is_a): run as two passes where the
+    residual's layout is not the output's (a QTensor input of another layout, `Net.run`)."""
 
-    def __init__(self, conv: QConv2d, residual: Residual | None = None) -> None:
+    def __init__(
+        self, conv: QConv2d, residual: Residual | None = None, add: QAdd | None = None, conv_is_a: bool = True
+    ) -> None:
         self.conv = conv
         self.residual = residual
+        self.add, self.conv_is_a = add, conv_is_a
+        self._scratch: dict[tuple[int, ...], QTensor] = {}  # the conv's output, for the two passes
 
     def output_shape(self, *input_shapes: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         return self.conv.geometry(input_shapes[0]).output_shape
@@ -53,16 +59,31 @@ class ConvOp:
         x = inputs[0]
         if out.layout != self.conv.output_layout:
             raise ValueError(f"the conv writes {self.conv.output_layout}, out is {out.layout}")
-        plan = self.conv.plan(x.shape, x.layout, False, self.residual)
         if self.residual is None:
-            return plan.passes(self.conv.device, x.buffer, out.buffer)
+            return self.conv.plan(x.shape, x.layout, False).passes(self.conv.device, x.buffer, out.buffer)
         r = inputs[1]
+        if r.layout != out.layout and self.add is not None and r.shape == out.shape:
+            return self._two_passes(x, r, out)
         if (r.shape, r.layout, r.zero_point) != (out.shape, out.layout, self.residual.zero_point):
             raise ValueError(
                 f"the residual {list(r.shape)} {r.layout} zero point {r.zero_point} must have the "
                 f"output's shape {list(out.shape)} and layout {out.layout}, zero point {self.residual.zero_point}"
             )
+        plan = self.conv.plan(x.shape, x.layout, False, self.residual)
         return plan.passes(self.conv.device, x.buffer, out.buffer, r.buffer)
+
+    def _two_passes(self, x: QTensor, r: QTensor, out: QTensor) -> list[Pass]:
+        """The conv into a scratch tensor, then the add pass (any layouts): the fused bytes."""
+        assert self.add is not None
+        conv, dev = self.conv, self.conv.device
+        shape = conv.geometry(x.shape).output_shape
+        y = self._scratch.get(shape)
+        if y is None:
+            buf = dev.buffer(4 * packed_words(shape, conv.output_layout), label="conv before its add")
+            y = QTensor(buf, shape, conv.output_layout, conv.output_scale, conv.output_zero_point, dev)
+            self._scratch[shape] = y
+        passes = conv.plan(x.shape, x.layout, False).passes(dev, x.buffer, y.buffer)
+        return passes + self.add.passes([y, r] if self.conv_is_a else [r, y], out)
 
 
 class FlattenOp:
@@ -134,7 +155,7 @@ def fuse_residual_adds(steps: Sequence[Step], keep: str) -> list[Step]:
             continue
         j, k = max(convs)
         c = steps[j]
-        op = ConvOp(c.op.conv, s.op.residual(conv_is_a=k == 0))
+        op = ConvOp(c.op.conv, s.op.residual(conv_is_a=k == 0), s.op, conv_is_a=k == 0)
         detail = f"{c.detail} + add{'' if s.op.activation == 'none' else ' ' + s.op.activation}"
         fused[i] = Step(f"{c.kind}+add", op, (c.inputs[0], s.inputs[1 - k]), s.output, s.scale,
                         s.zero_point, rank=s.rank, source=f"{c.source} + {s.source}", detail=detail)  # fmt: skip

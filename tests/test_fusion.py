@@ -167,10 +167,14 @@ def test_fused_conv_reading_the_net_input_in_both_calls(device):
     assert [s.kind for s in net.steps] == ["conv2d+add"] and net.steps[0].inputs == (net.input_name,) * 2
     x = np.random.default_rng(3).standard_normal((3, 8, 9, 11)).astype(np.float32)
     qx = q8.quantize_to_qtensor(x, net.input_scale, net.input_zero_point, device=device)
-    fused, fused_run = net.run_int8(x), net.run(qx).numpy()
+    # A QTensor input in another layout: the residual's layout is not the output's, so the step
+    # runs as its two passes (the conv into a scratch tensor, then the add).
+    q4c = q8.quantize_to_qtensor(x, net.input_scale, net.input_zero_point, layout="4C", device=device)
+    fused, fused_run, fused_4c = net.run_int8(x), net.run(qx).numpy(), net.run(q4c).numpy()
     net.fuse = False
     assert_within_1lsb(fused, net.run_int8(x), "input-residual: fused vs unfused", exact=True)
     assert_within_1lsb(fused_run, net.run(qx).numpy(), "input-residual run: fused vs unfused", exact=True)
+    assert_within_1lsb(fused_4c, fused_run, "input-residual run, 4C input: vs 4W4C input", exact=True)
     assert len(np.unique(fused)) > 16
 
 
