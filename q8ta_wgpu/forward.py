@@ -64,10 +64,13 @@ class ConvOp:
         r = inputs[1]
         if r.layout != out.layout and self.add is not None and r.shape == out.shape:
             return self._two_passes(x, r, out)
-        if (r.shape, r.layout, r.zero_point) != (out.shape, out.layout, self.residual.zero_point):
+        res = self.residual
+        r_scale = res.s_a if res.residual_first else res.s_b
+        if (r.shape, r.layout, r.zero_point, r.scale) != (out.shape, out.layout, res.zero_point, r_scale):
             raise ValueError(
-                f"the residual {list(r.shape)} {r.layout} zero point {r.zero_point} must have the "
-                f"output's shape {list(out.shape)} and layout {out.layout}, zero point {self.residual.zero_point}"
+                f"the residual {list(r.shape)} {r.layout} scale {r.scale} zero point {r.zero_point} must "
+                f"have the output's shape {list(out.shape)} and layout {out.layout}, and the add's "
+                f"scale {r_scale} and zero point {res.zero_point} for it"
             )
         plan = self.conv.plan(x.shape, x.layout, False, self.residual)
         return plan.passes(self.conv.device, x.buffer, out.buffer, r.buffer)

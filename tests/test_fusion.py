@@ -111,6 +111,9 @@ def test_residual_must_match_the_output(device):
     wrong = _qt(np.zeros((shape[0], shape[1], shape[2], shape[3] + 1), np.int8), 0.2, 1, device)
     with pytest.raises(ValueError, match="residual .* must have the output's shape"):
         op.passes([xt, wrong], out)
+    other_scale = _qt(np.zeros(shape, np.int8), 0.5, 1, device)
+    with pytest.raises(ValueError, match=r"the add's scale 0\.2"):
+        op.passes([xt, other_scale], out)
     with pytest.raises(ValueError, match="fused into QTensor calls only"):
         conv.plan(x.shape, "4W4C", True, op.residual)
 
