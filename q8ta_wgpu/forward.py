@@ -332,13 +332,18 @@ def restore_choices(steps: Sequence[Step], tuned: Sequence[dict[str, Any]]) -> N
         conv._plans.clear()
 
 
+def whole_gpu_times(device: Device, c: Compiled, *, repeats: int, warm_s: float) -> np.ndarray:
+    """GPU times (s, `repeats` of them) of compiled forward `c`, all its passes in one compute
+    pass as a call runs them (`Net.gpu_times`' whole_s, what `Net.tune` compares)."""
+    return device.time_passes(c.passes(), repeats=repeats, warm_s=warm_s, whole=True)[:, 0]
+
+
 def forward_gpu_times(
     device: Device, steps: Sequence[Step], c: Compiled, *, repeats: int, warm_s: float
 ) -> dict[str, Any]:
     """GPU time of compiled forward `c` (see `Net.gpu_times`)."""
-    passes = c.passes()
-    whole = device.time_passes(passes, repeats=repeats, warm_s=warm_s, whole=True)[:, 0]
-    each = device.time_passes(passes, repeats=max(3, repeats // 4))
+    whole = whole_gpu_times(device, c, repeats=repeats, warm_s=warm_s)
+    each = device.time_passes(c.passes(), repeats=max(3, repeats // 4))
     med = np.median(each, axis=0)
     i = len(c.quantize)
     per_step = []

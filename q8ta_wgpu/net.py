@@ -34,6 +34,7 @@ from .forward import (
     restore_choices,
     step_lines,
     tune_steps,
+    whole_gpu_times,
 )
 from .layouts import packed_words, unpack
 from .runtime import Device, Pass, get_device
@@ -296,8 +297,9 @@ class Net:
 
     def _whole_s(self, shape: tuple[int, ...], repeats: int) -> float:
         """Median GPU time of the whole forward pass for inputs of `shape` (as `tune` compares)."""
-        passes = self.compile(shape).passes()
-        return float(np.median(self.device.time_passes(passes, repeats=repeats, warm_s=0.2, whole=True)))
+        return float(
+            np.median(whole_gpu_times(self.device, self.compile(shape), repeats=repeats, warm_s=0.2))
+        )
 
     # ---- timing ----------------------------------------------------------------------------
     def gpu_times(self, shape: tuple[int, ...], *, repeats: int = 20, warm_s: float = 0.5) -> dict[str, Any]:
