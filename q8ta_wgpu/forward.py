@@ -136,6 +136,11 @@ class Step:
     detail: str = ""
 
 
+def _plain_conv(step: Step) -> bool:
+    """A conv step without a fused add (one that can take one)."""
+    return isinstance(step.op, ConvOp) and step.op.residual is None
+
+
 def fuse_residual_adds(steps: Sequence[Step], keep: str) -> list[Step]:
     """`steps` with each add of a conv's output that only the add reads (not value `keep`, the
     net's output) made one step: the conv with the add in its epilogue (planner.Residual: the
@@ -146,14 +151,14 @@ def fuse_residual_adds(steps: Sequence[Step], keep: str) -> list[Step]:
     fused: dict[int, Step] = {}
     gone: set[int] = set()
     for i, s in enumerate(steps):
-        if s.kind != "add" or not isinstance(s.op, QAdd) or s.inputs[0] == s.inputs[1]:
+        if not isinstance(s.op, QAdd):
             continue
-        convs = []
-        for k, v in enumerate(s.inputs):
-            j = producer.get(v, -1)
-            ok = j >= 0 and j not in gone and j not in fused and uses[v] == 1 and v != keep
-            if ok and isinstance(steps[j].op, ConvOp) and steps[j].op.residual is None:
-                convs.append((j, k))
+        # An operand read once (by this add alone) cannot have been fused into another add.
+        convs = [
+            (producer[v], k)
+            for k, v in enumerate(s.inputs)
+            if v in producer and uses[v] == 1 and v != keep and _plain_conv(steps[producer[v]])
+        ]
         if not convs:
             continue
         j, k = max(convs)
