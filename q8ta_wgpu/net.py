@@ -198,7 +198,11 @@ class Net:
         x = self._float_input(x)
         n_fit = self.batch_that_fits(x.shape)
         if n_fit < x.shape[0]:  # samples are independent: run the batch in parts that fit
-            return np.concatenate([self.run_int8(x[i : i + n_fit]) for i in range(0, x.shape[0], n_fit)])
+            return np.concatenate([self._run_int8(x[i : i + n_fit]) for i in range(0, x.shape[0], n_fit)])
+        return self._run_int8(x)
+
+    def _run_int8(self, x: np.ndarray) -> np.ndarray:
+        """run_int8 of a checked float32 input whose batch fits (`batch_that_fits`)."""
         dev = self.device
         with dev.lock:
             c = self.compile(x.shape)
