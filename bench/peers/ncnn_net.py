@@ -88,8 +88,9 @@ REPORTED_OPTIONS = (*SPEED_OPTIONS, "use_vulkan_compute", "use_bf16_storage", "n
 
 WALL_INCLUDES = (
     "median wall time (perf_counter) of one inference of each of the batch's N images, run one "
-    "after the other (ncnn has no batch dimension), after warm-up: per image a new extractor, "
-    "input of a host float32 Mat (copied into an ncnn Mat beforehand), extract of the output "
+    "after the other (ncnn has no batch dimension), after warm-up, numpy float32 in and out as "
+    "net(x): per image the host float32 copied into an ncnn Mat, a new extractor, input, extract "
+    "of the output and its copy into numpy "
     "(ncnn records every layer's commands on the host, uploads the input, submits, waits for "
     "the GPU and downloads the output). The Python binding has no VkMat / VkCompute, so the "
     "input upload, the command recording and the output download are in the figure: it is no "
@@ -535,15 +536,10 @@ class NcnnNet:
         return np.stack(outs).reshape(len(x), *self.model.output_shape)
 
     def wall_time(self, x: np.ndarray, *, repeats: int = 30, warmup: int = 3, warm_s: float = 0.2) -> dict:
-        """Median (min, max) wall time of one call on x's N images, each its own inference; see
-        WALL_INCLUDES for what it includes (no GPU timestamps: the Python API has none)."""
-        mats = [self.mat(np.asarray(img, dtype=np.float32)) for img in x]
-
-        def call() -> None:
-            for m in mats:
-                self.run_mat(m)
-
-        return median_wall(call, repeats, warmup, warm_s)
+        """Median (min, max) wall time of one call on x's N images, each its own inference,
+        numpy float32 in and out as net(x) (`__call__`); see WALL_INCLUDES for what it includes
+        (no GPU timestamps: the Python API has none)."""
+        return median_wall(lambda: self(x), repeats, warmup, warm_s)
 
 
 def floor_model(shape: tuple[int, ...]) -> NcnnModel:
@@ -612,7 +608,7 @@ def ncnn_int8(net: Any, x: np.ndarray, *, repeats: int = 30, warm_s: float = 0.2
         got = runner(x)
         want = np.asarray(net(x), dtype=np.float32)
         t = runner.wall_time(x, repeats=repeats, warm_s=warm_s)
-        floor = NcnnNet(floor_model(x.shape), gpu_name=name).wall_time(x, repeats=repeats, warm_s=0.0)
+        floor = NcnnNet(floor_model(x.shape), gpu_name=name).wall_time(x, repeats=repeats, warm_s=warm_s)
         out.update(
             ncnn_int8_wall_s=t["median"],
             ncnn_int8_wall_stats=t,
