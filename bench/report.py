@@ -228,14 +228,18 @@ def fusion_table(r: dict[str, Any]) -> list[str]:
     out = [
         "#### Residual adds fused into the conv epilogue",
         "",
-        "The same net with `net.fuse = False` (each add a pass of its own), timed after the fused one",
-        "in the same run; same bytes: the outputs of both on the exactness inputs compared.",
+        "The same graph with each add a pass of its own (`fuse=False`), against the fused net in the",
+        "same run: rows with `fusion` timed the two in turns (whole forward, median of the turns);",
+        "older rows timed the unfused net once after the fused one (the fused column is then gpu_s).",
+        "Same bytes: the outputs of both on the exactness inputs compared.",
         "",
         "| model | batch | adds fused | GPU us fused | GPU us unfused | saved us | saved per add us | same bytes |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
-        fused, unfused, n = row["gpu_s"], row["gpu_unfused_s"], row.get("fused_adds") or 0
+        turns = row.get("fusion") or {}
+        fused, unfused = turns.get("fused_s", row["gpu_s"]), turns.get("unfused_s", row["gpu_unfused_s"])
+        n = row.get("fused_adds") or 0
         saved = unfused - fused
         out.append(
             f"| {row['model']} | {row['batch']} | {n} | {us(fused)} | {us(unfused)} | {fmt(1e6 * saved, '+.1f')} | "
