@@ -162,7 +162,9 @@ def demo_network(args: argparse.Namespace) -> int:
         g = net.gpu_times(x.shape, repeats=3, warm_s=0.0)
         line += f", {g['whole_s'] * 1e3:.2f} ms GPU"
     print(line)
-    if args.tune:  # per conv on this adapter, kept where the whole net gets faster (Net.tune)
+    if args.tune and not dev.has_timestamps:
+        print(f"tune      not run: {dev.name} has no GPU timestamps (timestamp-query), which tuning needs")
+    elif args.tune:  # per conv on this adapter, kept where the whole net gets faster (Net.tune)
         t0 = time.perf_counter()
         tuned = net.tune(x.shape)
         print(
