@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .torch_import import Pending, QVal, UnsupportedError, _arg, _Host, _pair
-from .torch_interop import quantized_weight
+from .torch_import import Pending, QVal, UnsupportedError, Weight, _arg, _Host, _pair
 
 
 class _EagerResample(_Host):
@@ -29,6 +28,8 @@ class _EagerResample(_Host):
 
         def qinput(self, node: Any, i: int = 0) -> QVal: ...
         def bias(self, mod: Any) -> Any: ...
+        def weight(self, mod: Any, name: str) -> Weight: ...
+        def out(self, p: Pending, mod: Any, node: Any) -> QVal: ...
 
     def moved(self, node: Any, x: QVal, kind: str, params: dict[str, Any]) -> QVal:
         """An index map's step: its output keeps x's parameters (a copy)."""
@@ -64,22 +65,19 @@ class _EagerResample(_Host):
                 raise UnsupportedError(f"{what}: padding_mode {mod.padding_mode!r} (only zeros)")
             if self.input_channels is None and x is self.input:
                 self.input_channels = int(mod.in_channels)
-            try:
-                q, scales = quantized_weight(mod.weight())
-            except ValueError as e:
-                raise UnsupportedError(f"{what}: {e}") from None
             if mod.weight().qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
                 raise UnsupportedError(
                     f"{what}: per-channel weights (torch.ao's eager flow makes per-tensor ones)"
                 )
+            w = self.weight(mod, what)
+            q, scales = w.q, w.scales
             options = dict(stride=_pair(mod.stride, 1), padding=_pair(mod.padding, 0),
                            output_padding=_pair(mod.output_padding, 0), dilation=_pair(mod.dilation, 1),
                            groups=int(mod.groups))  # fmt: skip
             c_out = q.shape[1] * int(mod.groups)
             params = dict(weight=q, weight_scales=np.full(c_out, scales[0], np.float32), bias=self.bias(mod),
                           options=options)  # fmt: skip
-            p = Pending("conv_transpose2d", str(node.target), (x,), params)
-            return self.make_step(p, node.name, float(mod.scale), int(mod.zero_point) - self.shift)
+            return self.out(Pending("conv_transpose2d", str(node.target), (x,), params), mod, node)
         return None
 
     def resample_function(self, node: Any) -> QVal | None:
