@@ -21,8 +21,9 @@ from .torch_import import FloatOf, Pending, QVal, UnsupportedError, Weight, _Imp
 from .torch_interop import _shift_for, quantized_weight
 
 
-def from_eager(model: Any, device: Device | None = None) -> Net:
-    """A GPU net running a torch.ao eager-converted model (see the module doc)."""
+def from_eager(model: Any, device: Device | None = None, *, fuse: bool = True) -> Net:
+    """A GPU net running a torch.ao eager-converted model (see the module doc); `fuse` as
+    `from_torch`'s."""
     import torch.fx
 
     try:
@@ -32,7 +33,7 @@ def from_eager(model: Any, device: Device | None = None) -> Net:
             f"{type(model).__name__} is neither a PT2E-converted graph (no quantize/dequantize nodes) nor "
             f"a torch.ao eager-converted model torch.fx can trace: {type(e).__name__}: {e}"
         ) from None
-    return _EagerImporter(gm, get_device(device)).run()
+    return _EagerImporter(gm, get_device(device)).run(fuse=fuse)
 
 
 class _EagerImporter(_EagerElementwise, _EagerResample, _Importer):

@@ -167,11 +167,8 @@ def from_torch(model: Any, device: Device | None = None, *, fuse: bool = True) -
     if graph is None or not any(_is_q_node(n) for n in graph.nodes):
         from .torch_eager import from_eager
 
-        net = from_eager(model, device)
-    else:
-        net = _Importer(model, get_device(device)).run()
-    net.fuse = fuse
-    return net
+        return from_eager(model, device, fuse=fuse)
+    return _Importer(model, get_device(device)).run(fuse=fuse)
 
 
 def _is_q_node(node: Any) -> bool:
@@ -259,7 +256,7 @@ class _Walk(_Host):
         return f"{base}#{self._n}"
 
     # -- the walk --
-    def run(self) -> Net:
+    def run(self, *, fuse: bool = True) -> Net:
         for node in self.gm.graph.nodes:
             self.env[node.name] = self.visit(node)
         if self.input is None:
@@ -275,6 +272,7 @@ class _Walk(_Host):
             input_channels=self.input_channels or 0,
             device=self.device,
             example_shape=self.example_shape,
+            fuse=fuse,
         )
 
     def _live_steps(self) -> list[Step]:
