@@ -193,10 +193,9 @@ def _conv_epilogue(
     """The requantization of int32 sums of (x - zp_in) * w, channels last (conv2d's and
     conv_transpose2d's): y = float32(acc) * scale + bias, activated, q = rint(y * inv) + zp_out
     clamped to int8 (scale, bias, inv: float32, each rounded once on the host)."""
-    y = acc.astype(np.float32) * scale
-    y = _activate(y + bias, activation)
-    q = np.rint(y * inv) + zp_out
-    return np.clip(q, -128, 127).astype(np.int8)
+    return _quantize_f32(
+        _activate(acc.astype(np.float32) * scale + bias, activation), float(inv), int(zp_out)
+    )
 
 
 # ---- the non-conv ops of a quantized CNN (PT2E float path: dequantize, op in float32, quantize) --
@@ -463,10 +462,9 @@ def _elementwise_f32(x: np.ndarray, function: str, lo: float, hi: float) -> np.n
     hardsigmoid, relu and hardtanh are bit for bit torch's; sigmoid and tanh use SLEEF there,
     whose last bit can differ (checked: the quantized tables agree; tests/test_elementwise.py)."""
     f32 = np.float32
-    if function == "relu":
-        return np.maximum(x, f32(0))
-    if function in ("relu6", "hardtanh"):
-        lo, hi = (0.0, 6.0) if function == "relu6" else (lo, hi)
+    if function in ("relu", "relu6"):
+        return _activate(x, function)
+    if function == "hardtanh":
         return np.minimum(np.maximum(x, f32(lo)), f32(hi))
     if function in ("hardswish", "hardsigmoid"):
         gate = np.minimum(np.maximum(x + f32(3), f32(0)), f32(6))
