@@ -97,11 +97,11 @@ class QLookup(_UnaryOp):
         shape = self.output_shape(x.shape)
         _check_out(out, (x,), shape, self.output_scale, self.output_zero_point, "output")
         o_bind, od = _tensor(dev, "out", out)
-        kernel, extra, label = self._gather(input_shape4("x", x.shape), shape)
+        kernel, extra, label = self._gather(input_shape4("x", x.shape))
         res = {"x": x_bind, "o": o_bind, "xd": xd, "od": od, "table": (self._table, 0, 256), **extra}
         return [_word_pass(dev, kernel, (shape, out.layout), res, label)]
 
-    def _gather(self, x_shape: Shape4, shape: Shape4) -> tuple[str, dict[str, Any], str]:
+    def _gather(self, x_shape: Shape4) -> tuple[str, dict[str, Any], str]:
         """The kernel, its resources besides x, o, xd, od and table, and the pass's label for an
         input of x_shape: the table alone here; resample.py's index maps gather first."""
         return "lut_q8.wgsl", {}, self.function

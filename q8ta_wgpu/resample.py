@@ -123,7 +123,7 @@ class QUpsampleNearest2d(_IndexMap):
         n, c, h, w = input_shape4("x", input_shape)
         return (n, c, *self.resize.output_hw(h, w))
 
-    def _gather(self, x_shape: Shape4, shape: Shape4) -> tuple[str, dict[str, Any], str]:
+    def _gather(self, x_shape: Shape4) -> tuple[str, dict[str, Any], str]:
         sh, sw = self.resize.scales(x_shape[2], x_shape[3])
         params = RESAMPLE_PARAMS.pack(**{**_NO_PARAMS, "scale_h": sh, "scale_w": sw, "copy": int(self.copy)})
         return "upsample_nearest_q8.wgsl", {"p": self.device.uniform(params)}, "upsample_nearest2d"
@@ -161,7 +161,7 @@ class QPixelShuffle(_IndexMap):
     def output_shape(self, input_shape: Sequence[int]) -> Shape4:
         return pixel_shuffle_shape(input_shape, self.upscale_factor, self.unshuffle)
 
-    def _gather(self, x_shape: Shape4, shape: Shape4) -> tuple[str, dict[str, Any], str]:
+    def _gather(self, x_shape: Shape4) -> tuple[str, dict[str, Any], str]:
         params = RESAMPLE_PARAMS.pack(**{
             **_NO_PARAMS, "factor": self.upscale_factor, "unshuffle": int(self.unshuffle), "copy": int(self.copy),
         })  # fmt: skip
