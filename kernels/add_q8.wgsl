@@ -6,15 +6,12 @@
 // [N, H, C4, od.w_alloc]: channels 4*c4..4*c4+3 of pixel (n, h, w), as in pack_nchw.wgsl.
 // Slots past C, and whole words of widths >= W (4W4C's padded widths), hold od.zp; input words
 // are read only for w < W, so no input padding slot is read and nothing reads out of bounds.
-// Math, float32 in PyTorch's order (dequantize a, dequantize b, add, relu, quantize):
-//   y = f32(a - zp_a)*s_a + f32(b - zp_b)*s_b; relu: max(y, 0);
-//   q = clamp(rint(y*inv_s_out) + zp_out, -128, 127)  (rint: round half to even)
-//   relu6: q = min(q, q_max), q_max the host's quantized 6 (rounding is monotonic: the same as
-//   clamping y at 6 first)
-// Overflow: none (|a - zp_a| <= 255 is exact in f32; the rounded value is clamped to +-512
-// before the int conversion, so huge or infinite y stays defined). A compiler may contract
-// the multiply-add into an fma: then y can differ from PyTorch's in its last bit (<= 1 LSB).
+// Math: add_requant.wgsl of f32(a - zp_a) and f32(b - zp_b) (|a - zp_a| <= 255 is exact in f32),
+// also what a residual add fused into a conv's epilogue computes (epilogue.wgsl); relu6: its
+// q_max, the host's quantized 6 (rounding is monotonic: the same as clamping y at 6 first).
+// Overflow: see add_requant.wgsl.
 // #include "layout.wgsl"
+// #include "add_requant.wgsl"
 // #include "struct_add_params.wgsl"
 
 override WG: u32 = 64u;
@@ -40,11 +37,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (w < od.w) {
     let qa = unpack4xI8(a[word_index(ad, n, c4, h, w)]) - vec4<i32>(ad.zp);
     let qb = unpack4xI8(b[word_index(bd, n, c4, h, w)]) - vec4<i32>(bd.zp);
-    var y = vec4<f32>(qa) * p.s_a + vec4<f32>(qb) * p.s_b;
-    if (p.relu != 0u) { y = max(y, vec4<f32>(0.0)); }
-    let rq = clamp(round(y * p.inv_s_out), vec4<f32>(-512.0), vec4<f32>(512.0));
+    let sum = add_requant(vec4<f32>(qa), vec4<f32>(qb), p.s_a, p.s_b, p.relu != 0u, p.inv_s_out, od.zp, p.q_max);
     let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-    q = select(q, clamp(vec4<i32>(rq) + vec4<i32>(od.zp), vec4<i32>(-128), vec4<i32>(p.q_max)), c < vec4<u32>(od.c));
+    q = select(q, sum, c < vec4<u32>(od.c));
   }
   o[word_index(od, n, c4, h, w)] = pack4xI8(q);
 }

@@ -9,8 +9,8 @@
 //   adj = acc - zp_in*wsum; y = adj*scale + bias; relu; q = clamp(rint(y*inv_s_out) + zp_out)
 //   relu6: q = min(q, q_max) with q_max = the quantized 6 (the host's float32 rint(6*inv_s_out) +
 //   zp_out): rounding is monotonic, so this equals clamping y at 6 before requantizing.
-//   residual (RESIDUAL): the add of kernels/add_q8.wgsl after q, bit for bit as a separate add
-//   pass would compute it from q's bytes: y2 = f32(q - zp_out)*s_a + f32(r - rd.zp)*s_b (the
+//   residual (RESIDUAL): the add of kernels/add_q8.wgsl after q (the same add_requant.wgsl), bit
+//   for bit as a separate add pass computes it from q's bytes: y2 = f32(q - zp_out)*s_a + f32(r - rd.zp)*s_b (the
 //   operands in the graph's order: res_first puts the residual first), add_relu, then
 //   q2 = clamp(rint(y2*add_inv_s_out) + od.zp, -128, add_q_max). od.zp is then the add's output
 //   zero point (padding slots hold it), zp_out the conv's.
@@ -18,6 +18,7 @@
 // K_per_group < 2^16 columns (the host checks).
 // #include "struct_gemm_params.wgsl"
 // #include "struct_chan.wgsl"
+// #include "add_requant.wgsl"
 
 override RESIDUAL: bool = false;  // a residual add follows the requantization (res, rd)
 
@@ -40,10 +41,7 @@ fn add_residual(qc: vec4<i32>, n: u32, c4: u32, h: u32, w: u32) -> u32 {
   let qr = vec4<f32>(unpack4xI8(res[word_index(rd, n, c4, h, w)]) - vec4<i32>(rd.zp));
   let first = select(qv, qr, p.res_first != 0u);
   let second = select(qr, qv, p.res_first != 0u);
-  var y = first * p.add_s_a + second * p.add_s_b;
-  if (p.add_relu != 0u) { y = max(y, vec4<f32>(0.0)); }
-  let r = clamp(round(y * p.add_inv_s_out), vec4<f32>(-512.0), vec4<f32>(512.0));
-  let q = clamp(vec4<i32>(r) + vec4<i32>(od.zp), vec4<i32>(-128), vec4<i32>(p.add_q_max));
+  let q = add_requant(first, second, p.add_s_a, p.add_s_b, p.add_relu != 0u, p.add_inv_s_out, od.zp, p.add_q_max);
   let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
   return pack4xI8(select(vec4<i32>(od.zp), q, c < vec4<u32>(p.c_out)));
 }
