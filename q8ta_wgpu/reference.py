@@ -717,7 +717,9 @@ def upsample_nearest2d(
 
 def check_factor(name: str, value: Any) -> int:
     """A pixel shuffle's factor: an int >= 1."""
-    return pair(name, value if not isinstance(value, (tuple, list)) else (value, value), minimum=1)[0]
+    if isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    return pair(name, value, minimum=1)[0]
 
 
 def pixel_shuffle_shape(shape: Any, factor: int, unshuffle: bool) -> tuple[int, int, int, int]:
