@@ -216,6 +216,6 @@ class _EagerImporter(_EagerElementwise, _EagerResample, _Importer):
             if len(shape) == 2 and shape[-1] == -1 and x.rank == 4:
                 return self.flatten(node, x)
             raise self.fail(node, f"{m}{tuple(shape)}: only the flatten to [N, -1] is supported")
-        if m in ("relu", "relu_", "sigmoid", "tanh") and (q := self.activation_function(node)) is not None:
+        if (q := self.activation_function(node)) is not None:
             return q
         raise self.fail(node, f"tensor method {m!r} is not supported by the GPU net")

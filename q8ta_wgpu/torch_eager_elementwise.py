@@ -151,8 +151,9 @@ class _EagerElementwise(_Host):
         t = node.target
         if t in (torch.ops.quantized.cat, torch.cat):
             return self.cat(node)
-        fixed = {torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", "sigmoid": "sigmoid", torch.tanh: "tanh",
-                 F.tanh: "tanh", "tanh": "tanh", F.hardsigmoid: "hardsigmoid"}  # fmt: skip
+        # (F.sigmoid and F.tanh trace as the tensor methods "sigmoid" and "tanh".)
+        fixed = {torch.sigmoid: "sigmoid", "sigmoid": "sigmoid", torch.tanh: "tanh", "tanh": "tanh",
+                 F.hardsigmoid: "hardsigmoid"}  # fmt: skip
         if t in fixed:
             return self.fixed(node, self.qinput(node), fixed[t])
         act = self.clamp_of(node)

@@ -587,7 +587,7 @@ class _ElementwiseOps(_Host):
         if isinstance(src, FloatOf):
             return Pending("requantize", node.name, (src.q,), activation=act, rank=src.q.rank)
         fusable = ("conv2d", "linear", "add", "avg_pool2d", "adaptive_avg_pool2d", "requantize", "cat",
-                   "conv_transpose2d", "upsample_nearest2d", "pixel_shuffle")  # fmt: skip
+                   *RESAMPLE_KINDS)  # fmt: skip
         if not isinstance(src, Pending) or src.activation != "none" or src.kind not in fusable:
             raise self.fail(
                 node, f"{act} must follow a conv2d, linear, add, average pool, cat or a dequantize"
