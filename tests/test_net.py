@@ -24,19 +24,18 @@ warnings.filterwarnings("ignore", category=UserWarning)
 
 
 # ---- models built in the test: random weights, random BN statistics ----------------------------
-_bn = random_bn
 
 
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, gen: torch.Generator) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = _bn(cout, gen)
+        self.bn1 = random_bn(cout, gen)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = _bn(cout, gen)
+        self.bn2 = random_bn(cout, gen)
         self.down = None
         if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), _bn(cout, gen))
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), random_bn(cout, gen))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.bn1(self.conv1(x)))
@@ -53,7 +52,7 @@ class TinyResNet(nn.Module):
         torch.manual_seed(seed)  # the convs' and linear's default initialization
         gen = torch.Generator().manual_seed(seed)
         self.stem = nn.Conv2d(3, 16, 3, 2, 1, bias=False)
-        self.bn = _bn(16, gen)
+        self.bn = random_bn(16, gen)
         self.pool = nn.MaxPool2d(3, 2, 1)
         self.layer1 = BasicBlock(16, 16, 1, gen)
         self.layer2 = BasicBlock(16, 32, 2, gen)
@@ -72,9 +71,9 @@ class InvertedResidual(nn.Module):
         hid = cin * expand
         self.use_res = stride == 1 and cin == cout
         self.body = nn.Sequential(
-            nn.Conv2d(cin, hid, 1, bias=False), _bn(hid, gen), nn.ReLU6(),
-            nn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False), _bn(hid, gen), nn.ReLU6(),
-            nn.Conv2d(hid, cout, 1, bias=False), _bn(cout, gen),
+            nn.Conv2d(cin, hid, 1, bias=False), random_bn(hid, gen), nn.ReLU6(),
+            nn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False), random_bn(hid, gen), nn.ReLU6(),
+            nn.Conv2d(hid, cout, 1, bias=False), random_bn(cout, gen),
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +88,7 @@ class TinyMobileNetV2(nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), _bn(16, gen), nn.ReLU6())
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), random_bn(16, gen), nn.ReLU6())
         self.blocks = nn.Sequential(
             InvertedResidual(16, 16, 1, 4, gen),
             InvertedResidual(16, 24, 2, 4, gen),
@@ -321,14 +320,26 @@ class EagerResNet(nn.Module):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         self.quant, self.dequant = QuantStub(), DeQuantStub()
-        self.conv1, self.bn1, self.relu1 = nn.Conv2d(3, 16, 3, 2, 1, bias=False), _bn(16, gen), nn.ReLU()
+        self.conv1, self.bn1, self.relu1 = (
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False),
+            random_bn(16, gen),
+            nn.ReLU(),
+        )
         self.pool = nn.MaxPool2d(3, 2, 1)
-        self.conv2, self.bn2, self.relu2 = nn.Conv2d(16, 16, 3, 1, 1, bias=False), _bn(16, gen), nn.ReLU()
-        self.conv3, self.bn3 = nn.Conv2d(16, 16, 3, 1, 1, bias=False), _bn(16, gen)
+        self.conv2, self.bn2, self.relu2 = (
+            nn.Conv2d(16, 16, 3, 1, 1, bias=False),
+            random_bn(16, gen),
+            nn.ReLU(),
+        )
+        self.conv3, self.bn3 = nn.Conv2d(16, 16, 3, 1, 1, bias=False), random_bn(16, gen)
         self.add1 = FloatFunctional()
-        self.conv4, self.bn4, self.relu4 = nn.Conv2d(16, 32, 3, 2, 1, bias=False), _bn(32, gen), nn.ReLU()
-        self.conv5, self.bn5 = nn.Conv2d(32, 32, 3, 1, 1, bias=False), _bn(32, gen)
-        self.down, self.bnd = nn.Conv2d(16, 32, 1, 2, bias=False), _bn(32, gen)
+        self.conv4, self.bn4, self.relu4 = (
+            nn.Conv2d(16, 32, 3, 2, 1, bias=False),
+            random_bn(32, gen),
+            nn.ReLU(),
+        )
+        self.conv5, self.bn5 = nn.Conv2d(32, 32, 3, 1, 1, bias=False), random_bn(32, gen)
+        self.down, self.bnd = nn.Conv2d(16, 32, 1, 2, bias=False), random_bn(32, gen)
         self.add2 = FloatFunctional()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(32, 10)
@@ -385,15 +396,15 @@ class TinyMixedNet(nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), _bn(16, gen), nn.Hardswish())
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), random_bn(16, gen), nn.Hardswish())
         self.block = nn.Sequential(
-            nn.Conv2d(16, 32, 1, bias=False), _bn(32, gen), nn.Hardswish(),
-            nn.Conv2d(32, 32, 3, 1, 1, groups=32, bias=False), _bn(32, gen), nn.Hardswish(),
-            nn.Conv2d(32, 16, 1, bias=False), _bn(16, gen),
+            nn.Conv2d(16, 32, 1, bias=False), random_bn(32, gen), nn.Hardswish(),
+            nn.Conv2d(32, 32, 3, 1, 1, groups=32, bias=False), random_bn(32, gen), nn.Hardswish(),
+            nn.Conv2d(32, 16, 1, bias=False), random_bn(16, gen),
         )  # fmt: skip
         self.a = nn.Sequential(nn.Conv2d(16, 6, 1), nn.ReLU())
         self.b = nn.Sequential(nn.Conv2d(16, 5, 3, padding=1), nn.Hardswish())
-        self.mix = nn.Sequential(nn.Conv2d(27, 24, 1, bias=False), _bn(24, gen), nn.ReLU6())
+        self.mix = nn.Sequential(nn.Conv2d(27, 24, 1, bias=False), random_bn(24, gen), nn.ReLU6())
         self.fc = nn.Linear(24, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
