@@ -6,9 +6,9 @@
 // [N, H, C4, od.w_alloc]: channels 4*c4..4*c4+3 of pixel (n, h, w), as in pack_nchw.wgsl.
 // Slots past C, and whole words of widths >= W (4W4C's padded widths), hold od.zp; input words
 // are read only for w < W, so no input padding slot is read and nothing reads out of bounds.
-// Math: add_requant.wgsl of f32(a - zp_a) and f32(b - zp_b) (|a - zp_a| <= 255 is exact in f32),
-// also what a residual add fused into a conv's epilogue computes (epilogue.wgsl); relu6: its
-// q_max, the host's quantized 6 (rounding is monotonic: the same as clamping y at 6 first).
+// Math: add_requant.wgsl of a - zp_a and b - zp_b, also what a residual add fused into a conv's
+// epilogue computes (epilogue.wgsl); relu6: its q_max, the host's quantized 6 (rounding is
+// monotonic: the same as clamping the real value at 6 first).
 // Overflow: see add_requant.wgsl.
 // #include "layout.wgsl"
 // #include "add_requant.wgsl"
@@ -37,7 +37,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (w < od.w) {
     let qa = unpack4xI8(a[word_index(ad, n, c4, h, w)]) - vec4<i32>(ad.zp);
     let qb = unpack4xI8(b[word_index(bd, n, c4, h, w)]) - vec4<i32>(bd.zp);
-    let sum = add_requant(vec4<f32>(qa), vec4<f32>(qb), p.s_a, p.s_b, p.relu != 0u, p.inv_s_out, od.zp, p.q_max);
+    let sum = add_requant(qa, qb, p.m_a, p.m_b, p.fix_a, p.fix_b, p.fix_e, p.relu != 0u, od.zp, p.q_max);
     let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
     q = select(q, sum, c < vec4<u32>(od.c));
   }

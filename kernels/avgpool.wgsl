@@ -15,15 +15,19 @@
 // divisor = p.divisor if != 0 (divisor_override), else pool_h*pool_w (count_include_pad), else
 // (h1 - h0)*(w1 - w0); an empty window gives zp_out (PyTorch's 0).
 //   sum = sum over the window of (x - zp_in) in i32 (taps outside the input contribute 0);
-//   y = f32(sum) * s_in / f32(divisor); q = clamp(rint(y*inv_s_out) + zp_out, q_min, q_max)
-//   (q_min, q_max: -128, 127, or relu's / relu6's bounds quantized by the host: rounding is
-//   monotonic, so clamping q equals clamping y first)
+//   v = sum * M / divisor in output steps (M = s_in/s_out: p.m in float32, p.fix_m * 2^-fix_e in
+//   fixed point); q = clamp(rint(v) + zp_out, q_min, q_max) with rint exact, half to even
+//   (exact_round.wgsl: float32 where it decides, else the sign of 2*sum*fix_m - (2*floor(v) + 1)
+//   * divisor * 2^fix_e); q_min, q_max: -128, 127, or relu's / relu6's bounds quantized by the
+//   host (rounding is monotonic, so clamping q equals clamping the real value first).
 // Overflow: |x - zp_in| <= 255, and the host keeps window taps * 255 < 2^31, so the i32 sums
-// are exact; f32(sum) rounds like the reference's above 2^24. The rounded value is clamped to
-// +-512 before the int conversion. WGSL's f32 division may be inexact (2.5 ULP) on some GPUs:
-// then y can differ from the reference in its last bits (<= 1 LSB).
+// are exact; the host keeps divisor * 2^fix_e < 2^48, so the 64-bit comparison cannot wrap. The
+// float32 rounded value is clamped to +-512 before the int conversion. float32's error (4
+// roundings and a division of up to 2.5 ULP) and the fixed-point form's are below
+// |v| * p.margin_rel + 2^-20 (the host's bound).
 // #include "layout.wgsl"
 // #include "struct_pool_params.wgsl"
+// #include "exact_round.wgsl"
 
 override WG: u32 = 64u;
 
@@ -74,10 +78,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       divisor = wh.z * ww.z;
     }
     if (taps > 0 && divisor != 0) {
-      let y = vec4<f32>(sum) * p.s_in / f32(divisor);
-      let rq = clamp(round(y * p.inv_s_out), vec4<f32>(-512.0), vec4<f32>(512.0));
+      let v = vec4<f32>(sum) * p.m / f32(divisor);
+      var r = vec4<i32>(clamp(round(v), vec4<f32>(-512.0), vec4<f32>(512.0)));
+      let margin = abs(v) * p.margin_rel + EXACT_REL;
+      let near = near_half(v, margin);
+      if (any(near)) {
+        let fl = vec4<i32>(floor(clamp(v, vec4<f32>(-8192.0), vec4<f32>(8192.0))));
+        // v = sum * M / divisor = (-sum) * M / |divisor| for a negative divisor_override.
+        let ns = select(sum, -sum, divisor < 0);
+        let d = u32(abs(divisor));
+        r = select(r, vec4<i32>(round_ratio_near(mul_wide(ns.x, p.fix_m), d, p.fix_e, fl.x),
+                                round_ratio_near(mul_wide(ns.y, p.fix_m), d, p.fix_e, fl.y),
+                                round_ratio_near(mul_wide(ns.z, p.fix_m), d, p.fix_e, fl.z),
+                                round_ratio_near(mul_wide(ns.w, p.fix_m), d, p.fix_e, fl.w)), near);
+      }
       let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-      q = select(q, clamp(vec4<i32>(rq) + vec4<i32>(od.zp), vec4<i32>(p.q_min), vec4<i32>(p.q_max)), c < vec4<u32>(od.c));
+      q = select(q, clamp(r + vec4<i32>(od.zp), vec4<i32>(p.q_min), vec4<i32>(p.q_max)), c < vec4<u32>(od.c));
     }
   }
   o[word_index(od, n, c4, h, w)] = pack4xI8(q);

@@ -6,30 +6,47 @@
 // RESIDUAL reads (else they are bound to a placeholder). RESIDUAL is an override constant, not
 // a uniform, so that the convs without a residual compile without its code (a uniform branch
 // left in cost lavapipe 2-10% a conv).
-//   adj = acc - zp_in*wsum; y = adj*scale + bias; relu; q = clamp(rint(y*inv_s_out) + zp_out)
-//   relu6: q = min(q, q_max) with q_max = the quantized 6 (the host's float32 rint(6*inv_s_out) +
-//   zp_out): rounding is monotonic, so this equals clamping y at 6 before requantizing.
+//   adj = acc - zp_in*wsum; v = adj*M + B (M = s_in*s_w/s_out, B = bias/s_out: the record's m, b
+//   in float32 and its fixed-point form); q = clamp(rint(v) + zp_out) with rint exact, half to
+//   even (exact_round.wgsl: float32 where it decides, the fixed-point form where v lies near a
+//   half-integer); relu: max(rint(v), 0) = rint(max(v, 0)).
+//   relu6: q = min(q, q_max) with q_max = rint(6/s_out) + zp_out (the host's, exact): rounding is
+//   monotonic, so this equals clamping the real value at 6 before requantizing.
 //   residual (RESIDUAL): the add of kernels/add_q8.wgsl after q (the same add_requant.wgsl), bit
-//   for bit as a separate add pass computes it from q's bytes: y2 = f32(q - zp_out)*s_a + f32(r - rd.zp)*s_b (the
-//   operands in the graph's order: res_first puts the residual first), add_relu, then
-//   q2 = clamp(rint(y2*add_inv_s_out) + od.zp, -128, add_q_max). od.zp is then the add's output
-//   zero point (padding slots hold it), zp_out the conv's.
+//   for bit as a separate add pass computes it from q's bytes, with the operands q - zp_out and
+//   r - rd.zp in the graph's order (res_first puts the residual first), add_relu and add_q_max.
+//   od.zp is then the add's output zero point (padding slots hold it), zp_out the conv's.
 // Overflow: |product| <= 2^14 and |zp_in*wsum| <= 2^14 per column, so int32 is exact for
 // K_per_group < 2^16 columns (the host checks).
 // #include "struct_gemm_params.wgsl"
 // #include "struct_chan.wgsl"
 // #include "add_requant.wgsl"
+// #include "exact_round.wgsl"
 
 override RESIDUAL: bool = false;  // a residual add follows the requantization (res, rd)
+
+// rint(adj*M + B) of channel record ch, exactly, from its fixed-point form.
+fn conv_exact(adj: i32, ch: Chan) -> i32 {
+  return round_shifted(add64(mul_wide(adj, ch.fix_m), vec2<u32>(ch.fix_bf_lo, ch.fix_bf_hi)), ch.fix_e, ch.fix_bi);
+}
 
 // Requantized channel `oc` (record ch) at 4 widths (acc = its 4 accumulators), as int8 values in
 // i32; widths whose bit in `valid` is false, and channels past C_out, give zp_out.
 fn requant4(acc: vec4<i32>, ch: Chan, oc: u32, valid: vec4<bool>) -> vec4<i32> {
-  var y = vec4<f32>(acc - vec4<i32>(p.zp_in * ch.wsum)) * ch.scale + ch.bias;
-  if (p.relu != 0u) { y = max(y, vec4<f32>(0.0)); }
+  let adj = acc - vec4<i32>(p.zp_in * ch.wsum);
+  let prod = vec4<f32>(adj) * ch.m;
+  let v = prod + ch.b;
   // Clamp before the int conversion so huge values stay defined; +-512 cannot change the result.
-  let r = clamp(round(y * p.inv_s_out), vec4<f32>(-512.0), vec4<f32>(512.0));
-  let q = clamp(vec4<i32>(r) + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(p.q_max));
+  var r = vec4<i32>(clamp(round(v), vec4<f32>(-512.0), vec4<f32>(512.0)));
+  // float32's error: 4 roundings of |adj*M| and 2 of |B| (at most 2^-22 of their sum); the +1
+  // covers the fixed-point form's 2^-30.
+  let margin = (abs(prod) + vec4<f32>(abs(ch.b) + 1.0)) * EXACT_REL;
+  let near = near_half(v, margin);
+  if (any(near)) {
+    r = select(r, vec4<i32>(conv_exact(adj.x, ch), conv_exact(adj.y, ch), conv_exact(adj.z, ch), conv_exact(adj.w, ch)), near);
+  }
+  if (p.relu != 0u) { r = max(r, vec4<i32>(0)); }
+  let q = clamp(r + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(p.q_max));
   return select(vec4<i32>(p.zp_out), q, valid & vec4<bool>(oc < p.c_out));
 }
 
@@ -37,11 +54,12 @@ fn requant4(acc: vec4<i32>, ch: Chan, oc: u32, valid: vec4<bool>) -> vec4<i32> {
 // channels there); slots past W_out or C_out hold od.zp, and no residual word past W_out is read.
 fn add_residual(qc: vec4<i32>, n: u32, c4: u32, h: u32, w: u32) -> u32 {
   if (w >= p.w_out) { return pack4xI8(vec4<i32>(od.zp)); }
-  let qv = vec4<f32>(qc - vec4<i32>(p.zp_out));
-  let qr = vec4<f32>(unpack4xI8(res[word_index(rd, n, c4, h, w)]) - vec4<i32>(rd.zp));
+  let qv = qc - vec4<i32>(p.zp_out);
+  let qr = unpack4xI8(res[word_index(rd, n, c4, h, w)]) - vec4<i32>(rd.zp);
   let first = select(qv, qr, p.res_first != 0u);
   let second = select(qr, qv, p.res_first != 0u);
-  let q = add_requant(first, second, p.add_s_a, p.add_s_b, p.add_relu != 0u, p.add_inv_s_out, od.zp, p.add_q_max);
+  let q = add_requant(first, second, p.add_m_a, p.add_m_b, p.add_fix_a, p.add_fix_b, p.add_fix_e,
+                      p.add_relu != 0u, od.zp, p.add_q_max);
   let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
   return pack4xI8(select(vec4<i32>(od.zp), q, c < vec4<u32>(p.c_out)));
 }

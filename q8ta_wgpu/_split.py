@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .geometry import ConvGeometry, ceil4
 from .layouts import packed_words, tensor_desc
-from .uniforms import TENSOR_DESC
+from .uniforms import CHAN_BLOCK_BYTES, TENSOR_DESC
 
 
 def offset_alignment(dev) -> int:
@@ -155,8 +155,8 @@ def channel_slices(dev, geo: ConvGeometry) -> list[tuple[int, int]]:
     per_c4 = 16 * (geo.K_per_group // 4)  # bytes of one channel block of prepacked weights
     if per_c4 * c4_out <= limit:
         return [(0, c4_out)]
-    # Slice starts must keep both the weights window and the chan window (64 bytes per channel
-    # block) aligned; with groups, they must also fall on a group boundary that is a block one.
+    # Slice starts must keep both the weights window and the chan window (CHAN_BLOCK_BYTES per
+    # channel block) aligned; with groups, they must also fall on a group boundary that is a block one.
     if geo.groups == 1:
         unit = 1  # channel blocks per step
     else:
@@ -166,7 +166,7 @@ def channel_slices(dev, geo: ConvGeometry) -> list[tuple[int, int]]:
         unit = g_step * geo.C_out_per_group // 4
 
     def aligned(c4: int) -> bool:
-        return (per_c4 * c4) % align == 0 and (64 * c4) % align == 0
+        return (per_c4 * c4) % align == 0 and (CHAN_BLOCK_BYTES * c4) % align == 0
 
     step = unit
     while not aligned(step):

@@ -49,6 +49,7 @@ from .planner import (
     resolve_method,
     runnable_gemm,
 )
+from .quant import ConvRequant
 from .runtime import Device, Pass, get_device
 from .uniforms import CHAN
 
@@ -100,15 +101,27 @@ def prepack_depthwise(weight: np.ndarray) -> np.ndarray:
 
 
 def _channel_params(
-    wsum: np.ndarray, input_scale: float, weight_scales: np.ndarray, bias: np.ndarray | None
+    wsum: np.ndarray,
+    input_scale: float,
+    weight_scales: np.ndarray,
+    bias: np.ndarray | None,
+    output_scale: float,
 ) -> np.ndarray:
-    """Per-channel epilogue records (uniforms.CHAN), padded to 4 channels, as uint32 words."""
+    """Per-channel epilogue records (uniforms.CHAN: the exact requantization, quant.ConvRequant),
+    padded to 4 channels, as uint32 words."""
     c_out = wsum.size
+    check_scale_product(input_scale, weight_scales)
+    rq = ConvRequant.of(input_scale, weight_scales, bias, output_scale)
     rec = np.zeros(ceil4(c_out) * 4, CHAN.dtype)
     rec["wsum"][:c_out] = wsum.astype(np.int32)
-    rec["scale"][:c_out] = check_scale_product(input_scale, weight_scales)  # one float32 product each
-    if bias is not None:
-        rec["bias"][:c_out] = bias.astype(np.float32)
+    rec["m"][:c_out] = rq.m.astype(np.float32)
+    rec["b"][:c_out] = rq.b.astype(np.float32)
+    rec["fix_m"][:c_out] = rq.fix_m
+    rec["fix_e"][:c_out] = rq.fix_e
+    rec["fix_e"][c_out:] = 1  # padding channels: any valid shift
+    rec["fix_bi"][:c_out] = rq.fix_bi
+    rec["fix_bf_lo"][:c_out] = rq.fix_bf & 0xFFFFFFFF
+    rec["fix_bf_hi"][:c_out] = rq.fix_bf >> 32
     return rec.view(np.uint32).reshape(-1, CHAN.words)
 
 
@@ -423,7 +436,7 @@ class QConv2d:
         # Prepacked weights (the weight's own made here, so a weight too big for the device fails
         # at construction), epilogue records, and the plans' specs made GPU objects.
         self.buffers = ConvBuffers(self.device, self.weight, self.groups, _channel_params(
-            weight_sums(self.weight), self.input_scale, self.weight_scales, self.bias
+            weight_sums(self.weight), self.input_scale, self.weight_scales, self.bias, self.output_scale
         ))  # fmt: skip
         self._plans: OrderedDict[tuple, _Plan] = OrderedDict()
         # A GEMM configuration forced on this conv's plans (dict form of planner.GemmConfig), set

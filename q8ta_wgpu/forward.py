@@ -65,7 +65,7 @@ class ConvOp:
         if r.layout != out.layout and self.add is not None and r.shape == out.shape:
             return self._two_passes(x, r, out)
         res = self.residual
-        r_scale = res.s_a if res.residual_first else res.s_b
+        r_scale = res.scale
         if (r.shape, r.layout, r.zero_point, r.scale) != (out.shape, out.layout, res.zero_point, r_scale):
             raise ValueError(
                 f"the residual {list(r.shape)} {r.layout} scale {r.scale} zero point {r.zero_point} must "

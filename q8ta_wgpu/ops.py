@@ -46,7 +46,7 @@ from .pooling import (
     checked_activation,
     input_shape4,
 )
-from .quant import activation_bounds
+from .quant import AddRequant, PoolRequant, activation_bounds
 from .reference import inv_scale
 from .runtime import Device, Pass, get_device
 from .uniforms import ADD_PARAMS, POOL_PARAMS, QUANTIZE_PARAMS
@@ -183,11 +183,10 @@ class _UnaryOp:
 
 # ---- add --------------------------------------------------------------------------------------
 class QAdd:
-    """Quantized elementwise add, PT2E float path: out = quantize(dequantize(a) + dequantize(b)),
-    float32 in PyTorch's order (dequantize a, dequantize b, add, relu, multiply by
-    float32(1/output_scale), round half to even, add output_zero_point, clamp to [-128, 127]);
-    `q8ta_wgpu.reference.add` is the exact numpy reference (a GPU that fuses the multiply-add
-    into an fma may differ by 1 LSB).
+    """Quantized elementwise add, PT2E float path: out = quantize(dequantize(a) + dequantize(b))
+    with the rounding exact (half to even; quant.AddRequant): the bytes of the float64 evaluation
+    of the graph, on every adapter; PyTorch's float32 evaluation rounds near-ties its own way
+    (within 1 LSB). `q8ta_wgpu.reference.add` is the numpy reference (equal bytes).
 
     Args:
         a_scale, a_zero_point, b_scale, b_zero_point: the inputs' quantization (each its own).
@@ -216,18 +215,15 @@ class QAdd:
         self.b_zero_point = check_zero_point("b_zero_point", b_zero_point)
         self.output_scale = check_scale("output_scale", output_scale)
         self.output_zero_point = check_zero_point("output_zero_point", output_zero_point)
-        inv_s_out = inv_scale("output_scale", output_scale)  # from the scale as given, as torch
-        _, q_max = activation_bounds(check_activation(activation), inv_s_out, self.output_zero_point)
-        self._inv_s_out, self._q_max = inv_s_out, q_max
+        _, q_max = activation_bounds(check_activation(activation), self.output_scale, self.output_zero_point)
+        self._requant = rq = AddRequant.of(self.a_scale, self.b_scale, self.output_scale)
+        self._q_max = q_max
         self.activation = activation
         self.device = get_device(device)
         self._params = ADD_PARAMS.pack(
-            s_a=self.a_scale,
-            s_b=self.b_scale,
-            inv_s_out=inv_s_out,
-            relu=int(activation != "none"),
-            q_max=q_max,
-        )
+            m_a=rq.m_a, m_b=rq.m_b, fix_a=rq.fix_a, fix_b=rq.fix_b, fix_e=rq.fix_e,
+            relu=int(activation != "none"), q_max=q_max,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return (
@@ -240,10 +236,9 @@ class QAdd:
         b; the other operand is the residual tensor (planner.Residual): the same bytes."""
         return Residual(
             zero_point=self.b_zero_point if conv_is_a else self.a_zero_point,
+            scale=self.b_scale if conv_is_a else self.a_scale,
             output_zero_point=self.output_zero_point,
-            s_a=self.a_scale,
-            s_b=self.b_scale,
-            inv_s_out=self._inv_s_out,
+            requant=self._requant,
             relu=self.activation != "none",
             q_max=self._q_max,
             residual_first=not conv_is_a,
@@ -349,15 +344,15 @@ def _pool_params(
     adaptive: bool = False,
     count_include_pad: bool = False,
     divisor: int | None = None,
-    s_in: float = 1.0,
-    inv_s_out: float = 1.0,
+    requant: PoolRequant | None = None,
     bounds: tuple[int, int] = (-128, 127),
 ) -> np.ndarray:
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = w.kernel_size, w.stride, w.padding, w.dilation
+    rq = requant or PoolRequant(1.0, 1 << 29, 29, 2.0**-20)  # max pools: unused
     return POOL_PARAMS.pack(
         kh=kh, kw=kw, stride_h=sh, stride_w=sw, pad_h=ph, pad_w=pw, dil_h=dh, dil_w=dw,
         adaptive=int(adaptive), count_include_pad=int(count_include_pad), divisor=divisor or 0,
-        s_in=s_in, inv_s_out=inv_s_out, q_min=bounds[0], q_max=bounds[1],
+        m=rq.m, margin_rel=rq.margin_rel, fix_m=rq.fix_m, fix_e=rq.fix_e, q_min=bounds[0], q_max=bounds[1],
     )  # fmt: skip
 
 
@@ -367,7 +362,7 @@ class _AvgBase(_UnaryOp):
 
     _label = "avg_pool2d"
 
-    _params: np.ndarray
+    _bounds: tuple[int, int]
 
     def _quant(self, options: AvgPoolOptions) -> tuple[int, int]:
         """The quantization and activation of `options`, checked and kept; returns the
@@ -376,9 +371,17 @@ class _AvgBase(_UnaryOp):
         self.input_zero_point = check_zero_point("input_zero_point", options["input_zero_point"])
         self.output_scale = check_scale("output_scale", options["output_scale"])
         self.output_zero_point = check_zero_point("output_zero_point", options["output_zero_point"])
-        self._inv_s_out = inv_scale("output_scale", options["output_scale"])  # from the scale as given
         self.activation = checked_activation(options)
-        return activation_bounds(self.activation, self._inv_s_out, self.output_zero_point)
+        self._bounds = activation_bounds(self.activation, self.output_scale, self.output_zero_point)
+        return self._bounds
+
+    def _requant(self, max_divisor: int) -> PoolRequant:
+        """The exact requantization for divisors up to max_divisor."""
+        return PoolRequant.of(self.input_scale, self.output_scale, max_divisor)
+
+    def _pool_params(self, input_shape: Shape4) -> np.ndarray:
+        """The PoolParams words for an input of `input_shape`."""
+        raise NotImplementedError
 
     def passes(self, inputs: Sequence[QTensor], out: QTensor) -> list[Pass]:
         """The pass averaging inputs (x,) into `out` (its shape, scale and zero point as this
@@ -389,7 +392,7 @@ class _AvgBase(_UnaryOp):
         _check_quant("x", x, self.input_scale, self.input_zero_point, "input")
         _check_out(out, (x,), self.output_shape(x.shape), self.output_scale, self.output_zero_point, "output")
         o_bind, od = _tensor(dev, "out", out)
-        res = {"x": x_bind, "o": o_bind, "xd": xd, "od": od, "p": dev.uniform(self._params)}
+        res = {"x": x_bind, "o": o_bind, "xd": xd, "od": od, "p": dev.uniform(self._pool_params(x.shape))}
         return [_word_pass(dev, "avgpool.wgsl", (out.shape, out.layout), res, self._label)]
 
     def _in_quant_numpy(self) -> tuple[float, int]:
@@ -404,9 +407,9 @@ class QAvgPool2d(_AvgBase):
     path with exact integer sums: sum over the window of (x - input_zero_point) in int32 (padded
     positions add 0), the divisor as PyTorch's CPU kernel takes it (divisor_override; else with
     count_include_pad the window clipped to the padded input, else the taps inside the input),
-    y = float32(sum) * input_scale / divisor, quantized to (output_scale, output_zero_point).
-    `q8ta_wgpu.reference.avg_pool2d` is the numpy reference (within 1 LSB on a GPU whose f32
-    division is not correctly rounded; equal on lavapipe). Keyword options: `device` and
+    sum * input_scale / divisor quantized to (output_scale, output_zero_point), the rounding
+    exact (quant.PoolRequant). `q8ta_wgpu.reference.avg_pool2d` is the numpy reference (equal
+    bytes). Keyword options: `device` and
     `pooling.AvgPoolOptions` (the quantization, required, and the activation)."""
 
     def __init__(
@@ -430,15 +433,18 @@ class QAvgPool2d(_AvgBase):
         self.divisor_override = check_divisor_override(divisor_override)
         bounds = self._quant(options)
         self.device = get_device(device)
-        check_window_taps(w.kernel_size[0] * w.kernel_size[1])
+        taps = w.kernel_size[0] * w.kernel_size[1]
+        check_window_taps(taps)
         self._params = _pool_params(
             w,
             count_include_pad=self.count_include_pad,
             divisor=self.divisor_override,
-            s_in=self.input_scale,
-            inv_s_out=self._inv_s_out,
+            requant=self._requant(abs(self.divisor_override or taps)),  # a window's divisor <= its taps
             bounds=bounds,
         )
+
+    def _pool_params(self, input_shape: Shape4) -> np.ndarray:
+        return self._params
 
     def __repr__(self) -> str:
         return (
@@ -471,24 +477,32 @@ class QAdaptiveAvgPool2d(_AvgBase):
         check_keywords("QAdaptiveAvgPool2d.__init__", options, AvgPoolOptions)
         adaptive_output_hw(output_size, 1, 1)  # the argument's own checks (None entries: any size)
         self.output_size = output_size
-        bounds = self._quant(options)
+        self._quant(options)
         self.device = get_device(device)
+
+    def _pool_params(self, input_shape: Shape4) -> np.ndarray:
         # The windows come from the input and output sizes (the TensorDescs); kernel, stride,
-        # padding and dilation are unused.
+        # padding and dilation are unused. The divisor is a window's taps.
         unused = PoolWindow((1, 1), (1, 1), (0, 0), (1, 1), False)
-        self._params = _pool_params(
-            unused, adaptive=True, s_in=self.input_scale, inv_s_out=self._inv_s_out, bounds=bounds
-        )
+        _, _, h, w = input_shape
+        requant = self._requant(self._max_taps(h, w))
+        return _pool_params(unused, adaptive=True, requant=requant, bounds=self._bounds)
+
+    def _max_taps(self, h: int, w: int) -> int:
+        """The largest window's taps for an input of h x w (checked: taps * 255 < 2^31)."""
+        oh, ow = adaptive_output_hw(self.output_size, h, w)
+        hs, ws = adaptive_windows(h, oh), adaptive_windows(w, ow)
+        taps = int((hs[1] - hs[0]).max()) * int((ws[1] - ws[0]).max())
+        check_window_taps(taps)
+        return taps
 
     def __repr__(self) -> str:
         return f"QAdaptiveAvgPool2d(output_size={self.output_size!r})"
 
     def output_shape(self, input_shape: Sequence[int]) -> Shape4:
         n, c, h, w = input_shape4("x", input_shape)
-        oh, ow = adaptive_output_hw(self.output_size, h, w)
-        hs, ws = adaptive_windows(h, oh), adaptive_windows(w, ow)
-        check_window_taps(int((hs[1] - hs[0]).max()) * int((ws[1] - ws[0]).max()))
-        return (n, c, oh, ow)
+        self._max_taps(h, w)
+        return (n, c, *adaptive_output_hw(self.output_size, h, w))
 
 
 # ---- quantize ---------------------------------------------------------------------------------

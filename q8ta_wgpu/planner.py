@@ -27,8 +27,8 @@ from . import _split
 from ._checks import ACTIVATIONS, check_scale, check_zero_point
 from .geometry import ConvGeometry, align4, ceil4, fold_workgroups, pair
 from .layouts import check_layout, tensor_desc
-from .quant import activation_bounds
-from .uniforms import CONV_PARAMS, GEMM_PARAMS, TENSOR_DESC
+from .quant import AddRequant, activation_bounds
+from .uniforms import CHAN_BLOCK_BYTES, CONV_PARAMS, GEMM_PARAMS, TENSOR_DESC
 
 if TYPE_CHECKING:
     from .runtime import Device
@@ -567,22 +567,22 @@ class Residual:
     are those of the two passes. `ops.QAdd.residual` makes one from an add."""
 
     zero_point: int  # the residual tensor's
+    scale: float  # the residual tensor's
     output_zero_point: int  # the add's output's
-    s_a: float  # the add's operand scales, in the graph's order
-    s_b: float
-    inv_s_out: float  # float32(1 / the add's output scale)
+    requant: AddRequant  # the add's, operands in the graph's order
     relu: bool
     q_max: int  # the add's upper clamp (relu6's quantized 6; else 127)
     residual_first: bool  # the residual is the add's first operand (a), the conv's output b
 
     def gemm_fields(self) -> dict[str, int | float]:
         """GemmParams' residual fields."""
-        return dict(res_first=int(self.residual_first), add_s_a=self.s_a, add_s_b=self.s_b,
-                    add_inv_s_out=self.inv_s_out, add_relu=int(self.relu), add_q_max=self.q_max)  # fmt: skip
+        rq = self.requant
+        return dict(res_first=int(self.residual_first), add_m_a=rq.m_a, add_m_b=rq.m_b, add_fix_a=rq.fix_a,
+                    add_fix_b=rq.fix_b, add_fix_e=rq.fix_e, add_relu=int(self.relu), add_q_max=self.q_max)  # fmt: skip
 
 
 _NO_RESIDUAL: dict[str, int | float] = dict(
-    res_first=0, add_s_a=0.0, add_s_b=0.0, add_inv_s_out=0.0, add_relu=0, add_q_max=127
+    res_first=0, add_m_a=0.0, add_m_b=0.0, add_fix_a=0, add_fix_b=0, add_fix_e=1, add_relu=0, add_q_max=127
 )
 
 
@@ -600,14 +600,13 @@ def gemm_params(
     """The GemmParams uniform (epilogue.wgsl) of m-blocks [base, base + count) of `geo`: A's
     row stride k4_row in k-blocks, `splits` K slices of `kspan` k-blocks, first group g_base,
     and the residual add fused after the requantization (None: none)."""
-    inv_s_out = float(np.float32(1.0) / np.float32(conv.output_scale))
     return GEMM_PARAMS.pack(
         m_count=count, mb_base=base, k4=k4_row, k4_pg=geo.K_per_group // 4,
         c4_out=ceil4(geo.C_out), cout_pg=geo.C_out_per_group, c_out=geo.C_out,
         h_out=geo.H_out, w4_out=ceil4(geo.W_out), w_out=geo.W_out,
         zp_in=conv.input_zero_point, zp_out=conv.output_zero_point,
-        inv_s_out=inv_s_out, relu=int(conv.activation in ("relu", "relu6")), splits=splits, kspan=kspan,
-        g_base=g_base, q_max=activation_bounds(conv.activation, inv_s_out, conv.output_zero_point)[1],
+        relu=int(conv.activation in ("relu", "relu6")), splits=splits, kspan=kspan, g_base=g_base,
+        q_max=activation_bounds(conv.activation, conv.output_scale, conv.output_zero_point)[1],
         **(_NO_RESIDUAL if residual is None else residual.gemm_fields()),
     )  # fmt: skip
 
@@ -709,7 +708,7 @@ def plan_passes(
                 )
             if len(slices) > 1:
                 w_bind = weights.window(16 * k4_pg * c4_lo, 16 * k4_pg * (c4_hi - c4_lo))
-                chan_bind = chan.window(64 * c4_lo, 64 * (c4_hi - c4_lo))
+                chan_bind = chan.window(CHAN_BLOCK_BYTES * c4_lo, CHAN_BLOCK_BYTES * (c4_hi - c4_lo))
             plan.specs += _gemm_specs(
                 plan, conv, sub_geo, a_bind, base, count, outs, (in_desc, cp), w_bind, chan_bind,
                 y_bind, implicit, k4, g_base, gemm, limits, residual,

@@ -33,6 +33,7 @@ from .pooling import (
     checked_activation,
     input_shape4,
 )
+from .quant import AddRequant, ConvRequant, PoolRequant, activation_bounds
 
 # Rows of A per int32 matmul chunk: bounds the int32 copies of A (rows * K_per_group * 4 bytes).
 _CHUNK_BYTES = 32 * 1024 * 1024
@@ -120,7 +121,8 @@ def conv2d(
     input_zero_point: int,
     **options: Unpack[ConvOptions],
 ) -> np.ndarray:
-    """Quantized conv2d, exactly as spec section 2 (im2col, int32 GEMM, float32 epilogue).
+    """Quantized conv2d as spec section 2 (im2col, int32 GEMM), with the exact requantization
+    (quant.ConvRequant: rint(sum * s_in * s_w / s_out + bias / s_out), half to even, exactly).
 
     Args:
         x: int8 input [N, C_in, H, W], per-tensor affine (input_scale, input_zero_point).
@@ -160,11 +162,11 @@ def conv2d(
     wsum = wq.sum(axis=1, dtype=np.int32)  # [G, Cop]
     zp_wsum = (np.int32(zp_in) * wsum).astype(np.int32)
 
-    # Epilogue constants, each rounded to float32 once, as the host does.
-    scale = check_scale_product(s_in, w_scales).reshape(G, Cop)
-    bias_g = b.reshape(G, Cop)
-    inv = np.float32(1) / s_out
-    zp_out_f = np.float32(zp_out)
+    check_scale_product(s_in, w_scales)
+    requant = [
+        ConvRequant.of(s_in, w_scales[g * Cop : (g + 1) * Cop], b[g * Cop : (g + 1) * Cop], s_out)
+        for g in range(G)
+    ]
 
     out = np.empty((geo.M, G, Cop), np.int8)
     chunk = max(1, _CHUNK_BYTES // (4 * Kpg))
@@ -175,7 +177,7 @@ def conv2d(
             for g in range(G):
                 acc = a[m0:m1, g, :].astype(np.int32) @ wq[g]
                 out[m0:m1, g, :] = _conv_epilogue(
-                    acc - zp_wsum[g], scale[g], bias_g[g], activation, inv, zp_out_f
+                    acc - zp_wsum[g], requant[g], activation, float(s_out), zp_out
                 )
 
     out = out.reshape(geo.N, geo.H_out, geo.W_pad, geo.C_out)[:, :, : geo.W_out, :]
@@ -183,19 +185,22 @@ def conv2d(
 
 
 def _conv_epilogue(
-    acc: np.ndarray,
-    scale: np.ndarray,
-    bias: np.ndarray,
-    activation: str,
-    inv: np.float32,
-    zp_out: np.float32,
+    adj: np.ndarray, requant: ConvRequant, activation: str, output_scale: float, output_zero_point: int
 ) -> np.ndarray:
-    """The requantization of int32 sums of (x - zp_in) * w, channels last (conv2d's and
-    conv_transpose2d's): y = float32(acc) * scale + bias, activated, q = rint(y * inv) + zp_out
-    clamped to int8 (scale, bias, inv: float32, each rounded once on the host)."""
-    return _quantize_f32(
-        _activate(acc.astype(np.float32) * scale + bias, activation), float(inv), int(zp_out)
-    )
+    """The requantization of int32 sums adj of (x - zp_in) * w, channels last (conv2d's and
+    conv_transpose2d's): q = rint(adj * M + B) exactly (quant.ConvRequant), activated, + zp_out,
+    clamped to int8."""
+    return _exactly_requantized(requant.rint(adj), activation, output_scale, output_zero_point)
+
+
+def _exactly_requantized(
+    r: np.ndarray, activation: str, output_scale: float, output_zero_point: int
+) -> np.ndarray:
+    """int8 of exactly rounded values r (output steps): + zp, clamped to the activation's bounds
+    (quant.activation_bounds: relu's and relu6's clamps of the real value, as rounding is
+    monotonic) and to int8."""
+    lo, hi = activation_bounds(activation, output_scale, output_zero_point)
+    return np.clip(r + output_zero_point, lo, hi).astype(np.int8)
 
 
 # ---- the non-conv ops of a quantized CNN (PT2E float path: dequantize, op in float32, quantize) --
@@ -251,9 +256,9 @@ def add(
     output_zero_point: int,
     activation: str = "none",
 ) -> np.ndarray:
-    """Quantized add: quantize(dequantize(a) + dequantize(b)), float32 in PyTorch's order
-    (dequantize a, dequantize b, add, relu, multiply by float32(1/output_scale), round half to
-    even, add the zero point, clamp to [-128, 127]).
+    """Quantized add: quantize(dequantize(a) + dequantize(b)), exactly: q = rint((a - zp_a) *
+    M_a + (b - zp_b) * M_b) + zp_out (M = the scale / output_scale in float64; rint half to
+    even, exact: quant.AddRequant), clamped to [-128, 127] and the activation's bounds.
 
     Args:
         a, b: int8 arrays of one shape (any rank), each with its own scale and zero point.
@@ -268,12 +273,11 @@ def add(
         raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
     sa, zpa = check_scale("a_scale", a_scale), check_zero_point("a_zero_point", a_zero_point)
     sb, zpb = check_scale("b_scale", b_scale), check_zero_point("b_zero_point", b_zero_point)
-    inv = inv_scale("output_scale", output_scale)
+    s_out = check_scale("output_scale", output_scale)
     zp_out = check_zero_point("output_zero_point", output_zero_point)
     act = check_activation(activation)
-    with np.errstate(over="ignore"):
-        y = _dequantize_f32(a, sa, zpa) + _dequantize_f32(b, sb, zpb)
-    return _quantize_f32(_activate(y, act), inv, zp_out)
+    r = AddRequant.of(sa, sb, s_out).rint(a.astype(np.int64) - zpa, b.astype(np.int64) - zpb)
+    return _exactly_requantized(r, act, s_out, zp_out)
 
 
 def _activate(y: np.ndarray, activation: str) -> np.ndarray:
@@ -337,28 +341,25 @@ def _average(
     sums: np.ndarray,
     divisor: np.ndarray,
     empty: np.ndarray,
-    input_scale: float,
-    inv_s_out: float,
+    requant: PoolRequant,
+    output_scale: float,
     output_zero_point: int,
     activation: str = "none",
 ) -> np.ndarray:
-    """y = f32(sum) * s_in / f32(divisor) in float32, activated, quantized; empty windows give
-    y = 0."""
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        scaled = sums.astype(np.int32).astype(np.float32) * np.float32(input_scale)
-        y = scaled / divisor.astype(np.float32)
-    return _quantize_f32(
-        _activate(np.where(empty, np.float32(0), y), activation), inv_s_out, output_zero_point
-    )
+    """q = rint(sum * M / divisor) exactly (quant.PoolRequant), activated, + zp_out, clamped;
+    empty windows give 0 (q = zp_out)."""
+    d = np.where(empty, 1, divisor)
+    r = np.where(empty, 0, requant.rint(sums, d))
+    return _exactly_requantized(r, activation, output_scale, output_zero_point)
 
 
 def _pool_quantization(options: AvgPoolOptions) -> tuple[float, int, float, int]:
-    """An average pool's (input scale, input zero point, float32(1 / output scale), output zero
-    point), checked."""
+    """An average pool's (input scale, input zero point, output scale, output zero point),
+    checked."""
     s_in = check_scale("input_scale", options["input_scale"])
     zp_in = check_zero_point("input_zero_point", options["input_zero_point"])
-    inv = inv_scale("output_scale", options["output_scale"])
-    return s_in, zp_in, inv, check_zero_point("output_zero_point", options["output_zero_point"])
+    s_out = check_scale("output_scale", options["output_scale"])
+    return s_in, zp_in, s_out, check_zero_point("output_zero_point", options["output_zero_point"])
 
 
 def avg_pool2d(
@@ -375,15 +376,15 @@ def avg_pool2d(
     path with integer sums: sum = sum over the window of (x - input_zero_point) (padded
     positions add 0), divisor as PyTorch's CPU kernel takes it (divisor_override; else with
     count_include_pad the window clipped to the padded input, else its taps inside the input),
-    y = float32(sum) * input_scale / divisor in float32, then quantized to (output_scale,
-    output_zero_point) with torch's quantize_per_tensor; `activation` ("relu", "relu6") applied
-    to y before (`pooling.AvgPoolOptions`). Returns int8 [N, C, H_out, W_out]."""
+    sum * input_scale / divisor quantized to (output_scale, output_zero_point) with the rounding
+    exact (quant.PoolRequant); `activation` ("relu", "relu6") applied before
+    (`pooling.AvgPoolOptions`). Returns int8 [N, C, H_out, W_out]."""
     check_keywords("avg_pool2d", options, AvgPoolOptions)
     x = check_int8_array("x", x, ndim=4)
     win = PoolWindow.checked(kernel_size, stride, padding, 1, ceil_mode)
     include_pad = check_bool("count_include_pad", count_include_pad)
     override = check_divisor_override(divisor_override)
-    s_in, zp_in, inv, zp_out = _pool_quantization(options)
+    s_in, zp_in, s_out, zp_out = _pool_quantization(options)
     _, _, h, w = input_shape4("x", x.shape)
     ho, wo = win.output_hw(h, w)
     (kh, kw), (sh, sw), (ph, pw) = win.kernel_size, win.stride, win.padding
@@ -398,7 +399,8 @@ def avg_pool2d(
         divisor = np.outer(pool_h, pool_w)
     else:
         divisor = taps
-    return _average(sums, divisor, taps == 0, s_in, inv, zp_out, checked_activation(options))
+    requant = PoolRequant.of(s_in, s_out, abs(override or kh * kw))  # a window's divisor <= its taps
+    return _average(sums, divisor, taps == 0, requant, s_out, zp_out, checked_activation(options))
 
 
 def adaptive_avg_pool2d(
@@ -413,7 +415,7 @@ def adaptive_avg_pool2d(
     [N, C, H_out, W_out]."""
     check_keywords("adaptive_avg_pool2d", options, AvgPoolOptions)
     x = check_int8_array("x", x, ndim=4)
-    s_in, zp_in, inv, zp_out = _pool_quantization(options)
+    s_in, zp_in, s_out, zp_out = _pool_quantization(options)
     _, _, h, w = input_shape4("x", x.shape)
     ho, wo = adaptive_output_hw(output_size, h, w)
     h0, h1 = adaptive_windows(h, ho)
@@ -421,7 +423,8 @@ def adaptive_avg_pool2d(
     taps = np.outer(h1 - h0, w1 - w0)
     check_window_taps(int(taps.max()))
     sums = _window_sums(x, zp_in, (h0, h1), (w0, w1))
-    return _average(sums, taps, taps == 0, s_in, inv, zp_out, checked_activation(options))
+    requant = PoolRequant.of(s_in, s_out, int(taps.max()))
+    return _average(sums, taps, taps == 0, requant, s_out, zp_out, checked_activation(options))
 
 
 # ---- elementwise functions by table, and the channel concatenation (PT2E float path) ---------
@@ -930,6 +933,6 @@ def conv_transpose2d(
                 cols = slice(j * dw, j * dw + sw * (w - 1) + 1, sw)
                 acc[:, rows, cols] += np.einsum("nhwgc,gco->nhwgo", xg, wg[..., i, j])
     sums = acc[:, ph : ph + oh, pw : pw + ow].reshape(n, oh, ow, c_out)  # padding crops the canvas
-    scale = check_scale_product(s_in, w_scales)
-    out = _conv_epilogue(sums, scale, b, activation, np.float32(1) / s_out, np.float32(zp_out))
+    check_scale_product(s_in, w_scales)
+    out = _conv_epilogue(sums, ConvRequant.of(s_in, w_scales, b, s_out), activation, float(s_out), zp_out)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

@@ -118,16 +118,17 @@ GEMM_PARAMS = UniformStruct(
         *_u32("c4_out", "cout_pg", "c_out", "h_out", "w4_out", "w_out"),
         ("zp_in", "i32", ""),
         ("zp_out", "i32", ""),
-        ("inv_s_out", "f32", "1 / output scale, float32"),
         ("relu", "u32", ""),
         ("splits", "u32", "split-K: number of K slices"),
         ("kspan", "u32", "split-K: k-blocks per slice"),
         ("g_base", "u32", "first group of this dispatch's channels"),
         ("q_max", "i32", "upper clamp of the output (relu6's quantized 6; else 127)"),
         ("res_first", "u32", "1: the residual is the add's first operand"),
-        ("add_s_a", "f32", "the add's first operand's scale"),
-        ("add_s_b", "f32", "the add's second operand's scale"),
-        ("add_inv_s_out", "f32", "float32(1 / the add's output scale)"),
+        ("add_m_a", "f32", "the add's first operand's scale / its output scale"),
+        ("add_m_b", "f32", "the add's second operand's scale / its output scale"),
+        ("add_fix_a", "u32", "add_m_a ~ add_fix_a * 2^-add_fix_e (exact_round.wgsl)"),
+        ("add_fix_b", "u32", "add_m_b ~ add_fix_b * 2^-add_fix_e"),
+        ("add_fix_e", "u32", ""),
         ("add_relu", "u32", "1: max(y, 0) after the add"),
         ("add_q_max", "i32", "upper clamp of the add's output"),
     ),
@@ -139,24 +140,33 @@ CHAN = UniformStruct(
     "Chan",
     (
         ("wsum", "i32", "the channel's weight sum (zero-point correction)"),
-        ("scale", "f32", "input scale * weight scale"),
-        ("bias", "f32", ""),
-        ("_pad", "f32", ""),
+        ("m", "f32", "M = input scale * weight scale / output scale"),
+        ("b", "f32", "B = bias / output scale"),
+        ("fix_m", "u32", "M ~ fix_m * 2^-fix_e (exact_round.wgsl)"),
+        ("fix_e", "u32", ""),
+        ("fix_bi", "i32", "B ~ fix_bi + fix_bf * 2^-fix_e"),
+        ("fix_bf_lo", "u32", "fix_bf's low word"),
+        ("fix_bf_hi", "u32", "fix_bf's high word"),
     ),
     "Per output channel: what the requantizing epilogue needs.",
 )
+
+# Bytes of one channel block's (4 channels') records: a conv's channel slices bind windows of them.
+CHAN_BLOCK_BYTES = 4 * 4 * CHAN.words
 
 # kernels/add_q8.wgsl: the float parameters of a quantized add (zero points: the TensorDescs).
 ADD_PARAMS = UniformStruct(
     "AddParams",
     (
-        ("s_a", "f32", "scale of input a"),
-        ("s_b", "f32", "scale of input b"),
-        ("inv_s_out", "f32", "float32(1 / output scale), rounded once on the host"),
-        ("relu", "u32", "1: max(y, 0) before requantizing"),
+        ("m_a", "f32", "M_a = scale of input a / output scale"),
+        ("m_b", "f32", "M_b = scale of input b / output scale"),
+        ("fix_a", "u32", "M_a ~ fix_a * 2^-fix_e (exact_round.wgsl)"),
+        ("fix_b", "u32", "M_b ~ fix_b * 2^-fix_e"),
+        ("fix_e", "u32", ""),
+        ("relu", "u32", "1: max(v, 0) before requantizing"),
         ("q_max", "i32", "upper clamp of the output (relu6's quantized 6; else 127)"),
     ),
-    "A quantized add: y = (a - zp_a)*s_a + (b - zp_b)*s_b; q = clamp(rint(y*inv_s_out) + zp_out).",
+    "A quantized add: v = (a - zp_a)*M_a + (b - zp_b)*M_b; q = clamp(rint(v) + zp_out), rint exact.",
 )
 
 # kernels/maxpool.wgsl and kernels/avgpool.wgsl: the pooling window (both kernels) and the
@@ -168,8 +178,10 @@ POOL_PARAMS = UniformStruct(
         ("adaptive", "u32", "avg: 1 = adaptive windows [floor(i*H/H_out), ceil((i+1)*H/H_out))"),
         ("count_include_pad", "u32", "avg: 1 = divide by the window clipped to the padded input"),
         ("divisor", "i32", "avg: divisor_override, 0 = the window's own"),
-        ("s_in", "f32", "avg: input scale"),
-        ("inv_s_out", "f32", "avg: float32(1 / output scale)"),
+        ("m", "f32", "avg: M = input scale / output scale"),
+        ("margin_rel", "f32", "avg: bound on the relative error of v = sum*M/divisor (exact_round.wgsl)"),
+        ("fix_m", "u32", "avg: M ~ fix_m * 2^-fix_e"),
+        ("fix_e", "u32", ""),
         ("q_min", "i32", "avg: lower clamp of the output (relu: the zero point; else -128)"),
         ("q_max", "i32", "avg: upper clamp of the output (relu6's quantized 6; else 127)"),
     ),

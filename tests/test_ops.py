@@ -548,8 +548,8 @@ def test_resnet_sized_pools(device):
 def test_requantize_with_activation_matches_torch(device, zps, activation):
     """A relu / relu6 on a dequantized tensor, quantized again (what a quantizer that does not
     fuse the activation into its producer leaves): a 1x1 average pool with the activation's
-    bounds as a clamp of the quantized output, against torch's float path (exact: one float32
-    multiply and one rounding on both sides)."""
+    bounds as a clamp of the quantized output, against the float64 evaluation (exact) and
+    torch's float32 path (within 1 LSB: float32 rounds the near-ties its own way)."""
     rng = np.random.default_rng(_seed("requant", zps, activation))
     x = rng.integers(-128, 128, (2, 9, 5, 6), dtype=np.int8)
     q = dict(input_scale=0.07, input_zero_point=zps[0], output_scale=0.1, output_zero_point=zps[1])
@@ -559,6 +559,10 @@ def test_requantize_with_activation_matches_torch(device, zps, activation):
     y = _t_dequant(x, q["input_scale"], zps[0])
     y = _t_F().relu(y) if activation == "relu" else _t_F().hardtanh(y, 0.0, 6.0)
     torch_q = _t_quant(y, q["output_scale"], zps[1])
-    assert_within_1lsb(got, torch_q, f"requantize {zps} {activation}: GPU vs torch", exact=True)
+    assert_within_1lsb(got, torch_q, f"requantize {zps} {activation}: GPU vs torch")
+    y64 = (x.astype(np.float64) - zps[0]) * float(np.float32(q["input_scale"]))
+    y64 = np.clip(y64, 0.0, 6.0 if activation == "relu6" else np.inf)
+    want64 = np.clip(np.rint(y64 / float(np.float32(q["output_scale"]))) + zps[1], -128, 127).astype(np.int8)
+    assert_within_1lsb(got, want64, f"requantize {zps} {activation}: GPU vs float64", exact=True)
     if zps[1] < 0 and activation == "relu6":  # 6 is inside the output's range: the clamp is used
         assert (want == 60 + zps[1]).any()

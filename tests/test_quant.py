@@ -287,3 +287,70 @@ def test_quantize_weights_rejects_bad_types_and_shapes() -> None:
         quantize_weights(np.float32(1.0))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="w"):
         quantize_weights(np.zeros((0, 3), np.float32))
+
+
+# --- the exact requantization's fixed-point forms (quant.ConvRequant, AddRequant, PoolRequant) ---
+# Oracle: Python's Fraction arithmetic and round() (half to even, exact on fractions).
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(-(2**31) + 1, 2**31 - 1),
+    st.floats(1e-9, 2.0**16, exclude_max=True),
+    st.floats(-(2.0**27), 2.0**27),
+)
+def test_conv_requant_rounds_its_fixed_point_value_exactly(adj: int, m: float, b: float) -> None:
+    """ConvRequant.rint = round(adj * fix_m / 2^e + bi + bf / 2^e) exactly, and that fixed-point
+    value lies within 2^-30 relative (plus 2^-60) of adj * M + B."""
+    from fractions import Fraction
+
+    from q8ta_wgpu.quant import ConvRequant
+
+    rq = ConvRequant.of(1.0, np.array([m]), np.array([b]), 1.0)
+    e = int(rq.fix_e[0])
+    fixed = Fraction(adj * int(rq.fix_m[0]) + int(rq.fix_bf[0]), 2**e) + int(rq.fix_bi[0])
+    assert int(rq.rint(np.array([adj]))[0]) == round(fixed)
+    exact = Fraction(adj) * Fraction(m) + Fraction(b)
+    assert abs(fixed - exact) <= abs(Fraction(adj) * Fraction(m)) * Fraction(1, 2**30) + Fraction(1, 2**60)
+    assert 0 <= rq.fix_bf[0] < 2**e and 1 <= e <= 60 and rq.fix_m[0] <= 2**30
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-255, 255), st.integers(-255, 255), st.floats(1e-6, 1e3), st.floats(1e-6, 1e3))
+def test_add_requant_rounds_exactly(a: int, b: int, ma: float, mb: float) -> None:
+    from fractions import Fraction
+
+    from q8ta_wgpu.quant import AddRequant
+
+    rq = AddRequant.of(ma, mb, 1.0)
+    fixed = Fraction(a * rq.fix_a + b * rq.fix_b, 2**rq.fix_e)
+    assert int(rq.rint(np.array([a]), np.array([b]))[0]) == round(fixed)
+    exact = a * Fraction(ma) + b * Fraction(mb)
+    assert abs(fixed - exact) <= (abs(a) + abs(b)) * max(Fraction(ma), Fraction(mb)) * Fraction(1, 2**29)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-(2**23), 2**23), st.integers(1, 5000), st.floats(1e-3, 1e3), st.booleans())
+def test_pool_requant_rounds_exactly(total: int, divisor: int, m: float, negative: bool) -> None:
+    from fractions import Fraction
+
+    from q8ta_wgpu.quant import PoolRequant
+
+    rq = PoolRequant.of(m, 1.0, 5000)
+    d = -divisor if negative else divisor
+    fixed = Fraction(total * rq.fix_m, 2**rq.fix_e) / d
+    assert int(rq.rint(np.array([total]), np.array([d]))[0]) == round(fixed)
+    assert abs(fixed - Fraction(total) * Fraction(m) / d) <= abs(fixed) * Fraction(rq.margin_rel) / 2
+
+
+def test_fixed_point_forms_reject_what_they_cannot_hold() -> None:
+    from q8ta_wgpu.quant import AddRequant, ConvRequant, PoolRequant
+
+    with pytest.raises(ValueError, match=r"input_scale \* weight_scales / output_scale must be .* < 2\^16"):
+        ConvRequant.of(1.0, np.array([1.0, 2.0**16]), None, 1.0)
+    with pytest.raises(ValueError, match=r"bias / output_scale must be finite and below 2\^28"):
+        ConvRequant.of(1.0, np.array([0.5]), np.array([2.0**28]), 1.0)
+    with pytest.raises(ValueError, match="a_scale / output_scale"):
+        AddRequant.of(2.0**17, 1.0, 1.0)
+    with pytest.raises(ValueError, match="too small for exact rounding over windows of up to 4194304 taps"):
+        PoolRequant.of(1e-9, 1.0, 2**22)

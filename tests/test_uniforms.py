@@ -50,19 +50,18 @@ def test_each_struct_is_declared_by_its_include_only(struct):
 def test_pack_and_get_by_name():
     floats = {n: 0.25 * i for i, (n, t, _) in enumerate(GEMM_PARAMS.fields) if t == "f32"}
     words = GEMM_PARAMS.pack(
-        **{n: i for i, (n, t, _) in enumerate(GEMM_PARAMS.fields) if t != "f32"},
-        **floats | {"inv_s_out": 0.25},
+        **{n: i for i, (n, t, _) in enumerate(GEMM_PARAMS.fields) if t != "f32"}, **floats
     )
-    assert words.dtype == np.uint32 and words.size == GEMM_PARAMS.words == 24
-    assert GEMM_PARAMS.get(words, "add_s_b") == floats["add_s_b"] != 0
-    assert GEMM_PARAMS.get(words, "k4_pg") == 3 and GEMM_PARAMS.get(words, "inv_s_out") == 0.25
-    assert words[12] == np.float32(0.25).view(np.uint32)  # the f32 field's bits
+    assert words.dtype == np.uint32 and words.size == GEMM_PARAMS.words == 28
+    assert GEMM_PARAMS.get(words, "add_m_b") == floats["add_m_b"] != 0
+    assert GEMM_PARAMS.get(words, "k4_pg") == 3 and GEMM_PARAMS.get(words, "add_m_a") == 18 * 0.25
+    assert words[18] == np.float32(18 * 0.25).view(np.uint32)  # the f32 field's bits
     neg = TENSOR_DESC.pack(**{n: 0 for n, _, _ in TENSOR_DESC.fields} | {"zp": -128, "base": 2**32 - 7})
     assert TENSOR_DESC.get(neg, "zp") == -128 and TENSOR_DESC.get(neg, "base") == 2**32 - 7
     with pytest.raises(TypeError, match=r"missing fields \['c', 'h'"):
         TENSOR_DESC.pack(n=1)
     with pytest.raises(TypeError, match=r"unknown fields \['nope'\]"):
-        CHAN.pack(wsum=1, scale=1.0, bias=0.0, _pad=0.0, nope=1)
+        CHAN.pack(**{n: 0 for n, _, _ in CHAN.fields}, nope=1)
     with pytest.raises(ValueError, match="type"):
         UniformStruct("Bad", (("x", "f16", ""),))
 

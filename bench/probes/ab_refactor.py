@@ -5,7 +5,7 @@ GPU time and the per-layer time in a chain (bench.py's figures), and at the end 
 per cached call.
 
     git worktree add /tmp/old <commit>
-    python bench/probes/ab_refactor.py /tmp/old [--suites spec,resnet50] [--rounds 2] [--out ab.json]
+    python bench/probes/ab_refactor.py /tmp/old [--suites spec,resnet50] [--names spec2,...] [--rounds 2] [--out ab.json]
 
 The older tree's q8ta_wgpu/ and kernels/ are copied into a temporary folder as package
 `q8ta_wgpu_old` (its relative imports make that work); both packages read the same tuning
@@ -62,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("old_tree", type=Path)
     ap.add_argument("--suites", default="spec,resnet50")
+    ap.add_argument("--names", default="", help="comma-separated config names (default: every one)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--chain", type=int, default=24)
@@ -78,6 +79,8 @@ def main() -> None:
     rows = []
     for suite in args.suites.split(","):
         for cfg in SUITES[suite]:
+            if args.names and cfg.name not in args.names.split(","):
+                continue
             got: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
             for r in range(args.rounds):
                 for k in ("old", "new") if r % 2 == 0 else ("new", "old"):
