@@ -37,7 +37,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (w < od.w) {
     let qa = unpack4xI8(a[word_index(ad, n, c4, h, w)]) - vec4<i32>(ad.zp);
     let qb = unpack4xI8(b[word_index(bd, n, c4, h, w)]) - vec4<i32>(bd.zp);
-    let sum = add_requant(qa, qb, p.m_a, p.m_b, p.fix_a, p.fix_b, p.fix_e, p.relu != 0u, od.zp, p.q_max);
+    let f = add_round(qa, qb, p.m_a, p.m_b, p.relu != 0u, od.zp, p.q_max);
+    var r = f.r;
+    var near = near_bits(f.near);
+    while (near != 0u) {  // rare: where float32 cannot decide
+      let i = firstTrailingBit(near);
+      near &= near - 1u;
+      r[i] = add_exact(qa[i], qb[i], p.fix_a, p.fix_b, p.fix_e);
+    }
+    let sum = add_finish(r, p.relu != 0u, od.zp, p.q_max);
     let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
     q = select(q, sum, c < vec4<u32>(od.c));
   }

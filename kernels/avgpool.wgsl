@@ -79,18 +79,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     if (taps > 0 && divisor != 0) {
       let v = vec4<f32>(sum) * p.m / f32(divisor);
-      var r = vec4<i32>(clamp(round(v), vec4<f32>(-512.0), vec4<f32>(512.0)));
-      let margin = abs(v) * p.margin_rel + EXACT_REL;
-      let near = near_half(v, margin);
-      if (any(near)) {
-        let fl = vec4<i32>(floor(clamp(v, vec4<f32>(-8192.0), vec4<f32>(8192.0))));
-        // v = sum * M / divisor = (-sum) * M / |divisor| for a negative divisor_override.
-        let ns = select(sum, -sum, divisor < 0);
-        let d = u32(abs(divisor));
-        r = select(r, vec4<i32>(round_ratio_near(mul_wide(ns.x, p.fix_m), d, p.fix_e, fl.x),
-                                round_ratio_near(mul_wide(ns.y, p.fix_m), d, p.fix_e, fl.y),
-                                round_ratio_near(mul_wide(ns.z, p.fix_m), d, p.fix_e, fl.z),
-                                round_ratio_near(mul_wide(ns.w, p.fix_m), d, p.fix_e, fl.w)), near);
+      let f = round_fast(v, abs(v) * p.margin_rel + EXACT_REL, f32(p.q_min - od.zp) - 1.0, f32(p.q_max - od.zp) + 1.0);
+      var r = f.r;
+      var near = near_bits(f.near);
+      // v = sum * M / divisor = (-sum) * M / |divisor| for a negative divisor_override.
+      let ns = select(sum, -sum, divisor < 0);
+      let fl = vec4<i32>(floor(clamp(v, vec4<f32>(-8192.0), vec4<f32>(8192.0))));
+      while (near != 0u) {  // rare: where float32 cannot decide
+        let i = firstTrailingBit(near);
+        near &= near - 1u;
+        r[i] = round_ratio_near(mul_wide(ns[i], p.fix_m), u32(abs(divisor)), p.fix_e, fl[i]);
       }
       let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
       q = select(q, clamp(r + vec4<i32>(od.zp), vec4<i32>(p.q_min), vec4<i32>(p.q_max)), c < vec4<u32>(od.c));

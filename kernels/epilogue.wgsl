@@ -25,43 +25,50 @@
 
 override RESIDUAL: bool = false;  // a residual add follows the requantization (res, rd)
 
-// rint(adj*M + B) of channel record ch, exactly, from its fixed-point form.
-fn conv_exact(adj: i32, ch: Chan) -> i32 {
-  return round_shifted(add64(mul_wide(adj, ch.fix_m), vec2<u32>(ch.fix_bf_lo, ch.fix_bf_hi)), ch.fix_e, ch.fix_bi);
+// float32's rint(adj*M + B) of channel oc at 4 widths, and where it cannot decide.
+fn conv_round(adj: vec4<i32>, ch: Chan) -> Rounded {
+  let prod = vec4<f32>(adj) * ch.m;
+  // float32's error: 4 roundings of |adj*M| and 2 of |B| (at most 2^-22 of their sum); the +1 in
+  // the record's margin covers the fixed-point form's 2^-30. Only rint(v) in [lo, hi] matter:
+  // outside, both roundings clamp alike (relu: v <= -1 gives 0 either way).
+  let lo = select(-128.0 - f32(p.zp_out), 0.0, p.relu != 0u) - 1.0;
+  let hi = f32(p.q_max - p.zp_out) + 1.0;
+  return round_fast(prod + ch.b, abs(prod) * EXACT_REL + vec4<f32>(ch.margin), lo, hi);
 }
 
-// Requantized channel `oc` (record ch) at 4 widths (acc = its 4 accumulators), as int8 values in
-// i32; widths whose bit in `valid` is false, and channels past C_out, give zp_out.
-fn requant4(acc: vec4<i32>, ch: Chan, oc: u32, valid: vec4<bool>) -> vec4<i32> {
-  let adj = acc - vec4<i32>(p.zp_in * ch.wsum);
-  let prod = vec4<f32>(adj) * ch.m;
-  let v = prod + ch.b;
-  // Clamp before the int conversion so huge values stay defined; +-512 cannot change the result.
-  var r = vec4<i32>(clamp(round(v), vec4<f32>(-512.0), vec4<f32>(512.0)));
-  // float32's error: 4 roundings of |adj*M| and 2 of |B| (at most 2^-22 of their sum); the +1
-  // covers the fixed-point form's 2^-30.
-  let margin = (abs(prod) + vec4<f32>(abs(ch.b) + 1.0)) * EXACT_REL;
-  let near = near_half(v, margin);
-  if (any(near)) {
-    r = select(r, vec4<i32>(conv_exact(adj.x, ch), conv_exact(adj.y, ch), conv_exact(adj.z, ch), conv_exact(adj.w, ch)), near);
-  }
-  if (p.relu != 0u) { r = max(r, vec4<i32>(0)); }
-  let q = clamp(r + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(p.q_max));
+// rint(adj*M + B) of channel oc, exactly, from its fixed-point form.
+fn conv_exact(adj: i32, ch: Chan) -> i32 {
+  let bf = shl64(vec2<u32>(ch.fix_bf, 0u), select(0u, ch.fix_e - 32u, ch.fix_e > 32u));
+  return round_shifted(add64(mul_wide(adj, ch.fix_m), bf), ch.fix_e, ch.fix_bi);
+}
+
+// Channel oc's int8 values (in i32) from its rounded values r: relu, zero point, clamps; widths
+// whose bit in `valid` is false, and channels past C_out, give zp_out.
+fn conv_finish(r: vec4<i32>, oc: u32, valid: vec4<bool>) -> vec4<i32> {
+  let act = select(r, max(r, vec4<i32>(0)), p.relu != 0u);
+  let q = clamp(act + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(p.q_max));
   return select(vec4<i32>(p.zp_out), q, valid & vec4<bool>(oc < p.c_out));
 }
 
-// The residual add's word at width w of channel block c4 (qc: the conv's int8 values of its 4
-// channels there); slots past W_out or C_out hold od.zp, and no residual word past W_out is read.
-fn add_residual(qc: vec4<i32>, n: u32, c4: u32, h: u32, w: u32) -> u32 {
-  if (w >= p.w_out) { return pack4xI8(vec4<i32>(od.zp)); }
+// Vector k of 4 (k < 4), with no dynamically indexed array (it would live in slow local memory).
+fn pick4(v0: vec4<i32>, v1: vec4<i32>, v2: vec4<i32>, v3: vec4<i32>, k: u32) -> vec4<i32> {
+  return select(select(v0, v1, k == 1u), select(v2, v3, k == 3u), k >= 2u);
+}
+
+// The residual add's operands at width w of channel block c4, in the graph's order (qc: the
+// conv's int8 values of its 4 channels there). Past W_out no residual word is read.
+fn residual_operands(qc: vec4<i32>, n: u32, c4: u32, h: u32, w: u32) -> array<vec4<i32>, 2> {
   let qv = qc - vec4<i32>(p.zp_out);
-  let qr = unpack4xI8(res[word_index(rd, n, c4, h, w)]) - vec4<i32>(rd.zp);
-  let first = select(qv, qr, p.res_first != 0u);
-  let second = select(qr, qv, p.res_first != 0u);
-  let q = add_requant(first, second, p.add_m_a, p.add_m_b, p.add_fix_a, p.add_fix_b, p.add_fix_e,
-                      p.add_relu != 0u, od.zp, p.add_q_max);
+  var qr = vec4<i32>(0);
+  if (w < p.w_out) { qr = unpack4xI8(res[word_index(rd, n, c4, h, w)]) - vec4<i32>(rd.zp); }
+  return array<vec4<i32>, 2>(select(qv, qr, p.res_first != 0u), select(qr, qv, p.res_first != 0u));
+}
+
+// The add's word at width w from its rounded values r; slots past W_out or C_out hold od.zp.
+fn residual_word(r: vec4<i32>, c4: u32, w: u32) -> u32 {
+  let q = add_finish(r, p.add_relu != 0u, od.zp, p.add_q_max);
   let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-  return pack4xI8(select(vec4<i32>(od.zp), q, c < vec4<u32>(p.c_out)));
+  return pack4xI8(select(vec4<i32>(od.zp), q, (c < vec4<u32>(p.c_out)) & vec4<bool>(w < p.w_out)));
 }
 
 // Requantize and store the tile of m-block `mb` (index within this dispatch) x channel block
@@ -77,18 +84,71 @@ fn store_tile(mb: u32, c4: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3:
   let w0 = w4 * 4u;
   let valid = vec4<u32>(w0, w0 + 1u, w0 + 2u, w0 + 3u) < vec4<u32>(p.w_out);
   let oc = c4 * 4u;
-  let q0 = requant4(a0, chan[oc], oc, valid);
-  let q1 = requant4(a1, chan[oc + 1u], oc + 1u, valid);
-  let q2 = requant4(a2, chan[oc + 2u], oc + 2u, valid);
-  let q3 = requant4(a3, chan[oc + 3u], oc + 3u, valid);
+  let ch0 = chan[oc];
+  let ch1 = chan[oc + 1u];
+  let ch2 = chan[oc + 2u];
+  let ch3 = chan[oc + 3u];
+  let adj0 = a0 - vec4<i32>(p.zp_in * ch0.wsum);
+  let adj1 = a1 - vec4<i32>(p.zp_in * ch1.wsum);
+  let adj2 = a2 - vec4<i32>(p.zp_in * ch2.wsum);
+  let adj3 = a3 - vec4<i32>(p.zp_in * ch3.wsum);
+  let f0 = conv_round(adj0, ch0);
+  let f1 = conv_round(adj1, ch1);
+  let f2 = conv_round(adj2, ch2);
+  let f3 = conv_round(adj3, ch3);
+  var r0 = f0.r;
+  var r1 = f1.r;
+  var r2 = f2.r;
+  var r3 = f3.r;
+  var near = near_bits(f0.near) | (near_bits(f1.near) << 4u) | (near_bits(f2.near) << 8u) | (near_bits(f3.near) << 12u);
+  while (near != 0u) {  // rare: where float32 cannot decide (bit 4*j + i: channel oc + j, width i)
+    let b = firstTrailingBit(near);
+    near &= near - 1u;
+    let j = b / 4u;
+    let at = vec4<u32>(b % 4u) == vec4<u32>(0u, 1u, 2u, 3u);
+    let e = vec4<i32>(conv_exact(pick4(adj0, adj1, adj2, adj3, j)[b % 4u], chan[oc + j]));
+    r0 = select(r0, e, at & vec4<bool>(j == 0u));
+    r1 = select(r1, e, at & vec4<bool>(j == 1u));
+    r2 = select(r2, e, at & vec4<bool>(j == 2u));
+    r3 = select(r3, e, at & vec4<bool>(j == 3u));
+  }
+  let q0 = conv_finish(r0, oc, valid);
+  let q1 = conv_finish(r1, oc + 1u, valid);
+  let q2 = conv_finish(r2, oc + 2u, valid);
+  let q3 = conv_finish(r3, oc + 3u, valid);
   // Word of width i = the 4 channels' bytes at width i.
   var wd = vec4<u32>(pack4xI8(vec4<i32>(q0.x, q1.x, q2.x, q3.x)), pack4xI8(vec4<i32>(q0.y, q1.y, q2.y, q3.y)),
                      pack4xI8(vec4<i32>(q0.z, q1.z, q2.z, q3.z)), pack4xI8(vec4<i32>(q0.w, q1.w, q2.w, q3.w)));
   if (RESIDUAL) {
-    wd = vec4<u32>(add_residual(vec4<i32>(q0.x, q1.x, q2.x, q3.x), n, c4, h, w0),
-                   add_residual(vec4<i32>(q0.y, q1.y, q2.y, q3.y), n, c4, h, w0 + 1u),
-                   add_residual(vec4<i32>(q0.z, q1.z, q2.z, q3.z), n, c4, h, w0 + 2u),
-                   add_residual(vec4<i32>(q0.w, q1.w, q2.w, q3.w), n, c4, h, w0 + 3u));
+    let o0 = residual_operands(vec4<i32>(q0.x, q1.x, q2.x, q3.x), n, c4, h, w0);
+    let o1 = residual_operands(vec4<i32>(q0.y, q1.y, q2.y, q3.y), n, c4, h, w0 + 1u);
+    let o2 = residual_operands(vec4<i32>(q0.z, q1.z, q2.z, q3.z), n, c4, h, w0 + 2u);
+    let o3 = residual_operands(vec4<i32>(q0.w, q1.w, q2.w, q3.w), n, c4, h, w0 + 3u);
+    let g0 = add_round(o0[0], o0[1], p.add_m_a, p.add_m_b, p.add_relu != 0u, od.zp, p.add_q_max);
+    let g1 = add_round(o1[0], o1[1], p.add_m_a, p.add_m_b, p.add_relu != 0u, od.zp, p.add_q_max);
+    let g2 = add_round(o2[0], o2[1], p.add_m_a, p.add_m_b, p.add_relu != 0u, od.zp, p.add_q_max);
+    let g3 = add_round(o3[0], o3[1], p.add_m_a, p.add_m_b, p.add_relu != 0u, od.zp, p.add_q_max);
+    var s0 = g0.r;
+    var s1 = g1.r;
+    var s2 = g2.r;
+    var s3 = g3.r;
+    var snear = near_bits(g0.near) | (near_bits(g1.near) << 4u) | (near_bits(g2.near) << 8u) | (near_bits(g3.near) << 12u);
+    while (snear != 0u) {  // rare (bit 4*i + j: width i, channel j)
+      let b = firstTrailingBit(snear);
+      snear &= snear - 1u;
+      let i = b / 4u;
+      let j = b % 4u;
+      let fa = pick4(o0[0], o1[0], o2[0], o3[0], i);
+      let fb = pick4(o0[1], o1[1], o2[1], o3[1], i);
+      let at = vec4<u32>(j) == vec4<u32>(0u, 1u, 2u, 3u);
+      let e = vec4<i32>(add_exact(fa[j], fb[j], p.add_fix_a, p.add_fix_b, p.add_fix_e));
+      s0 = select(s0, e, at & vec4<bool>(i == 0u));
+      s1 = select(s1, e, at & vec4<bool>(i == 1u));
+      s2 = select(s2, e, at & vec4<bool>(i == 2u));
+      s3 = select(s3, e, at & vec4<bool>(i == 3u));
+    }
+    wd = vec4<u32>(residual_word(s0, c4, w0), residual_word(s1, c4, w0 + 1u),
+                   residual_word(s2, c4, w0 + 2u), residual_word(s3, c4, w0 + 3u));
   }
   if (w0 < od.w_alloc) { o[word_index(od, n, c4, h, w0)] = wd.x; }
   if (w0 + 1u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 1u)] = wd.y; }

@@ -1,24 +1,41 @@
 // exact_round.wgsl -- included by every requantizing kernel (no entry point): exact rounding of a
 // requantized value v (in output steps) where float32 cannot decide it. Each kernel computes v in
 // float32 and a bound `margin` on that value's error plus the fixed-point form's; where v lies
-// within margin of a half-integer (`near_half`), it takes the rounding from the fixed-point form
+// within margin of a half-integer (`round_fast`'s near), it takes the rounding from the fixed-point form
 // instead, in 64-bit integers (vec2<u32>: low word, high word, two's complement). Elsewhere
 // float32's rint is already the exact one. So every adapter writes the same bytes, those of
 // q8ta_wgpu.quant.round_shifted / round_ratio in the numpy reference.
 // The fixed-point forms (q8ta_wgpu.quant): a multiplier M ~ m * 2^-e (m <= 2^30, 1 <= e <= 60),
 // an offset B ~ bi + bf * 2^-e (0 <= bf < 2^e). Overflow: |x * m| + bf < 2^62 for |x| < 2^31;
-// 64-bit sums wrap, which is exact wherever the final value fits (it does: the host bounds
-// M < 2^16 and |B| < 2^28, so float32's error is below |v|*2^-21 + 2^8 and a v that float32 puts
-// under the gate of 4096 steps is under 5000: every result fits i32; one it puts beyond the gate
-// is beyond 3800 with the same sign, which the int8 clamp saturates alike).
+// 64-bit sums wrap, which is exact wherever the final value fits. The host bounds M < 2^16 and
+// |B| < 2^16, so float32's error is below |v|*2^-21 + 2^-4; margins up to 0.25 cover every |v| <
+// 2^17, and beyond, float32's rint saturates the int8 result as the exact one would. A near value
+// lies below 2^23 (float32 has no fractions above), so every exact result fits i32.
 
-const EXACT_REL: f32 = 9.5367431640625e-07;  // 2^-20: 2x float32's worst error of the fast path
-const EXACT_GATE: f32 = 4096.0;  // beyond, float32's rint saturates the int8 result as the exact one
+const EXACT_REL: f32 = 4.76837158203125e-07;  // 2^-21: 2x float32's worst error, relative to |v|
 
-// Where v lies within margin of a half-integer (and within the gate): float32 cannot decide
-// rint(v) there. Callers branch once on any() of it (rare), so the common path stays vector code.
-fn near_half(v: vec4<f32>, margin: vec4<f32>) -> vec4<bool> {
-  return (abs(v - floor(v) - 0.5) <= margin) & (abs(v) < vec4<f32>(EXACT_GATE));
+// float32's rint of 4 values, and where it cannot decide (`near`).
+struct Rounded {
+  r: vec4<i32>,
+  near: vec4<bool>,
+}
+
+// rint(v) in float32 (clamped to +-512 before the int conversion, so huge values stay defined:
+// that cannot change an int8 result), and where v lies within margin of a half-integer and
+// inside (lo, hi) (where the two roundings could give two results once clamped): there float32
+// cannot decide rint(v). Callers run the exact path only where any value is near (rare), once,
+// in a loop over those values: one copy of its code in a kernel, and the common path stays a
+// few vector operations.
+fn round_fast(v: vec4<f32>, margin: vec4<f32>, lo: f32, hi: f32) -> Rounded {
+  let rv = round(v);
+  let r = vec4<i32>(clamp(rv, vec4<f32>(-512.0), vec4<f32>(512.0)));
+  let near = abs(v - rv) >= vec4<f32>(0.5) - min(margin, vec4<f32>(0.25));
+  return Rounded(r, near & (v > vec4<f32>(lo)) & (v < vec4<f32>(hi)));
+}
+
+// The bits of n (x: bit 0 ... w: bit 3): the rare path's list of values to decide.
+fn near_bits(n: vec4<bool>) -> u32 {
+  return dot(select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), n), vec4<u32>(1u));
 }
 
 fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {

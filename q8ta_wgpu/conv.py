@@ -106,22 +106,26 @@ def _channel_params(
     weight_scales: np.ndarray,
     bias: np.ndarray | None,
     output_scale: float,
+    k_per_group: int,
 ) -> np.ndarray:
     """Per-channel epilogue records (uniforms.CHAN: the exact requantization, quant.ConvRequant),
     padded to 4 channels, as uint32 words."""
     c_out = wsum.size
     check_scale_product(input_scale, weight_scales)
-    rq = ConvRequant.of(input_scale, weight_scales, bias, output_scale)
+    rq = ConvRequant.of(input_scale, weight_scales, bias, output_scale, k_per_group)
     rec = np.zeros(ceil4(c_out) * 4, CHAN.dtype)
     rec["wsum"][:c_out] = wsum.astype(np.int32)
     rec["m"][:c_out] = rq.m.astype(np.float32)
     rec["b"][:c_out] = rq.b.astype(np.float32)
+    # + B's fixed-point error, 2^-(min(e, 32) + 1): above 2^-21 only for M > 2^10
+    rec["margin"][:c_out] = (np.abs(rq.b) + 1) * 2.0**-21 + 2.0 ** -np.minimum(rq.fix_e, 32).astype(
+        np.float64
+    )
     rec["fix_m"][:c_out] = rq.fix_m
     rec["fix_e"][:c_out] = rq.fix_e
     rec["fix_e"][c_out:] = 1  # padding channels: any valid shift
     rec["fix_bi"][:c_out] = rq.fix_bi
-    rec["fix_bf_lo"][:c_out] = rq.fix_bf & 0xFFFFFFFF
-    rec["fix_bf_hi"][:c_out] = rq.fix_bf >> 32
+    rec["fix_bf"][:c_out] = rq.fix_bf >> np.maximum(rq.fix_e - 32, 0)  # its 32 high bits: the rest are 0
     return rec.view(np.uint32).reshape(-1, CHAN.words)
 
 
@@ -436,7 +440,8 @@ class QConv2d:
         # Prepacked weights (the weight's own made here, so a weight too big for the device fails
         # at construction), epilogue records, and the plans' specs made GPU objects.
         self.buffers = ConvBuffers(self.device, self.weight, self.groups, _channel_params(
-            weight_sums(self.weight), self.input_scale, self.weight_scales, self.bias, self.output_scale
+            weight_sums(self.weight), self.input_scale, self.weight_scales, self.bias, self.output_scale,
+            int(np.prod(self.weight.shape[1:])),
         ))  # fmt: skip
         self._plans: OrderedDict[tuple, _Plan] = OrderedDict()
         # A GEMM configuration forced on this conv's plans (dict form of planner.GemmConfig), set

@@ -111,12 +111,12 @@ def activation_bounds(activation: str, output_scale: float, output_zero_point: i
 # the Q/DQ graph evaluated in float64 has them), through a fixed-point form of M and B: the GPU
 # computes v in float32 and, where v lies too near a half-integer for float32 to decide, decides
 # with 64-bit integer arithmetic. The bytes are then the same on every adapter and equal the numpy
-# reference. Bounds: M < 2^16 and |B| < 2^28 output steps (the host checks), so every exact
-# value fits int32 once it lies within the float32 path's 2^20 gate.
+# reference. Bounds: M < 2^16 and |B| < 2^16 output steps (the host checks; a conv channel's
+# larger B saturates it for every input and is clipped to 2^16, which saturates it alike).
 MULTIPLIER_BITS = 30  # m in [2^29, 2^30]: M to 2^-30 relative
 MAX_SHIFT = 60  # so that |x*m| + bf < 2^62 for |x| < 2^31
 MAX_MULTIPLIER = 2.0**16
-MAX_OFFSET = 2.0**28
+MAX_OFFSET = 2.0**16
 
 
 def fixed_multipliers(
@@ -140,16 +140,18 @@ def fixed_multipliers(
 
 def fixed_offsets(name: str, offsets: Any, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Float64 offsets B (output steps) as (bi, bf), int64: B ~ bi + bf * 2^-e, bi = floor(B),
-    0 <= bf < 2^e. A ValueError naming `name` where |B| >= 2^28."""
+    0 <= bf < 2^e, bf a multiple of 2^(e - 32) where e > 32 (its 32 high bits are what a record
+    holds: B to 2^-33). A ValueError naming `name` where |B| >= 2^16."""
     b = np.broadcast_to(np.asarray(offsets, np.float64), e.shape)
     if not np.all(np.isfinite(b)) or np.any(np.abs(b) >= MAX_OFFSET):
         raise ValueError(
-            f"{name} / output_scale must be finite and below 2^28 in magnitude (got range [{b.min()}, {b.max()}])"
+            f"{name} / output_scale must be finite and below 2^16 in magnitude (got range [{b.min()}, {b.max()}])"
         )
     bi = np.floor(b)
-    bf = np.rint(np.ldexp(b - bi, e.astype(np.int32))).astype(np.int64)  # b - floor(b): exact
-    carry = bf >> e  # the fraction rounded up to 1
-    return bi.astype(np.int64) + carry, bf - (carry << e)
+    bits = np.minimum(e, 32)
+    bf = np.rint(np.ldexp(b - bi, bits.astype(np.int32))).astype(np.int64)  # b - floor(b): exact
+    carry = bf >> bits  # the fraction rounded up to 1
+    return bi.astype(np.int64) + carry, (bf - (carry << bits)) << (e - bits)
 
 
 def round_shifted(n: np.ndarray, e: np.ndarray, bi: Any = 0) -> np.ndarray:
@@ -197,9 +199,16 @@ class ConvRequant:
         weight_scales: np.ndarray,
         bias: np.ndarray | None,
         output_scale: float | np.floating,
+        k_per_group: int,
     ) -> ConvRequant:
+        """k_per_group: the products in one sum (|sum| <= k_per_group * 255 * 128)."""
         m = _ratio(np.float64(input_scale) * np.asarray(weight_scales, np.float64), output_scale)
         b = _ratio(np.zeros(m.shape) if bias is None else bias, output_scale)
+        # A channel whose |B| exceeds every |sum * M| by 1024 steps saturates for every input; so
+        # does it with B clipped to +-2^16 if that exceeds them too. Other large B are refused.
+        reach = k_per_group * 255 * 128 * m + 1024
+        clip = (np.abs(b) >= MAX_OFFSET / 2) & (reach < MAX_OFFSET / 2) & (reach < np.abs(b))
+        b = np.where(clip, np.sign(b) * MAX_OFFSET / 2, b)
         fix_m, fix_e = fixed_multipliers("input_scale * weight_scales / output_scale", m)
         fix_bi, fix_bf = fixed_offsets("bias", b, fix_e)
         return cls(m, b, fix_m, fix_e, fix_bi, fix_bf)

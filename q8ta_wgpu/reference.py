@@ -164,7 +164,7 @@ def conv2d(
 
     check_scale_product(s_in, w_scales)
     requant = [
-        ConvRequant.of(s_in, w_scales[g * Cop : (g + 1) * Cop], b[g * Cop : (g + 1) * Cop], s_out)
+        ConvRequant.of(s_in, w_scales[g * Cop : (g + 1) * Cop], b[g * Cop : (g + 1) * Cop], s_out, taps)
         for g in range(G)
     ]
 
@@ -934,5 +934,6 @@ def conv_transpose2d(
                 acc[:, rows, cols] += np.einsum("nhwgc,gco->nhwgo", xg, wg[..., i, j])
     sums = acc[:, ph : ph + oh, pw : pw + ow].reshape(n, oh, ow, c_out)  # padding crops the canvas
     check_scale_product(s_in, w_scales)
-    out = _conv_epilogue(sums, ConvRequant.of(s_in, w_scales, b, s_out), activation, float(s_out), zp_out)
+    requant = ConvRequant.of(s_in, w_scales, b, s_out, c_in // g * kh * kw)
+    out = _conv_epilogue(sums, requant, activation, float(s_out), zp_out)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

@@ -142,11 +142,15 @@ CHAN = UniformStruct(
         ("wsum", "i32", "the channel's weight sum (zero-point correction)"),
         ("m", "f32", "M = input scale * weight scale / output scale"),
         ("b", "f32", "B = bias / output scale"),
+        (
+            "margin",
+            "f32",
+            "(|B| + 1) * 2^-21 + B's fixed-point error: the bound on v's error, less its |adj*M| part",
+        ),
         ("fix_m", "u32", "M ~ fix_m * 2^-fix_e (exact_round.wgsl)"),
         ("fix_e", "u32", ""),
-        ("fix_bi", "i32", "B ~ fix_bi + fix_bf * 2^-fix_e"),
-        ("fix_bf_lo", "u32", "fix_bf's low word"),
-        ("fix_bf_hi", "u32", "fix_bf's high word"),
+        ("fix_bi", "i32", "B ~ fix_bi + fix_bf * 2^(max(fix_e, 32) - 32 - fix_e)"),
+        ("fix_bf", "u32", ""),
     ),
     "Per output channel: what the requantizing epilogue needs.",
 )
