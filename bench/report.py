@@ -185,8 +185,8 @@ def network_table(r: dict[str, Any]) -> list[str]:
         "| model | batch | ops | q8ta GPU us | q8ta wall us | host us | PyTorch fp16 CUDA graph us (layout) "
         "| PyTorch fp16 eager wall us | PyTorch CPU int8 us (threads) | ncnn int8 Vulkan wall us | vs fp16 graph (GPU) "
         "| vs fp16 eager (wall) | vs CPU int8 (wall) | vs ncnn (wall) | max LSB | % within 1 LSB | top-1 agree (classes, tied) "
-        "| per-op max LSB (ops checked) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| per-op max LSB (ops checked) | vs float64: q8ta max LSB (% within 1) | vs float64: PyTorch max LSB (% within 1) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
     errors = []
     for row in r["rows"]:
@@ -201,13 +201,17 @@ def network_table(r: dict[str, Any]) -> list[str]:
             fmt(row.get("per_op_max_lsb"), "d"), models.get(row["model"], {}).get("per_op_checked")
         )
         within = row.get("within_1lsb")
+        vs64 = [
+            noted(fmt(c.get("max_lsb"), "d"), fmt(100 * c["within_1lsb"], ".2f")) if c else ""
+            for c in (row.get("gpu_vs_float64"), models.get(row["model"], {}).get("torch_vs_float64"))
+        ]
         out.append(
             f"| {row['model']} | {row['batch']} | {row.get('ops') or ''} | {us(gpu)} | {us(wall)} | "
             f"{us(row.get('host_s'))} | {noted(us(graph), row.get('torch_fp16_layout')) or NOT_MEASURED} | "
             f"{us(eager) or NOT_MEASURED} | {noted(us(cpu), row.get('torch_cpu_int8_threads')) or NOT_MEASURED} | "
             f"{us(row.get('ncnn_int8_wall_s')) or NOT_MEASURED} | {ratio(graph, gpu)} | {ratio(eager, wall)} | "
             f"{ratio(cpu, wall)} | {ratio(row.get('ncnn_int8_wall_s'), wall)} | {fmt(row.get('max_lsb'), 'd')} | {fmt(within and 100 * within, '.2f')} | "
-            f"{top1} | {per_op} |"
+            f"{top1} | {per_op} | {vs64[0]} | {vs64[1]} |"
         )
         errors += [
             f"- {row['model']}, batch {row['batch']}: `{k}` {' '.join(str(v).split())[:ERROR_CHARS]}"
@@ -308,8 +312,9 @@ def networks_md(results_dir: Path) -> list[str]:
         "call and its CPU int8 model, wall time to wall time. Exactness is against PyTorch's int8 output",
         "of the same PT2E graph: max LSB, the share of output values within 1 LSB, top-1 agreement (the",
         "distinct classes PyTorch's output picks, the inputs whose top value is tied); per-op max LSB:",
-        "each GPU op run alone on PyTorch's int8 inputs. Each file's own notes on its figures follow",
-        "its name.",
+        "each GPU op run alone on PyTorch's int8 inputs; vs float64 (--weights digits): against the same",
+        "graph evaluated in float64 (every dequantize, op and quantize), q8ta's output and PyTorch's.",
+        "Each file's own notes on its figures follow its name.",
         "",
     ]
     for f in files:
