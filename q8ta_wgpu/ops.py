@@ -510,9 +510,10 @@ def quantize_pass(
     dev: Device, src: Any, dst: Any, shape: Sequence[int], layout: str, scale: float, zero_point: int
 ) -> Pass:
     """A GPU pass quantizing the float32 NCHW tensor of `shape` in buffer `src` into `dst` (which
-    holds packed_words(shape, layout) words) in `layout`: q = clamp(rint(x * float32(1.0/scale))
-    + zero_point, -128, 127), exactly torch.ops.quantized_decomposed.quantize_per_tensor (int8);
-    padding slots hold zero_point; NaN gives an unspecified int8 value."""
+    holds packed_words(shape, layout) words) in `layout`: q = clamp(rint(x / scale) + zero_point,
+    -128, 127), torch.ops.quantized_decomposed.quantize_per_tensor (int8) with the rounding exact
+    (`reference.quantize_exact`; torch's float32 x * float32(1/scale) can round a near-tie the
+    other way); padding slots hold zero_point; NaN gives an unspecified int8 value."""
     n, c, h, w = input_shape4("shape", shape)
     check_layout("layout", layout)
     inv = inv_scale("scale", scale)
@@ -521,9 +522,16 @@ def quantize_pass(
         "src": _binding(dev, "src", src, 4 * n * c * h * w),
         "dst": _binding(dev, "dst", dst, 4 * packed_words((n, c, h, w), layout)),
         "d": dev.uniform(tensor_desc((n, c, h, w), layout, zp)),
-        "p": dev.uniform(QUANTIZE_PARAMS.pack(inv_scale=inv)),
+        "p": dev.uniform(QUANTIZE_PARAMS.pack(inv_scale=inv, **_float32_parts("scale", scale))),
     }
     return _word_pass(dev, "quantize_pack.wgsl", ((n, c, h, w), layout), res, "quantize")
+
+
+def _float32_parts(name: str, value: float) -> dict[str, int]:
+    """A float32 > 0 as name_m * 2^name_e exactly (name_m < 2^24): what quantize_pack.wgsl's
+    exact path compares with."""
+    f, e = np.frexp(np.float64(np.float32(value)))
+    return {f"{name}_m": int(f * 2**24), f"{name}_e": int(e) - 24}
 
 
 def quantize_to_qtensor(

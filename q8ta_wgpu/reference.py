@@ -239,6 +239,24 @@ def quantize_per_tensor(x: Any, scale: float, zero_point: int) -> np.ndarray:
     return _quantize_f32(x32, inv, zp)
 
 
+def quantize_exact(x: Any, scale: float, zero_point: int) -> np.ndarray:
+    """quantize_per_tensor with the rounding exact: q = clamp(rint(x / scale) + zero_point, -128,
+    127) of the exact quotient of float32 x and the float32 scale (what `ops.quantize_pass`, a
+    network's input quantize, computes). numpy's float64 division gives it: a quotient of two
+    float32s that is not a half-integer lies at least 2^-48 of itself from every half-integer
+    below 2^23, far beyond float64's rounding (larger quotients saturate int8 either way)."""
+    s = np.float64(np.float32(check_scale("scale", scale)))
+    zp = check_zero_point("zero_point", zero_point)
+    a = real_array("x", x)
+    with np.errstate(over="ignore"):
+        x32 = a.astype(np.float32)
+    if np.isnan(x32).any():
+        raise ValueError("x must not contain NaN")
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = np.rint(x32.astype(np.float64) / s) + zp
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
 def _dequantize_f32(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """(q - zp) * scale in float32 (q - zp is exact), as torch's dequantize_per_tensor."""
     return (q.astype(np.int32) - zero_point).astype(np.float32) * np.float32(scale)

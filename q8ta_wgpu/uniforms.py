@@ -195,8 +195,12 @@ POOL_PARAMS = UniformStruct(
 # kernels/quantize_pack.wgsl: float32 -> int8 (the zero point: the output's TensorDesc).
 QUANTIZE_PARAMS = UniformStruct(
     "QuantizeParams",
-    (("inv_scale", "f32", "float32(1.0 / scale), as torch's quantize_per_tensor rounds it"),),
-    "Quantization of float32 values: q = clamp(rint(x * inv_scale) + zp, -128, 127).",
+    (
+        ("inv_scale", "f32", "float32(1.0 / scale), as torch's quantize_per_tensor rounds it"),
+        ("scale_m", "u32", "scale = scale_m * 2^scale_e exactly (scale_m < 2^24)"),
+        ("scale_e", "i32", ""),
+    ),
+    "Quantization of float32 values: q = clamp(rint(x / scale) + zp, -128, 127), rint exact.",
 )
 
 # kernels/cat_q8.wgsl: one input's dispatch of a channel concatenation (zero points: the
