@@ -3,6 +3,7 @@ epilogue, bit for bit what the GPU kernels are meant to compute (up to fma contr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
@@ -506,7 +507,9 @@ class LookupOptions(Requantization, total=False):
     output_scale, output_zero_point: the output's (required).
     min_val, max_val: hardtanh's bounds (default `LOOKUP_DEFAULTS`: torch's -1 and 1); ignored by
         the other functions.
-    torch_kernel: None (default): the PT2E graph's float path. Else as torch.ao eager's quantized
+    torch_kernel: None (default): the PT2E graph's float path, evaluated exactly (`_lookup_exact`:
+        rational arithmetic; sigmoid and tanh in float64), as every other op's requantization.
+        Else as torch.ao eager's quantized
         CPU kernel of hardswish / hardsigmoid / sigmoid / tanh does it (`TORCH_KERNELS`; each can
         round a value next to a .5 tie the other way): "x86_quint8" / "x86_qint8" (x86, fbgemm,
         onednn engines, vectorized): dequantized by fma(x + k, scale, float32(scale * -(zp + k)))
@@ -526,8 +529,8 @@ TORCH_KERNELS = (None, "x86_quint8", "x86_qint8", "qnnpack")
 
 def lookup(x: np.ndarray, function: str, **options: Unpack[LookupOptions]) -> np.ndarray:
     """An elementwise function of int8 x (any shape), PT2E float path: quantize(function(
-    dequantize(x))) in float32 (dequantize: (x - zp)*scale; quantize: torch's
-    quantize_per_tensor). function: one of LOOKUP_FUNCTIONS; options: `LookupOptions`.
+    dequantize(x))), the rounding exact (torch_kernel None), or as a torch.ao quantized CPU
+    kernel computes it in float32. function: one of LOOKUP_FUNCTIONS; options: `LookupOptions`.
     Returns int8 with the shape of x; with x = INT8_VALUES, the function's table."""
     check_keywords("lookup", options, LookupOptions)
     opts = {**LOOKUP_DEFAULTS, **options}
@@ -540,6 +543,10 @@ def lookup(x: np.ndarray, function: str, **options: Unpack[LookupOptions]) -> np
     kernel = opts["torch_kernel"]
     if kernel not in TORCH_KERNELS:
         raise ValueError(f"torch_kernel must be one of {TORCH_KERNELS}, got {kernel!r}")
+    if kernel is None:
+        s_out = check_scale("output_scale", opts["output_scale"])
+        table = _lookup_exact(name, lo, hi, s_in, zp_in, s_out, zp_out)
+        return table[x.astype(np.int16) + 128]
     if kernel in ("x86_quint8", "x86_qint8"):
         xf = _dequantize_fma_f32(x, s_in, zp_in, 128 if kernel == "x86_quint8" else 0)
     else:
@@ -547,10 +554,39 @@ def lookup(x: np.ndarray, function: str, **options: Unpack[LookupOptions]) -> np
     with np.errstate(over="ignore"):
         y = _elementwise_f32(xf, name, lo, hi)
         if kernel == "qnnpack":
-            s_out = np.float32(check_scale("output_scale", opts["output_scale"]))
-            t = np.float32(1) / s_out * y + np.float32(zp_out + 128)  # float32 1 / scale, as QNNPACK
+            s32 = np.float32(check_scale("output_scale", opts["output_scale"]))
+            t = np.float32(1) / s32 * y + np.float32(zp_out + 128)  # float32 1 / scale, as QNNPACK
             return (np.clip(np.rint(t), 0, 255) - 128).astype(np.int8)
     return _quantize_f32(y, inv, zp_out)
+
+
+def _lookup_exact(
+    function: str, lo: float, hi: float, s_in: float, zp_in: int, s_out: float, zp_out: int
+) -> np.ndarray:
+    """The table (int8 [256], entry i for the input value i - 128) of quantize(function(
+    dequantize(x))) evaluated exactly: Fraction arithmetic on the float32 scales and bounds (every
+    function but sigmoid and tanh is rational; those two are float64), rint half to even of the
+    exact quotient, + zp, clamped. The float64 evaluation of a PT2E graph gives the same bytes
+    but where a value lies within float64's rounding of a half-integer."""
+    from fractions import Fraction
+
+    def f(y: Fraction) -> Fraction:
+        if function in ("relu", "relu6", "hardtanh"):
+            low, high = {"relu": (0, None), "relu6": (0, 6)}.get(function, (Fraction(lo), Fraction(hi)))
+            y = max(y, Fraction(low))
+            return y if high is None else min(y, Fraction(high))
+        if function in ("hardswish", "hardsigmoid"):
+            gate = min(max(y + 3, Fraction(0)), Fraction(6)) / 6
+            return y * gate if function == "hardswish" else gate
+        if function == "sigmoid":
+            return Fraction(1.0 / (1.0 + math.exp(-float(y)))) if float(y) > -700 else Fraction(0)
+        if function == "tanh":
+            return Fraction(math.tanh(float(y)))
+        return y  # identity
+
+    sin, sout = Fraction(float(np.float32(s_in))), Fraction(float(np.float32(s_out)))
+    table = [round(f((v - zp_in) * sin) / sout) + zp_out for v in range(-128, 128)]
+    return np.clip(np.array(table, np.int64), -128, 127).astype(np.int8)
 
 
 def _dequantize_fma_f32(q: np.ndarray, scale: float, zero_point: int, shift: int) -> np.ndarray:
@@ -573,8 +609,9 @@ def cat(
     activation: str = "none",
 ) -> np.ndarray:
     """Channel concatenation (torch.cat(dim=1)) of int8 tensors [N, C_k, ...], each with its own
-    scale and zero point, PT2E float path: quantize(cat(dequantize(x_k))), `activation` ("relu",
-    "relu6") applied to the float values before quantizing. Equal parameters: a copy.
+    scale and zero point, PT2E float path: quantize(cat(dequantize(x_k))) with the rounding exact
+    (each input through `lookup`'s exact table), `activation` ("relu", "relu6") applied to the
+    float values before quantizing. Equal parameters: a copy.
 
     Args:
         tensors: a sequence of int8 arrays of one rank >= 2, equal except in dimension 1.
@@ -587,7 +624,7 @@ def cat(
         raise TypeError("tensors must be a non-empty list or tuple of int8 arrays")
     xs = [check_int8_array(f"tensors[{i}]", t) for i, t in enumerate(tensors)]
     scales, zps = _cat_quant(len(xs), input_scales, input_zero_points)
-    inv = inv_scale("output_scale", output_scale)
+    inv_scale("output_scale", output_scale)  # the scale's checks
     zp_out = check_zero_point("output_zero_point", output_zero_point)
     act = check_activation(activation)
     first = xs[0].shape
@@ -597,10 +634,12 @@ def cat(
                 f"tensors[{i}] has shape {t.shape}; every tensor must have the shape of tensors[0] "
                 f"{first} except in dimension 1 (rank >= 2)"
             )
-    with np.errstate(over="ignore"):
-        parts = [_dequantize_f32(t, s, z) for t, s, z in zip(xs, scales, zps, strict=True)]
-        y = np.concatenate(parts, axis=1)
-    return _quantize_f32(_activate(y, act), inv, zp_out)
+    fn = "identity" if act == "none" else act
+    parts = [
+        lookup(t, fn, input_scale=s, input_zero_point=z, output_scale=output_scale, output_zero_point=zp_out)
+        for t, s, z in zip(xs, scales, zps, strict=True)
+    ]
+    return np.concatenate(parts, axis=1)
 
 
 def _cat_quant(count: int, input_scales: Any, input_zero_points: Any) -> tuple[list[float], list[int]]:

@@ -392,3 +392,15 @@ def test_conv2d_matches_torch(case: Case) -> None:
     want = _torch_conv(case, d)
     got = _run_reference(case, d)
     _assert_within_1lsb(got, want, f"{case.id} vs torch ({TORCH_ENGINE})")
+
+
+def test_lookup_rounds_the_exact_value():
+    """The PT2E path's tables round the exact value (rational arithmetic): with input scale
+    float32(0.1) and output scale float32(0.2) = 2 * float32(0.1) exactly, every odd input is an
+    exact tie and goes to the even neighbour (values stated by hand)."""
+    x = np.array([1, 3, 5, 7, -1, -3, -5, 2], np.int8)
+    q = dict(input_scale=0.1, input_zero_point=0, output_scale=0.2, output_zero_point=0)
+    assert np.float32(0.2) == 2 * np.float32(0.1)
+    got = reference.lookup(x, "identity", **q)
+    assert got.tolist() == [0, 2, 2, 4, 0, -2, -2, 1]
+    assert reference.lookup(x, "relu", **q).tolist() == [0, 2, 2, 4, 0, 0, 0, 1]
