@@ -232,12 +232,17 @@ def quantize_per_tensor(x: Any, scale: float, zero_point: int) -> np.ndarray:
     which can round a value next to a .5 tie the other way.) x: real values, any shape, no NaN."""
     inv = inv_scale("scale", scale)
     zp = check_zero_point("zero_point", zero_point)
+    return _quantize_f32(_float32_input(x), inv, zp)
+
+
+def _float32_input(x: Any) -> np.ndarray:
+    """x (real values, any shape) as float32 (beyond float32: +-inf); NaN raises."""
     a = real_array("x", x)
     with np.errstate(over="ignore"):
         x32 = a.astype(np.float32)
     if np.isnan(x32).any():
         raise ValueError("x must not contain NaN")
-    return _quantize_f32(x32, inv, zp)
+    return x32
 
 
 def quantize_exact(x: Any, scale: float, zero_point: int) -> np.ndarray:
@@ -248,11 +253,7 @@ def quantize_exact(x: Any, scale: float, zero_point: int) -> np.ndarray:
     below 2^23, far beyond float64's rounding (larger quotients saturate int8 either way)."""
     s = np.float64(np.float32(check_scale("scale", scale)))
     zp = check_zero_point("zero_point", zero_point)
-    a = real_array("x", x)
-    with np.errstate(over="ignore"):
-        x32 = a.astype(np.float32)
-    if np.isnan(x32).any():
-        raise ValueError("x must not contain NaN")
+    x32 = _float32_input(x)
     with np.errstate(over="ignore", invalid="ignore"):
         q = np.rint(x32.astype(np.float64) / s) + zp
     return np.clip(q, -128, 127).astype(np.int8)
