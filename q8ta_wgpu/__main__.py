@@ -173,6 +173,15 @@ def demo_network(args: argparse.Namespace) -> int:
             f"{tuned['before_s'] * 1e3:.3f} -> {tuned['after_s'] * 1e3:.3f} ms GPU, "
             + ("kept (in the tuning cache)" if tuned["kept"] else "not faster: what ran before is kept")
         )
+        # Every method rounds exactly, so the tuned net must give the same bytes as before.
+        same = bool(np.array_equal(net.run_int8(x), got))
+        print(
+            "tune      the tuned net gives the same bytes"
+            if same
+            else "tune      MISMATCH: the tuned net's bytes differ"
+        )
+        if not same:
+            return EXIT_MISMATCH
     ok = err <= 2 and top1 >= 0.99
     print("result    OK" if ok else "result    MISMATCH (over 2 LSB, or top-1 differs)")
     return EXIT_OK if ok else EXIT_MISMATCH
