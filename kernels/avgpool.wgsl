@@ -82,13 +82,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       let f = round_fast(v, abs(v) * p.margin_rel + EXACT_REL, f32(p.q_min - od.zp) - 1.0, f32(p.q_max - od.zp) + 1.0);
       var r = f.r;
       var near = near_bits(f.near);
-      // v = sum * M / divisor = (-sum) * M / |divisor| for a negative divisor_override.
-      let ns = select(sum, -sum, divisor < 0);
-      let fl = vec4<i32>(floor(clamp(v, vec4<f32>(-8192.0), vec4<f32>(8192.0))));
-      while (near != 0u) {  // rare: where float32 cannot decide
+      while (near != 0u) {  // rare: where float32 cannot decide (|v| < 260 there)
         let i = firstTrailingBit(near);
         near &= near - 1u;
-        r[i] = round_ratio_near(mul_wide(ns[i], p.fix_m), u32(abs(divisor)), p.fix_e, fl[i]);
+        // v = sum * M / divisor = (-sum) * M / |divisor| for a negative divisor_override.
+        let n = select(sum[i], -sum[i], divisor < 0);
+        r[i] = round_ratio_near(mul_wide(n, p.fix_m), u32(abs(divisor)), p.fix_e, i32(floor(v[i])));
       }
       let c = vec4<u32>(c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
       q = select(q, clamp(r + vec4<i32>(od.zp), vec4<i32>(p.q_min), vec4<i32>(p.q_max)), c < vec4<u32>(od.c));

@@ -100,7 +100,7 @@ fn store_tile(mb: u32, c4: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3:
   var r1 = f1.r;
   var r2 = f2.r;
   var r3 = f3.r;
-  var near = near_bits(f0.near) | (near_bits(f1.near) << 4u) | (near_bits(f2.near) << 8u) | (near_bits(f3.near) << 12u);
+  var near = near_bits16(f0.near, f1.near, f2.near, f3.near);
   while (near != 0u) {  // rare: where float32 cannot decide (bit 4*j + i: channel oc + j, width i)
     let b = firstTrailingBit(near);
     near &= near - 1u;
@@ -132,7 +132,7 @@ fn store_tile(mb: u32, c4: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3:
     var s1 = g1.r;
     var s2 = g2.r;
     var s3 = g3.r;
-    var snear = near_bits(g0.near) | (near_bits(g1.near) << 4u) | (near_bits(g2.near) << 8u) | (near_bits(g3.near) << 12u);
+    var snear = near_bits16(g0.near, g1.near, g2.near, g3.near);
     while (snear != 0u) {  // rare (bit 4*i + j: width i, channel j)
       let b = firstTrailingBit(snear);
       snear &= snear - 1u;

@@ -38,6 +38,11 @@ fn near_bits(n: vec4<bool>) -> u32 {
   return dot(select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), n), vec4<u32>(1u));
 }
 
+// The flags of 4 vectors in one mask: bit 4*j + i is n<j>'s component i.
+fn near_bits16(n0: vec4<bool>, n1: vec4<bool>, n2: vec4<bool>, n3: vec4<bool>) -> u32 {
+  return near_bits(n0) | (near_bits(n1) << 4u) | (near_bits(n2) << 8u) | (near_bits(n3) << 12u);
+}
+
 fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
   let lo = a.x + b.x;
   return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
@@ -98,11 +103,15 @@ fn round_shifted(n: vec2<u32>, e: u32, bi: i32) -> i32 {
   return q + select(0, 1, half && (below || (q & 1) != 0));
 }
 
+// rint(v) for v in (f, f + 1), from s = the sign of v - (f + 0.5): a tie goes to the even one.
+fn round_by_sign(s: i32, f: i32) -> i32 {
+  if (s == 0) { return f + (f & 1); }
+  return f + select(0, 1, s > 0);
+}
+
 // rint(v) exactly, v = n / d (d > 0), given f = floor(v) (float32 decided it: v is within margin
 // < 0.5 of f + 0.5): the sign of 2n - (2f + 1) * d says on which side of f + 0.5 v lies.
 fn round_ratio_near(n: vec2<u32>, d_factor: u32, d_shift: u32, f: i32) -> i32 {
   let mid = shl64(mul_wide(2 * f + 1, d_factor), d_shift);  // (2f + 1) * d, d = d_factor * 2^d_shift
-  let s = sign64(add64(shl64(n, 1u), neg64(mid)));
-  if (s == 0) { return f + (f & 1); }
-  return f + select(0, 1, s > 0);
+  return round_by_sign(sign64(add64(shl64(n, 1u), neg64(mid))), f);
 }

@@ -35,9 +35,7 @@ fn quantize_exact(x: f32, k: i32) -> i32 {
   var a = mul_wide(mx, 1u);
   var b = mul_wide(2 * k + 1, p.scale_m);
   if (t >= 0) { a = shl64(a, u32(t)); } else { b = shl64(b, u32(-t)); }
-  let s = sign64(add64(a, neg64(b)));
-  if (s == 0) { return k + (k & 1); }
-  return k + select(0, 1, s > 0);
+  return round_by_sign(sign64(add64(a, neg64(b))), k);
 }
 
 override WG: u32 = 64u;
@@ -68,11 +66,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let f = round_fast(y, abs(y) * EXACT_REL + EXACT_REL, -129.0 - f32(d.zp), 128.0 - f32(d.zp));
   var r = f.r;
   var near = near_bits(f.near);
-  let k = vec4<i32>(floor(clamp(y, vec4<f32>(-8192.0), vec4<f32>(8192.0))));
-  while (near != 0u) {  // rare: where float32 cannot decide
+  while (near != 0u) {  // rare: where float32 cannot decide (|y| < 260 there)
     let i = firstTrailingBit(near);
     near &= near - 1u;
-    r[i] = quantize_exact(v[i], k[i]);
+    r[i] = quantize_exact(v[i], i32(floor(y[i])));
   }
   let q = clamp(r + vec4<i32>(d.zp), vec4<i32>(-128), vec4<i32>(127));
   dst[word_index(d, n, c4, h, w)] = pack4xI8(select(vec4<i32>(d.zp), q, valid));
