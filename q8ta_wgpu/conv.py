@@ -117,10 +117,7 @@ def _channel_params(
     rec["wsum"][:c_out] = wsum.astype(np.int32)
     rec["m"][:c_out] = rq.m.astype(np.float32)
     rec["b"][:c_out] = rq.b.astype(np.float32)
-    # + B's fixed-point error, 2^-(min(e, 32) + 1): above 2^-21 only for M > 2^10
-    rec["margin"][:c_out] = (np.abs(rq.b) + 1) * 2.0**-21 + 2.0 ** -np.minimum(rq.fix_e, 32).astype(
-        np.float64
-    )
+    rec["margin"][:c_out] = rq.margin
     rec["fix_m"][:c_out] = rq.fix_m
     rec["fix_e"][:c_out] = rq.fix_e
     rec["fix_e"][c_out:] = 1  # padding channels: any valid shift

@@ -213,6 +213,13 @@ class ConvRequant:
         fix_bi, fix_bf = fixed_offsets("bias", b, fix_e)
         return cls(m, b, fix_m, fix_e, fix_bi, fix_bf)
 
+    @property
+    def margin(self) -> np.ndarray:
+        """Per channel, the bound on float32's error in v less its |adj * M| part (the epilogue
+        adds |adj * M| * 2^-21): (|B| + 1) * 2^-21, twice B's fixed-point error
+        (2^-(min(e, 32) + 1): above 2^-21 only for M > 2^10) included."""
+        return (np.abs(self.b) + 1) * 2.0**-21 + 2.0 ** -np.minimum(self.fix_e, 32).astype(np.float64)
+
     def rint(self, adj: np.ndarray) -> np.ndarray:
         """rint(adj * M + B) exactly (int64), channels on the last axis."""
         return round_shifted(adj.astype(np.int64) * self.fix_m + self.fix_bf, self.fix_e, self.fix_bi)

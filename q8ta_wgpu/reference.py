@@ -1,5 +1,5 @@
-"""Pure-numpy reference of the q8ta conv2d (spec section 2): im2col + int32 GEMM + float32
-epilogue, bit for bit what the GPU kernels are meant to compute (up to fma contraction)."""
+"""Pure-numpy reference of the q8ta ops (spec section 2 for the conv: im2col + int32 GEMM + the
+exact requantization of q8ta_wgpu.quant), bit for bit what the GPU kernels compute."""
 
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ def _exactly_requantized(
     return np.clip(r + output_zero_point, lo, hi).astype(np.int8)
 
 
-# ---- the non-conv ops of a quantized CNN (PT2E float path: dequantize, op in float32, quantize) --
+# ---- the non-conv ops of a quantized CNN (PT2E float path: dequantize, op, quantize, rounded exactly) --
 def inv_scale(name: str, scale: Any) -> float:
     """float32(1.0 / scale) of a checked quantization scale, as torch's quantize_per_tensor takes
     it: 1.0 / scale divided in double precision from the scale as given (a Python float, not
