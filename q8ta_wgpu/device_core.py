@@ -64,6 +64,7 @@ class DeviceState:
     dot4_mode: str
     dot4_forced: bool
     loop_bounding: bool
+    reduce_in_gemm: bool
     library: Any  # shaders.ShaderLibrary
     _submitter: Any
     _modules: dict[tuple, Any]
@@ -83,6 +84,8 @@ class DeviceState:
         def backend(self) -> str: ...
         @property
         def on_cpu(self) -> bool: ...
+        @property
+        def default_reduce_in_gemm(self) -> bool: ...
         @property
         def max_buffer_size(self) -> int: ...
         @property

@@ -53,6 +53,11 @@ class DeviceLimits:
     max_buffer_size: int
     max_workgroups: int
     on_cpu: bool
+    # Split-K slices reduced inside the GEMM (the last slice of a tile sums them: REDUCE in
+    # gemm_q8_tiled.wgsl), one dispatch a GEMM; else a reduce pass. Vulkan only: there naga's
+    # storageBarrier is a device-scope barrier, which orders the slices' atomics across
+    # workgroups (WGSL promises that within a workgroup only).
+    reduce_in_gemm: bool = False
 
     @classmethod
     def of(cls, dev: Any) -> DeviceLimits:
@@ -64,6 +69,7 @@ class DeviceLimits:
             dev.max_buffer_size,
             dev.max_workgroups,
             dev.on_cpu,
+            dev.reduce_in_gemm,
         )
 
     def workgroups(self, count: int) -> tuple[int, int, int]:
@@ -293,6 +299,7 @@ class TiledKernel(NamedTuple):
     buffers: int = 1  # shared-memory copies of a stage (2: double-buffered; 0: none)
     bk_multiple: int = 1  # BK must be a multiple of this (the k-block loop's unrolling)
     tile_choices: tuple[int, ...] = ()  # values the TM and TN constants may take (): fixed
+    reduces: bool = False  # reduces split-K slices itself (REDUCE, binding `ksum`)
 
     def threads(self, wg_m: int, wg_n: int) -> int:
         return wg_m * wg_n * self.k_groups
@@ -307,7 +314,7 @@ class TiledKernel(NamedTuple):
 
 # Tiled GEMM kernels by file (or registered shader name: register_tiled_kernel).
 TILED_KERNELS: dict[str, TiledKernel] = {
-    "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=8, bk_multiple=2, tile_choices=(1, 2))
+    "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=8, bk_multiple=2, tile_choices=(1, 2), reduces=True)
 }
 
 
@@ -397,6 +404,21 @@ class GemmConfig:
     @property
     def tiled(self) -> bool:
         return self.kernel in TILED_KERNELS
+
+
+# Split-K reduced inside the GEMM (REDUCE) against a reduce pass, measured per layer in a chain
+# on the H200 (bench/analysis.md): a dispatch less saves up to 2 us on 2-4 short slices
+# (150-288 K columns each: 0.87-0.98x), but the epilogue compiled into the GEMM, and the atomic
+# adds of many slices, cost more than it saves on long ones (576 columns: 1.09x) and on 16-32
+# slices (1.02-1.12x).
+REDUCE_IN_GEMM_MAX_SPLITS = 4
+REDUCE_IN_GEMM_MAX_KSPAN = 72  # k-blocks (4 K columns each) a slice
+
+
+def reduce_in_gemm_pays(splits: int, kspan: int) -> bool:
+    """Whether `splits` K slices of `kspan` k-blocks are reduced inside the GEMM (where the
+    device can) rather than by a reduce pass."""
+    return 1 < splits <= REDUCE_IN_GEMM_MAX_SPLITS and kspan <= REDUCE_IN_GEMM_MAX_KSPAN
 
 
 # The simple kernel, for channel blocks that straddle groups (e.g. depthwise convs).
@@ -746,6 +768,9 @@ def _gemm_specs(
     if implicit and not tiled:
         raise ValueError("method 'implicit_4w4c' needs groups == 1 or C_out/groups % 4 == 0")
     consts, splits = cfg.consts, cfg.splits
+    # Split-K reduced inside the GEMM: where the device orders it and the kernel can (and where
+    # it is faster: reduce_in_gemm_pays, once the slices are known).
+    in_gemm = limits.reduce_in_gemm and tiled and tiled_kernel(cfg.kernel, consts).reduces
     k4_pg = geo.K_per_group // 4
     c4_out = ceil4(geo.C_out)
     if tiled:
@@ -753,12 +778,13 @@ def _gemm_specs(
         if why:
             raise ValueError(f"gemm config: {cfg.kernel} cannot take {consts}: {why}")
         # Fewer K slices where their partial sums would not fit one binding (big chunks).
-        while splits > 1 and 64 * splits * count * c4_out > limits.max_binding_size:
+        while not in_gemm and splits > 1 and 64 * splits * count * c4_out > limits.max_binding_size:
             splits //= 2
         bk = consts["BK"]
         per_split = -(-k4_pg // splits)
         kspan = -(-per_split // bk) * bk  # k-blocks per slice, a multiple of BK
         splits = -(-k4_pg // kspan)
+        in_gemm = in_gemm and reduce_in_gemm_pays(splits, kspan)
     else:
         kspan = k4_pg
     gp = UniformData.of(gemm_params(conv, geo, base, count, k4_row, splits, kspan, g_base, residual))
@@ -780,19 +806,36 @@ def _gemm_specs(
     )
     if max(grid) > limits.max_workgroups:
         raise ValueError(f"GEMM grid {grid} exceeds {limits.max_workgroups} workgroups per dimension")
+    name = "gemm_q8_implicit" if implicit else "gemm_q8_tiled"
+
+    def tail(part: Bound, ksum: Bound) -> dict[str, Resource]:  # the bindings after `rd`
+        out: dict[str, Resource] = {"part": part, "xd": conv_binds[0], "cv": conv_binds[1]}
+        if tk.reduces:
+            out["ksum"] = ksum
+        return out
+
     if not partial:
-        res |= {"part": Bound("unused"), "xd": conv_binds[0], "cv": conv_binds[1]}
-        return [
-            _spec(cfg.kernel, gemm_consts, res, grid, "gemm_q8_implicit" if implicit else "gemm_q8_tiled")
-        ]
+        res |= tail(Bound("unused"), Bound("unused"))
+        return [_spec(cfg.kernel, gemm_consts, res, grid, name)]
+    if in_gemm:
+        # One dispatch: the slices add into int32 sums, the last one of a tile requantizes them;
+        # after it, 16 sums a tile position and one arrival counter a workgroup tile (all zero
+        # again when the dispatch ends).
+        ksum_bytes = 4 * (16 * count * c4_out + grid[0] * grid[1] * geo.groups)
+        check_binding(limits, "the split-K sums", ksum_bytes)
+        ksum = Bound(f"ksums{len([r for r in plan.scratch if r.startswith('ksums')])}")
+        plan.scratch[ksum.role] = ksum_bytes
+        res |= tail(Bound("unused"), ksum)
+        reduce_consts = {**gemm_consts, "PARTIAL": False, "REDUCE": True}
+        return [_spec(cfg.kernel, reduce_consts, res, grid, f"{name}(split-K, reduced in it)")]
     part_bytes = 16 * 4 * splits * count * c4_out
     check_binding(limits, "the split-K partial sums", part_bytes)
     part = Bound(f"partials{len([r for r in plan.scratch if r.startswith('partials')])}")
     plan.scratch[part.role] = part_bytes
-    res |= {"part": part, "xd": conv_binds[0], "cv": conv_binds[1]}
+    res |= tail(part, Bound("unused"))
     red_res: dict[str, Resource] = {"part": part, "chan": chan, "o": y_bind, "od": outs["od"], "p": gp,
                                     "res": outs["res"], "rd": outs["rd"]}  # fmt: skip
     return [
-        _spec(cfg.kernel, gemm_consts, res, grid, "gemm_q8_implicit(split-K)" if implicit else "gemm_q8_tiled(split-K)"),
+        _spec(cfg.kernel, gemm_consts, res, grid, f"{name}(split-K)"),
         _spec("gemm_q8_splitk.wgsl", {"WG": 64, **fused}, red_res, limits.workgroups(-(-count * c4_out // 64)), "gemm_q8_splitk"),
     ]  # fmt: skip

@@ -105,6 +105,7 @@ class Device(PipelineCache, ResourceCache, Submission, Timing):
         self._uniforms: OrderedDict[bytes, Any] = OrderedDict()
         self._staging: Any = None  # the readback buffer kept between reads (resources.read)
         self.loop_bounding = loop_bounding
+        self.reduce_in_gemm = self.default_reduce_in_gemm
         self.library = library if library is not None else LIBRARY  # WGSL sources by name
         self._recording = 0  # open recording() blocks (any thread's)
         self._pending: list[Pass] = []  # passes recorded, not yet submitted
@@ -124,6 +125,14 @@ class Device(PipelineCache, ResourceCache, Submission, Timing):
     def on_cpu(self) -> bool:
         """Whether the adapter is a CPU driver (lavapipe): some measured defaults differ there."""
         return self.adapter.info.get("adapter_type") == "CPU"
+
+    @property
+    def default_reduce_in_gemm(self) -> bool:
+        """Whether split-K GEMMs reduce their slices themselves here (`reduce_in_gemm`, which
+        the planner reads; settable, then plan again): on Vulkan GPUs. Not on CPU adapters: on
+        lavapipe the slices' atomic adds made split-K convs a median 1.15x slower than the
+        reduce pass (bench/analysis.md)."""
+        return self.backend == "Vulkan" and not self.on_cpu
 
     @property
     def max_binding_size(self) -> int:

@@ -42,11 +42,12 @@ def _plans():
     for cfg in SPEC_CONFIGS + POINTWISE_CONFIGS + MOBILENET_DW_CONFIGS:
         geo = planner.kernel_geometry(cfg.geometry(), "4W4C")
         for method in planner.valid_methods(cfg.geometry()):
-            yield cfg, method, plan_passes(_spec(cfg), geo, method, "4W4C", "4W4C", None, LIMITS)
+            for limits in (LIMITS, dataclasses.replace(LIMITS, reduce_in_gemm=True)):
+                yield cfg, method, plan_passes(_spec(cfg), geo, method, "4W4C", "4W4C", None, limits)
 
 
 def test_bindings_are_parsed_in_binding_order():
-    tiled = ("a", "wts", "chan", "o", "od", "p", "res", "rd", "part", "xd", "cv")
+    tiled = ("a", "wts", "chan", "o", "od", "p", "res", "rd", "part", "xd", "cv", "ksum")
     assert LIBRARY.bindings("gemm_q8_tiled.wgsl") == tiled
     assert LIBRARY.bindings("im2col_4w4c.wgsl") == ("src", "dst", "d", "p")
     for f in LIBRARY.files():
@@ -83,6 +84,33 @@ def test_plans_are_pure_functions_of_their_arguments():
     small = dataclasses.replace(LIMITS, max_binding_size=2**20)  # a smaller device splits the work
     d = plan_passes(_spec(cfg), geo, "im2col_4w4c", "4W4C", "4W4C", None, small)
     assert len(d.specs) > len(a.specs)
+
+
+def test_split_k_reduced_in_the_gemm_is_one_dispatch():
+    """Where the device orders the slices' atomics (Vulkan), the GEMM's last slice of a tile
+    reduces: one pass, REDUCE on, its sums and counters in a scratch buffer of their own."""
+    cfg = SPEC_CONFIGS[3]
+    geo = planner.kernel_geometry(cfg.geometry(), "4W4C")
+    forced = GemmConfig.make("gemm_q8_tiled.wgsl", {"WG_M": 4, "WG_N": 4, "BK": 8, "TM": 1, "TN": 1}, 2)
+    vulkan = dataclasses.replace(LIMITS, reduce_in_gemm=True)
+    c = plan_passes(_spec(cfg), geo, "im2col_4w4c", "4W4C", "4W4C", forced, vulkan)
+    assert [s.kernel for s in c.specs] == ["im2col_4w4c.wgsl", "gemm_q8_tiled.wgsl"]
+    consts = dict(c.specs[1].constants)
+    assert consts["REDUCE"] and not consts["PARTIAL"]
+    m_count, c4_out = geo.m_blocks, -(-geo.C_out // 4)
+    tiles = -(-c4_out // 4) * -(-m_count // 4)
+    assert c.scratch == {"a": c.scratch["a"], "ksums0": 4 * (16 * m_count * c4_out + tiles)}
+    assert dict(c.specs[1].bindings)["ksum"] == planner.Bound("ksums0")
+    one = GemmConfig.make("gemm_q8_tiled.wgsl", {"WG_M": 4, "WG_N": 4, "BK": 8, "TM": 1, "TN": 1}, 1)
+    d = plan_passes(_spec(cfg), geo, "im2col_4w4c", "4W4C", "4W4C", one, vulkan)
+    assert not dict(d.specs[1].constants).get("REDUCE") and "ksums0" not in d.scratch
+    # Where it was measured slower: many slices, or long ones; there the reduce pass stays.
+    assert planner.reduce_in_gemm_pays(4, 72) and not planner.reduce_in_gemm_pays(8, 16)
+    assert not planner.reduce_in_gemm_pays(2, 80) and not planner.reduce_in_gemm_pays(1, 8)
+    k4 = geo.K_per_group // 4
+    many = GemmConfig.make("gemm_q8_tiled.wgsl", {"WG_M": 4, "WG_N": 4, "BK": 8, "TM": 1, "TN": 1}, k4 // 8)
+    e = plan_passes(_spec(cfg), geo, "im2col_4w4c", "4W4C", "4W4C", many, vulkan)
+    assert k4 // 8 > 4 and [s.kernel for s in e.specs[1:]] == ["gemm_q8_tiled.wgsl", "gemm_q8_splitk.wgsl"]
 
 
 def test_a_spec_with_wrong_bindings_is_refused(device):
