@@ -173,6 +173,14 @@ def demo_network(args: argparse.Namespace) -> int:
             f"{tuned['before_s'] * 1e3:.3f} -> {tuned['after_s'] * 1e3:.3f} ms GPU, "
             + ("kept (in the tuning cache)" if tuned["kept"] else "not faster: what ran before is kept")
         )
+        # Then each conv shape's alternatives inside the whole net (Net.refine).
+        t0 = time.perf_counter()
+        refined = net.refine(x.shape)
+        kept = sum(t["kept"] for t in refined["tried"])
+        print(
+            f"refine    {len(refined['tried'])} alternatives tried in the whole net in {time.perf_counter() - t0:.0f} s, "
+            f"{kept} kept: {refined['before_s'] * 1e3:.3f} -> {refined['after_s'] * 1e3:.3f} ms GPU"
+        )
         # Every method rounds exactly, so the tuned net must give the same bytes as before.
         same = bool(np.array_equal(net.run_int8(x), got))
         print(
@@ -293,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--verbose", "-v", action="store_true", help="with --model: print the net, one line per op"
     )
-    p.add_argument("--tune", action="store_true", help="with --model: then tune it on this adapter (Net.tune; "
-                   "needs GPU timestamps; the choices go to the per-user tuning cache)")  # fmt: skip
+    p.add_argument("--tune", action="store_true", help="with --model: then tune it on this adapter (Net.tune, "
+                   "then Net.refine; needs GPU timestamps; the choices go to the per-user tuning cache)")  # fmt: skip
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser(
         "verify",

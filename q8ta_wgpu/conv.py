@@ -508,6 +508,8 @@ class QConv2d:
         choice = self._measured_choice(geo, in_layout)
         if choice:
             method, self._tuned[geo] = choice["method"], choice["gemm"]
+        else:  # none (any more): the planner's default
+            self._tuned.pop(geo, None)
         out_layout = "4W4C" if numpy_in else self.output_layout
         # Over one binding, the input and output are bound as windows of rows (_split.py); over
         # max-buffer-size they cannot exist (numpy calls are split over the batch first).

@@ -31,6 +31,7 @@ from .forward import (
     compile_forward,
     forward_gpu_times,
     fuse_residual_adds,
+    refine_in_context,
     restore_choices,
     step_lines,
     tune_steps,
@@ -299,10 +300,46 @@ class Net:
                 self._compiled.clear()
         return {"choices": choices, "before_s": before, "after_s": after, "kept": kept}
 
-    def _whole_s(self, shape: tuple[int, ...], repeats: int) -> float:
+    def refine(
+        self,
+        shape: tuple[int, ...],
+        *,
+        rounds: int = 3,
+        repeats: int = 10,
+        min_gain: float = 0.005,
+        sweeps: int = 2,
+    ) -> dict[str, Any]:
+        """Try, for inputs of NCHW `shape`, each conv shape's alternatives in the whole forward
+        pass, one shape at a time in the order the net runs them (`forward.refine_in_context`):
+        the planner's default instead of a measured choice, and the split-K slices reduced the
+        other way (inside the GEMM or by a reduce pass). An alternative is kept, in the per-user
+        tuning cache as `tune`'s choices are, where the forward pass's median GPU time (of
+        `repeats` timings, in `rounds` turns with the choice before it) gets faster by
+        `min_gain` or more; up to `sweeps` sweeps over the shapes. Why: a choice fastest for a
+        conv alone, or in a chain of itself, can lose inside a network (bench/analysis.md).
+        Seconds to a minute (H200: 10-60 s for ResNet-18/50). Returns {"tried": [{"key",
+        "choice", "before_s", "after_s", "kept", "sweep"}], "before_s", "after_s"} (whole
+        forward GPU time)."""
+        with self.device.lock:
+            # Clocks up first: timed right after an idle GPU, the first alternative's turns
+            # measured up to 2.5x slow on the H200.
+            before = self._whole_s(shape, repeats, warm_s=0.5)
+
+            def forward_s() -> float:  # the GPU is kept busy by the timings before: a short warm-up
+                self._compiled.clear()
+                return self._whole_s(shape, repeats, warm_s=0.05)
+
+            tried = refine_in_context(
+                self.steps, self.shapes(shape), forward_s, rounds=rounds, min_gain=min_gain, sweeps=sweeps
+            )
+            self._compiled.clear()
+            after = self._whole_s(shape, repeats)
+        return {"tried": tried, "before_s": before, "after_s": after}
+
+    def _whole_s(self, shape: tuple[int, ...], repeats: int, warm_s: float = 0.2) -> float:
         """Median GPU time of the whole forward pass for inputs of `shape` (as `tune` compares)."""
         return float(
-            np.median(whole_gpu_times(self.device, self.compile(shape), repeats=repeats, warm_s=0.2))
+            np.median(whole_gpu_times(self.device, self.compile(shape), repeats=repeats, warm_s=warm_s))
         )
 
     # ---- timing ----------------------------------------------------------------------------

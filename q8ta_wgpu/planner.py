@@ -372,30 +372,44 @@ def runnable_gemm(gemm: Mapping[str, Any] | None, limits: DeviceLimits) -> bool:
     same name with other limits."""
     if not gemm or gemm["kernel"] == "gemm_q8.wgsl":
         return True
+    if gemm.get("reduce", "auto") not in REDUCE_MODES:
+        return False
     return gemm["kernel"] in TILED_KERNELS and not tiled_config_error(
         limits, gemm["constants"], gemm["kernel"]
     )
 
 
+# How split-K slices are reduced: "auto" (inside the GEMM where the device can and
+# reduce_in_gemm_pays), "gemm" (inside the GEMM wherever the device can), "pass" (a reduce pass).
+REDUCE_MODES = ("auto", "gemm", "pass")
+
+
 @dataclass(frozen=True)
 class GemmConfig:
-    """Which GEMM kernel runs, with which override constants, in how many split-K slices. Its
-    dict form ({"kernel", "constants", "splits"}) is what tuning tables and results store."""
+    """Which GEMM kernel runs, with which override constants, in how many split-K slices, reduced
+    how (`REDUCE_MODES`). Its dict form ({"kernel", "constants", "splits"}, and "reduce" where not
+    "auto") is what tuning tables and results store."""
 
     kernel: str
     constants: tuple[tuple[str, int], ...]
     splits: int = 1
+    reduce: str = "auto"
 
     @classmethod
-    def make(cls, kernel: str, constants: Mapping[str, int], splits: int = 1) -> GemmConfig:
-        return cls(kernel, tuple(sorted((k, int(v)) for k, v in constants.items())), int(splits))
+    def make(
+        cls, kernel: str, constants: Mapping[str, int], splits: int = 1, reduce: str = "auto"
+    ) -> GemmConfig:
+        if reduce not in REDUCE_MODES:
+            raise ValueError(f"gemm config: reduce must be one of {', '.join(REDUCE_MODES)}, got {reduce!r}")
+        return cls(kernel, tuple(sorted((k, int(v)) for k, v in constants.items())), int(splits), reduce)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GemmConfig:
-        return cls.make(d["kernel"], d["constants"], d.get("splits", 1))
+        return cls.make(d["kernel"], d["constants"], d.get("splits", 1), d.get("reduce", "auto"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "constants": dict(self.constants), "splits": self.splits}
+        out = {"kernel": self.kernel, "constants": dict(self.constants), "splits": self.splits}
+        return out | ({"reduce": self.reduce} if self.reduce != "auto" else {})
 
     @property
     def consts(self) -> dict[str, int]:
@@ -768,9 +782,11 @@ def _gemm_specs(
     if implicit and not tiled:
         raise ValueError("method 'implicit_4w4c' needs groups == 1 or C_out/groups % 4 == 0")
     consts, splits = cfg.consts, cfg.splits
-    # Split-K reduced inside the GEMM: where the device orders it and the kernel can (and where
-    # it is faster: reduce_in_gemm_pays, once the slices are known).
-    in_gemm = limits.reduce_in_gemm and tiled and tiled_kernel(cfg.kernel, consts).reduces
+    # Split-K reduced inside the GEMM: where the device orders it and the kernel can, and the
+    # configuration asks for it ("auto": where reduce_in_gemm_pays, once the slices are known).
+    in_gemm = (
+        limits.reduce_in_gemm and tiled and tiled_kernel(cfg.kernel, consts).reduces and cfg.reduce != "pass"
+    )
     k4_pg = geo.K_per_group // 4
     c4_out = ceil4(geo.C_out)
     if tiled:
@@ -778,13 +794,13 @@ def _gemm_specs(
         if why:
             raise ValueError(f"gemm config: {cfg.kernel} cannot take {consts}: {why}")
         # Fewer K slices where their partial sums would not fit one binding (big chunks).
-        while not in_gemm and splits > 1 and 64 * splits * count * c4_out > limits.max_binding_size:
+        while splits > 1 and 64 * splits * count * c4_out > limits.max_binding_size:
             splits //= 2
         bk = consts["BK"]
         per_split = -(-k4_pg // splits)
         kspan = -(-per_split // bk) * bk  # k-blocks per slice, a multiple of BK
         splits = -(-k4_pg // kspan)
-        in_gemm = in_gemm and reduce_in_gemm_pays(splits, kspan)
+        in_gemm = in_gemm and splits > 1 and (cfg.reduce == "gemm" or reduce_in_gemm_pays(splits, kspan))
     else:
         kspan = k4_pg
     gp = UniformData.of(gemm_params(conv, geo, base, count, k4_row, splits, kspan, g_base, residual))

@@ -76,8 +76,9 @@ def test_demo(device) -> None:  # noqa: ARG001
 
 def test_demo_model_checks_and_tunes_a_network(device, tmp_path, monkeypatch) -> None:  # noqa: ARG001
     """`demo --model tiny_resnet --tune`: a whole built-in network checked against PyTorch, then
-    tuned on this adapter into the tuning cache named by the environment, and the tuned net
-    checked to give the same bytes (every method rounds exactly)."""
+    tuned on this adapter into the tuning cache named by the environment (per conv, then each conv
+    shape's alternatives in the whole net), and the tuned net checked to give the same bytes
+    (every method rounds exactly)."""
     cache = tmp_path / "tuning.json"
     monkeypatch.setenv("Q8TA_WGPU_TUNING_CACHE", str(cache))
     r = run_cli("demo", "--model", "tiny_resnet", "--hw", "16", "--batch", "2", "--tune")
@@ -85,6 +86,8 @@ def test_demo_model_checks_and_tunes_a_network(device, tmp_path, monkeypatch) ->
     assert "result    OK" in r.stdout and "conv2d+add" in r.stdout, r.stdout
     tune = next(line for line in r.stdout.splitlines() if line.startswith("tune"))
     assert "convs measured" in tune and "ms GPU" in tune, tune
+    refine = next(line for line in r.stdout.splitlines() if line.startswith("refine"))
+    assert "alternatives tried in the whole net" in refine and "ms GPU" in refine, refine
     assert "tune      the tuned net gives the same bytes" in r.stdout, _out(r)
     if "kept (in the tuning cache)" in tune:
         assert json.loads(cache.read_text()), "kept choices are in the cache"

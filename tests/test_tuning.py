@@ -252,3 +252,60 @@ def test_net_tune_puts_back_what_ran_before_when_the_net_gets_slower(device, fre
     assert methods == {
         s.source: s.op.method(net.shapes(shape)[s.inputs[0]]) for s in net.steps if hasattr(s.op, "conv")
     }
+
+
+def test_net_refine_keeps_an_alternative_only_where_the_whole_net_gets_faster(
+    device, fresh_cache, monkeypatch
+):
+    """`Net.refine(shape)` tries each conv shape's alternatives in the whole forward pass: the
+    planner's default instead of a measured choice, and split-K reduced the other way; it keeps
+    one (in the cache) only where the forward pass gets faster, puts back the choice before it
+    elsewhere, and the refined net computes the same bytes."""
+    import torch
+
+    from q8ta_wgpu.forward import ConvOp
+
+    from .helpers import pt2e_int8
+
+    m = pt2e_int8(q8.models.build("tiny_resnet"), q8.Q8taQuantizer(), torch.randn(2, 3, 16, 16))
+    net = q8.from_torch(m, device=device)
+    shape = (1, 3, 16, 16)
+    x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+    before = net.run_int8(x)
+    shapes = net.shapes(shape)
+    convs = [s for s in net.steps if isinstance(s.op, ConvOp)]
+    step = max(convs, key=lambda s: s.op.conv.geometry(shapes[s.inputs[0]]).K_per_group)
+    conv = step.op.conv
+    geo = planner.kernel_geometry(conv.geometry(shapes[step.inputs[0]]), "4W4C")
+    assert geo.K_per_group >= 64, geo  # 16 k-blocks: two slices of 8
+    key = tuning.shape_key(conv, geo, "4W4C")
+    consts = {"WG_M": 4, "WG_N": 4, "BK": 8, "TM": 1, "TN": 1}
+    measured = {
+        "method": "im2col_4w4c",
+        "gemm": {"kernel": "gemm_q8_tiled.wgsl", "constants": consts, "splits": 2},
+    }
+    tuning.store(device, key, measured)
+    device.reduce_in_gemm = True  # (lavapipe's default is the reduce pass)
+    try:
+        # The forward pass is fast only with this shape's slices reduced by a pass.
+        def forward_s(shape, repeats, warm_s=0.2):
+            choice = tuning.lookup(device, key)
+            return 1.0 if choice and choice["gemm"].get("reduce") == "pass" else 2.0
+
+        monkeypatch.setattr(net, "_whole_s", forward_s)
+        result = net.refine(shape, rounds=1)
+        tried = [t for t in result["tried"] if t["key"] == key]
+        # The first sweep keeps the reduce pass; the second (something was kept) tries the others
+        # against it and keeps neither.
+        assert [(t["sweep"], t["choice"] and t["choice"]["gemm"].get("reduce")) for t in tried] == [
+            (0, None), (0, "gemm"), (0, "pass"), (1, None), (1, "gemm")
+        ]  # fmt: skip
+        assert [t["kept"] for t in tried] == [False, False, True, False, False]
+        assert not any(t["kept"] for t in result["tried"] if t["key"] != key)
+        assert result["before_s"] == 2.0 and result["after_s"] == 1.0
+        kept = json.loads(fresh_cache.read_text())
+        (choices,) = kept.values()
+        assert choices[key]["gemm"] == {**measured["gemm"], "reduce": "pass"}
+        assert_within_1lsb(net.run_int8(x), before, "refined net vs before", exact=True)
+    finally:
+        device.reduce_in_gemm = device.default_reduce_in_gemm
