@@ -8,6 +8,8 @@ median of many calls after warm-up of:
   (the floor of one round trip), the output dequantize;
 - wall time of `net.run(qtensor)` and a wait by the dispatches in the first command buffer
   (`Device.submit_chunk`; later ones grow by `submit_growth`);
+- a call's GPU part alone: pre-recorded work submitted and its output mapped (`submit_wait`),
+  and the same with the next call's recording in between (`submit_record_wait`);
 - the call as it was before the work was recorded ahead (one command buffer, then wgpu-py's
   `queue.read_buffer`: `old_wall`), and that read alone (`old_readback_floor`) against
   `Device.read` (`device_read_floor`).
@@ -95,6 +97,25 @@ def probe(net: q8.Net, x: np.ndarray, repeats: int) -> dict[str, Any]:
             dev.read_mapped(c.staging, c.read_bytes)
 
         out["readback_floor_us"] = median_us(round_trip, repeats)
+        # A call's GPU part alone: work recorded beforehand, submitted, its output mapped (no
+        # input write, no recording): what it adds to gpu_us is the submission's and the
+        # completion's latency. Then the same with the next call's recording in between, as
+        # net(x) does it (does recording while the GPU runs slow the call down?).
+        ahead = [dev.record(passes, copy) for _ in range(repeats + 5)]
+
+        def submit_wait() -> None:
+            dev.submit(ahead.pop())
+            dev.read_mapped(c.staging, c.read_bytes)
+
+        out["submit_wait_us"] = median_us(submit_wait, repeats)
+        ahead = [dev.record(passes, copy) for _ in range(repeats + 5)]
+
+        def submit_record_wait() -> None:
+            dev.submit(ahead.pop())
+            dev.record(passes, copy).release()
+            dev.read_mapped(c.staging, c.read_bytes)
+
+        out["submit_record_wait_us"] = median_us(submit_record_wait, repeats)
     out["old_readback_floor_us"] = median_us(wgpu_py_read, repeats)
     out["device_read_floor_us"] = median_us(lambda: dev.read(c.y_nchw, n_out), repeats)
     out["dequantize_us"] = median_us(lambda: net._dequantize(q), repeats)
