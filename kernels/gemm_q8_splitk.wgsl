@@ -1,4 +1,5 @@
-// gemm_q8_splitk.wgsl -- split-K reduction + requantize epilogue for gemm_q8_tiled.wgsl.
+// gemm_q8_splitk.wgsl -- split-K reduction + requantize epilogue for gemm_q8_tiled.wgsl (where its slices
+// are not reduced inside it: REDUCE, planner.reduce_in_gemm_pays).
 // In:  `part`, int32 partial sums of `p.splits` K slices: vec4 (over 4 widths) at
 //      ((s*m_count + mb)*c4_out + c4)*4 + j for channel 4*c4+j.
 // Out: thread t = mb*c4_out + c4 sums the slices in order s = 0..splits-1 (integer: exact, the

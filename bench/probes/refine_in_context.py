@@ -17,13 +17,11 @@ plans the shape). Each entry names the net and batch it was kept in.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -33,8 +31,7 @@ if str(ROOT) not in sys.path:
 
 import q8ta_wgpu as q8  # noqa: E402
 from bench.probes.net_host import build_net  # noqa: E402
-from bench.probes.untuned import _with_choices  # noqa: E402
-from q8ta_wgpu.forward import whole_gpu_times  # noqa: E402
+from bench.probes.net_turns import arguments, run, times_in_turns, with_choices  # noqa: E402
 
 
 def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev: q8.Device) -> list[dict]:
@@ -44,20 +41,15 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
         x = np.random.default_rng(batch).standard_normal(shape).astype(np.float32)
         with tempfile.TemporaryDirectory() as tmp:
             refined_cache, empty = Path(tmp) / "refined.json", Path(tmp) / "empty.json"
-            refined = _with_choices(True, refined_cache, lambda: build_net(name, hw, dev))
+            refined = with_choices(True, refined_cache, lambda: build_net(name, hw, dev))
             t0 = time.perf_counter()
             result = refined.refine(shape)
             refine_s = time.perf_counter() - t0
-            shipped = _with_choices(True, empty, lambda: build_net(name, hw, dev))
+            shipped = with_choices(True, empty, lambda: build_net(name, hw, dev))
             shipped.compile(shape)
             nets = {"shipped": shipped, "refined": refined}
             same = bool(np.array_equal(shipped.run_int8(x), refined.run_int8(x)))
-            times: dict[str, list[float]] = {k: [] for k in nets}
-            for r in range(rounds):  # in turns, each round starting with the other net
-                for k in list(nets)[r % 2 :] + list(nets)[: r % 2]:
-                    t = whole_gpu_times(dev, nets[k].compile(shape), repeats=repeats, warm_s=0.2)
-                    times[k].append(float(np.median(t)))
-        med = {k: float(np.median(v)) for k, v in times.items()}
+            times, med = times_in_turns(dev, {k: n.compile(shape) for k, n in nets.items()}, rounds, repeats)
         kept = [t for t in result["tried"] if t["kept"]]
         row = {
             "model": name, "batch": batch, "refine_s": refine_s, "tried": len(result["tried"]),
@@ -115,29 +107,13 @@ def ship(results: Path) -> Path:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = arguments(__doc__, rounds=4)
     p.add_argument("--ship", type=Path, help="write this results file's kept choices into the shipped table")
-    p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "mobilenet_v2"])
-    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--hw", type=int, default=224)
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--out", help="results JSON")
     args = p.parse_args()
     if args.ship:
         print("wrote", ship(args.ship))
         return
-    dev = q8.default_device()
-    if not dev.has_timestamps:
-        raise SystemExit(f"{dev.name} has no timestamp queries: nothing to measure")
-    rows = [r for m in args.models for r in probe(m, args.hw, args.batches, args.rounds, args.repeats, dev)]
-    out: dict[str, Any] = {
-        "adapter": dev.name, "backend": dev.backend, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "hw": args.hw, "rounds": args.rounds, "repeats": args.repeats, "rows": rows,
-    }  # fmt: skip
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1))
-        print("wrote", args.out)
+    run(args, probe)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,7 @@ medians, timed in turns), their pass counts, and whether their outputs are the s
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,7 @@ if str(ROOT) not in sys.path:
 
 import q8ta_wgpu as q8  # noqa: E402
 from bench.probes.net_host import build_net  # noqa: E402
-from q8ta_wgpu.forward import whole_gpu_times  # noqa: E402
+from bench.probes.net_turns import arguments, run, times_in_turns  # noqa: E402
 
 
 def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev: q8.Device) -> list[dict]:
@@ -45,13 +42,7 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
                 outs[k] = net(x)
             finally:
                 dev.reduce_in_gemm = dev.default_reduce_in_gemm
-        times: dict[str, list[float]] = {k: [] for k in nets}
-        for r in range(rounds):  # in turns, each round starting with the other net
-            for k in list(nets)[r % 2 :] + list(nets)[: r % 2]:
-                times[k].append(
-                    float(np.median(whole_gpu_times(dev, compiled[k], repeats=repeats, warm_s=0.2)))
-                )
-        med = {k: float(np.median(v)) for k, v in times.items()}
+        times, med = times_in_turns(dev, compiled, rounds, repeats)
         row = {
             "model": name, "batch": batch,
             "passes": {k: len(c.passes()) for k, c in compiled.items()},
@@ -71,25 +62,7 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "mobilenet_v2"])
-    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--hw", type=int, default=224)
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--out", help="results JSON")
-    args = p.parse_args()
-    dev = q8.default_device()
-    if not dev.has_timestamps:
-        raise SystemExit(f"{dev.name} has no timestamp queries: nothing to measure")
-    rows = [r for m in args.models for r in probe(m, args.hw, args.batches, args.rounds, args.repeats, dev)]
-    out = {
-        "adapter": dev.name, "backend": dev.backend, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "hw": args.hw, "rounds": args.rounds, "repeats": args.repeats, "rows": rows,
-    }  # fmt: skip
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1))
-        print("wrote", args.out)
+    run(arguments(__doc__, rounds=4).parse_args(), probe)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,11 @@ target: untuned within 10% of tuned (ratio untuned / tuned <= 1.10).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -34,16 +29,8 @@ if str(ROOT) not in sys.path:
 
 import q8ta_wgpu as q8  # noqa: E402
 from bench.probes.net_host import build_net  # noqa: E402
-from q8ta_wgpu import tuning  # noqa: E402
-from q8ta_wgpu.forward import tune_steps, whole_gpu_times  # noqa: E402
-
-
-def _with_choices(shipped: bool, cache: Path, make: Any) -> Any:
-    """make() with the tuning choices of: the shipped table or not, and the cache file `cache`."""
-    os.environ[tuning.SHIPPED_ENV] = "1" if shipped else "0"
-    os.environ[tuning.CACHE_ENV] = str(cache)
-    tuning.forget()
-    return make()
+from bench.probes.net_turns import arguments, run, times_in_turns, with_choices  # noqa: E402
+from q8ta_wgpu.forward import tune_steps  # noqa: E402
 
 
 def probe(
@@ -55,10 +42,10 @@ def probe(
         for batch in batches:
             shape = (batch, 3, hw, hw)
             nets = {
-                "untuned": _with_choices(False, empty, lambda: build_net(name, hw, dev)),
-                "shipped": _with_choices(True, empty, lambda: build_net(name, hw, dev)),
+                "untuned": with_choices(False, empty, lambda: build_net(name, hw, dev)),
+                "shipped": with_choices(True, empty, lambda: build_net(name, hw, dev)),
             }
-            tuned = _with_choices(False, tuned_cache, lambda: build_net(name, hw, dev))
+            tuned = with_choices(False, tuned_cache, lambda: build_net(name, hw, dev))
             t0 = time.perf_counter()
             # Every conv's measured choice, kept whatever the whole net does with it (Net.tune
             # would put back what ran before where the net gets slower: here that is measured).
@@ -67,15 +54,9 @@ def probe(
             nets["tuned"] = tuned
             # Plans are made on first compile, under the choices in effect then.
             for k, net in nets.items():
-                _with_choices(k == "shipped", tuned_cache if k == "tuned" else empty, lambda: None)
+                with_choices(k == "shipped", tuned_cache if k == "tuned" else empty, lambda: None)
                 net.compile(shape)
-            times: dict[str, list[float]] = {k: [] for k in nets}
-            order = list(nets)
-            for r in range(rounds):  # in turns, each round starting with another net
-                for k in order[r % 3 :] + order[: r % 3]:
-                    whole = whole_gpu_times(dev, nets[k].compile(shape), repeats=repeats, warm_s=0.2)
-                    times[k].append(float(np.median(whole)))
-            med = {k: float(np.median(v)) for k, v in times.items()}
+            times, med = times_in_turns(dev, {k: n.compile(shape) for k, n in nets.items()}, rounds, repeats)
             row = {
                 "model": name, "batch": batch, "convs": len(choices), "tune_s": tune_s,
                 **{f"{k}_s": v for k, v in med.items()},
@@ -95,23 +76,7 @@ def probe(
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "mobilenet_v2"])
-    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--hw", type=int, default=224)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--out", help="results JSON")
-    args = p.parse_args()
-    dev = q8.default_device()
-    rows = [r for m in args.models for r in probe(m, args.hw, args.batches, args.rounds, args.repeats, dev)]
-    out = {
-        "adapter": dev.name, "backend": dev.backend, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "hw": args.hw, "rounds": args.rounds, "repeats": args.repeats, "rows": rows,
-    }  # fmt: skip
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1))
-        print("wrote", args.out)
+    run(arguments(__doc__, rounds=3).parse_args(), probe)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""What the whole-network comparisons share (untuned.py, split_k_in_gemm.py,
+refine_in_context.py): built-in nets under given tuning choices, their GPU times taken in turns,
+and the command line and results file of a probe over models and batches."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import q8ta_wgpu as q8
+from q8ta_wgpu import tuning
+from q8ta_wgpu.forward import Compiled, whole_gpu_times
+
+
+def with_choices(shipped: bool, cache: Path, make: Callable[[], Any]) -> Any:
+    """make() with the tuning choices of: the shipped table or not, and the cache file `cache`
+    (plans are made when a net first compiles, under the choices in effect then)."""
+    os.environ[tuning.SHIPPED_ENV] = "1" if shipped else "0"
+    os.environ[tuning.CACHE_ENV] = str(cache)
+    tuning.forget()
+    return make()
+
+
+def times_in_turns(
+    dev: q8.Device, compiled: Mapping[str, Compiled], rounds: int, repeats: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each compiled forward pass's whole GPU time (median of `repeats`) in `rounds` rounds, in
+    turns, each round starting with another one (drifting clocks hit them alike); and the median
+    of each one's rounds."""
+    times: dict[str, list[float]] = {k: [] for k in compiled}
+    order = list(compiled)
+    for r in range(rounds):
+        for k in order[r % len(order) :] + order[: r % len(order)]:
+            times[k].append(float(np.median(whole_gpu_times(dev, compiled[k], repeats=repeats, warm_s=0.2))))
+    return times, {k: float(np.median(v)) for k, v in times.items()}
+
+
+def arguments(doc: str, rounds: int) -> argparse.ArgumentParser:
+    """A probe's command line: models, batches, input size, rounds, repeats, results file."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "mobilenet_v2"])
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    p.add_argument("--hw", type=int, default=224)
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--out", help="results JSON")
+    return p
+
+
+def run(args: argparse.Namespace, probe: Callable[..., list[dict[str, Any]]]) -> None:
+    """probe(model, hw, batches, rounds, repeats, device) for each of args.models on the default
+    device (it must have GPU timestamps), its rows written to args.out."""
+    dev = q8.default_device()
+    if not dev.has_timestamps:
+        raise SystemExit(f"{dev.name} has no timestamp queries: nothing to measure")
+    rows = [r for m in args.models for r in probe(m, args.hw, args.batches, args.rounds, args.repeats, dev)]
+    out = {
+        "adapter": dev.name, "backend": dev.backend, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "hw": args.hw, "rounds": args.rounds, "repeats": args.repeats, "rows": rows,
+    }  # fmt: skip
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1))
+        print("wrote", args.out)
