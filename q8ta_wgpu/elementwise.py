@@ -106,12 +106,6 @@ class QLookup(_UnaryOp):
         input of x_shape: the table alone here; resample.py's index maps gather first."""
         return "lut_q8.wgsl", {}, self.function
 
-    def _in_quant_numpy(self) -> tuple[float, int]:
-        return self.input_scale, self.input_zero_point
-
-    def _out_quant(self, x: QTensor) -> tuple[float, int]:
-        return self.output_scale, self.output_zero_point
-
 
 # ---- cat along channels -----------------------------------------------------------------------
 class QCat:

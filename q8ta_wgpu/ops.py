@@ -146,10 +146,15 @@ def _new_output(dev: Device, shape: Shape4, scale: float, zero_point: int, layou
 
 
 class _UnaryOp:
-    """What the one-input ops share: the call on a QTensor or a numpy array."""
+    """What the one-input ops share: the call on a QTensor or a numpy array, and the
+    quantization of the input and the output, given to the op (QMaxPool2d keeps x's instead)."""
 
     device: Device
     output_layout = "4W4C"  # the layout of a call's QTensor result (an op may write another)
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    output_zero_point: int
 
     def output_shape(self, input_shape: Sequence[int]) -> Shape4:
         raise NotImplementedError
@@ -159,10 +164,11 @@ class _UnaryOp:
 
     def _in_quant_numpy(self) -> tuple[float, int]:
         """The input's quantization for a numpy call."""
-        raise NotImplementedError
+        return self.input_scale, self.input_zero_point
 
     def _out_quant(self, x: QTensor) -> tuple[float, int]:
-        raise NotImplementedError
+        """The output's quantization for input x."""
+        return self.output_scale, self.output_zero_point
 
     def __call__(self, x: TensorT) -> TensorT:
         """QTensor -> a new 4W4C QTensor on the GPU; numpy int8 [N, C, H, W] -> numpy int8."""
@@ -394,12 +400,6 @@ class _AvgBase(_UnaryOp):
         o_bind, od = _tensor(dev, "out", out)
         res = {"x": x_bind, "o": o_bind, "xd": xd, "od": od, "p": dev.uniform(self._pool_params(x.shape))}
         return [_word_pass(dev, "avgpool.wgsl", (out.shape, out.layout), res, self._label)]
-
-    def _in_quant_numpy(self) -> tuple[float, int]:
-        return self.input_scale, self.input_zero_point
-
-    def _out_quant(self, x: QTensor) -> tuple[float, int]:
-        return self.output_scale, self.output_zero_point
 
 
 class QAvgPool2d(_AvgBase):

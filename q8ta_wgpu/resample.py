@@ -283,12 +283,6 @@ class QConvTranspose2d(_UnaryOp):
         scratch = QTensor(buf, shape, "4W4C", x.scale, x.zero_point, dev)
         return [zero_insert, *self._conv_op.passes([scratch], out)]
 
-    def _in_quant_numpy(self) -> tuple[float, int]:
-        return self.input_scale, self.input_zero_point
-
-    def _out_quant(self, x: QTensor) -> tuple[float, int]:
-        return self.output_scale, self.output_zero_point
-
 
 # ---- functions with torch's argument names ----------------------------------------------------
 def _index_map_quant(x: Any, *quant: Any) -> dict[str, Any]:
