@@ -26,6 +26,7 @@ from .planner import (
     default_gemm_config,
     kernel_geometry,
     resolve_method,
+    valid_methods,
 )
 from .runtime import Device, Pass
 
@@ -346,22 +347,30 @@ def restore_choices(steps: Sequence[Step], tuned: Sequence[dict[str, Any]]) -> N
         conv._plans.clear()
 
 
+# The methods `refine_in_context` tries in place of one another (im2col_generic, which the H200's
+# tuner chose for none of 95 shapes, is left out).
+CONTEXT_METHODS = ("pointwise", "im2col_4w4c", "implicit_4w4c")
+
+
 def context_alternatives(conv: QConv2d, geo: Any, key: str) -> list[dict[str, Any] | None]:
     """What `refine_in_context` tries for one conv shape instead of its choice now (cached,
-    shipped or none): the planner's default (None) where a measured choice is in effect, and,
-    where the GEMM splits K on a device that can reduce inside it, the choice with the slices
-    reduced each way ("gemm", "pass"; one of them is what "auto" does now)."""
+    shipped or none): the planner's default (None) where a measured choice is in effect; with
+    method "auto", the other GEMM methods (`CONTEXT_METHODS`) with the same GEMM configuration;
+    and, where the GEMM splits K on a device that can reduce inside it, the choice with the
+    slices reduced each way ("gemm", "pass"; one of them is what "auto" does now)."""
     current = tuning.lookup(conv.device, key)
     out: list[dict[str, Any] | None] = [None] if current is not None else []
     method = current["method"] if current else resolve_method(conv.method, geo, "4W4C")
-    gemm = current["gemm"] if current else None
-    if method in ("depthwise_4w4c", "gemm_q8"):
+    if method == "depthwise_4w4c":
         return out
-    cfg = (
-        GemmConfig.from_dict(gemm)
-        if gemm
-        else default_gemm_config(geo, geo.m_blocks, DeviceLimits.of(conv.device))
-    )
+    gemm = current["gemm"] if current else None
+    limits = DeviceLimits.of(conv.device)
+    cfg = GemmConfig.from_dict(gemm) if gemm else default_gemm_config(geo, geo.m_blocks, limits)
+    if conv.method == "auto" and cfg.tiled:
+        valid = valid_methods(geo, "4W4C")
+        for m in CONTEXT_METHODS:
+            if m != method and m in valid:
+                out.append({"method": m, "gemm": cfg.to_dict(), "context": True})
     if cfg.splits > 1 and cfg.tiled and conv.device.reduce_in_gemm:
         for mode in ("gemm", "pass"):
             if mode != cfg.reduce:

@@ -296,11 +296,18 @@ def test_net_refine_keeps_an_alternative_only_where_the_whole_net_gets_faster(
         result = net.refine(shape, rounds=1)
         tried = [t for t in result["tried"] if t["key"] == key]
         # The first sweep keeps the reduce pass; the second (something was kept) tries the others
-        # against it and keeps neither.
-        assert [(t["sweep"], t["choice"] and t["choice"]["gemm"].get("reduce")) for t in tried] == [
-            (0, None), (0, "gemm"), (0, "pass"), (1, None), (1, "gemm")
-        ]  # fmt: skip
-        assert [t["kept"] for t in tried] == [False, False, True, False, False]
+        # against it and keeps none. The other method (the implicit GEMM) is tried with the
+        # choice's GEMM configuration.
+        what = [
+            (t["sweep"], t["choice"] and (t["choice"]["method"], t["choice"]["gemm"].get("reduce")))
+            for t in tried
+        ]
+        other = ("implicit_4w4c", None)
+        assert what == [
+            (0, None), (0, other), (0, ("im2col_4w4c", "gemm")), (0, ("im2col_4w4c", "pass")),
+            (1, None), (1, ("implicit_4w4c", "pass")), (1, ("im2col_4w4c", "gemm")),
+        ], what  # fmt: skip
+        assert [t["kept"] for t in tried] == [False, False, False, True, False, False, False]
         assert not any(t["kept"] for t in result["tried"] if t["key"] != key)
         assert result["before_s"] == 2.0 and result["after_s"] == 1.0
         kept = json.loads(fresh_cache.read_text())

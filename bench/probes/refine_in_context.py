@@ -60,6 +60,7 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
             "refined_over_shipped": med["refined"] / med["shipped"],
             # what refining stored, by shape key (the last kept choice of each)
             "refined_choices": {t["key"]: t["choice"] for t in kept},
+            "shapes": sorted({t["key"] for t in result["tried"]}),  # every conv shape tried
         }  # fmt: skip
         rows.append(row)
         print(
@@ -84,16 +85,23 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
 
 def ship(results: Path) -> Path:
     """Apply a run's kept choices (`refined_choices` of each row) to the table shipped for its
-    adapter (q8ta_wgpu/tuned/, as bench/run.py --ship-tuning names it)."""
+    adapter (q8ta_wgpu/tuned/, as bench/run.py --ship-tuning names it). A shape's choice kept in
+    one net is left out where another net of the run has the shape (its `shapes`) and did not
+    keep the same: it was not measured there. Prints what it leaves out."""
     from q8ta_wgpu import bench as q8bench
     from q8ta_wgpu import tuning
 
     run = json.loads(results.read_text())
     path = Path(tuning.__file__).parent / "tuned" / f"{q8bench.slug(run['adapter'])}-{run['backend']}.json"
     table = json.loads(path.read_text())
+    missing = object()
     for row in run["rows"]:
         context = f"kept by Net.refine in {row['model']} at batch {row['batch']} ({run['created'][:10]})"
         for key, choice in row["refined_choices"].items():
+            others = [r for r in run["rows"] if r is not row and key in r.get("shapes", ())]
+            if any(r["refined_choices"].get(key, missing) != choice for r in others):
+                print(f"left out (other nets did not keep it): {key} from {row['model']} B={row['batch']}")
+                continue
             if choice is None:
                 table["choices"].pop(key, None)
             else:
