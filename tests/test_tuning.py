@@ -316,3 +316,33 @@ def test_net_refine_keeps_an_alternative_only_where_the_whole_net_gets_faster(
         assert_within_1lsb(net.run_int8(x), before, "refined net vs before", exact=True)
     finally:
         device.reduce_in_gemm = device.default_reduce_in_gemm
+
+
+def test_a_dropped_choice_plans_with_the_default_gemm_again(device, fresh_cache):
+    """A conv whose measured choice is dropped from the cache (Net.refine keeping the planner's
+    default, Net.tune putting back "none") plans its next call with the default GEMM
+    configuration, not the one it planned with before; a choice naming an unknown split-K
+    reduction is not runnable (re-decided), and GemmConfig refuses one."""
+    cfg = ConvConfig("t3x3", 16, 16, 12, 12, padding=(1, 1))
+    case = make_case(cfg, seed=3)
+    x, w, ws, b = case["args"]
+    conv = q8.QConv2d(w, ws, b, device=device, **case["kwargs"])
+    geo = planner.kernel_geometry(conv.geometry(x.shape), "4W4C")
+    key = tuning.shape_key(conv, geo, "4W4C")
+    consts = {"WG_M": 4, "WG_N": 4, "BK": 8, "TM": 1, "TN": 1}
+    measured = {"kernel": "gemm_q8_tiled.wgsl", "constants": consts, "splits": 2, "reduce": "pass"}
+    tuning.store(device, key, {"method": "im2col_4w4c", "gemm": measured})
+    ref = reference.conv2d(x, w, ws, b, **case["kwargs"])
+    assert_within_1lsb(conv(x), ref, "measured choice", exact=True)
+    assert conv.gemm_config(geo, geo.m_blocks) == measured
+    tuning.store(device, key, None)
+    conv._plans.clear()
+    assert_within_1lsb(conv(x), ref, "default again", exact=True)
+    default = planner.default_gemm_config(geo, geo.m_blocks, DeviceLimits.of(device)).to_dict()
+    assert conv.gemm_config(geo, geo.m_blocks) == default != measured
+    limits = DeviceLimits.of(device)
+    assert planner.runnable_gemm(measured, limits) and not planner.runnable_gemm(
+        {**measured, "reduce": "both"}, limits
+    )
+    with pytest.raises(ValueError, match="reduce must be one of auto, gemm, pass, got 'both'"):
+        planner.GemmConfig.from_dict({**measured, "reduce": "both"})
