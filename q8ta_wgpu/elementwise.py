@@ -178,10 +178,8 @@ class QCat:
     def passes(self, inputs: Sequence[QTensor], out: QTensor) -> list[Pass]:
         """One pass per input writing its channel slice of `out` (its shape, scale and zero point
         as this op's output; any layout), in input order."""
-        if isinstance(inputs, QTensor) or len(inputs) != len(self.input_scales):
-            raise ValueError(
-                f"inputs must be a sequence of {len(self.input_scales)} QTensor(s), one per input"
-            )
+        names = tuple(f"inputs[{k}]" for k in range(len(self.input_scales)))
+        inputs = _inputs(inputs, len(names), names)
         dev = self.device
         bound = [_tensor(dev, f"inputs[{k}]", x) for k, x in enumerate(inputs)]
         shape = self.output_shape(*(t.shape for t in inputs))
@@ -190,12 +188,8 @@ class QCat:
         n, _, h, w = shape
         passes, c_off = [], 0
         for k, (x, (x_bind, xd)) in enumerate(zip(inputs, bound, strict=True)):
-            s_k, zp_k = self.input_scales[k], self.input_zero_points[k]
-            if x.zero_point != zp_k or np.float32(x.scale) != np.float32(s_k):
-                raise ValueError(
-                    f"inputs[{k}] has scale {x.scale} and zero point {x.zero_point}; this op expects "
-                    f"input_scales[{k}] {s_k} and input_zero_points[{k}] {zp_k}"
-                )
+            expected = (f"input_scales[{k}]", f"input_zero_points[{k}]")
+            _check_quant(names[k], x, self.input_scales[k], self.input_zero_points[k], expected)
             c_in = x.shape[1]
             c4_count = (c_off + c_in + 3) // 4 - c_off // 4
             params = CAT_PARAMS.pack(c_off=c_off, c4_count=c4_count, copy=int(self.copy[k]))

@@ -98,14 +98,19 @@ def _tensor(dev: Device, name: str, t: QTensor) -> tuple[tuple[Any, int, int], A
     return binding, dev.uniform(tensor_desc(shape, t.layout, t.zero_point))
 
 
-def _check_quant(name: str, t: QTensor, scale: float, zero_point: int, expected: str) -> None:
+def _check_quant(
+    name: str, t: QTensor, scale: float, zero_point: int, expected: str | tuple[str, str]
+) -> None:
     """t's scale and zero point must be what the op was made for (compared as float32);
-    `expected` names them in the message ("input_scale" -> "input_scale ... and
-    input_zero_point ...")."""
+    `expected` names them in the message ("input" -> "input_scale ... and input_zero_point
+    ...", or the two names)."""
+    s_name, zp_name = (
+        (f"{expected}_scale", f"{expected}_zero_point") if isinstance(expected, str) else expected
+    )
     if t.zero_point != zero_point or np.float32(t.scale) != np.float32(scale):
         raise ValueError(
             f"{name} has scale {t.scale} and zero point {t.zero_point}; this op expects "
-            f"{expected}_scale {scale} and {expected}_zero_point {zero_point}"
+            f"{s_name} {scale} and {zp_name} {zero_point}"
         )
 
 

@@ -271,6 +271,10 @@ def test_bad_arguments_name_the_argument(device):
         match=r"inputs\[0\] has scale 0.2\d* and zero point 0; this op expects input_scales\[0\] 0.1",
     ):
         cat([xt, q8.QTensor.from_numpy(np.zeros((1, 2, 2, 2), np.int8), 0.1, 0, device=device)])
+    with pytest.raises(
+        ValueError, match=r"inputs must be a sequence of 2 QTensor\(s\) \(inputs\[0\], inputs\[1\]\)"
+    ):
+        cat.passes([xt], xt)
     with pytest.raises(ValueError, match="dim must be 1"):
         ew.cat([xt, xt], 2, output_scale=0.1, output_zero_point=0)
     with pytest.raises(TypeError, match="input_scales and input_zero_points are required for numpy"):
