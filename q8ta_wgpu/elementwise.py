@@ -30,7 +30,7 @@ from . import reference
 from ._checks import check_activation, check_int8_array, check_keywords, check_scale, check_zero_point
 from .conv import QTensor, TensorT
 from .ops import _check_out, _check_quant, _inputs, _new_output, _quant_of, _tensor, _UnaryOp, _word_pass
-from .pooling import input_shape4
+from .pooling import checked_requantization, input_shape4
 from .reference import INT8_VALUES, LOOKUP_DEFAULTS, LookupOptions, _cat_quant, check_lookup_function
 from .runtime import Device, Pass, get_device
 from .uniforms import CAT_PARAMS
@@ -69,10 +69,9 @@ class QLookup(_UnaryOp):
         self.function, self.min_val, self.max_val = check_lookup_function(
             function, opts["min_val"], opts["max_val"]
         )
-        self.input_scale = check_scale("input_scale", opts["input_scale"])
-        self.input_zero_point = check_zero_point("input_zero_point", opts["input_zero_point"])
-        self.output_scale = check_scale("output_scale", opts["output_scale"])
-        self.output_zero_point = check_zero_point("output_zero_point", opts["output_zero_point"])
+        self.input_scale, self.input_zero_point, self.output_scale, self.output_zero_point = (
+            checked_requantization(opts)
+        )
         self.table = reference.lookup(INT8_VALUES, function, **options)
         self.device = get_device(device)
         self._table = self.device.upload(self.table, label=f"{self.function} table")

@@ -44,6 +44,7 @@ from .pooling import (
     check_divisor_override,
     check_window_taps,
     checked_activation,
+    checked_requantization,
     input_shape4,
 )
 from .quant import AddRequant, PoolRequant, activation_bounds
@@ -378,10 +379,9 @@ class _AvgBase(_UnaryOp):
     def _quant(self, options: AvgPoolOptions) -> tuple[int, int]:
         """The quantization and activation of `options`, checked and kept; returns the
         activation's bounds on the quantized output."""
-        self.input_scale = check_scale("input_scale", options["input_scale"])
-        self.input_zero_point = check_zero_point("input_zero_point", options["input_zero_point"])
-        self.output_scale = check_scale("output_scale", options["output_scale"])
-        self.output_zero_point = check_zero_point("output_zero_point", options["output_zero_point"])
+        self.input_scale, self.input_zero_point, self.output_scale, self.output_zero_point = (
+            checked_requantization(options)
+        )
         self.activation = checked_activation(options)
         self._bounds = activation_bounds(self.activation, self.output_scale, self.output_zero_point)
         return self._bounds

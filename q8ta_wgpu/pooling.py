@@ -11,12 +11,13 @@ and the numpy references (reference.py).
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import numpy as np
 
-from ._checks import check_activation
+from ._checks import check_activation, check_scale, check_zero_point
 from .geometry import MAX_PARAM, pair
 
 # Sums of (q - zp) over a window: |q - zp| <= 255, so windows of up to this many taps sum exactly
@@ -110,6 +111,17 @@ class Requantization(TypedDict):
     input_zero_point: int
     output_scale: float
     output_zero_point: int
+
+
+def checked_requantization(options: Mapping[str, Any]) -> tuple[float, int, float, int]:
+    """(input scale, input zero point, output scale, output zero point) of `options` (a
+    `Requantization`), each checked: a ValueError naming the one out of range."""
+    return (
+        check_scale("input_scale", options["input_scale"]),
+        check_zero_point("input_zero_point", options["input_zero_point"]),
+        check_scale("output_scale", options["output_scale"]),
+        check_zero_point("output_zero_point", options["output_zero_point"]),
+    )
 
 
 class AvgPoolOptions(Requantization, total=False):

@@ -32,6 +32,7 @@ from .pooling import (
     check_divisor_override,
     check_window_taps,
     checked_activation,
+    checked_requantization,
     input_shape4,
 )
 from .quant import AddRequant, ConvRequant, PoolRequant, activation_bounds
@@ -373,15 +374,6 @@ def _average(
     return _exactly_requantized(r, activation, output_scale, output_zero_point)
 
 
-def _pool_quantization(options: AvgPoolOptions) -> tuple[float, int, float, int]:
-    """An average pool's (input scale, input zero point, output scale, output zero point),
-    checked."""
-    s_in = check_scale("input_scale", options["input_scale"])
-    zp_in = check_zero_point("input_zero_point", options["input_zero_point"])
-    s_out = check_scale("output_scale", options["output_scale"])
-    return s_in, zp_in, s_out, check_zero_point("output_zero_point", options["output_zero_point"])
-
-
 def avg_pool2d(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
@@ -404,7 +396,7 @@ def avg_pool2d(
     win = PoolWindow.checked(kernel_size, stride, padding, 1, ceil_mode)
     include_pad = check_bool("count_include_pad", count_include_pad)
     override = check_divisor_override(divisor_override)
-    s_in, zp_in, s_out, zp_out = _pool_quantization(options)
+    s_in, zp_in, s_out, zp_out = checked_requantization(options)
     _, _, h, w = input_shape4("x", x.shape)
     ho, wo = win.output_hw(h, w)
     (kh, kw), (sh, sw), (ph, pw) = win.kernel_size, win.stride, win.padding
@@ -435,7 +427,7 @@ def adaptive_avg_pool2d(
     [N, C, H_out, W_out]."""
     check_keywords("adaptive_avg_pool2d", options, AvgPoolOptions)
     x = check_int8_array("x", x, ndim=4)
-    s_in, zp_in, s_out, zp_out = _pool_quantization(options)
+    s_in, zp_in, s_out, zp_out = checked_requantization(options)
     _, _, h, w = input_shape4("x", x.shape)
     ho, wo = adaptive_output_hw(output_size, h, w)
     h0, h1 = adaptive_windows(h, ho)
@@ -537,15 +529,12 @@ def lookup(x: np.ndarray, function: str, **options: Unpack[LookupOptions]) -> np
     opts = {**LOOKUP_DEFAULTS, **options}
     x = check_int8_array("x", x)
     name, lo, hi = check_lookup_function(function, opts["min_val"], opts["max_val"])
-    s_in = check_scale("input_scale", opts["input_scale"])
-    zp_in = check_zero_point("input_zero_point", opts["input_zero_point"])
+    s_in, zp_in, s_out, zp_out = checked_requantization(opts)
     inv = inv_scale("output_scale", opts["output_scale"])
-    zp_out = check_zero_point("output_zero_point", opts["output_zero_point"])
     kernel = opts["torch_kernel"]
     if kernel not in TORCH_KERNELS:
         raise ValueError(f"torch_kernel must be one of {TORCH_KERNELS}, got {kernel!r}")
     if kernel is None:
-        s_out = check_scale("output_scale", opts["output_scale"])
         table = _lookup_exact(name, lo, hi, s_in, zp_in, s_out, zp_out)
         return table[x.astype(np.int16) + 128]
     if kernel in ("x86_quint8", "x86_qint8"):
@@ -555,7 +544,7 @@ def lookup(x: np.ndarray, function: str, **options: Unpack[LookupOptions]) -> np
     with np.errstate(over="ignore"):
         y = _elementwise_f32(xf, name, lo, hi)
         if kernel == "qnnpack":
-            s32 = np.float32(check_scale("output_scale", opts["output_scale"]))
+            s32 = np.float32(s_out)
             t = np.float32(1) / s32 * y + np.float32(zp_out + 128)  # float32 1 / scale, as QNNPACK
             return (np.clip(np.rint(t), 0, 255) - 128).astype(np.int8)
     return _quantize_f32(y, inv, zp_out)
