@@ -79,7 +79,7 @@ from bench.peers.ncnn_net import ncnn_available, ncnn_int8  # noqa: E402
 from bench.peers.torch_cuda import cuda_graph_seconds  # noqa: E402
 from bench.trained import DIGITS_ENV, accuracy, digits_split, train  # noqa: E402
 from bench.wall_time import median_wall  # noqa: E402
-from q8ta_wgpu.bench import slug  # noqa: E402
+from q8ta_wgpu.bench import slug, stats  # noqa: E402
 from q8ta_wgpu.forward import whole_gpu_times  # noqa: E402
 from q8ta_wgpu.net import ConvOp  # noqa: E402
 
@@ -369,7 +369,7 @@ class TorchCuda:
             v = cuda_graph_seconds(
                 self.torch, lambda: model(x), calls=1, replays=GRAPH_REPLAYS, repeats=repeats, warm_s=WARM_S
             )
-        return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+        return stats(v)
 
     def measure(self, model16: Any, x: np.ndarray, repeats: int, warm_s: float) -> dict[str, Any]:
         """PyTorch fp16 at its best, as bench/peers/torch_cuda.py takes a conv: the CUDA-graph

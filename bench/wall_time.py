@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from q8ta_wgpu.bench import stats
+
 
 def median_wall(
     fn: Callable[[], Any],
@@ -36,5 +38,4 @@ def median_wall(
         times.append(time.perf_counter() - t)
         if after:
             after()
-    v = np.array(times)
-    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+    return stats(np.array(times))

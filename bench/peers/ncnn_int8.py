@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import struct
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from q8ta_wgpu.bench import stats
 
 if TYPE_CHECKING:
     from q8ta_wgpu.configs import ConvConfig
@@ -215,10 +216,6 @@ def reference_conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray, cfg: ConvConf
 # ---------------------------------------------------------------------------------------- peer
 
 
-def _stats(xs: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
-
-
 class NcnnInt8Conv:
     """ncnn's int8 Vulkan conv on GPU gpu_index: `check` runs one layer against a numpy reference,
     `layer_time` times one requantizing layer inside a chain."""
@@ -365,9 +362,9 @@ class NcnnInt8Conv:
             tks.append(tk)
             per_layer.append((tk - t0) / (k - k0))
         return {
-            "layer_s": _stats(per_layer),
-            "net_k0_s": _stats(t0s),
-            "net_k_s": _stats(tks),
+            "layer_s": stats(per_layer),
+            "net_k0_s": stats(t0s),
+            "net_k_s": stats(tks),
             "k0": k0,
             "k": k,
             "includes": (

@@ -21,14 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from q8ta_wgpu.bench import stats
 from q8ta_wgpu.configs import ConvConfig
 
 CALLS = 50  # calls captured in one graph
 WARM_S = 0.1  # seconds of replays before timing (GPU clocks up)
-
-
-def _stats(v: np.ndarray) -> dict[str, float]:
-    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
 
 
 def cuda_graph_seconds(
@@ -132,7 +129,7 @@ class TorchCudaPeer:
                 fns[layout] = lambda xl=xl, wl=wl: conv(xl, wl, **kw)
                 for choice, benchmark in (("autotuned", True), ("heuristic", False)):
                     torch.backends.cudnn.benchmark = benchmark
-                    per_variant[layout, choice] = _stats(self.graph_time(fns[layout]))
+                    per_variant[layout, choice] = stats(self.graph_time(fns[layout]))
             best = min(per_variant, key=lambda k: per_variant[k]["median"])
             torch.backends.cudnn.benchmark = best[1] == "autotuned"
             kernel_s = self.kernel_time(fns[best[0]]) if self.profile else None
