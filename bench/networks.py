@@ -92,7 +92,6 @@ CHECK_INPUTS = 8  # inputs the exactness check runs at least (top-1 agreement ov
 CALIB_BATCHES, CALIB_SIZE = 2, 2  # PT2E calibration: batches of normal noise, each of this size
 DIGITS_CALIB_BATCHES, DIGITS_CALIB_SIZE = 4, 64  # with --weights digits: batches of training digits
 TRAIN_EPOCHS = 3  # --weights digits: epochs of training
-EXPORT_BATCH = 2  # torch.export's example batch (a dynamic batch dimension)
 GRAPH_REPLAYS = 20  # CUDA-graph replays between two events (one measurement)
 FUSION_ROUNDS = 3  # turns of timing the fused and the unfused net, alternated
 WARM_S = 0.2  # seconds of running a peer before timing it (clocks up)
@@ -160,20 +159,6 @@ def calibration(hw: int, seed: int, batches: int = CALIB_BATCHES, size: int = CA
 
     gen = torch.Generator().manual_seed(seed)
     return [torch.randn(size, 3, hw, hw, generator=gen) for _ in range(batches)]
-
-
-def pt2e_int8(model: Any, quantizer: Any, hw: int, calib: list[Any]) -> Any:
-    """The PT2E-converted model: exported with a dynamic batch, prepared, calibrated, converted."""
-    import torch
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    example = torch.randn(EXPORT_BATCH, 3, hw, hw)
-    exported = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
-    m = prepare_pt2e(exported.module(), quantizer)
-    with torch.no_grad():
-        for batch in calib:
-            m(batch)
-    return convert_pt2e(m)
 
 
 # ---- exactness -------------------------------------------------------------------------------
@@ -537,7 +522,7 @@ class ModelBench:
         self.info["float_model_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         quantizer, self.info["quantizer"] = make_quantizer(args.quantizer)
-        self.qmodel = pt2e_int8(self.fmodel, quantizer, hw, calib)
+        self.qmodel = q8.quantize_pt2e(self.fmodel, calib, quantizer)
         self.info["pt2e_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         self.net = q8.from_torch(self.qmodel, device=dev)

@@ -67,6 +67,7 @@ __all__ = [
     "prepack_depthwise",
     "prepack_weights",
     "quantize",
+    "quantize_pt2e",
     "quantize_to_qtensor",
     "quantize_weights",
     "recording",
@@ -94,8 +95,8 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return importlib.import_module(".models", __name__)
-    if name == "Q8taQuantizer":  # imports torch and torchao
-        from .quantizer import Q8taQuantizer
+    if name in ("Q8taQuantizer", "quantize_pt2e"):  # imports torch and torchao
+        from . import quantizer
 
-        return Q8taQuantizer
+        return getattr(quantizer, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -112,12 +112,12 @@ def demo_network(args: argparse.Namespace) -> int:
     GPU, checked against PyTorch's int8 result of the same graph, and timed."""
     try:
         import torch
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        from .quantizer import quantize_pt2e
     except ImportError as e:
         print(f"demo --model needs torch and torchao (pip install 'q8ta_wgpu[torch]'): {e}", file=sys.stderr)
         return EXIT_USAGE
     from . import models, reference
-    from .quantizer import Q8taQuantizer
     from .torch_import import from_torch
 
     dev = _device(args)
@@ -126,11 +126,7 @@ def demo_network(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(0)
     calib = [torch.randn(2, 3, hw, hw, generator=gen) for _ in range(2)]
     t0 = time.perf_counter()
-    m = torch.export.export(model, (calib[0],), dynamic_shapes=({0: torch.export.Dim.AUTO},)).module()
-    m = prepare_pt2e(m, Q8taQuantizer())
-    for c in calib:
-        m(c)
-    m = convert_pt2e(m)
+    m = quantize_pt2e(model, calib)
     t_quant = time.perf_counter() - t0
     t0 = time.perf_counter()
     net = from_torch(m, device=dev)

@@ -1,11 +1,14 @@
-"""`Q8taQuantizer`: a torchao PT2E quantizer that annotates exactly what q8ta_wgpu runs.
+"""`Q8taQuantizer`: a torchao PT2E quantizer that annotates exactly what q8ta_wgpu runs, and
+`quantize_pt2e`, the export / prepare / calibrate / convert steps with it:
 
 import q8ta_wgpu as q8
+m = q8.quantize_pt2e(model, calibration_batches)   # or, step by step:
 from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, convert_pt2e
 m = torch.export.export(model.eval(), (x,)).module()
 m = prepare_pt2e(m, q8.Q8taQuantizer())
 for batch in calibration_batches: m(batch)
 m = convert_pt2e(m)
+net = q8.from_torch(m)
 
 The q8ta scheme: activations int8 per-tensor affine (-128..127); weights int8 symmetric per
 output channel (axis 0, -127..127, scale = max|w[oc]| / 127 as `quant.quantize_weights` computes
@@ -37,7 +40,7 @@ it); bias stays float. After `convert_pt2e` each supported op reads its activati
 Anything else stays float: it reads a dequantize and its supported consumers quantize again
 (so does a relu / relu6 whose producer has other users, and hardtanh with other bounds).
 This module is the only one in q8ta_wgpu that imports torch / torchao at module level; the
-package exposes `Q8taQuantizer` lazily.
+package exposes `Q8taQuantizer` and `quantize_pt2e` lazily.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from torchao.quantization.pt2e import (
     MinMaxObserver,
     PerChannelMinMaxObserver,
 )
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from torchao.quantization.pt2e.quantizer import (
     QuantizationAnnotation,
     QuantizationSpec,
@@ -61,7 +65,7 @@ from torchao.quantization.pt2e.quantizer import (
     SharedQuantizationSpec,
 )
 
-__all__ = ["ActivationObserver", "Q8taQuantizer"]
+__all__ = ["ActivationObserver", "Q8taQuantizer", "quantize_pt2e"]
 
 ActivationObserver = Literal["histogram", "minmax"]
 
@@ -312,3 +316,26 @@ class Q8taQuantizer(Quantizer):
             assert isinstance(t, Node)
             inputs.setdefault(t, shared)
         _annotate(node, inputs, shared)
+
+
+def quantize_pt2e(
+    model: torch.nn.Module, calibration: Sequence[torch.Tensor], quantizer: Quantizer | None = None
+) -> GraphModule:
+    """`model` (float; put in eval mode) as the PT2E graph `q8ta_wgpu.from_torch` imports:
+    exported with a dynamic batch dimension (so that other batch sizes run through the graph
+    too; a first batch of 1 is repeated to 2 for the export, which would otherwise specialize on
+    it), prepared with `quantizer` (default `Q8taQuantizer()`), calibrated on each tensor of
+    `calibration` (NCHW float batches, at least one) without gradients, and converted."""
+    batches = list(calibration)
+    if not batches or not all(isinstance(b, torch.Tensor) for b in batches):
+        raise TypeError("calibration must be a non-empty sequence of torch tensors (input batches)")
+    example = batches[0]
+    if example.shape[0] == 1:
+        example = example.expand(2, *example.shape[1:]).contiguous()
+    batch = {0: torch.export.Dim.AUTO}
+    exported = torch.export.export(model.eval(), (example,), dynamic_shapes=(batch,))
+    m = prepare_pt2e(exported.module(), quantizer if quantizer is not None else Q8taQuantizer())
+    with torch.no_grad():
+        for b in batches:
+            m(b)
+    return convert_pt2e(m)

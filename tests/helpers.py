@@ -312,19 +312,15 @@ def _torch_conv(case: Case, d: Data) -> np.ndarray:
 
 
 def pt2e_int8(model: Any, quantizer: object, example: Any, *, calibration_seed: int = 1) -> Any:
-    """`model` exported with a dynamic batch (so that other batch sizes run through PyTorch too:
-    an example of batch 1 would make export specialize on it), prepared with `quantizer`,
-    calibrated on 4 random batches of 8 of the example's size, and converted."""
+    """`model` through `q8.quantize_pt2e` with `quantizer` (a dynamic batch, so that other batch
+    sizes run through PyTorch too), calibrated on 4 random batches of 8 of the example's size."""
     import torch
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    example = example.expand(2, *example.shape[1:]).contiguous()
-    m = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},)).module()
-    m = prepare_pt2e(m, quantizer)
+    import q8ta_wgpu as q8
+
     gen = torch.Generator().manual_seed(calibration_seed)
-    for _ in range(4):
-        m(torch.randn(8, *example.shape[1:], generator=gen))
-    return convert_pt2e(m)
+    calibration = [torch.randn(8, *example.shape[1:], generator=gen) for _ in range(4)]
+    return q8.quantize_pt2e(model, calibration, quantizer)
 
 
 def random_bn(c: int, gen: Any) -> Any:

@@ -190,7 +190,9 @@ def test_repr_names_every_gpu_op(device):
     lines = text.splitlines()
     assert len(lines) == 1 + len(net.steps)
     assert "depthwise_4w4c" in text and "relu6" in text and "pointwise" in text
-    assert "scale" in lines[0] and "[2, 3, 32, 32]" in lines[0]
+    assert (
+        "scale" in lines[0] and "[8, 3, 32, 32]" in lines[0]
+    )  # the export's example: the first calibration batch
 
 
 def test_batch_sizes_and_cache(device):

@@ -442,3 +442,26 @@ def test_exposed_by_the_package() -> None:
     if "Q8taQuantizer" not in getattr(q8, "__all__", ()):
         pytest.skip("q8ta_wgpu does not expose Q8taQuantizer yet")
     assert q8.Q8taQuantizer is Q8taQuantizer
+
+
+def test_quantize_pt2e_exports_a_dynamic_batch_and_checks_its_calibration(device):
+    """`q8.quantize_pt2e(model, calibration)`: the PT2E graph of the step-by-step recipe (export,
+    prepare with Q8taQuantizer, calibrate, convert), with a dynamic batch even when the first
+    calibration batch has one image; the net imported from it gives PyTorch's int8 output at
+    other batch sizes; a calibration that is not a non-empty sequence of tensors is refused."""
+    from .helpers import assert_within_1lsb
+
+    model = q8.models.build("tiny_resnet", seed=3)
+    gen = torch.Generator().manual_seed(0)
+    calibration = [torch.randn(1, 3, 16, 16, generator=gen), torch.randn(4, 3, 16, 16, generator=gen)]
+    m = q8.quantize_pt2e(model, calibration)
+    assert isinstance(m, GraphModule)
+    net = q8.from_torch(m, device=device)
+    x = torch.randn(3, 3, 16, 16, generator=gen)
+    with torch.no_grad():
+        want = q8.reference.quantize_per_tensor(m(x).numpy(), net.output_scale, net.output_zero_point)
+    assert_within_1lsb(net.run_int8(x.numpy()).reshape(want.shape), want, "quantize_pt2e net, batch 3")
+    with pytest.raises(TypeError, match="calibration must be a non-empty sequence of torch tensors"):
+        q8.quantize_pt2e(model, [])
+    with pytest.raises(TypeError, match="calibration must be a non-empty sequence of torch tensors"):
+        q8.quantize_pt2e(model, [np.zeros((1, 3, 16, 16), np.float32)])
