@@ -131,20 +131,11 @@ def train(
 def builtin_model(name: str, classes: int = 10, seed: int = 0) -> Any:
     """q8ta_wgpu.models' full architecture `name` (resnet18, resnet50, mobilenet_v2) with `classes`
     outputs and PyTorch's default initialization (seeded), in train mode: to be trained."""
-    import torch
-
     from q8ta_wgpu import models
 
-    make = {
-        "resnet18": lambda: models.ResNet(models.BasicBlock, [2, 2, 2, 2], [64, 128, 256, 512], classes),
-        "resnet50": lambda: models.ResNet(models.Bottleneck, [3, 4, 6, 3], [64, 128, 256, 512], classes),
-        "mobilenet_v2": lambda: models.MobileNetV2(classes),
-    }
-    if name not in make:
-        raise ValueError(f"model must be one of {', '.join(make)}, got {name!r}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return make[name]()
+    if name not in ("resnet18", "resnet50", "mobilenet_v2"):
+        raise ValueError(f"model must be one of resnet18, resnet50, mobilenet_v2, got {name!r}")
+    return models.architecture(name, classes, seed)
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -8,6 +8,7 @@ statistics are random too, so that folding them into the convs is exercised.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -138,21 +139,40 @@ class MobileNetV2(nn.Module):
         return self.classifier(self.features(x).mean((2, 3)))
 
 
-MODELS: dict[str, Callable[[], nn.Module]] = {
-    "resnet18": lambda: ResNet(BasicBlock, [2, 2, 2, 2], [64, 128, 256, 512]),
-    "resnet50": lambda: ResNet(Bottleneck, [3, 4, 6, 3], [64, 128, 256, 512]),
-    "mobilenet_v2": lambda: MobileNetV2(),
-    # Small ones of the same kinds (CI-sized: 32x32 inputs, 10 classes).
-    "tiny_resnet": lambda: ResNet(BasicBlock, [1, 1], [16, 32], classes=10, stem=16),
-    "tiny_mobilenet_v2": lambda: MobileNetV2(10, [(1, 16, 1, 1), (4, 24, 2, 2)], stem=16, last=64),
+# Each model by name: classes -> its module (PyTorch's default initialization).
+ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
+    "resnet18": lambda classes: ResNet(BasicBlock, [2, 2, 2, 2], [64, 128, 256, 512], classes),
+    "resnet50": lambda classes: ResNet(Bottleneck, [3, 4, 6, 3], [64, 128, 256, 512], classes),
+    "mobilenet_v2": lambda classes: MobileNetV2(classes),
+    # Small ones of the same kinds (CI-sized: 32x32 inputs).
+    "tiny_resnet": lambda classes: ResNet(BasicBlock, [1, 1], [16, 32], classes, stem=16),
+    "tiny_mobilenet_v2": lambda classes: MobileNetV2(
+        classes, [(1, 16, 1, 1), (4, 24, 2, 2)], stem=16, last=64
+    ),
 }
+DEFAULT_CLASSES = {
+    "resnet18": 1000,
+    "resnet50": 1000,
+    "mobilenet_v2": 1000,
+    "tiny_resnet": 10,
+    "tiny_mobilenet_v2": 10,
+}
+# The models as built by default (their default classes), by name.
+MODELS: dict[str, Callable[[], nn.Module]] = {
+    name: functools.partial(make, DEFAULT_CLASSES[name]) for name, make in ARCHITECTURES.items()
+}
+
+
+def architecture(name: str, classes: int | None = None, seed: int = 0) -> nn.Module:
+    """Model `name` (one of MODELS) with `classes` outputs (None: its default) and PyTorch's
+    default initialization, seeded, in train mode: to be trained (bench/trained.py)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"model must be one of {', '.join(ARCHITECTURES)}, got {name!r}")
+    with torch.random.fork_rng(devices=[]):  # seeded (CPU) weights, the caller's random state untouched
+        torch.manual_seed(seed)
+        return ARCHITECTURES[name](DEFAULT_CLASSES[name] if classes is None else classes)
 
 
 def build(name: str, seed: int = 0) -> nn.Module:
     """Model `name` (one of MODELS) with seeded random weights and BN statistics, in eval mode."""
-    if name not in MODELS:
-        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
-    with torch.random.fork_rng():  # seeded weights, the caller's random state untouched
-        torch.manual_seed(seed)
-        model = MODELS[name]()
-    return _randomize(model, seed)
+    return _randomize(architecture(name, seed=seed), seed)
