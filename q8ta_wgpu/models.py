@@ -16,17 +16,26 @@ import torch
 from torch import nn
 
 
+def randomize_bn(bn: nn.BatchNorm2d, gen: torch.Generator) -> nn.BatchNorm2d:
+    """`bn` with random affine parameters and running statistics drawn from `gen` (so that a
+    conv with BN folded in has non-trivial scales and biases); returns it."""
+    c = bn.num_features
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("bn has no running statistics (track_running_stats=False)")
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+        bn.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+        bn.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
+        bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+    return bn
+
+
 def _randomize(model: nn.Module, seed: int) -> nn.Module:
     """Random BatchNorm affine parameters and running statistics (seeded), in eval mode."""
     gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None and m.running_var is not None:
-                c = m.num_features
-                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
-                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None and m.running_var is not None:
+            randomize_bn(m, gen)
     return model.eval()
 
 

@@ -328,10 +328,6 @@ def random_bn(c: int, gen: Any) -> Any:
     torch.Generator `gen` (so a fused conv + BN has non-trivial scales and biases)."""
     import torch
 
-    bn = torch.nn.BatchNorm2d(c)
-    with torch.no_grad():
-        bn.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-        bn.bias.copy_(torch.randn(c, generator=gen) * 0.2)
-        bn.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
-        bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-    return bn
+    from q8ta_wgpu.models import randomize_bn
+
+    return randomize_bn(torch.nn.BatchNorm2d(c), gen)
