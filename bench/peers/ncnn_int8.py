@@ -216,6 +216,18 @@ def reference_conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray, cfg: ConvConf
 # ---------------------------------------------------------------------------------------- peer
 
 
+def ncnn_mat(ncnn: Any, x: np.ndarray) -> Any:
+    """x [c, h, w] float32 as an ncnn-allocated Mat. Not ncnn.Mat(x): that wraps the array with
+    channel step h*w, while VkCompute::record_upload copies the Mat's bytes into a staging buffer
+    laid out with ncnn's 16-byte aligned channel step, so where h*w*4 % 16 != 0 every channel but
+    the first lands shifted: garbage wherever the fp32 input is uploaded as is (fp16 storage off,
+    or not a discrete GPU: lavapipe)."""
+    c, h, w = x.shape
+    m = ncnn.Mat(w, h, c)
+    np.asarray(m)[...] = x  # a view honouring the Mat's channel step
+    return m
+
+
 class NcnnInt8Conv:
     """ncnn's int8 Vulkan conv on GPU gpu_index: `check` runs one layer against a numpy reference,
     `layer_time` times one requantizing layer inside a chain."""
@@ -263,17 +275,6 @@ class NcnnInt8Conv:
             raise RuntimeError(f"ncnn layers fell back to the CPU: {cpu}")
         return net
 
-    def _mat(self, x: np.ndarray) -> Any:
-        """x [c, h, w] as an ncnn-allocated Mat. Not ncnn.Mat(x): that wraps the array with channel
-        step h*w, while VkCompute::record_upload copies the Mat's bytes into a staging buffer laid
-        out with ncnn's 16-byte aligned channel step, so where h*w*4 % 16 != 0 every channel but
-        the first lands shifted: garbage wherever the fp32 input is uploaded as is (fp16 storage
-        off, or not a discrete GPU: lavapipe)."""
-        c, h, w = x.shape
-        m = self._ncnn.Mat(w, h, c)
-        np.asarray(m)[...] = x  # a view honouring the Mat's channel step
-        return m
-
     def _run(self, net: Any, x: Any) -> np.ndarray:
         """One inference: fresh extractor, input (c, h, w float32 Mat), extract (upload, submit, wait,
         download)."""
@@ -307,7 +308,7 @@ class NcnnInt8Conv:
         param = _param_text(cfg, [term])
         model = _layer_bin(cfg, w, bias, term, weight_scale=1.0, bottom_scale=1.0, top_scale=1.0)
         net = self._make_net(param, model)
-        got = np.array(self._run(net, self._mat(x)), dtype=np.float64)
+        got = np.array(self._run(net, ncnn_mat(self._ncnn, x)), dtype=np.float64)
         want = reference_conv(x, w, bias, cfg)
         if got.shape != want.shape:
             raise RuntimeError(f"{cfg.name}: ncnn output shape {got.shape}, expected {want.shape}")
@@ -342,7 +343,7 @@ class NcnnInt8Conv:
             return self._make_net(_param_text(cfg, terms), model)
 
         nets = {k0: net_of(k0), k: net_of(k)}
-        x = self._mat(rng.uniform(-1, 1, size=(cfg.c_in, cfg.h, cfg.w)).astype(np.float32))
+        x = ncnn_mat(self._ncnn, rng.uniform(-1, 1, size=(cfg.c_in, cfg.h, cfg.w)).astype(np.float32))
 
         def timed(n: int) -> float:
             t = time.perf_counter()

@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.peers.ncnn_int8 import INT8_TAG, _gpu_count, _ncnn
+from bench.peers.ncnn_int8 import INT8_TAG, _gpu_count, _ncnn, ncnn_mat
 from bench.wall_time import median_wall
 
 #: ncnn Option flags set True (ncnn's defaults; the Vulkan ones it drops where the GPU lacks them).
@@ -509,14 +509,6 @@ class NcnnNet:
         # Layers ncnn runs on the CPU inside a Vulkan net (it downloads and uploads around them).
         self.cpu_layers = [la.name for la in net.layers() if not la.support_vulkan] if vulkan else []
 
-    def mat(self, image: np.ndarray) -> Any:
-        """One image [C, H, W] as an ncnn-allocated Mat (see ncnn_int8.NcnnInt8Conv._mat: a Mat
-        wrapping the numpy array uploads shifted channels where h*w*4 % 16 != 0)."""
-        c, h, w = image.shape
-        m = self._ncnn.Mat(w, h, c)
-        np.asarray(m)[...] = image
-        return m
-
     def run_mat(self, m: Any) -> Any:
         """One inference: a new extractor, input, extract (the output as an ncnn Mat)."""
         ex = self.net.create_extractor()
@@ -532,7 +524,7 @@ class NcnnNet:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or tuple(x.shape[1:]) != self.model.input_shape:
             raise ValueError(f"x must be [N, {', '.join(map(str, self.model.input_shape))}], got {x.shape}")
-        outs = [np.array(self.run_mat(self.mat(img)), dtype=np.float32) for img in x]
+        outs = [np.array(self.run_mat(ncnn_mat(self._ncnn, img)), dtype=np.float32) for img in x]
         return np.stack(outs).reshape(len(x), *self.model.output_shape)
 
     def wall_time(self, x: np.ndarray, *, repeats: int = 30, warmup: int = 3, warm_s: float = 0.2) -> dict:
