@@ -26,6 +26,10 @@ CASES = [
     ("grouped", ConvConfig("c", 9, 6, 5, 5, kernel=(3, 3), padding=(1, 1), groups=3), "im2col_generic", None),
     ("split-K", ConvConfig("c", 20, 44, 9, 11, kernel=(3, 3), padding=(1, 1), n=2), "im2col_4w4c",
      {"kernel": "gemm_q8_tiled.wgsl", "constants": {"WG_M": 8, "WG_N": 8, "BK": 8, "TM": 2, "TN": 2}, "splits": 3}),
+    # the slices reduced by the GEMM itself (REDUCE; forced where the device's default is the pass)
+    ("split-K-in-gemm", ConvConfig("c", 20, 44, 9, 11, kernel=(3, 3), padding=(1, 1), n=2), "implicit_4w4c",
+     {"kernel": "gemm_q8_tiled.wgsl", "constants": {"WG_M": 8, "WG_N": 8, "BK": 8, "TM": 2, "TN": 2}, "splits": 3,
+      "reduce": "gemm"}),
 ]  # fmt: skip
 
 
@@ -72,10 +76,24 @@ def _fused_and_separate(
 @pytest.mark.parametrize("conv_is_a", [True, False], ids=["conv-first", "residual-first"])
 @pytest.mark.parametrize(("name", "cfg", "method", "gemm"), CASES, ids=[c[0] for c in CASES])
 def test_fused_add_equals_the_two_passes(device, name, cfg, method, gemm, conv_is_a):
+    in_gemm = bool(gemm) and gemm.get("reduce") == "gemm"
+    if in_gemm and device.backend != "Vulkan":
+        pytest.fail(f"split-K reduced in the GEMM runs on Vulkan; this adapter is {device.backend}")
+    device.reduce_in_gemm = in_gemm or device.default_reduce_in_gemm
+    try:
+        _fused_equals_separate(device, name, cfg, method, gemm, conv_is_a, in_gemm)
+    finally:
+        device.reduce_in_gemm = device.default_reduce_in_gemm
+
+
+def _fused_equals_separate(device, name, cfg, method, gemm, conv_is_a, in_gemm):
     for add_act, conv_act in [("none", "none"), ("relu", "none"), ("relu6", "relu")]:
-        fused, separate, ref, _ = _fused_and_separate(
+        fused, separate, ref, op = _fused_and_separate(
             device, cfg, method, gemm, conv_is_a=conv_is_a, add_act=add_act, conv_act=conv_act
         )
+        if in_gemm:
+            labels = [sp[3] for sp in op.conv.plan(cfg.input_shape, "4W4C", False, op.residual).specs]
+            assert labels == ["gemm_q8_implicit(split-K, reduced in it)"], labels
         what = f"{name} conv {conv_act} add {add_act}"
         assert_within_1lsb(fused, separate, f"{what}: fused vs two passes", exact=True)
         # The add's y = a*s_a + b*s_b may be contracted into an fma on a GPU (the H200's
