@@ -422,9 +422,9 @@ class GemmConfig:
 
 # Split-K reduced inside the GEMM (REDUCE) against a reduce pass, measured per layer in a chain
 # on the H200 (bench/analysis.md): a dispatch less saves up to 2 us on 2-4 short slices
-# (150-288 K columns each: 0.87-0.98x), but the epilogue compiled into the GEMM, and the atomic
-# adds of many slices, cost more than it saves on long ones (576 columns: 1.09x) and on 16-32
-# slices (1.02-1.12x).
+# (150-288 K columns each: 0.87-0.98x), and costs more than it saves on long ones (576 columns:
+# 1.09x) and on 16-32 slices (1.02-1.12x), likely from the epilogue compiled into a long K loop
+# and the atomic adds of many slices (not profiled).
 REDUCE_IN_GEMM_MAX_SPLITS = 4
 REDUCE_IN_GEMM_MAX_KSPAN = 72  # k-blocks (4 K columns each) a slice
 
