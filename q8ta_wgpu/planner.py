@@ -782,11 +782,6 @@ def _gemm_specs(
     if implicit and not tiled:
         raise ValueError("method 'implicit_4w4c' needs groups == 1 or C_out/groups % 4 == 0")
     consts, splits = cfg.consts, cfg.splits
-    # Split-K reduced inside the GEMM: where the device orders it and the kernel can, and the
-    # configuration asks for it ("auto": where reduce_in_gemm_pays, once the slices are known).
-    in_gemm = (
-        limits.reduce_in_gemm and tiled and tiled_kernel(cfg.kernel, consts).reduces and cfg.reduce != "pass"
-    )
     k4_pg = geo.K_per_group // 4
     c4_out = ceil4(geo.C_out)
     if tiled:
@@ -800,7 +795,6 @@ def _gemm_specs(
         per_split = -(-k4_pg // splits)
         kspan = -(-per_split // bk) * bk  # k-blocks per slice, a multiple of BK
         splits = -(-k4_pg // kspan)
-        in_gemm = in_gemm and splits > 1 and (cfg.reduce == "gemm" or reduce_in_gemm_pays(splits, kspan))
     else:
         kspan = k4_pg
     gp = UniformData.of(gemm_params(conv, geo, base, count, k4_row, splits, kspan, g_base, residual))
@@ -833,7 +827,10 @@ def _gemm_specs(
     if not partial:
         res |= tail(Bound("unused"), Bound("unused"))
         return [_spec(cfg.kernel, gemm_consts, res, grid, name)]
-    if in_gemm:
+    # Split-K reduced inside the GEMM: where the device orders it, the kernel can, and the
+    # configuration asks for it ("auto": where reduce_in_gemm_pays).
+    asked = cfg.reduce == "gemm" or (cfg.reduce == "auto" and reduce_in_gemm_pays(splits, kspan))
+    if limits.reduce_in_gemm and tk.reduces and asked:
         # One dispatch: the slices add into int32 sums, the last one of a tile requantizes them;
         # after it, 16 sums a tile position and one arrival counter a workgroup tile (all zero
         # again when the dispatch ends).
