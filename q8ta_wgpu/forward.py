@@ -338,13 +338,20 @@ def tune_steps(
     return out
 
 
+def store_choice(key: str, choice: dict[str, Any] | None, convs: Sequence[QConv2d]) -> None:
+    """`choice` (None: none, the planner's default) as the cached choice of shape `key`, and
+    `convs` (that shape's) planned again with it."""
+    tuning.store(convs[0].device, key, choice)
+    for c in convs:
+        c._plans.clear()
+
+
 def restore_choices(steps: Sequence[Step], tuned: Sequence[dict[str, Any]]) -> None:
     """Put back the choices `tune_steps` found before it measured (`tuned`, its result; where
     there was none, none), so the convs plan as they did before."""
     convs = [s.op.conv for s in steps if isinstance(s.op, ConvOp)]
     for conv, t in zip(convs, tuned, strict=True):
-        tuning.store(conv.device, t["key"], t["previous"])
-        conv._plans.clear()
+        store_choice(t["key"], t["previous"], [conv])
 
 
 # The methods `refine_in_context` tries in place of one another (im2col_generic, which the H200's
@@ -408,11 +415,6 @@ def refine_in_context(
             seen.setdefault(key, (conv, geo))
             users.setdefault(key, []).append(conv)
 
-    def use(key: str, choice: dict[str, Any] | None) -> None:
-        tuning.store(seen[key][0].device, key, choice)
-        for c in users[key]:
-            c._plans.clear()  # planned again: QConv2d.plan takes the stored choice
-
     tried: list[dict[str, Any]] = []
     for sweep in range(sweeps):
         if sweep and not any(t["kept"] for t in tried if t["sweep"] == sweep - 1):
@@ -422,14 +424,14 @@ def refine_in_context(
                 before = tuning.lookup(conv.device, key)
                 t_before, t_alt = [], []
                 for _ in range(rounds):
-                    use(key, before)
+                    store_choice(key, before, users[key])
                     t_before.append(forward_s())
-                    use(key, alt)
+                    store_choice(key, alt, users[key])
                     t_alt.append(forward_s())
                 b, a = float(np.median(t_before)), float(np.median(t_alt))
                 kept = a <= b * (1.0 - min_gain)
                 if not kept:
-                    use(key, before)
+                    store_choice(key, before, users[key])
                 tried.append(
                     {"key": key, "choice": alt, "before_s": b, "after_s": a, "kept": kept, "sweep": sweep}
                 )

@@ -312,14 +312,14 @@ class Net:
         """Try, for inputs of NCHW `shape`, each conv shape's alternatives in the whole forward
         pass, one shape at a time in the order the net runs them (`forward.refine_in_context`):
         the planner's default instead of a measured choice, the other GEMM methods, and the
-        split-K slices reduced the other way (inside the GEMM or by a reduce pass). An alternative is kept, in the per-user
-        tuning cache as `tune`'s choices are, where the forward pass's median GPU time (of
-        `repeats` timings, in `rounds` turns with the choice before it) gets faster by
-        `min_gain` or more; up to `sweeps` sweeps over the shapes. Why: a choice fastest for a
-        conv alone, or in a chain of itself, can lose inside a network (bench/analysis.md).
-        Seconds to minutes (H200, two sweeps: 30-90 s for ResNet-18/50 and MobileNetV2). Returns {"tried": [{"key",
-        "choice", "before_s", "after_s", "kept", "sweep"}], "before_s", "after_s"} (whole
-        forward GPU time)."""
+        split-K slices reduced the other way (inside the GEMM or by a reduce pass). An
+        alternative is kept, in the per-user tuning cache as `tune`'s choices are, where the
+        forward pass's median GPU time (of `repeats` timings, in `rounds` turns with the choice
+        before it) gets faster by `min_gain` or more; up to `sweeps` sweeps over the shapes.
+        Why: a choice fastest for a conv alone, or in a chain of itself, can lose inside a
+        network (bench/analysis.md). Seconds to minutes (H200, two sweeps: 30-90 s for
+        ResNet-18/50 and MobileNetV2). Returns {"tried": [{"key", "choice", "before_s",
+        "after_s", "kept", "sweep"}], "before_s", "after_s"} (whole forward GPU time)."""
         with self.device.lock:
             # Clocks up first: timed right after an idle GPU, the first alternative's turns
             # measured up to 2.5x slow on the H200.
