@@ -57,9 +57,13 @@ class _EagerImporter(_EagerElementwise, _EagerResample, _Importer):
         raise self.fail(node, "unsupported node kind")
 
     def qinput(self, node: Any, i: int = 0) -> QVal:
-        v = self.value(node, node.args[i])
+        return self.qinput_of(node, node.args[i], "input")
+
+    def qinput_of(self, node: Any, arg: Any, what: str) -> QVal:
+        """arg, an input of node, as the quantized tensor it must be (`what` names it in the error)."""
+        v = self.value(node, arg)
         if not isinstance(v, QVal):
-            raise self.fail(node, f"its input must be a quantized tensor, got {type(v).__name__}")
+            raise self.fail(node, f"its {what} must be a quantized tensor, got {type(v).__name__}")
         return v
 
     def module(self, node: Any, mod: Any) -> Any:

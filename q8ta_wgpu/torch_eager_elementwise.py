@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .torch_import import Pending, QVal, _arg, _cat_rank, _Host
+from .torch_import import Pending, QVal, _arg, _cat_inputs, _Host
 
 # The functions whose tables follow torch's quantized kernels (reference.LookupOptions torch_kernel).
 _KERNEL_FUNCTIONS = ("hardswish", "hardsigmoid", "sigmoid", "tanh")
@@ -49,6 +49,7 @@ class _EagerElementwise(_Host):
     if TYPE_CHECKING:
 
         def qinput(self, node: Any, i: int = 0) -> QVal: ...
+        def qinput_of(self, node: Any, arg: Any, what: str) -> QVal: ...
         def scalar(self, node: Any, arg: Any) -> Any: ...
 
     # -- relu / relu6 --
@@ -172,11 +173,7 @@ class _EagerElementwise(_Host):
         input's) or torch.cat of quantized tensors (the first input's), along channels."""
         import torch
 
-        tensors = node.args[0]
-        if not isinstance(tensors, list | tuple) or not tensors:
-            raise self.fail(node, "cat of no tensors")
-        xs = [self.qinput_of(node, t, i) for i, t in enumerate(tensors)]
-        rank = _cat_rank(self, node, xs)
+        xs, rank = _cat_inputs(self, node, self.qinput_of)
         scale, zp = xs[0].scale, xs[0].zero_point
         if node.target is torch.ops.quantized.cat:
             s, z = _arg(node, 2, "scale"), _arg(node, 3, "zero_point")
@@ -186,9 +183,3 @@ class _EagerElementwise(_Host):
         return self.make_step(
             Pending("cat", node.name, tuple(xs), activation=act, rank=rank), node.name, scale, zp
         )
-
-    def qinput_of(self, node: Any, arg: Any, i: int) -> QVal:
-        v = self.value(node, arg)
-        if not isinstance(v, QVal):
-            raise self.fail(node, f"its input {i} must be a quantized tensor, got {type(v).__name__}")
-        return v

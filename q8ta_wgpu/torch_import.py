@@ -19,8 +19,9 @@ Anything else raises `UnsupportedError` naming the node and its op, before any G
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -186,6 +187,7 @@ class _Host:
         def fail(self, node: Any, why: str) -> UnsupportedError: ...
         def value(self, node: Any, arg: Any) -> Any: ...
         def float_input(self, node: Any, arg: Any, what: str) -> QVal: ...
+        def float_input_or_part(self, node: Any, arg: Any, what: str) -> QVal | Pending: ...
         def new_name(self, base: str) -> str: ...
         def make_step(self, p: Pending, out_name: str, scale: float, zp: int) -> QVal: ...
         def weight_and_bias(
@@ -250,6 +252,14 @@ class _Walk(_Host):
         raise self.fail(
             node, f"its {what} must be a dequantized int8 tensor (a dequantize node), got {type(v).__name__}"
         )
+
+    def float_input_or_part(self, node: Any, arg: Any, what: str) -> QVal | Pending:
+        """A float op that only node reads (a quantizer that quantizes after node only), to be made
+        a step quantized with node's output parameters (`Pending.parts`), else `float_input`."""
+        v = self.value(node, arg)
+        if isinstance(v, Pending) and len(arg.users) == 1:
+            return v
+        return self.float_input(node, arg, what)
 
     def new_name(self, base: str) -> str:
         self._n += 1
@@ -520,15 +530,25 @@ class _PoolOps(_Host):
         return out
 
 
-def _cat_rank(host: _Host, node: Any, parts: list[Any]) -> int:
-    """The rank of a cat's inputs (PT2E's and eager's), checked: one rank, along channels (dim 1)."""
+_CatInput = TypeVar("_CatInput", bound=QVal | Pending)
+
+
+def _cat_inputs(
+    host: _Host, node: Any, input_of: Callable[[Any, Any, str], _CatInput]
+) -> tuple[list[_CatInput], int]:
+    """A cat's inputs (PT2E's and eager's), each `input_of(node, arg, "input i")`, and their rank,
+    checked: at least one, one rank, along channels (dim 1)."""
+    tensors = node.args[0]
+    if not isinstance(tensors, list | tuple) or not tensors:
+        raise host.fail(node, "cat of no tensors")
+    parts = [input_of(node, t, f"input {i}") for i, t in enumerate(tensors)]
     rank = int(parts[0].rank)
     dim = int(_arg(node, 1, "dim", 0))
     if any(v.rank != rank for v in parts):
         raise host.fail(node, "cat of tensors of different ranks")
     if dim % rank != 1:
         raise host.fail(node, f"cat along dim {dim} of rank-{rank} tensors: only along channels (dim 1)")
-    return rank
+    return parts, rank
 
 
 class _ElementwiseOps(_Host):
@@ -553,10 +573,8 @@ class _ElementwiseOps(_Host):
         if (lo, hi) == (0.0, 6.0):
             return self.fuse_activation(node, src, "relu6")
         params = dict(function="hardtanh", min_val=lo, max_val=hi)
-        if isinstance(src, Pending) and len(node.args[0].users) == 1:  # a clamp commutes with quantizing
-            return Pending("lookup", node.name, (), params, rank=src.rank, parts=(src,))
-        x = self.float_input(node, node.args[0], "input")
-        return Pending("lookup", node.name, (x,), params, rank=x.rank)
+        x = self.float_input_or_part(node, node.args[0], "input")  # a clamp commutes with quantizing
+        return Pending("lookup", node.name, (), params, rank=x.rank, parts=(x,))
 
     def op_lookup(self, node: Any) -> Pending:
         """hardswish, hardsigmoid, sigmoid, tanh of a dequantized int8 tensor: a table (QLookup)
@@ -569,15 +587,7 @@ class _ElementwiseOps(_Host):
         """cat along channels of dequantized int8 tensors, or of float ops that only this cat
         reads (a quantizer that quantizes after the cat only): each such op becomes a step of its
         own quantized with the cat's output parameters (what the graph computes), then copied."""
-        tensors = node.args[0]
-        if not isinstance(tensors, list | tuple) or not tensors:
-            raise self.fail(node, "cat of no tensors")
-        parts: list[QVal | Pending] = []
-        for i, t in enumerate(tensors):
-            v = self.value(node, t)
-            only_here = isinstance(v, Pending) and len(t.users) == 1
-            parts.append(v if only_here else self.float_input(node, t, f"input {i}"))
-        rank = _cat_rank(self, node, parts)
+        parts, rank = _cat_inputs(self, node, self.float_input_or_part)
         return Pending("cat", node.name, (), rank=rank, parts=tuple(parts))
 
     def fuse_activation(self, node: Any, src: Any, act: str) -> Pending:
@@ -608,9 +618,7 @@ class _ResampleOps(_Host):
         """An index map of a dequantized int8 tensor, or of a float op that only it reads (a
         quantizer that quantizes after the map only): that op becomes a step quantized with the
         map's output parameters, exactly what the graph computes (a map commutes with quantizing)."""
-        src = self.value(node, node.args[0])
-        part = src if isinstance(src, Pending) and len(node.args[0].users) == 1 else None
-        x = part or self.float_input(node, node.args[0], "input")
+        x = self.float_input_or_part(node, node.args[0], "input")
         if x.rank != 4:
             raise self.fail(node, f"{kind} needs an NCHW input, got rank {x.rank}")
         return Pending(kind, node.name, (), params, parts=(x,))
