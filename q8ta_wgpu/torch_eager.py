@@ -129,7 +129,7 @@ class _EagerImporter(_EagerElementwise, _EagerResample, _Importer):
             if (mod.start_dim, mod.end_dim) != (1, -1):
                 raise UnsupportedError(f"{name}: only Flatten(1, -1) is supported")
             return self.flatten(node, x) if x.rank == 4 else x
-        if (q := self.activation_module(node, mod, x)) is not None:
+        if (q := self.activation(node, x)) is not None:
             return q
         if (q := self.resample_module(node, mod, x)) is not None:  # Upsample, PixelShuffle, ConvTranspose2d
             return q
@@ -192,7 +192,9 @@ class _EagerImporter(_EagerElementwise, _EagerResample, _Importer):
             return self.value(node, node.args[0])
         if t is operator.getitem or t is getattr:
             raise self.fail(node, "indexing or attribute access on a tensor is not supported")
-        if (q := self.activation_function(node)) is not None:
+        if t in (torch.ops.quantized.cat, torch.cat):
+            return self.cat(node)
+        if (q := self.activation(node)) is not None:
             return q
         if (q := self.resample_function(node)) is not None:  # interpolate, pixel_(un)shuffle
             return q
@@ -220,6 +222,6 @@ class _EagerImporter(_EagerElementwise, _EagerResample, _Importer):
             if len(shape) == 2 and shape[-1] == -1 and x.rank == 4:
                 return self.flatten(node, x)
             raise self.fail(node, f"{m}{tuple(shape)}: only the flatten to [N, -1] is supported")
-        if (q := self.activation_function(node)) is not None:
+        if (q := self.activation(node)) is not None:
             return q
         raise self.fail(node, f"tensor method {m!r} is not supported by the GPU net")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .torch_import import Pending, QVal, _arg, _cat_inputs, _Host
+from .torch_import import _RELU6_BOUNDS, Pending, QVal, _arg, _cat_inputs, _hardtanh_bounds, _Host
 
 # The functions whose tables follow torch's quantized kernels (reference.LookupOptions torch_kernel).
 _KERNEL_FUNCTIONS = ("hardswish", "hardsigmoid", "sigmoid", "tanh")
@@ -60,26 +60,34 @@ class _EagerElementwise(_Host):
         import torch.ao.nn.quantized as nnq
         import torch.nn.functional as F
 
+        if self.hardtanh_bounds(node) == _RELU6_BOUNDS:  # nn.ReLU6, nn.Hardtanh(0, 6), F.hardtanh(x, 0, 6)
+            return "relu6"
         if node.op == "call_module":
             mod = self.gm.get_submodule(node.target)
-            if isinstance(mod, nnq.ReLU6 | torch.nn.ReLU6):  # nnq.ReLU6 subclasses nn.ReLU
+            if isinstance(mod, nnq.ReLU6):  # a subclass of nn.ReLU
                 return "relu6"
             if isinstance(mod, torch.nn.ReLU):
                 return "relu"
-            if isinstance(mod, torch.nn.Hardtanh) and (mod.min_val, mod.max_val) == (0.0, 6.0):
-                return "relu6"
         elif node.op == "call_function":
             if node.target in (torch.relu, torch.relu_, F.relu):
                 return "relu"
-            if node.target is F.relu6 or (node.target is F.hardtanh and self._bounds(node) == (0.0, 6.0)):
+            if node.target is F.relu6:
                 return "relu6"
         elif node.op == "call_method" and node.target in ("relu", "relu_"):
             return "relu"
         return None
 
-    @staticmethod
-    def _bounds(node: Any) -> tuple[float, float]:
-        return float(_arg(node, 1, "min_val", -1.0)), float(_arg(node, 2, "max_val", 1.0))
+    def hardtanh_bounds(self, node: Any) -> tuple[float, float] | None:
+        """(min_val, max_val) when node is nn.Hardtanh (nn.ReLU6 is one) or F.hardtanh, else None."""
+        import torch
+        import torch.nn.functional as F
+
+        if node.op == "call_module":
+            mod = self.gm.get_submodule(node.target)
+            return (float(mod.min_val), float(mod.max_val)) if isinstance(mod, torch.nn.Hardtanh) else None
+        if node.op == "call_function" and node.target is F.hardtanh:
+            return _hardtanh_bounds(node)
+        return None
 
     def fused_activation(self, node: Any) -> str:
         """The clamp (relu / relu6) that alone reads node's output (through Identity / Dropout
@@ -116,56 +124,62 @@ class _EagerElementwise(_Host):
             params["torch_kernel"] = "qnnpack" if qnnpack else ("x86_quint8" if self.shift else "x86_qint8")
         return self.make_step(Pending("lookup", node.name, (x,), params, rank=x.rank), node.name, scale, zp)
 
-    def fixed(self, node: Any, x: QVal, function: str) -> QVal:
-        return self.table(node, x, function, *_FIXED_QPARAMS[function])
-
-    def activation_module(self, node: Any, mod: Any, x: QVal) -> QVal | None:
-        """The step of an activation module reading x, or None if mod is none."""
+    def fixed_function_of(self, node: Any) -> str | None:
+        """The table's function when node is an activation whose quantized kernel gives fixed output
+        parameters (_FIXED_QPARAMS; nn.Sigmoid, nn.Hardsigmoid, nn.Tanh, torch.sigmoid, torch.tanh,
+        F.hardsigmoid, x.sigmoid(), x.tanh()), else None."""
         import torch
+        import torch.nn.functional as F
+
+        if node.op == "call_module":
+            mod = self.gm.get_submodule(node.target)
+            classes = (
+                (torch.nn.Sigmoid, "sigmoid"),
+                (torch.nn.Hardsigmoid, "hardsigmoid"),
+                (torch.nn.Tanh, "tanh"),
+            )
+            return next((function for cls, function in classes if isinstance(mod, cls)), None)
+        if node.op == "call_function":
+            return {torch.sigmoid: "sigmoid", torch.tanh: "tanh", F.hardsigmoid: "hardsigmoid"}.get(
+                node.target
+            )
+        if node.op == "call_method" and node.target in ("sigmoid", "tanh"):  # F.sigmoid and F.tanh trace so
+            return str(node.target)
+        return None
+
+    def table_of(self, node: Any) -> tuple[dict[str, Any], tuple[float, int] | None] | None:
+        """The table of an activation node (module, function or tensor method): its function (and
+        bounds), and its output's (scale, int8 zero point), None for its input's (a clamp); None
+        if node is none."""
         import torch.ao.nn.quantized as nnq
 
+        mod = self.gm.get_submodule(node.target) if node.op == "call_module" else None
         if isinstance(mod, nnq.Hardswish | nnq.Sigmoid):  # their own output parameters
             hardswish = isinstance(mod, nnq.Hardswish)
             scale = self.scalar(node, mod.scale if hardswish else mod.output_scale)
             zp = self.scalar(node, mod.zero_point if hardswish else mod.output_zero_point)
-            return self.table(
-                node, x, "hardswish" if hardswish else "sigmoid", float(scale), int(zp) - self.shift
-            )
-        for cls, function in ((torch.nn.Sigmoid, "sigmoid"), (torch.nn.Hardsigmoid, "hardsigmoid"), (torch.nn.Tanh, "tanh")):  # fmt: skip
-            if isinstance(mod, cls):
-                return self.fixed(node, x, function)
+            return {"function": "hardswish" if hardswish else "sigmoid"}, (float(scale), int(zp) - self.shift)
+        function = self.fixed_function_of(node)
+        if function is not None:
+            return {"function": function}, _FIXED_QPARAMS[function]
         act = self.clamp_of(node)
         if act is not None:  # not fused: the op before it has other readers, or cannot clamp
-            return self.table(node, x, act, x.scale, x.zero_point)
-        if isinstance(mod, torch.nn.Hardtanh):
-            return self.table(
-                node, x, "hardtanh", x.scale, x.zero_point, min_val=mod.min_val, max_val=mod.max_val
-            )
+            return {"function": act}, None
+        bounds = self.hardtanh_bounds(node)
+        if bounds is not None:
+            return {"function": "hardtanh", "min_val": bounds[0], "max_val": bounds[1]}, None
         return None
 
-    def activation_function(self, node: Any) -> QVal | None:
-        """The step of an activation function or method (or a cat) of quantized tensors, or
-        None if node is none."""
-        import torch
-        import torch.nn.functional as F
-
-        t = node.target
-        if t in (torch.ops.quantized.cat, torch.cat):
-            return self.cat(node)
-        # (F.sigmoid and F.tanh trace as the tensor methods "sigmoid" and "tanh".)
-        fixed = {torch.sigmoid: "sigmoid", "sigmoid": "sigmoid", torch.tanh: "tanh", "tanh": "tanh",
-                 F.hardsigmoid: "hardsigmoid"}  # fmt: skip
-        if t in fixed:
-            return self.fixed(node, self.qinput(node), fixed[t])
-        act = self.clamp_of(node)
-        if act is not None:
-            x = self.qinput(node)
-            return self.table(node, x, act, x.scale, x.zero_point)
-        if t is F.hardtanh:
-            x = self.qinput(node)
-            lo, hi = self._bounds(node)
-            return self.table(node, x, "hardtanh", x.scale, x.zero_point, min_val=lo, max_val=hi)
-        return None
+    def activation(self, node: Any, x: QVal | None = None) -> QVal | None:
+        """The table step (table_of) of an activation node reading x (None: node's first
+        argument), or None if node is none."""
+        table = self.table_of(node)
+        if table is None:
+            return None
+        params, qparams = table
+        x = self.qinput(node) if x is None else x
+        scale, zp = (x.scale, x.zero_point) if qparams is None else qparams
+        return self.table(node, x, scale=scale, zp=zp, **params)
 
     # -- cat --
     def cat(self, node: Any) -> QVal:

@@ -143,6 +143,15 @@ def _attr(gm: Any, target: str) -> Any:
     return obj
 
 
+# hardtanh(0, 6) is relu6: a clamp the op before it fuses (other bounds: a table).
+_RELU6_BOUNDS = (0.0, 6.0)
+
+
+def _hardtanh_bounds(node: Any) -> tuple[float, float]:
+    """(min_val, max_val) of a hardtanh call: aten.hardtanh's and F.hardtanh's arguments alike."""
+    return float(_arg(node, 1, "min_val", -1.0)), float(_arg(node, 2, "max_val", 1.0))
+
+
 def _pair(v: Any, default: int) -> tuple[int, int]:
     if v is None or (isinstance(v, list | tuple) and len(v) == 0):
         return (default, default)
@@ -568,10 +577,9 @@ class _ElementwiseOps(_Host):
         return self.fuse_activation(node, src, "relu")
 
     def op_hardtanh(self, node: Any) -> Pending:
-        lo, hi = float(_arg(node, 1, "min_val", -1.0)), float(_arg(node, 2, "max_val", 1.0))
-        src = self.value(node, node.args[0])
-        if (lo, hi) == (0.0, 6.0):
-            return self.fuse_activation(node, src, "relu6")
+        lo, hi = _hardtanh_bounds(node)
+        if (lo, hi) == _RELU6_BOUNDS:
+            return self.fuse_activation(node, self.value(node, node.args[0]), "relu6")
         params = dict(function="hardtanh", min_val=lo, max_val=hi)
         x = self.float_input_or_part(node, node.args[0], "input")  # a clamp commutes with quantizing
         return Pending("lookup", node.name, (), params, rank=x.rank, parts=(x,))
