@@ -92,12 +92,12 @@ class _EagerImporter(_EagerElementwise, _EagerResample, _Importer):
                 raise UnsupportedError(f"{name}: padding_mode {mod.padding_mode!r} (only zeros)")
             if self.input_channels is None and x is self.input:
                 self.input_channels = int(mod.in_channels)
-            act = "relu" if isinstance(mod, nniq.ConvReLU2d) else self.fused_activation(node)
+            act = self.fused_activation(node, own_relu=isinstance(mod, nniq.ConvReLU2d))
             params = dict(weight=self.weight(mod, name), bias=self.bias(mod), stride=_pair(mod.stride, 1),
                           padding=_pair(mod.padding, 0), dilation=_pair(mod.dilation, 1), groups=int(mod.groups))  # fmt: skip
             return self.out(Pending("conv2d", str(node.target), (x,), params, act), mod, node)
         if isinstance(mod, nnq.Linear):  # LinearReLU is a subclass
-            act = "relu" if isinstance(mod, nniq.LinearReLU) else self.fused_activation(node)
+            act = self.fused_activation(node, own_relu=isinstance(mod, nniq.LinearReLU))
             if x.rank != 2:
                 raise UnsupportedError(f"{name}: linear runs on [N, features] inputs (flatten first)")
             p = Pending(
@@ -174,7 +174,7 @@ class _EagerImporter(_EagerElementwise, _EagerResample, _Importer):
             zp = int(
                 self.scalar(node, node.kwargs.get("zero_point", node.args[3] if len(node.args) > 3 else None))
             )
-            act = "relu" if t is torch.ops.quantized.add_relu else self.fused_activation(node)
+            act = self.fused_activation(node, own_relu=t is torch.ops.quantized.add_relu)
             return self.make_step(Pending("add", node.name, (a, b), activation=act, rank=a.rank), node.name,
                                   scale, zp - self.shift)  # fmt: skip
         if t is torch.flatten:

@@ -89,12 +89,15 @@ class _EagerElementwise(_Host):
             return _hardtanh_bounds(node)
         return None
 
-    def fused_activation(self, node: Any) -> str:
-        """The clamp (relu / relu6) that alone reads node's output (through Identity / Dropout
-        modules, contiguous / clone), fused into node's op, which quantizes the clamped value;
-        "none" if there is none."""
+    def fused_activation(self, node: Any, own_relu: bool = False) -> str:
+        """The clamp node's op applies to the value it quantizes: "relu" where the op has its own
+        (`own_relu`: ConvReLU2d, LinearReLU, add_relu; a clamp after it stays a step), else the
+        clamp (relu / relu6) that alone reads node's output (through Identity / Dropout modules,
+        contiguous / clone); "none" if there is none."""
         import torch
 
+        if own_relu:
+            return "relu"
         user = node
         while True:
             users = list(user.users)
