@@ -17,7 +17,17 @@ from .net import Net
 from .runtime import Device, get_device
 from .torch_eager_elementwise import _EagerElementwise
 from .torch_eager_resample import _EagerResample
-from .torch_import import FloatOf, Pending, QVal, UnsupportedError, Weight, _Importer, _pair
+from .torch_import import (
+    FloatOf,
+    Pending,
+    QVal,
+    UnsupportedError,
+    Weight,
+    _conv_options,
+    _Importer,
+    _pair,
+    _pool_options,
+)
 from .torch_interop import _shift_for, quantized_weight
 
 
@@ -93,8 +103,8 @@ class _EagerImporter(_EagerElementwise, _EagerResample, _Importer):
             if self.input_channels is None and x is self.input:
                 self.input_channels = int(mod.in_channels)
             act = self.fused_activation(node, own_relu=isinstance(mod, nniq.ConvReLU2d))
-            params = dict(weight=self.weight(mod, name), bias=self.bias(mod), stride=_pair(mod.stride, 1),
-                          padding=_pair(mod.padding, 0), dilation=_pair(mod.dilation, 1), groups=int(mod.groups))  # fmt: skip
+            options = _conv_options(mod.stride, mod.padding, mod.dilation, mod.groups)
+            params = dict(weight=self.weight(mod, name), bias=self.bias(mod), **options)
             return self.out(Pending("conv2d", str(node.target), (x,), params, act), mod, node)
         if isinstance(mod, nnq.Linear):  # LinearReLU is a subclass
             act = self.fused_activation(node, own_relu=isinstance(mod, nniq.LinearReLU))
@@ -110,19 +120,18 @@ class _EagerImporter(_EagerElementwise, _EagerResample, _Importer):
             )
             return self.out(p, mod, node)
         if isinstance(mod, torch.nn.MaxPool2d):
-            k = _pair(mod.kernel_size, 1)
-            params = dict(kernel_size=k, stride=_pair(mod.stride or k, 1), padding=_pair(mod.padding, 0),
-                          dilation=_pair(mod.dilation, 1), ceil_mode=bool(mod.ceil_mode))  # fmt: skip
+            window = _pool_options(mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode)
+            params = dict(window, dilation=_pair(mod.dilation, 1))
             return self.make_step(
                 Pending("max_pool2d", str(node.target), (x,), params), node.name, x.scale, x.zero_point
             )
         if isinstance(mod, torch.nn.AdaptiveAvgPool2d):
             return self.adaptive(node, x, mod.output_size, str(node.target))
         if isinstance(mod, torch.nn.AvgPool2d):
-            k = _pair(mod.kernel_size, 1)
-            params = dict(kernel_size=k, stride=_pair(mod.stride or k, 1), padding=_pair(mod.padding, 0),
-                          ceil_mode=bool(mod.ceil_mode), count_include_pad=bool(mod.count_include_pad),
-                          divisor_override=mod.divisor_override)  # fmt: skip
+            window = _pool_options(mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode)
+            params = dict(
+                window, count_include_pad=bool(mod.count_include_pad), divisor_override=mod.divisor_override
+            )
             p = Pending("avg_pool2d", str(node.target), (x,), params)
             return self.make_step(p, node.name, x.scale, x.zero_point)
         if isinstance(mod, torch.nn.Flatten):

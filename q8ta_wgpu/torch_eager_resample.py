@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .torch_import import Pending, QVal, UnsupportedError, Weight, _arg, _Host, _pair
+from .torch_import import Pending, QVal, UnsupportedError, Weight, _arg, _conv_transpose_params, _Host, _pair
 
 
 class _EagerResample(_Host):
@@ -70,13 +70,10 @@ class _EagerResample(_Host):
                     f"{what}: per-channel weights (torch.ao's eager flow makes per-tensor ones)"
                 )
             w = self.weight(mod, what)
-            q, scales = w.q, w.scales
-            options = dict(stride=_pair(mod.stride, 1), padding=_pair(mod.padding, 0),
-                           output_padding=_pair(mod.output_padding, 0), dilation=_pair(mod.dilation, 1),
-                           groups=int(mod.groups))  # fmt: skip
-            c_out = q.shape[1] * int(mod.groups)
-            params = dict(weight=q, weight_scales=np.full(c_out, scales[0], np.float32), bias=self.bias(mod),
-                          options=options)  # fmt: skip
+            group_scales = np.full(w.q.shape[1], w.scales[0], np.float32)  # per tensor
+            params = _conv_transpose_params(w.q, group_scales, self.bias(mod), stride=mod.stride, padding=mod.padding,
+                                            output_padding=mod.output_padding, dilation=mod.dilation,
+                                            groups=mod.groups)  # fmt: skip
             return self.out(Pending("conv_transpose2d", str(node.target), (x,), params), mod, node)
         return None
 

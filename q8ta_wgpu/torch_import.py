@@ -161,6 +161,34 @@ def _pair(v: Any, default: int) -> tuple[int, int]:
     return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
 
 
+# The options of convs and pools, from aten's arguments (PT2E) or a torch module's attributes
+# (eager) alike: an int or a sequence each.
+def _conv_options(stride: Any, padding: Any, dilation: Any, groups: Any) -> dict[str, Any]:
+    """A conv's stride, padding, dilation (pairs) and groups."""
+    return dict(
+        stride=_pair(stride, 1), padding=_pair(padding, 0), dilation=_pair(dilation, 1), groups=int(groups)
+    )
+
+
+def _conv_transpose_params(
+    weight: np.ndarray, group_scales: np.ndarray, bias: np.ndarray | None, *, stride: Any, padding: Any,
+    output_padding: Any, dilation: Any, groups: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """A conv_transpose2d Pending's params: its weight [C_in, C_out/groups, kh, kw], the scales of
+    one group's output channels (the same in each group), its bias, and its options."""
+    options = dict(_conv_options(stride, padding, dilation, groups), output_padding=_pair(output_padding, 0))
+    return dict(
+        weight=weight, weight_scales=np.tile(group_scales, options["groups"]), bias=bias, options=options
+    )
+
+
+def _pool_options(kernel_size: Any, stride: Any, padding: Any, ceil_mode: Any) -> dict[str, Any]:
+    """A pool's window: the stride is the kernel size where none is given (None, or aten's [])."""
+    k = _pair(kernel_size, 1)
+    return dict(kernel_size=k, stride=_pair(stride, 1) if stride else k, padding=_pair(padding, 0),
+                ceil_mode=bool(ceil_mode))  # fmt: skip
+
+
 def from_torch(model: Any, device: Device | None = None, *, fuse: bool = True) -> Net:
     """A GPU net running `model`, a PT2E-converted graph (torch.export + torchao's prepare_pt2e /
     convert_pt2e with `Q8taQuantizer` or another quantizer of the same scheme) or a torch.ao
@@ -440,12 +468,12 @@ class _ConvOps(_Host):
         w, b = self.weight_and_bias(node, node.args[1], _arg(node, 2, "bias"))
         if w.q.ndim != 4:
             raise self.fail(node, f"conv2d weight must be 4-D, got {w.q.shape}")
-        stride = _pair(_arg(node, 3, "stride", 1), 1)
         padding = _arg(node, 4, "padding", 0)
         if isinstance(padding, str):
             raise self.fail(node, f"padding={padding!r} is not supported; give explicit padding")
-        params = dict(weight=w, bias=b, stride=stride, padding=_pair(padding, 0),
-                      dilation=_pair(_arg(node, 5, "dilation", 1), 1), groups=int(_arg(node, 6, "groups", 1)))  # fmt: skip
+        options = _conv_options(_arg(node, 3, "stride", 1), padding, _arg(node, 5, "dilation", 1),
+                                _arg(node, 6, "groups", 1))  # fmt: skip
+        params = dict(weight=w, bias=b, **options)
         if x.rank != 4:
             raise self.fail(node, f"conv2d needs a 4-D input, got rank {x.rank}")
         return Pending("conv2d", node.name, (x,), params)
@@ -463,20 +491,16 @@ class _PoolOps(_Host):
 
     def op_max_pool2d(self, node: Any) -> Pending:
         x = self.float_input(node, node.args[0], "input")
-        k = _pair(_arg(node, 1, "kernel_size"), 1)
-        stride = _arg(node, 2, "stride", None)
-        params = dict(kernel_size=k, stride=k if not stride else _pair(stride, 1),
-                      padding=_pair(_arg(node, 3, "padding", 0), 0), dilation=_pair(_arg(node, 4, "dilation", 1), 1),
-                      ceil_mode=bool(_arg(node, 5, "ceil_mode", False)))  # fmt: skip
+        window = _pool_options(_arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0),
+                               _arg(node, 5, "ceil_mode", False))  # fmt: skip
+        params = dict(window, dilation=_pair(_arg(node, 4, "dilation", 1), 1))
         return Pending("max_pool2d", node.name, (x,), params)
 
     def op_avg_pool2d(self, node: Any) -> Pending:
         x = self.float_input(node, node.args[0], "input")
-        k = _pair(_arg(node, 1, "kernel_size"), 1)
-        stride = _arg(node, 2, "stride", None)
-        params = dict(kernel_size=k, stride=k if not stride else _pair(stride, 1),
-                      padding=_pair(_arg(node, 3, "padding", 0), 0), ceil_mode=bool(_arg(node, 4, "ceil_mode", False)),
-                      count_include_pad=bool(_arg(node, 5, "count_include_pad", True)),
+        window = _pool_options(_arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0),
+                               _arg(node, 4, "ceil_mode", False))  # fmt: skip
+        params = dict(window, count_include_pad=bool(_arg(node, 5, "count_include_pad", True)),
                       divisor_override=_arg(node, 6, "divisor_override", None))  # fmt: skip
         return Pending("avg_pool2d", node.name, (x,), params)
 
@@ -661,11 +685,11 @@ class _ResampleOps(_Host):
             raise self.fail(
                 node, f"conv_transpose2d needs a 4-D weight and input, got {w.q.shape}, rank {x.rank}"
             )
-        groups = int(_arg(node, 6, "groups", 1))
-        options = dict(stride=_pair(_arg(node, 3, "stride", 1), 1), padding=_pair(_arg(node, 4, "padding", 0), 0),
-                       output_padding=_pair(_arg(node, 5, "output_padding", 0), 0), groups=groups,
-                       dilation=_pair(_arg(node, 7, "dilation", 1), 1))  # fmt: skip
-        params = dict(weight=w.q, weight_scales=np.tile(w.scales, groups), bias=b, options=options)
+        params = _conv_transpose_params(
+            w.q, w.scales, b, stride=_arg(node, 3, "stride", 1), padding=_arg(node, 4, "padding", 0),
+            output_padding=_arg(node, 5, "output_padding", 0), groups=_arg(node, 6, "groups", 1),
+            dilation=_arg(node, 7, "dilation", 1),
+        )  # fmt: skip
         return Pending("conv_transpose2d", node.name, (x,), params)
 
     def resample_op(self, p: Pending, x: QVal, scale: float, zp: int) -> tuple[Any, str]:
