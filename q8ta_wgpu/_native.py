@@ -22,6 +22,7 @@ is 1 on NVIDIA and lavapipe, not on every GPU (e.g. Intel's integrated GPUs tick
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,6 +110,7 @@ class Submitter:
         )
         self._map_ok = int(lib.WGPUMapAsyncStatus_Success)
         self._map_read = int(lib.WGPUMapMode_Read)
+        self._map_write = int(lib.WGPUMapMode_Write)
 
     def __call__(self, passes: Sequence[Any], copy: tuple[Any, Any, int] | None = None) -> None:
         """Record `passes` (pipeline, bind_group, workgroups) in order in one compute pass and
@@ -117,10 +119,16 @@ class Submitter:
         its subclass) for an error wgpu-native reports."""
         self._submit_cb(self._encode(passes, copy))
 
-    def record(self, passes: Sequence[Any], copy: tuple[Any, Any, int] | None = None) -> Recorded:
+    def record(
+        self,
+        passes: Sequence[Any],
+        copy: tuple[Any, Any, int] | None = None,
+        copy_in: tuple[Any, Any, int] | None = None,
+    ) -> Recorded:
         """The command buffer `__call__` submits, recorded and finished but not submitted: the
-        work of a call made ahead of it (it reads buffers when it runs, not when recorded)."""
-        return Recorded(self._lib, self._encode(passes, copy), self._null)
+        work of a call made ahead of it (it reads buffers when it runs, not when recorded).
+        With `copy_in` = (source, destination, nbytes), that copy comes before the passes."""
+        return Recorded(self._lib, self._encode(passes, copy, copy_in), self._null)
 
     def submit(self, work: Recorded) -> None:
         """Submit recorded work (once: it is released after)."""
@@ -129,14 +137,23 @@ class Submitter:
         cb, work.cb = work.cb, self._null
         self._submit_cb(cb)
 
-    def _encode(self, passes: Sequence[Any], copy: tuple[Any, Any, int] | None) -> Any:
-        """A finished command buffer of `passes` (then `copy`); one that failed validation is
-        released and the error raised (wgpu-native aborts the process on submitting one)."""
+    def _encode(
+        self,
+        passes: Sequence[Any],
+        copy: tuple[Any, Any, int] | None,
+        copy_in: tuple[Any, Any, int] | None = None,
+    ) -> Any:
+        """A finished command buffer of `copy_in`, `passes`, then `copy`; one that failed
+        validation is released and the error raised (wgpu-native aborts the process on
+        submitting one)."""
         lib, null = self._lib, self._null
         enc = cp = cb = null
         self._errors.capture("q8ta_record")
         try:
             enc = lib.wgpuDeviceCreateCommandEncoder(self._device, self._enc_desc)
+            if copy_in is not None:
+                src, dst, nbytes = copy_in
+                lib.wgpuCommandEncoderCopyBufferToBuffer(enc, src._internal, 0, dst._internal, 0, nbytes)
             if passes:  # (a copy alone needs no compute pass)
                 cp = lib.wgpuCommandEncoderBeginComputePass(enc, self._pass_desc)
                 for p in passes:
@@ -176,18 +193,55 @@ class Submitter:
 
     MAX_POLLS = 1000  # blocking polls while a map is pending (each waits for the queue)
 
-    def read(self, staging: Any, nbytes: int) -> bytearray:
+    def read(self, staging: Any, nbytes: int, spin_s: float = 0.0) -> bytearray:
         """The first nbytes of `staging` (a MAP_READ buffer that submitted work copied into),
         once that work is done: mapped, copied out, unmapped.
 
         Why not wgpu-py's `queue.read_buffer`: it makes a buffer, an encoder and a submit per
         read, and waits for the map on its poll thread (a thread handoff); this maps the
-        caller's staging buffer and polls on the calling thread (wgpuDevicePoll with wait)."""
+        caller's staging buffer and polls on the calling thread (wgpuDevicePoll with wait).
+        For up to `spin_s` seconds it first polls without waiting (a busy wait, as CUDA's default
+        synchronization spins): a blocking wait returns some time after the work is done."""
+        lib = self._lib
+        self._map(staging, self._map_read, nbytes, spin_s, "readback")
+        try:
+            ptr = lib.wgpuBufferGetConstMappedRange(staging._internal, 0, nbytes)
+            if ptr == self._null:
+                raise RuntimeError("wgpu-native gave no mapped range for the readback buffer")
+            return bytearray(self._ffi.buffer(ptr, nbytes))
+        finally:
+            lib.wgpuBufferUnmap(staging._internal)
+
+    def map_for_write(self, upload: Any, nbytes: int, spin_s: float = 0.0) -> Any:
+        """Map the first nbytes of `upload` (a MAP_WRITE buffer) once the work that reads it is
+        done (waiting as `read` does); the pointer to write them at, valid until `unmap`."""
+        self._map(upload, self._map_write, nbytes, spin_s, "upload")
+        ptr = self._lib.wgpuBufferGetMappedRange(upload._internal, 0, nbytes)
+        if ptr == self._null:
+            self._lib.wgpuBufferUnmap(upload._internal)
+            raise RuntimeError("wgpu-native gave no mapped range for the upload buffer")
+        return ptr
+
+    def write_mapped(self, ptr: Any, data: Any, nbytes: int) -> None:
+        """Copy nbytes of `data` (a buffer: contiguous numpy) to `ptr` from `map_for_write`."""
+        self._ffi.memmove(ptr, data, nbytes)
+
+    def unmap(self, buffer: Any) -> None:
+        """Unmap a mapped buffer (its pointers are then invalid)."""
+        self._lib.wgpuBufferUnmap(buffer._internal)
+
+    def _map(self, buffer: Any, mode: int, nbytes: int, spin_s: float, what: str) -> None:
+        """Map the first nbytes of `buffer` in `mode`: non-blocking polls for up to spin_s
+        seconds, then blocking ones; raises where it is not mapped."""
         lib = self._lib
         self._map_status.clear()
         self._errors.capture("q8ta_map")
         try:
-            lib.wgpuBufferMapAsync(staging._internal, self._map_read, 0, nbytes, self._map_info[0])
+            lib.wgpuBufferMapAsync(buffer._internal, mode, 0, nbytes, self._map_info[0])
+            if spin_s > 0:
+                deadline = time.perf_counter() + spin_s
+                while not self._map_status and time.perf_counter() < deadline:
+                    lib.wgpuDevicePoll(self._device, 0, self._null)
             polls = 0
             while not self._map_status and polls < self.MAX_POLLS:
                 lib.wgpuDevicePoll(self._device, 1, self._null)
@@ -196,17 +250,10 @@ class Submitter:
             error = self._errors.release("q8ta_map")
         self._raise(error)
         if not self._map_status:
-            lib.wgpuBufferUnmap(staging._internal)  # cancels the pending map
-            raise RuntimeError(f"the readback buffer was not mapped after {polls} polls")
+            lib.wgpuBufferUnmap(buffer._internal)  # cancels the pending map
+            raise RuntimeError(f"the {what} buffer was not mapped after {polls} polls")
         if self._map_status[0] != self._map_ok:  # not mapped: nothing to unmap
-            raise RuntimeError(f"mapping the readback buffer failed (status {self._map_status[0]})")
-        try:
-            ptr = lib.wgpuBufferGetConstMappedRange(staging._internal, 0, nbytes)
-            if ptr == self._null:
-                raise RuntimeError("wgpu-native gave no mapped range for the readback buffer")
-            return bytearray(self._ffi.buffer(ptr, nbytes))
-        finally:
-            lib.wgpuBufferUnmap(staging._internal)
+            raise RuntimeError(f"mapping the {what} buffer failed (status {self._map_status[0]})")
 
     def _raise(self, error: tuple[str, str] | None) -> None:
         if error is not None:

@@ -65,6 +65,7 @@ class DeviceState:
     dot4_forced: bool
     loop_bounding: bool
     reduce_in_gemm: bool
+    spin_wait_s: float
     library: Any  # shaders.ShaderLibrary
     _submitter: Any
     _modules: dict[tuple, Any]

@@ -189,7 +189,9 @@ class Compiled:
     shapes: dict[str, tuple[int, int, int, int]]
     values: dict[str, QTensor]
     step_passes: list[list[Pass]]
-    x_float: Any = None  # float32 NCHW upload buffer and its quantize pass (numpy calls)
+    x_float: Any = None  # float32 NCHW input buffer and its quantize pass (numpy calls)
+    upload: Any = None  # mappable buffer a numpy call's input is written to, copied to x_float
+    upload_ptr: Any = None  # where upload is mapped for writing (None: not mapped now)
     quantize: list[Pass] = field(default_factory=list)
     y_nchw: Any = None  # int8 NCHW readback buffer and its unpack pass
     unpack: list[Pass] = field(default_factory=list)
@@ -296,6 +298,7 @@ def compile_forward(
     if in_layout is None and dev._submitter is not None:
         compiled.read_bytes = (compiled.readback[1] + 3) // 4 * 4
         compiled.staging = dev.staging_buffer(compiled.read_bytes, "net output")
+        compiled.upload = dev.upload_buffer(compiled.x_float.size, "net input")
     return compiled
 
 

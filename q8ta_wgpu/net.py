@@ -207,20 +207,35 @@ class Net:
         dev = self.device
         with dev.lock:
             c = self.compile(x.shape)
-            dev.write(c.x_float, x)
             src, nbytes = c.readback
             if c.staging is None:  # wgpu-py's objects only
+                self._check_finite(x)
+                dev.write(c.x_float, x)
                 dev.run(c.passes())
                 data = dev.read(src, nbytes)
             else:
+                # The input goes to a buffer mapped since the last call's work was done, and the
+                # recorded work copies it in first (one host copy: a queue write makes two).
+                if c.upload_ptr is None:  # the first call, or one that raised
+                    c.upload_ptr = dev.map_for_write(c.upload, x.nbytes)
+                ptr, c.upload_ptr = c.upload_ptr, None
+                dev.write_mapped(ptr, x)
+                dev.unmap(c.upload)
                 copy = (src, c.staging, c.read_bytes)
+                copy_in = (c.upload, c.x_float, x.nbytes)
                 work, c.ahead = c.ahead, None
-                dev.submit(work if work is not None else dev.record(c.passes(), copy))
-                try:  # the next call's work, recorded while the GPU runs this call's
-                    c.ahead = dev.record(c.passes(), copy)
+                dev.submit(work if work is not None else dev.record(c.passes(), copy, copy_in))
+                # While the GPU runs: the input check (a NaN or inf gives some int8 there, never
+                # returned: the call completes, then raises) and the next call's work.
+                finite = bool(np.isfinite(x).all())
+                try:
+                    c.ahead = dev.record(c.passes(), copy, copy_in)
                 except Exception:  # the next call records it again, and raises what fails
                     c.ahead = None
                 data = dev.read_mapped(c.staging, c.read_bytes)[:nbytes]
+                c.upload_ptr = dev.map_for_write(c.upload, x.nbytes)  # its reader is done: at once
+                if not finite:
+                    self._check_finite(x)
         y = c.values[self.output.output]
         if c.y_nchw is None:  # an output over one binding: read packed, unpacked here
             return unpack(np.frombuffer(data, np.uint32), "4W4C", y.shape)
@@ -268,9 +283,12 @@ class Net:
                 raise TypeError(f"x must be a float array (float32 NCHW), got dtype {x.dtype}")
             x = x.astype(np.float32)
         self._check_shape(x.shape)
+        return np.ascontiguousarray(x)
+
+    @staticmethod
+    def _check_finite(x: np.ndarray) -> None:
         if not np.isfinite(x).all():
             raise ValueError("x has NaN or infinite values")
-        return np.ascontiguousarray(x)
 
     def _dequantize(self, q: np.ndarray) -> np.ndarray:
         # As PyTorch's dequantize_per_tensor: (q - zp) * scale in float32.

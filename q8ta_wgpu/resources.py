@@ -101,6 +101,12 @@ class ResourceCache(DeviceState):
         recorded work)."""
         return self.buffer(nbytes, self.STAGING, label)
 
+    UPLOAD = wgpu.BufferUsage.MAP_WRITE | wgpu.BufferUsage.COPY_SRC
+
+    def upload_buffer(self, nbytes: int, label: str = "upload") -> Any:
+        """A buffer of nbytes to map for writing (`map_for_write`) and copy from in recorded work."""
+        return self.buffer(nbytes, self.UPLOAD, label)
+
     def upload(self, array: np.ndarray, usage: int | None = None, label: str = "") -> Any:
         """A new buffer holding the bytes of `array` (zero-padded to a multiple of 4 bytes)."""
         data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)

@@ -106,6 +106,7 @@ class Device(PipelineCache, ResourceCache, Submission, Timing):
         self._staging: Any = None  # the readback buffer kept between reads (resources.read)
         self.loop_bounding = loop_bounding
         self.reduce_in_gemm = self.default_reduce_in_gemm
+        self.spin_wait_s = self.default_spin_wait_s
         self.library = library if library is not None else LIBRARY  # WGSL sources by name
         self._recording = 0  # open recording() blocks (any thread's)
         self._pending: list[Pass] = []  # passes recorded, not yet submitted
@@ -133,6 +134,18 @@ class Device(PipelineCache, ResourceCache, Submission, Timing):
         lavapipe the slices' atomic adds made split-K convs a median 1.15x slower than the
         reduce pass (bench/analysis.md)."""
         return self.backend == "Vulkan" and not self.on_cpu
+
+    SPIN_WAIT_S = 0.02  # longest busy wait for a readback on a GPU, then blocking waits
+
+    @property
+    def default_spin_wait_s(self) -> float:
+        """Seconds a readback waits for the GPU by polling without blocking before it blocks
+        (`spin_wait_s`, settable; 0: block at once). On GPUs SPIN_WAIT_S: a blocking wait
+        returned 60-130 us after the work was done on the H200, a busy wait 40-60 us (whole
+        networks at batch 1: 80-110 us less a call; bench/probes/completion_wait.py). 0 on CPU
+        adapters: there the busy wait takes a core from the driver's threads (lavapipe ran a
+        network 1.4x as long)."""
+        return 0.0 if self.on_cpu else self.SPIN_WAIT_S
 
     @property
     def max_binding_size(self) -> int:

@@ -111,3 +111,58 @@ def test_read_mapped_gives_what_was_copied(device):
     staging = device.staging_buffer(40)
     device.submit(device.record([], (src, staging, 40)))
     np.testing.assert_array_equal(np.frombuffer(device.read_mapped(staging, 40), np.uint8), data)
+
+
+def test_busy_wait_gives_the_same_bytes(device, graph):
+    """Readbacks that poll without blocking first (`Device.spin_wait_s`, the default on GPUs;
+    0 on CPU adapters such as lavapipe) read what blocking ones read."""
+    assert device.spin_wait_s == (0.0 if device.on_cpu else q8.Device.SPIN_WAIT_S)
+    xs = _inputs(2)
+    want = [_fresh(graph, device, x) for x in xs]
+    net = q8.from_torch(graph, device=device)
+    keep = device.spin_wait_s
+    device.spin_wait_s = 0.05
+    try:
+        for i in [0, 1, 0]:
+            np.testing.assert_array_equal(net.run_int8(xs[i]), want[i], err_msg=f"call on input {i}")
+        data = np.arange(64, dtype=np.uint8)
+        np.testing.assert_array_equal(np.frombuffer(device.read(device.upload(data)), np.uint8), data)
+    finally:
+        device.spin_wait_s = keep
+
+
+def test_a_failed_call_leaves_the_input_upload_usable(device, graph, monkeypatch):
+    """A call that raises after its input was written (here: its submit) leaves the input buffer
+    unmapped; the next call maps it again and reads its own input."""
+    xs = _inputs(2)
+    want = [_fresh(graph, device, x) for x in xs]
+    net = q8.from_torch(graph, device=device)
+    np.testing.assert_array_equal(net.run_int8(xs[0]), want[0])
+    c = net.compile(xs[0].shape)
+    assert c.upload_ptr is not None, "the input buffer is mapped between calls"
+
+    def failing_submit(work):
+        raise RuntimeError("submit failed (test)")
+
+    with monkeypatch.context() as m:
+        m.setattr(device, "submit", failing_submit)
+        with pytest.raises(RuntimeError, match="submit failed"):
+            net.run_int8(xs[1])
+    assert c.upload_ptr is None
+    for i in [1, 0]:
+        np.testing.assert_array_equal(net.run_int8(xs[i]), want[i], err_msg=f"call on input {i}")
+
+
+def test_a_non_finite_input_raises_after_its_work_and_the_next_call_is_right(device, graph):
+    """The finite check runs while the GPU runs the call: the call still completes (its output
+    is not returned) and raises; the next call reads its own input."""
+    xs = _inputs(2)
+    want = [_fresh(graph, device, x) for x in xs]
+    net = q8.from_torch(graph, device=device)
+    np.testing.assert_array_equal(net.run_int8(xs[0]), want[0])
+    for bad_value in (np.inf, np.nan):
+        bad = xs[0].copy()
+        bad[1, 2, 3, 4] = bad_value
+        with pytest.raises(ValueError, match="x has NaN or infinite values"):
+            net.run_int8(bad)
+        np.testing.assert_array_equal(net.run_int8(xs[1]), want[1])
