@@ -5,7 +5,8 @@ GPU time and the per-layer time in a chain (bench.py's figures), and at the end 
 per cached call.
 
     git worktree add /tmp/old <commit>
-    python bench/probes/ab_refactor.py /tmp/old [--suites spec,resnet50] [--names spec2,...] [--rounds 2] [--out ab.json]
+    python bench/probes/ab_refactor.py /tmp/old [--suites spec,resnet50] [--names spec2,...] [--rounds 2]
+        [--method implicit_4w4c] [--out ab.json]
 
 The older tree's q8ta_wgpu/ and kernels/ are copied into a temporary folder as package
 `q8ta_wgpu_old` (its relative imports make that work); both packages read the same tuning
@@ -37,12 +38,12 @@ def load_old(tree: Path) -> Any:
     return importlib.import_module("q8ta_wgpu_old")
 
 
-def measure(pkg: Any, dev: Any, cfg: Any, repeats: int, chain: int) -> dict[str, Any]:
+def measure(pkg: Any, dev: Any, cfg: Any, repeats: int, chain: int, method: str) -> dict[str, Any]:
     bench = importlib.import_module(pkg.__name__ + ".bench")
     configs = importlib.import_module(pkg.__name__ + ".configs")
     case = configs.make_case(cfg, seed=0)
     x, w, ws, b = case["args"]
-    conv = pkg.QConv2d(w, ws, b, device=dev, **case["kwargs"])
+    conv = pkg.QConv2d(w, ws, b, device=dev, **{**case["kwargs"], "method": method})
     xt = pkg.QTensor.from_numpy(
         x, case["kwargs"]["input_scale"], case["kwargs"]["input_zero_point"], device=dev
     )
@@ -66,6 +67,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--chain", type=int, default=24)
+    ap.add_argument("--method", default="auto", help="every conv's method (QConv2d's method=)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     import q8ta_wgpu as new
@@ -84,7 +86,7 @@ def main() -> None:
             got: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
             for r in range(args.rounds):
                 for k in ("old", "new") if r % 2 == 0 else ("new", "old"):
-                    got[k].append(measure(pkgs[k], devs[k], cfg, args.repeats, args.chain))
+                    got[k].append(measure(pkgs[k], devs[k], cfg, args.repeats, args.chain, args.method))
             same = all(np.array_equal(a["out"], got["new"][0]["out"]) for a in got["old"] + got["new"])
             row = {
                 "suite": suite,
