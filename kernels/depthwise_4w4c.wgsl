@@ -9,7 +9,9 @@
 //      [mb_base, mb_base + m_count) of this dispatch).
 // Thread t (of m_count*c4_out, folded over x, y workgroups): the 4-width x 4-channel output block
 //      of m-block mb = t / c4_out and channel block c4 = t % c4_out, so neighbouring threads
-//      read and write neighbouring 16-byte blocks. Per tap and width it loads one input word
+//      read and write neighbouring 16-byte blocks. With WPT = 1 (of 4*m_count*c4_out threads):
+//      word t % 4 (one width, 4 channels) of block t / 4, through store_word: 4x the threads,
+//      each waiting on a quarter of the loads (GPUs: batch-1 layers fill them poorly). Per tap and width it loads one input word
 //      (the 4 channels at that position; outside the input, 4 zero points: the padding the
 //      epilogue's zero-point correction assumes) and adds its 4 bytes times the tap's 4 weights,
 //      in int32, one accumulator vector (4 channels) per width.
@@ -26,6 +28,7 @@ override WG: u32 = 64u;
 // together; 0: read from `cv` (the host passes 0 for big kernels, which would unroll too far).
 override KH: u32 = 0u;
 override KW: u32 = 0u;
+override WPT: u32 = 4u;  // output widths a thread: 4 (a 4x4 block) or 1 (one word)
 
 @group(0) @binding(0) var<storage, read> x: array<u32>;
 @group(0) @binding(1) var<storage, read> wts: array<u32>;
@@ -53,8 +56,10 @@ fn in_word(n: u32, c4: u32, hi: u32, wi: i32, zp: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let t = linear_id(gid, nwg, WG);
-  if (t >= p.m_count * p.c4_out) { return; }
+  let tid = linear_id(gid, nwg, WG);
+  let per_block = 4u / WPT;
+  if (tid >= p.m_count * p.c4_out * per_block) { return; }
+  let t = tid / per_block;  // the block
   let mb = t / p.c4_out;
   let c4 = t - mb * p.c4_out;
   let m = m_pos(cv, p.mb_base + mb);
@@ -63,6 +68,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let kh = select(KH, cv.kh, KH == 0u);
   let kw = select(KW, cv.kw, KW == 0u);
   let taps = kh * kw;
+  if (WPT == 1u) {
+    let i = tid - t * 4u;  // the width within the block
+    var a = vec4<i32>(0);  // the 4 channels' sums at output width m.w + i
+    for (var th = 0u; th < kh; th++) {
+      let hi = i32(m.h * cv.stride_h + th * cv.dil_h) - i32(cv.pad_h);
+      let row_in = hi >= 0 && hi < i32(xd.h);
+      for (var tw = 0u; tw < kw; tw++) {
+        var xi = zp;
+        if (row_in) {
+          xi = in_word(m.n, c4, u32(hi), i32((m.w + i) * cv.stride_w + tw * cv.dil_w) - i32(cv.pad_w), zp);
+        }
+        a += unpack4xI8(xi) * unpack4xI8(wts[c4 * taps + th * kw + tw]);
+      }
+    }
+    store_word(mb, c4, i, a);
+    return;
+  }
   // a<i>: the 4 channels' sums at output width m.w + i.
   var a0 = vec4<i32>(0);
   var a1 = vec4<i32>(0);

@@ -155,3 +155,52 @@ fn store_tile(mb: u32, c4: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3:
   if (w0 + 2u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 2u)] = wd.z; }
   if (w0 + 3u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 3u)] = wd.w; }
 }
+
+// store_tile for one word: width w4*4 + i of the tile of m-block `mb` x channel block `c4`, from
+// `acc`, the 4 channels' accumulators there (kernels with a thread per output word). The same
+// rounding, clamps, zero-point slots and residual add, with the 4 channels as the vector.
+fn store_word(mb: u32, c4: u32, i: u32, acc: vec4<i32>) {
+  let gmb = p.mb_base + mb;
+  let row = gmb / p.w4_out;
+  let w = (gmb - row * p.w4_out) * 4u + i;
+  if (w >= od.w_alloc) { return; }
+  let h = row % p.h_out;
+  let n = row / p.h_out;
+  let oc = c4 * 4u;
+  let ch0 = chan[oc];
+  let ch1 = chan[oc + 1u];
+  let ch2 = chan[oc + 2u];
+  let ch3 = chan[oc + 3u];
+  let adj = acc - vec4<i32>(p.zp_in) * vec4<i32>(ch0.wsum, ch1.wsum, ch2.wsum, ch3.wsum);
+  // conv_round with the channels' M, B and margins as vectors.
+  let prod = vec4<f32>(adj) * vec4<f32>(ch0.m, ch1.m, ch2.m, ch3.m);
+  let lo = select(-128.0 - f32(p.zp_out), 0.0, p.relu != 0u) - 1.0;
+  let hi = f32(p.q_max - p.zp_out) + 1.0;
+  let f = round_fast(prod + vec4<f32>(ch0.b, ch1.b, ch2.b, ch3.b),
+                     abs(prod) * EXACT_REL + vec4<f32>(ch0.margin, ch1.margin, ch2.margin, ch3.margin), lo, hi);
+  var r = f.r;
+  var near = near_bits(f.near);
+  while (near != 0u) {  // rare: where float32 cannot decide (bit j: channel oc + j)
+    let j = firstTrailingBit(near);
+    near &= near - 1u;
+    r[j] = conv_exact(adj[j], chan[oc + j]);
+  }
+  let act = select(r, max(r, vec4<i32>(0)), p.relu != 0u);
+  let q = clamp(act + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(p.q_max));
+  let valid = (vec4<u32>(oc) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c_out)) & vec4<bool>(w < p.w_out);
+  let qc = select(vec4<i32>(p.zp_out), q, valid);
+  var word = pack4xI8(qc);
+  if (RESIDUAL) {
+    let ops = residual_operands(qc, n, c4, h, w);
+    let g = add_round(ops[0], ops[1], p.add_m_a, p.add_m_b, p.add_relu != 0u, od.zp, p.add_q_max);
+    var s = g.r;
+    var snear = near_bits(g.near);
+    while (snear != 0u) {  // rare (bit j: channel j)
+      let j = firstTrailingBit(snear);
+      snear &= snear - 1u;
+      s[j] = add_exact(ops[0][j], ops[1][j], p.add_fix_a, p.add_fix_b, p.add_fix_e);
+    }
+    word = residual_word(s, c4, w);
+  }
+  o[word_index(od, n, c4, h, w)] = word;
+}

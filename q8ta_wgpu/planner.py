@@ -500,6 +500,14 @@ SPREAD_RUN2_BLOCKS = 1 << 19
 # (bench/results/archive/2026-11-24_analysis_H100.md).
 DEPTHWISE_WG = 64
 DEPTHWISE_UNROLL_TAPS = {"gpu": 49, "cpu": 0}
+# depthwise_4w4c.wgsl's output widths a thread (WPT), by adapter type: on GPUs one word (4
+# channels at one width), so 4x the threads share a layer's loads and epilogue; MobileNet's
+# layers at batch 1 have 2K-28K 4x4 blocks, one to two warps per SM sub-partition on the H200,
+# too few to hide the loads' latency. H200, per layer in a chain: 0.58x to 0.97x the time of a
+# 4x4 block a thread (median 0.67 over 12 layers); MobileNetV2 400 -> 373 us at batch 1, 675 ->
+# 654 us at batch 8 (bench/analysis.md). CPU adapters keep the block: there a thread's loop is
+# the cheap direction (lavapipe, 4 of the layers: a thread a word took 1.11x to 1.65x as long).
+DEPTHWISE_WPT = {"gpu": 1, "cpu": 4}
 
 
 def im2col_pass_shape(on_cpu: bool, method: str, m_blocks: int, k4: int) -> tuple[dict[str, Any], int]:
@@ -707,14 +715,16 @@ def plan_passes(
         if depthwise:  # the whole output's channels: its weights and records are small
             gp = UniformData.of(gemm_params(conv, geo, base, count, k4, residual=residual))
             outs = out_binds(ch.y_win, y_base)
-            small = geo.KH * geo.KW <= DEPTHWISE_UNROLL_TAPS["cpu" if limits.on_cpu else "gpu"]
+            kind = "cpu" if limits.on_cpu else "gpu"
+            small = geo.KH * geo.KW <= DEPTHWISE_UNROLL_TAPS[kind]
+            wpt = DEPTHWISE_WPT[kind]
             consts = {"WG": DEPTHWISE_WG, "KH": geo.KH if small else 0, "KW": geo.KW if small else 0,
-                      "RESIDUAL": residual is not None}  # fmt: skip
+                      "RESIDUAL": residual is not None, "WPT": wpt}  # fmt: skip
             res: dict[str, Resource] = {
                 "x": x_bind, "wts": Bound("weights_dw"), "chan": chan, "o": y_bind, "od": outs["od"],
                 "p": gp, "xd": in_desc, "cv": cp, "res": outs["res"], "rd": outs["rd"],
             }  # fmt: skip
-            wgs = limits.workgroups(-(-count * ceil4(geo.C_out) // DEPTHWISE_WG))
+            wgs = limits.workgroups(-(-count * ceil4(geo.C_out) * (4 // wpt) // DEPTHWISE_WG))
             plan.specs.append(_spec("depthwise_4w4c.wgsl", consts, res, wgs, "depthwise_4w4c"))
             continue
         if not (pointwise or implicit):

@@ -228,16 +228,18 @@ DEPTHWISE = {
 
 @pytest.mark.parametrize("name", list(DEPTHWISE))
 @pytest.mark.parametrize("unroll", [49, 0], ids=["unrolled", "loop"])
-def test_depthwise_4w4c(device, monkeypatch, name, unroll):
+@pytest.mark.parametrize("wpt", [4, 1], ids=["block", "word"])
+def test_depthwise_4w4c(device, monkeypatch, name, unroll, wpt):
     """depthwise_4w4c (the method "auto" takes for groups == C_in == C_out on a 4W4C input)
     against the reference, with tap loops unrolled for the kernel's size (GPUs, up to 49 taps:
-    k9 still loops) and looping over the size in the uniform (CPU adapters): strides, dilations,
-    padding wider than the kernel reaches, batches, C not a multiple of 4, numpy and QTensor
-    inputs, 4C1W output."""
+    k9 still loops) and looping over the size in the uniform (CPU adapters), a thread per 4x4
+    block (CPU adapters) and per word (WPT 1, GPUs): strides, dilations, padding wider than the
+    kernel reaches, batches, C not a multiple of 4, numpy and QTensor inputs, 4C1W output."""
     from q8ta_wgpu import planner
     from q8ta_wgpu.planner import valid_methods
 
     monkeypatch.setattr(planner, "DEPTHWISE_UNROLL_TAPS", {"gpu": unroll, "cpu": unroll})
+    monkeypatch.setattr(planner, "DEPTHWISE_WPT", {"gpu": wpt, "cpu": wpt})
     cfg = DEPTHWISE[name]
     geo = cfg.geometry()
     assert "depthwise_4w4c" in valid_methods(geo) and "depthwise_4w4c" not in valid_methods(geo, "4C")
@@ -252,6 +254,7 @@ def test_depthwise_4w4c(device, monkeypatch, name, unroll):
         assert plan.method == "depthwise_4w4c"
         kh = cfg.kernel[0] if cfg.kernel[0] * cfg.kernel[1] <= unroll else 0
         assert f"'KH': {kh}," in plan.specs[0][0].label, plan.specs[0][0].label  # the pipeline's constants
+        assert f"'WPT': {wpt}" in plan.specs[0][0].label, plan.specs[0][0].label
         xt = q8.QTensor.from_numpy(x, kw["input_scale"], kw["input_zero_point"], device=device)
         y = q8.conv2d(xt, w, ws, b, method="depthwise_4w4c", output_layout="4C1W", device=device, **kw)
         assert_within_1lsb(y.numpy(), ref, f"depthwise {name}/{act}/4C1W", exact=device.on_cpu)

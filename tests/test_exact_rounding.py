@@ -46,14 +46,22 @@ CONV_CASES = [
         },
     ),
     ("depthwise_4w4c", 4, None),
+    ("depthwise_4w4c", 4, "word"),  # a thread per output word (store_word), forced
 ]
 
 
 @pytest.mark.parametrize(
-    ("method", "groups", "gemm"), CONV_CASES, ids=[f"{c[0]}{'-splitk' if c[2] else ''}" for c in CONV_CASES]
+    ("method", "groups", "gemm"),
+    CONV_CASES,
+    ids=[f"{c[0]}{'-word' if c[2] == 'word' else '-splitk' if c[2] else ''}" for c in CONV_CASES],
 )
 @pytest.mark.parametrize("activation", ["none", "relu"])
-def test_conv_epilogue_rounds_near_ties_exactly(device, method, groups, gemm, activation):
+def test_conv_epilogue_rounds_near_ties_exactly(device, monkeypatch, method, groups, gemm, activation):
+    from q8ta_wgpu import planner
+
+    if gemm == "word":
+        monkeypatch.setattr(planner, "DEPTHWISE_WPT", {"gpu": 1, "cpu": 1})
+        gemm = None
     c = 4
     zp_in, zp_out = -1, 3
     x = _inputs(c)

@@ -86,6 +86,17 @@ def test_fused_add_equals_the_two_passes(device, name, cfg, method, gemm, conv_i
         device.reduce_in_gemm = device.default_reduce_in_gemm
 
 
+@pytest.mark.parametrize("conv_is_a", [True, False], ids=["conv-first", "residual-first"])
+def test_fused_add_in_the_depthwise_word_kernel(device, monkeypatch, conv_is_a):
+    """The depthwise kernel with a thread per output word (store_word; planned on GPUs), forced
+    here: the fused add equals the two passes."""
+    from q8ta_wgpu import planner
+
+    monkeypatch.setattr(planner, "DEPTHWISE_WPT", {"gpu": 1, "cpu": 1})
+    name, cfg, method, gemm = next(c for c in CASES if c[0] == "depthwise")
+    _fused_equals_separate(device, "depthwise-word", cfg, method, gemm, conv_is_a, False)
+
+
 def _fused_equals_separate(device, name, cfg, method, gemm, conv_is_a, in_gemm):
     for add_act, conv_act in [("none", "none"), ("relu", "none"), ("relu6", "relu")]:
         fused, separate, ref, op = _fused_and_separate(

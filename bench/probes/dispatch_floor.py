@@ -57,6 +57,18 @@ def main() -> None:
     ro = _inline_pass(dev, _READ_ONLY, [dev.uniform(np.array([1 << 30, 0, 0, 0], np.uint32))], "uniform only")
     print(f"a dispatch binding only a uniform, 1 workgroup: {median_us(dev, [ro])[0]:.1f} us; "
           f"8 in one pass: {median_us(dev, [ro] * 8, whole=True)[0]:.1f} us", flush=True)  # fmt: skip
+    # Per dispatch in a run of 32 in one pass: each reading what the one before wrote (wgpu puts
+    # a barrier before each), each writing its own buffer from one source (no hazard), and each
+    # binding only a uniform. The difference is what a barrier between dispatches costs.
+    bufs = [dev.buffer(4096) for _ in range(33)]
+    chain = [
+        Pass(copy, dev.bind_group(copy, [bufs[i % 2], bufs[1 - i % 2]]), (1, 1, 1), "copy") for i in range(32)
+    ]
+    fan = [Pass(copy, dev.bind_group(copy, [bufs[32], bufs[i]]), (1, 1, 1), "copy") for i in range(32)]
+    one = median_us(dev, [], whole=True)[0]
+    for name, run in (("dependent copies", chain), ("independent copies", fan), ("uniform-only", [ro] * 32)):
+        t = median_us(dev, run, whole=True)[0]
+        print(f"32 {name} in one pass: {t:.1f} us, {(t - one) / 32:.2f} us a dispatch", flush=True)
     for iters in (1, 16, 64, 256, 1024):
         t = median_us(dev, [peak_pass(dev, 32, 132, iters)[0]])[0]
         print(f"peak kernel, 132 x 32 threads, {iters:5d} steps of 64 dots: {t:7.1f} us", flush=True)
