@@ -140,11 +140,10 @@ class Device(PipelineCache, ResourceCache, Submission, Timing):
     @property
     def default_spin_wait_s(self) -> float:
         """Seconds a readback waits for the GPU by polling without blocking before it blocks
-        (`spin_wait_s`, settable; 0: block at once). On GPUs SPIN_WAIT_S: a blocking wait
-        returned 60-130 us after the work was done on the H200, a busy wait 40-60 us (whole
-        networks at batch 1: 80-110 us less a call; bench/probes/completion_wait.py). 0 on CPU
-        adapters: there the busy wait takes a core from the driver's threads (lavapipe ran a
-        network 1.4x as long)."""
+        (`spin_wait_s`, settable; 0: block at once). On GPUs SPIN_WAIT_S: on the H200 a blocking
+        wait returned 97-143 us after the GPU had finished a network's work, a busy wait 42-64 us
+        (bench/probes/completion_wait.py, two runs). 0 on CPU adapters: there the busy wait takes
+        a core from the driver's threads (lavapipe ran a network 1.4x as long)."""
         return 0.0 if self.on_cpu else self.SPIN_WAIT_S
 
     @property
