@@ -19,8 +19,6 @@ under both, and a `net(x)` call (busy wait) taken apart into its phases.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import q8ta_wgpu as q8  # noqa: E402
-from bench.probes.net_host import build_net, median_us  # noqa: E402
+from bench.probes.net_host import median_us, model_arguments, run_per_model  # noqa: E402
 from q8ta_wgpu.device_core import encode  # noqa: E402
 
 WAITS = {"block": 0.0, "spin": 0.02}  # Device.spin_wait_s of each way of waiting
@@ -183,33 +181,14 @@ def probe(net: q8.Net, x: np.ndarray, rounds: int, per_round: int) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "mobilenet_v2"])
-    p.add_argument("--hw", type=int, default=224)
-    p.add_argument("--batch", type=int, default=1)
+    p = model_arguments(__doc__)
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--per-round", type=int, default=25)
-    p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args(argv)
     dev = q8.default_device()
     if dev._submitter is None or not dev.has_timestamps:
         raise SystemExit(f"{dev.name}: needs wgpu-native's calls and GPU timestamps")
-    results: dict[str, Any] = {
-        "adapter": dev.name,
-        "backend": dev.backend,
-        "hw": args.hw,
-        "batch": args.batch,
-    }
-    rng = np.random.default_rng(0)
-    for name in args.models:
-        net = build_net(name, args.hw, dev)
-        x = rng.standard_normal((args.batch, 3, args.hw, args.hw)).astype(np.float32)
-        results[name] = probe(net, x, args.rounds, args.per_round)
-        print(name, json.dumps(results[name]))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
-    return 0
+    return run_per_model(args, lambda net, x: probe(net, x, args.rounds, args.per_round))
 
 
 if __name__ == "__main__":

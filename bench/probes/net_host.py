@@ -133,14 +133,19 @@ def probe(net: q8.Net, x: np.ndarray, repeats: int) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def model_arguments(doc: str) -> argparse.ArgumentParser:
+    """A per-model host probe's command line: models, input size, batch, results file."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "mobilenet_v2"])
     p.add_argument("--hw", type=int, default=224)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--out", help="write the results as JSON here")
-    args = p.parse_args(argv)
+    return p
+
+
+def run_per_model(args: argparse.Namespace, probe: Callable[[q8.Net, np.ndarray], dict[str, Any]]) -> int:
+    """probe(net, x) for each built-in model of args.models (`build_net`) on the default device,
+    x normal noise of the batch and size asked; printed, and written to args.out."""
     dev = q8.default_device()
     results: dict[str, Any] = {
         "adapter": dev.name,
@@ -152,13 +157,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         net = build_net(name, args.hw, dev)
         x = rng.standard_normal((args.batch, 3, args.hw, args.hw)).astype(np.float32)
-        r = probe(net, x, args.repeats)
-        results[name] = r
-        print(name, json.dumps(r))
+        results[name] = probe(net, x)
+        print(name, json.dumps(results[name]))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = model_arguments(__doc__)
+    p.add_argument("--repeats", type=int, default=50)
+    args = p.parse_args(argv)
+    return run_per_model(args, lambda net, x: probe(net, x, args.repeats))
 
 
 if __name__ == "__main__":
