@@ -73,7 +73,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     // Word indices stepped along a row (word_index less its division by wb per tap), and the
     // row's taps 4 at a time: their loads are issued together, not one latency after another
     // (global pools: 49 taps a thread, few threads).
-    let w_lo = u32(max(ww.x, 0));
+    let w_lo = u32(ww.x);  // (window clips it to >= 0)
     let q0 = w_lo / xd.wb;
     let r0 = w_lo - q0 * xd.wb;
     for (var ih = wh.x; ih < wh.y; ih++) {

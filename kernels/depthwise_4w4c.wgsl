@@ -11,12 +11,13 @@
 //      of m-block mb = t / c4_out and channel block c4 = t % c4_out, so neighbouring threads
 //      read and write neighbouring 16-byte blocks. With WPT = 1 (of 4*m_count*c4_out threads):
 //      word t % 4 (one width, 4 channels) of block t / 4, through store_word: 4x the threads,
-//      each waiting on a quarter of the loads (GPUs: batch-1 layers fill them poorly). Per tap and width it loads one input word
-//      (the 4 channels at that position; outside the input, 4 zero points: the padding the
-//      epilogue's zero-point correction assumes) and adds its 4 bytes times the tap's 4 weights,
-//      in int32, one accumulator vector (4 channels) per width.
-// Out: requantized through epilogue.wgsl's store_tile (`p`: m_count, mb_base, the output's shape
-//      and quantization); each thread writes only its own block.
+//      each waiting on a quarter of the loads (GPUs: batch-1 layers fill them poorly). Per tap
+//      and width it loads one input word (the 4 channels at that position; outside the input,
+//      4 zero points: the padding the epilogue's zero-point correction assumes) and adds its 4
+//      bytes times the tap's 4 weights, in int32, one accumulator vector (4 channels) per width.
+// Out: requantized through epilogue.wgsl's store_tile (store_word with WPT = 1; `p`: m_count,
+//      mb_base, the output's shape and quantization); each thread writes only its own block
+//      (word).
 // Overflow: |x*w| <= 2^14 a tap, so int32 is exact for KH*KW < 2^16 (see epilogue.wgsl).
 // #include "layout.wgsl"
 // #include "epilogue.wgsl"

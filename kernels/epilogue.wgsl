@@ -27,13 +27,18 @@ override RESIDUAL: bool = false;  // a residual add follows the requantization (
 
 // float32's rint(adj*M + B) of channel oc at 4 widths, and where it cannot decide.
 fn conv_round(adj: vec4<i32>, ch: Chan) -> Rounded {
-  let prod = vec4<f32>(adj) * ch.m;
+  return conv_round_v(adj, vec4<f32>(ch.m), vec4<f32>(ch.b), vec4<f32>(ch.margin));
+}
+
+// conv_round with each lane's own M, B and margin (store_word: lanes are 4 channels).
+fn conv_round_v(adj: vec4<i32>, m: vec4<f32>, b: vec4<f32>, margin: vec4<f32>) -> Rounded {
+  let prod = vec4<f32>(adj) * m;
   // float32's error: 4 roundings of |adj*M| and 2 of |B| (at most 2^-22 of their sum); the +1 in
   // the record's margin covers the fixed-point form's 2^-30. Only rint(v) in [lo, hi] matter:
   // outside, both roundings clamp alike (relu: v <= -1 gives 0 either way).
   let lo = select(-128.0 - f32(p.zp_out), 0.0, p.relu != 0u) - 1.0;
   let hi = f32(p.q_max - p.zp_out) + 1.0;
-  return round_fast(prod + ch.b, abs(prod) * EXACT_REL + vec4<f32>(ch.margin), lo, hi);
+  return round_fast(prod + b, abs(prod) * EXACT_REL + margin, lo, hi);
 }
 
 // rint(adj*M + B) of channel oc, exactly, from its fixed-point form.
@@ -45,9 +50,14 @@ fn conv_exact(adj: i32, ch: Chan) -> i32 {
 // Channel oc's int8 values (in i32) from its rounded values r: relu, zero point, clamps; widths
 // whose bit in `valid` is false, and channels past C_out, give zp_out.
 fn conv_finish(r: vec4<i32>, oc: u32, valid: vec4<bool>) -> vec4<i32> {
+  return conv_finish_v(r, valid & vec4<bool>(oc < p.c_out));
+}
+
+// conv_finish with a lane mask: lanes whose `keep` is false give zp_out.
+fn conv_finish_v(r: vec4<i32>, keep: vec4<bool>) -> vec4<i32> {
   let act = select(r, max(r, vec4<i32>(0)), p.relu != 0u);
   let q = clamp(act + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(p.q_max));
-  return select(vec4<i32>(p.zp_out), q, valid & vec4<bool>(oc < p.c_out));
+  return select(vec4<i32>(p.zp_out), q, keep);
 }
 
 // Vector k of 4 (k < 4), with no dynamically indexed array (it would live in slow local memory).
@@ -172,12 +182,8 @@ fn store_word(mb: u32, c4: u32, i: u32, acc: vec4<i32>) {
   let ch2 = chan[oc + 2u];
   let ch3 = chan[oc + 3u];
   let adj = acc - vec4<i32>(p.zp_in) * vec4<i32>(ch0.wsum, ch1.wsum, ch2.wsum, ch3.wsum);
-  // conv_round with the channels' M, B and margins as vectors.
-  let prod = vec4<f32>(adj) * vec4<f32>(ch0.m, ch1.m, ch2.m, ch3.m);
-  let lo = select(-128.0 - f32(p.zp_out), 0.0, p.relu != 0u) - 1.0;
-  let hi = f32(p.q_max - p.zp_out) + 1.0;
-  let f = round_fast(prod + vec4<f32>(ch0.b, ch1.b, ch2.b, ch3.b),
-                     abs(prod) * EXACT_REL + vec4<f32>(ch0.margin, ch1.margin, ch2.margin, ch3.margin), lo, hi);
+  let f = conv_round_v(adj, vec4<f32>(ch0.m, ch1.m, ch2.m, ch3.m), vec4<f32>(ch0.b, ch1.b, ch2.b, ch3.b),
+                       vec4<f32>(ch0.margin, ch1.margin, ch2.margin, ch3.margin));
   var r = f.r;
   var near = near_bits(f.near);
   while (near != 0u) {  // rare: where float32 cannot decide (bit j: channel oc + j)
@@ -185,10 +191,8 @@ fn store_word(mb: u32, c4: u32, i: u32, acc: vec4<i32>) {
     near &= near - 1u;
     r[j] = conv_exact(adj[j], chan[oc + j]);
   }
-  let act = select(r, max(r, vec4<i32>(0)), p.relu != 0u);
-  let q = clamp(act + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(p.q_max));
-  let valid = (vec4<u32>(oc) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c_out)) & vec4<bool>(w < p.w_out);
-  let qc = select(vec4<i32>(p.zp_out), q, valid);
+  let in_c = vec4<u32>(oc) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c_out);
+  let qc = conv_finish_v(r, in_c & vec4<bool>(w < p.w_out));
   var word = pack4xI8(qc);
   if (RESIDUAL) {
     let ops = residual_operands(qc, n, c4, h, w);
