@@ -18,7 +18,8 @@ Run on a GPU (the H100 figures in bench/results/archive/2026-11-24_analysis_H100
     python bench/probes/gemm_variants.py --variants smem_ks2,direct22 \\
         --shapes spec16,r50.l4.c2@n8 --configs '[[8,8,16,8],[16,4,8,2]]'
 Each config is [WG_M, WG_N, BK, splits], or [WG_M, WG_N, BK, splits, TM, TN] for the shipped
-kernel's blocks per thread (variants have their own); a variant skips configs it cannot take. A shape is a
+kernel's blocks per thread (variants have their own), optionally then how the slices are reduced
+("gemm", "pass"; default "auto"); a variant skips configs it cannot take. A shape is a
 config name, or "gemmMxNxK" for a pointwise conv with that GEMM.
 """
 
@@ -406,15 +407,21 @@ def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], me
     for kern in kernels:
         for wm, wn, bk, splits, *tile in configs:
             consts = {"WG_M": wm, "WG_N": wn, "BK": bk}
-            if tile:  # the shipped kernel's blocks per thread
+            reduce = "auto"
+            if tile:  # the shipped kernel's blocks per thread, then how split-K slices are reduced
                 consts.update(TM=tile[0], TN=tile[1])
+                reduce = str(tile[2]) if len(tile) > 2 else reduce
             why = planner.tiled_config_error(planner.DeviceLimits.of(dev), consts, kern)
             if why:
                 print(f"  skipped {kern} {[wm, wn, bk, splits, *tile]}: {why}", flush=True)
                 continue
-            conv.gemm_override = {"kernel": kern, "constants": consts, "splits": splits}
+            conv.gemm_override = {"kernel": kern, "constants": consts, "splits": splits, "reduce": reduce}
             conv._plans.clear()
-            _, passes, _ = conv.passes(xt)
+            try:
+                _, passes, _ = conv.passes(xt)
+            except ValueError as e:  # e.g. more K slices than k-blocks to split
+                print(f"  skipped {kern} {[wm, wn, bk, splits, *tile]}: {e}", flush=True)
+                continue
             y = conv(xt).numpy()
             ref = y if ref is None else ref
             jobs.append((kern, [wm, wn, bk, splits, *tile], passes, int(np.count_nonzero(y != ref))))
@@ -429,9 +436,13 @@ def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], me
 
 def gemm_shape(name: str) -> Any:
     """A pointwise conv with GEMM M x N x K, named "gemmMxNxK" (M a multiple of 8: 8 images
-    of 1 x M/8 pixels; rows of 4W4C blocks past M/8 are padding, as in a real conv)."""
+    of 1 x M/8 pixels; rows of 4W4C blocks past M/8 are padding, as in a real conv), or a linear
+    layer of N outputs from K inputs at batch B, named "fcNxKxB" (B images of 1 x 1 pixel)."""
     from q8ta_wgpu.configs import ConvConfig
 
+    if name.startswith("fc"):
+        n, k, b = (int(v) for v in name.removeprefix("fc").split("x"))
+        return ConvConfig(name, n, k, 1, 1, kernel=(1, 1), n=b)
     m, n, k = (int(v) for v in name.removeprefix("gemm").split("x"))
     if m % 8:
         raise ValueError(f"{name}: M must be a multiple of 8")
