@@ -24,21 +24,16 @@
 // Out: PARTIAL == false: requantized tiles through kernels/epilogue.wgsl (each thread writes
 //      only its own tiles' words). PARTIAL == true: raw int32 sums to `part` at
 //      ((s*m_count + mb)*c4_out + c4)*4 + j (vec4 over widths), for gemm_q8_splitk.wgsl.
-//      REDUCE == true (K split, no reduce pass): each slice adds its int32 sums into `ksum` at
-//      ((4*j + i)*m_count + mb)*c4_out + c4 (channel 4*c4+j, width i: a warp's adds to one (j, i)
-//      are consecutive words), then counts itself in the tile's arrival counter (`ksum` past the
-//      sums, one per workgroup tile, index (g*gy + by)*gx + bx). The slice that arrives last takes
-//      the sums (atomicExchange with 0) and stores the requantized tile; it also puts the counter
-//      back to 0, so `ksum` is all zeros after each dispatch (it starts zeroed). Integer sums:
-//      exact in any order. The sums and counter are atomics (coherent across workgroups), ordered
-//      by storageBarrier, which naga emits as a device-scope acquire-release barrier on Vulkan (the
-//      planner takes REDUCE on Vulkan only: WGSL itself orders memory within a workgroup only).
+//      REDUCE == true (K split, no reduce pass): each slice adds its int32 sums into `ksum`, and
+//      the slice of a tile that arrives last takes them and stores the requantized tile
+//      (ksum_reduce.wgsl: the layout of `ksum`, and why the order holds on Vulkan only).
 // Overflow: see epilogue.wgsl (int32 exact for K_per_group < 2^16).
 // #include "layout.wgsl"
 // #include "epilogue.wgsl"
 // #include "conv_params.wgsl"
 // #include "gather_4w4c.wgsl"
 // #include "dot4.wgsl"
+// #include "ksum_reduce.wgsl"
 
 override WG_M: u32 = 16u;   // threads along M; the tile has TM*WG_M m-blocks (4*TM*WG_M rows)
 override WG_N: u32 = 16u;   // threads along N; the tile has TN*WG_N channel blocks
@@ -52,7 +47,6 @@ override IMPLICIT: bool = false;  // `a` is the 4W4C input; gather A blocks on t
 // #include "gemm_tiled_bindings.wgsl"
 @group(0) @binding(11) var<storage, read_write> ksum: array<atomic<i32>>;  // REDUCE: sums, counters
 
-var<workgroup> wg_last: u32;  // REDUCE: 1 in the workgroup of a tile's last slice
 
 // Block (m-block mb of this dispatch, k-block kcol of A's columns).
 
@@ -149,41 +143,6 @@ fn load_b(e: u32, k0: u32) -> vec4<u32> {
   let k = k0 + e % BK;
   if (e < BK * TN * WG_N && c4 < t_c4_end && k < t_k_end) { return wts[c4 * p.k4_pg + k]; }
   return vec4<u32>(0u);
-}
-
-// REDUCE: add a finished partial tile (m-block mb, channel block c4) into ksum.
-fn add_partial(mb: u32, c4: u32, c4_end: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3: vec4<i32>) {
-  if (mb >= p.m_count || c4 >= c4_end) { return; }
-  let plane = p.m_count * p.c4_out;
-  let at = mb * p.c4_out + c4;
-  add_sums(at, plane, 0u, a0);
-  add_sums(at, plane, 1u, a1);
-  add_sums(at, plane, 2u, a2);
-  add_sums(at, plane, 3u, a3);
-}
-
-fn add_sums(at: u32, plane: u32, j: u32, a: vec4<i32>) {
-  atomicAdd(&ksum[(4u * j) * plane + at], a.x);
-  atomicAdd(&ksum[(4u * j + 1u) * plane + at], a.y);
-  atomicAdd(&ksum[(4u * j + 2u) * plane + at], a.z);
-  atomicAdd(&ksum[(4u * j + 3u) * plane + at], a.w);
-}
-
-// Channel 4*c4+j's sums at the tile's 4 widths, taken (left 0 for the next dispatch).
-fn take_sums(at: u32, plane: u32, j: u32) -> vec4<i32> {
-  return vec4<i32>(atomicExchange(&ksum[(4u * j) * plane + at], 0),
-                   atomicExchange(&ksum[(4u * j + 1u) * plane + at], 0),
-                   atomicExchange(&ksum[(4u * j + 2u) * plane + at], 0),
-                   atomicExchange(&ksum[(4u * j + 3u) * plane + at], 0));
-}
-
-// REDUCE, in the last slice: the tile's summed slices, requantized and stored.
-fn store_reduced(mb: u32, c4: u32, c4_end: u32) {
-  if (mb >= p.m_count || c4 >= c4_end) { return; }
-  let plane = p.m_count * p.c4_out;
-  let at = mb * p.c4_out + c4;
-  store_tile(mb, c4, take_sums(at, plane, 0u), take_sums(at, plane, 1u), take_sums(at, plane, 2u),
-             take_sums(at, plane, 3u));
 }
 
 @compute @workgroup_size(WG_M * WG_N)
@@ -325,15 +284,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (TN > 1u) { add_partial(mb_lo + ty, c4_lo + tx + WG_N, c4_end, c010, c011, c012, c013); }
     if (TM > 1u) { add_partial(mb_lo + ty + WG_M, c4_lo + tx, c4_end, c100, c101, c102, c103); }
     if (TM > 1u && TN > 1u) { add_partial(mb_lo + ty + WG_M, c4_lo + tx + WG_N, c4_end, c110, c111, c112, c113); }
-    storageBarrier();  // this slice's adds before its arrival (release)
-    if (li == 0u) {
-      let counter = p.m_count * p.c4_out * 16u + (g * nwg.y + wid.y) * nwg.x + wid.x;
-      let last = atomicAdd(&ksum[counter], 1) == i32(p.splits) - 1;
-      if (last) { atomicStore(&ksum[counter], 0); }
-      wg_last = select(0u, 1u, last);
-    }
-    storageBarrier();  // the other slices' adds before the sums are taken (acquire)
-    if (workgroupUniformLoad(&wg_last) != 0u) {
+    if (arrived_last(li, p.m_count * p.c4_out * 16u + (g * nwg.y + wid.y) * nwg.x + wid.x)) {
       store_reduced(mb_lo + ty, c4_lo + tx, c4_end);
       if (TN > 1u) { store_reduced(mb_lo + ty, c4_lo + tx + WG_N, c4_end); }
       if (TM > 1u) { store_reduced(mb_lo + ty + WG_M, c4_lo + tx, c4_end); }

@@ -1,14 +1,9 @@
 // gemm_tiled_emit.wgsl -- included by gemm_q8_tiled.wgsl and the variants of
 // bench/probes/gemm_variants.py (no entry point), after gemm_tiled_bindings.wgsl: the packed
-// multiply-accumulate of a 4-row block and the store of a finished 4x4 tile (to `o` through the
+// multiply-accumulate of a 4-row block (mac.wgsl) and the store of a finished 4x4 tile (to `o` through the
 // epilogue's store_tile, or with PARTIAL to `part` at ((s*m_count + mb)*c4_out + c4)*4 + j, a
 // vec4 over widths, for gemm_q8_splitk.wgsl). The includer declares PARTIAL.
-// #include "dot4.wgsl"
-// acc + (x . w) for the 4 rows (widths) of x against one channel's word w.
-fn mac(acc: vec4<i32>, x: vec4<u32>, w: u32) -> vec4<i32> {
-  return acc + vec4<i32>(dot4I8Packed(x.x, w), dot4I8Packed(x.y, w),
-                         dot4I8Packed(x.z, w), dot4I8Packed(x.w, w));
-}
+// #include "mac.wgsl"
 
 fn emit(mb: u32, c4: u32, s: u32, c4_end: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3: vec4<i32>) {
   if (mb >= p.m_count || c4 >= c4_end) { return; }

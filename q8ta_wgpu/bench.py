@@ -140,12 +140,13 @@ def floor_layer_time(dev: Device, layers: int, repeats: int) -> float:
 
 
 def chain_layer_time(
-    dev: Device, conv: QConv2d, xt: QTensor, *, layers: int, repeats: int
+    dev: Device, conv: QConv2d, xt: QTensor, *, layers: int, repeats: int, warm_s: float = WARM_S / 2
 ) -> tuple[np.ndarray, str]:
     """Per-layer GPU time of `layers` calls of `conv` recorded back to back in one compute pass,
     as a network runs them: ping-ponging between the input tensor and an output tensor where
     the output has the input's shape and layout (the input is overwritten), else each call
-    reading `xt` and writing the same output. Times [repeats] and the chain's mode."""
+    reading `xt` and writing the same output (the GPU kept busy `warm_s` first). Times [repeats]
+    and the chain's mode."""
     plan = conv.plan(xt.shape, xt.layout, False)
     y = plan.take_output(dev)
     pingpong = tuple(plan.geo.output_shape) == tuple(xt.shape) and plan.out_layout == xt.layout
@@ -153,7 +154,7 @@ def chain_layer_time(
     if pingpong:
         links.append(plan.passes(dev, y, xt.buffer))
     chain = [p for i in range(layers) for p in links[i % len(links)]]
-    t = dev.time_passes(chain, warmup=2, repeats=repeats, warm_s=WARM_S / 2, whole=True)[:, 0]
+    t = dev.time_passes(chain, warmup=2, repeats=repeats, warm_s=warm_s, whole=True)[:, 0]
     plan.free_outputs.append(y)
     return t / layers, "ping-pong" if pingpong else "repeat"
 

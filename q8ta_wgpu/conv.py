@@ -489,7 +489,8 @@ class QConv2d:
             choice = tuning.tune(self, geo, in_layout)
         else:
             choice = tuning.lookup(self.device, tuning.shape_key(self, geo, in_layout))
-        return choice if choice and runnable_gemm(choice.get("gemm"), DeviceLimits.of(self.device)) else None
+        runs = choice and runnable_gemm(choice.get("gemm"), DeviceLimits.of(self.device), geo)
+        return choice if runs else None
 
     def plan(
         self, shape: tuple[int, ...], in_layout: str, numpy_in: bool, residual: Residual | None = None

@@ -365,7 +365,8 @@ CONTEXT_METHODS = ("pointwise", "im2col_4w4c", "implicit_4w4c")
 def context_alternatives(conv: QConv2d, geo: Any, key: str) -> list[dict[str, Any] | None]:
     """What `refine_in_context` tries for one conv shape instead of its choice now (cached,
     shipped or none): the planner's default (None) where a measured choice is in effect; with
-    method "auto", the other GEMM methods (`CONTEXT_METHODS`) with the same GEMM configuration;
+    method "auto", the other GEMM methods (`CONTEXT_METHODS`) with the same GEMM configuration
+    and the patch kernel with its default configuration (not for 1x1 stride-1 convs);
     and, where the GEMM splits K on a device that can reduce inside it, the choice with the
     slices reduced each way ("gemm", "pass"; one of them is what "auto" does now)."""
     current = tuning.lookup(conv.device, key)
@@ -381,6 +382,8 @@ def context_alternatives(conv: QConv2d, geo: Any, key: str) -> list[dict[str, An
         for m in CONTEXT_METHODS:
             if m != method and m in valid:
                 out.append({"method": m, "gemm": cfg.to_dict(), "context": True})
+        if method != "patch_4w4c" and "patch_4w4c" in valid and not geo.is_pointwise:
+            out.append({"method": "patch_4w4c", "gemm": None, "context": True})  # its default
     if cfg.splits > 1 and cfg.tiled and conv.device.reduce_in_gemm:
         for mode in ("gemm", "pass"):
             if mode != cfg.reduce:

@@ -33,7 +33,9 @@ from .uniforms import CHAN_BLOCK_BYTES, CONV_PARAMS, GEMM_PARAMS, TENSOR_DESC
 if TYPE_CHECKING:
     from .runtime import Device
 
-METHODS = ("auto", "im2col_4w4c", "im2col_generic", "pointwise", "implicit_4w4c", "depthwise_4w4c")
+METHODS = (
+    "auto", "im2col_4w4c", "im2col_generic", "pointwise", "implicit_4w4c", "depthwise_4w4c", "patch_4w4c",
+)  # fmt: skip
 # At most this many m-blocks per dispatch keeps every GEMM grid within
 # max-compute-workgroups-per-dimension (tiles of >= 16 m-blocks).
 MAX_DISPATCH_MBLOCKS = 16 * 65535
@@ -122,7 +124,9 @@ class ConvOptions(ConvSettings):
     method: "auto" (default), "im2col_4w4c", "im2col_generic", "pointwise" (1x1 convs: the 4W4C
         input is the im2col matrix), "implicit_4w4c" (one fused kernel: the GEMM gathers im2col
         blocks from the 4W4C input while filling its tiles; no im2col matrix in memory) or
-        "depthwise_4w4c" (groups == C_in == C_out: one kernel reads the 4W4C input, no GEMM).
+        "depthwise_4w4c" (groups == C_in == C_out: one kernel reads the 4W4C input, no GEMM) or
+        "patch_4w4c" (groups == 1: one kernel whose workgroups stage the input patch their
+        output tile reads in shared memory and compute every tap from it).
         "auto" takes pointwise for 1x1 convs, depthwise_4w4c for depthwise ones, else a
         measured choice (tuning.py) or im2col_4w4c where it applies.
     output_layout: layout of QTensor results ("4W4C" (default), "4C" or "4C1W").
@@ -264,6 +268,11 @@ def resolve_method(method: str, geo: ConvGeometry, in_layout: str) -> str:
             "method 'pointwise' needs a 1x1 kernel, stride 1, padding 0, a 4W4C input and "
             "groups == 1 or C_in/groups % 4 == 0"
         )
+    if method == "patch_4w4c" and not (fits_4w4c and geo.groups == 1):
+        raise ValueError(
+            "method 'patch_4w4c' needs a 4W4C input and groups == 1 (input layout "
+            f"{in_layout}, groups = {geo.groups})"
+        )
     if method == "implicit_4w4c" and not (fits_4w4c and (geo.groups == 1 or geo.C_out_per_group % 4 == 0)):
         raise ValueError(
             "method 'implicit_4w4c' needs a 4W4C input, C_in/groups % 4 == 0 and groups == 1 or "
@@ -366,12 +375,19 @@ def tiled_config_error(
     return None
 
 
-def runnable_gemm(gemm: Mapping[str, Any] | None, limits: DeviceLimits) -> bool:
-    """Whether a measured GEMM configuration (dict form; None: the default) runs with the current
-    kernels on this device: a table may be older than the kernels, or made on a device of the
-    same name with other limits."""
+def runnable_gemm(gemm: Mapping[str, Any] | None, limits: DeviceLimits, geo: ConvGeometry) -> bool:
+    """Whether a measured GEMM configuration (dict form; None: the default), or the patch
+    kernel's, runs conv `geo` with the current kernels on this device: a table may be older than
+    the kernels, or made on a device of the same name with other limits."""
     if not gemm or gemm["kernel"] == "gemm_q8.wgsl":
         return True
+    if gemm["kernel"] == PATCH_KERNEL:
+        consts = gemm["constants"]
+        if set(consts) != {"TR", "TW", "WG_N", "TN", "CB"}:
+            return False
+        return (gemm.get("splits", 1) == 1 or limits.reduce_in_gemm) and not patch_config_error(
+            limits, consts, geo
+        )
     if gemm.get("reduce", "auto") not in REDUCE_MODES:
         return False
     return gemm["kernel"] in TILED_KERNELS and not tiled_config_error(
@@ -448,8 +464,9 @@ def gemm_config_for(
     geo: ConvGeometry, m_count: int, gemm: GemmConfig | None, limits: DeviceLimits
 ) -> GemmConfig:
     """The configuration that runs `m_count` m-blocks of `geo`: `gemm` (forced or measured)
-    where the tiled kernel serves the conv, else the default."""
-    if gemm is not None and gemm_aligned(geo):
+    where the tiled kernel serves the conv, else the default (also for a configuration of the
+    patch kernel, which is no GEMM's)."""
+    if gemm is not None and gemm.kernel != PATCH_KERNEL and gemm_aligned(geo):
         return gemm
     return default_gemm_config(geo, m_count, limits)
 
@@ -521,6 +538,69 @@ def im2col_pass_shape(on_cpu: bool, method: str, m_blocks: int, k4: int) -> tupl
             return consts, -(-m_blocks * k4 // consts["RUN"])
         return consts, m_blocks * -(-k4 // consts["RUN"])
     return {"WG": 64}, m_blocks * k4
+
+
+# conv_patch_4w4c.wgsl: its configurations are GemmConfigs of this kernel, constants TR x TW
+# m-blocks a workgroup tile (TR output rows, TW m-blocks each), WG_N threads along channel blocks,
+# TN channel blocks a thread, CB input words a stage.
+PATCH_KERNEL = "conv_patch_4w4c.wgsl"
+# Named registers a thread has for a stage's loads: patch words, weight blocks (vec4).
+PATCH_MAX_WORDS = 16
+PATCH_MAX_BLOCKS = 8
+
+
+def patch_config_error(limits: DeviceLimits, consts: Mapping[str, int], geo: ConvGeometry) -> str | None:
+    """Why conv_patch_4w4c.wgsl cannot run conv `geo` with override constants `consts` on the
+    device, or None (wgpu does not check shared memory sized by override constants)."""
+    tr, tw, wg_n, tn, cb = (int(consts[k]) for k in ("TR", "TW", "WG_N", "TN", "CB"))
+    if min(tr, tw, wg_n, cb) < 1 or tn not in (1, 2):
+        return f"TR, TW, WG_N, CB must be positive and TN 1 or 2, got {dict(consts)}"
+    ph = (tr - 1) * geo.stride[0] + (geo.KH - 1) * geo.dilation[0] + 1
+    pw = (4 * tw - 1) * geo.stride[1] + (geo.KW - 1) * geo.dilation[1] + 1
+    nt = tr * tw * wg_n
+    taps = geo.KH * geo.KW
+    if -(-cb * ph * pw // nt) > PATCH_MAX_WORDS or -(-taps * cb * tn * wg_n // nt) > PATCH_MAX_BLOCKS:
+        return "too many loads per thread a stage"
+    lim = limits.limits
+    most = min(lim["max-compute-invocations-per-workgroup"], lim["max-compute-workgroup-size-x"])
+    if nt > most:
+        return f"{nt} threads a workgroup, over the device's {most}"
+    need, have = (
+        4 * cb * ph * pw + 16 * taps * cb * (tn * wg_n + 1),
+        lim["max-compute-workgroup-storage-size"],
+    )
+    if need > have:
+        return f"{need} bytes of workgroup memory, over the device's {have}"
+    return None
+
+
+PATCH_DEFAULT_TILES = [(4, 4), (4, 2), (2, 4), (2, 2), (1, 4), (1, 2), (1, 1)]
+
+
+def default_patch_config(geo: ConvGeometry, limits: DeviceLimits) -> GemmConfig:
+    """conv_patch_4w4c.wgsl's untuned configuration: the biggest tile of 4 rows x 4 m-blocks or
+    less (no bigger than the output, unless only a bigger one has threads enough for the loads),
+    8 threads along channel blocks (for few channels 4, or more where the loads need them), then
+    the most input words a stage, that the loads per thread allow; where the kernel can reduce K slices, as many slices (powers of 2) as keep the
+    workgroups at most 128 (H200: the batch-1 ResNet layers' best split the K of those with
+    fewer than ~100 tiles, 4-8 ways for 32-56 tiles)."""
+    fitted = [(min(tr, geo.H_out), min(tw, ceil4(geo.W_out))) for tr, tw in PATCH_DEFAULT_TILES]
+    for tr, tw in fitted + PATCH_DEFAULT_TILES:  # (bigger than the output: threads to share the loads)
+        for wg_n in (8, 4) if ceil4(geo.C_out) > 4 else (4, 8, 16):
+            for cb in (8, 4, 2, 1):
+                consts = {"TR": tr, "TW": tw, "WG_N": wg_n, "TN": 1, "CB": min(cb, geo.C_in // 4)}
+                if patch_config_error(limits, consts, geo) is None:
+                    groups = (geo.N * -(-geo.H_out // consts["TR"]) * -(-ceil4(geo.W_out) // consts["TW"])
+                              * -(-ceil4(geo.C_out) // wg_n))  # fmt: skip
+                    splits = 1
+                    while (
+                        limits.reduce_in_gemm
+                        and groups * splits * 2 <= 128
+                        and geo.C_in // 4 >= splits * 2 * consts["CB"]
+                    ):
+                        splits *= 2
+                    return GemmConfig.make(PATCH_KERNEL, consts, splits)
+    raise ValueError(f"method 'patch_4w4c': no configuration fits {limits.name} for this conv")
 
 
 # ---- pass specs ----------------------------------------------------------------------------
@@ -680,9 +760,10 @@ def plan_passes(
     pointwise = method == "pointwise"
     implicit = method == "implicit_4w4c"  # the GEMM gathers A from the input: no A matrix
     depthwise = method == "depthwise_4w4c"  # one kernel reads the input: no A, no GEMM
+    patch = method == "patch_4w4c"  # one kernel, its input patches staged in shared memory
     chunks = _split.m_chunks(
         limits, geo, pointwise, in_layout, out_layout, MAX_DISPATCH_MBLOCKS,
-        a_matrix=not (implicit or depthwise),
+        a_matrix=not (implicit or depthwise or patch),
     )  # fmt: skip
     slices = _split.channel_slices(limits, geo)
     weights = Bound("weights", cin_pg=geo.C_in_per_group)
@@ -701,6 +782,18 @@ def plan_passes(
         rd = UniformData.of(tensor_desc(geo.output_shape, out_layout, residual.zero_point, base))
         return {"od": od, "res": r_bind, "rd": rd}
 
+    if patch:
+        if len(chunks) > 1 or len(slices) > 1 or chunks[0].x_win is not None or chunks[0].y_win is not None:
+            raise ValueError(
+                "method 'patch_4w4c' needs the input, the output and the weights each in one "
+                f"binding ({limits.max_binding_size} bytes on {limits.name}); use 'implicit_4w4c'"
+            )
+        cfg = gemm if gemm is not None and gemm.kernel == PATCH_KERNEL else default_patch_config(geo, limits)
+        why = patch_config_error(limits, cfg.consts, geo)
+        if why:
+            raise ValueError(f"patch config: {PATCH_KERNEL} cannot take {cfg.consts}: {why}")
+        plan.specs.append(_patch_spec(plan, conv, geo, cfg, in_layout, out_binds(None, 0), limits, residual))
+        return plan
     if not (pointwise or implicit or depthwise):
         plan.scratch["a"] = 16 * k4 * max(c.count for c in chunks)
     for ch in chunks:
@@ -760,6 +853,64 @@ def plan_passes(
                 y_bind, implicit, k4, g_base, gemm, limits, residual,
             )  # fmt: skip
     return plan
+
+
+def _patch_spec(
+    plan: ConvPlan,
+    conv: ConvSpec,
+    geo: ConvGeometry,
+    cfg: GemmConfig,
+    in_layout: str,
+    outs: Mapping[str, Resource],
+    limits: DeviceLimits,
+    residual: Residual | None,
+) -> PassSpec:
+    """The one pass of method patch_4w4c over the whole input and output (`cfg`: its constants,
+    checked, and K slices: input words split between workgroups, reduced in the kernel, which
+    needs a device that orders that, `limits.reduce_in_gemm`)."""
+    c = cfg.consts
+    count = geo.m_blocks
+    c4_in = geo.C_in // 4
+    splits = min(cfg.splits, -(-c4_in // c["CB"]))
+    if splits > 1 and not limits.reduce_in_gemm:
+        raise ValueError(
+            f"method 'patch_4w4c' splits K only where the kernel can reduce the slices itself "
+            f"(Vulkan GPUs); {limits.name} cannot (config splits={cfg.splits})"
+        )
+    per_split = -(-c4_in // splits)
+    kspan = -(-per_split // c["CB"]) * c["CB"]  # input words a slice, a multiple of CB
+    splits = -(-c4_in // kspan)
+    in_desc = UniformData.of(
+        tensor_desc((geo.N, geo.C_in, geo.H, geo.W), in_layout, conv.input_zero_point, 0)
+    )
+    gp = gemm_params(conv, geo, 0, count, geo.K // 4, splits, kspan, residual=residual)
+    res: dict[str, Resource] = {
+        "x": Bound("x"), "wts": Bound("weights", cin_pg=geo.C_in_per_group), "chan": Bound("chan"),
+        "o": Bound("y"), "od": outs["od"], "p": UniformData.of(gp),
+        "xd": in_desc, "cv": UniformData.of(conv_params(geo, 0, count)), "res": outs["res"], "rd": outs["rd"],
+        "ksum": Bound("unused"),
+    }  # fmt: skip
+    tiles = geo.N * -(-geo.H_out // c["TR"]) * -(-ceil4(geo.W_out) // c["TW"])
+    grid = (-(-ceil4(geo.C_out) // (c["TN"] * c["WG_N"])), tiles, splits)
+    if max(grid) > limits.max_workgroups:
+        raise ValueError(f"patch_4w4c grid {grid} exceeds {limits.max_workgroups} workgroups per dimension")
+    if splits > 1:  # 16 sums a tile position, then an arrival counter a workgroup tile
+        ksum_bytes = 4 * (16 * count * ceil4(geo.C_out) + grid[0] * grid[1])
+        check_binding(limits, "the split-K sums", ksum_bytes)
+        ksum = Bound(f"ksums{len([r for r in plan.scratch if r.startswith('ksums')])}")
+        plan.scratch[ksum.role] = ksum_bytes
+        res["ksum"] = ksum
+    consts = {
+        **c, "KH": geo.KH, "KW": geo.KW, "SH": geo.stride[0], "SW": geo.stride[1],
+        "DH": geo.dilation[0], "DW": geo.dilation[1], "RESIDUAL": residual is not None, "REDUCE": splits > 1,
+    }  # fmt: skip
+    return _spec(
+        PATCH_KERNEL,
+        consts,
+        res,
+        grid,
+        "conv_patch_4w4c" + ("(split-K, reduced in it)" if splits > 1 else ""),
+    )
 
 
 def _gemm_specs(

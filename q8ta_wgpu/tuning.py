@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .layouts import packed_words
-from .planner import DeviceLimits, GemmConfig, resolve_method, tiled_config_error, valid_methods
+from .planner import (
+    PATCH_KERNEL,
+    DeviceLimits,
+    GemmConfig,
+    patch_config_error,
+    resolve_method,
+    tiled_config_error,
+    valid_methods,
+)
 
 if TYPE_CHECKING:
     from .conv import QConv2d
@@ -165,6 +173,33 @@ def gemm_candidates(dev: Any, geo: ConvGeometry, m_count: int) -> list[dict[str,
     return out
 
 
+# conv_patch_4w4c.wgsl's candidates: tiles (output rows, m-blocks a row), input words a stage,
+# K slices (on devices that reduce them in the kernel). 8 threads along channel blocks, one
+# channel block a thread: on the H200 a second channel block a thread (TN = 2) was 1.2x-1.6x slower.
+PATCH_TILES = [(4, 4), (4, 2), (2, 4), (2, 2), (8, 2), (1, 4)]
+PATCH_WORDS = [8, 4, 2]
+PATCH_SPLITS = [1, 2, 4, 8, 16]
+
+
+def patch_candidates(dev: Any, geo: ConvGeometry) -> list[dict[str, Any]]:
+    """conv_patch_4w4c configurations for conv `geo` (its tile no bigger than twice the output
+    and no slice without a stage of words) that `dev` can run."""
+    limits = DeviceLimits.of(dev)
+    c4_in, w4_out = geo.C_in // 4, -(-geo.W_out // 4)
+    out = []
+    for tr, tw in PATCH_TILES:
+        if tr > 2 * geo.H_out or tw > 2 * w4_out:
+            continue
+        for cb in sorted({min(cb, c4_in) for cb in PATCH_WORDS}, reverse=True):
+            consts = {"TR": tr, "TW": tw, "WG_N": 8, "TN": 1, "CB": cb}
+            if patch_config_error(limits, consts, geo):
+                continue
+            for splits in PATCH_SPLITS if limits.reduce_in_gemm else [1]:
+                if splits * cb <= c4_in:
+                    out.append({"kernel": PATCH_KERNEL, "constants": consts, "splits": splits})
+    return out
+
+
 def _time_all(dev: Any, runs: list[list], repeats: int) -> list[float]:
     """Median GPU time (s) of each pass list, each run as one call runs it (one compute pass).
     All pipelines are compiled before this, and the GPU is kept busy first: timed right after
@@ -188,11 +223,15 @@ def tune(
     default_method = resolve_method(conv.method, geo, in_layout)
     methods = [default_method]
     if conv.method == "auto":
-        methods += [m for m in valid_methods(geo, in_layout) if m != default_method]
+        # (the patch kernel reads a 1x1 conv's input as the GEMM does, with more work a word)
+        methods += [m for m in valid_methods(geo, in_layout)
+                    if m != default_method and not (m == "patch_4w4c" and geo.is_pointwise)]  # fmt: skip
     m_count = geo.m_blocks
     aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
     # Unaligned groups: gemm_q8.wgsl only; no tiled candidate fits: the default config.
     cands: list[dict[str, Any] | None] = [*(gemm_candidates(dev, geo, m_count) if aligned else [])] or [None]
+    if default_method == "patch_4w4c":  # (forced: the patch kernel's own configurations)
+        cands = [*patch_candidates(dev, geo)] or [None]
     # Scratch input and output, made once for every candidate's passes.
     x = dev.buffer(4 * packed_words((geo.N, geo.C_in, geo.H, geo.W), in_layout))
     y = dev.buffer(4 * packed_words(geo.output_shape, "4W4C"))
@@ -210,9 +249,18 @@ def tune(
     # otherwise be favoured.
     order = sorted(range(len(cands)), key=times.__getitem__)
     top = [cands[i] for i in order[:TOP_K]]
-    trials = [(default_method, top[0])] + [(m, g) for m in methods[1:] for g in top]
+    # The patch kernel with its own configurations (a GEMM's are not its).
+    trials = [(default_method, top[0])] + [
+        (m, g) for m in methods[1:] for g in (patch_candidates(dev, geo) if m == "patch_4w4c" else top)
+    ]
+    runs = []
+    for m, g in list(trials):
+        try:
+            runs.append(passes(m, g))
+        except ValueError:  # e.g. the patch kernel for a tensor over one binding
+            trials.remove((m, g))
     if len(trials) > 1:
-        times2 = _time_all(dev, [passes(m, g) for m, g in trials], repeats)
+        times2 = _time_all(dev, runs, repeats)
     else:
         times2 = [times[order[0]]]
     best_t = min(times2)

@@ -30,6 +30,11 @@ CASES = [
     ("split-K-in-gemm", ConvConfig("c", 20, 44, 9, 11, kernel=(3, 3), padding=(1, 1), n=2), "implicit_4w4c",
      {"kernel": "gemm_q8_tiled.wgsl", "constants": {"WG_M": 8, "WG_N": 8, "BK": 8, "TM": 2, "TN": 2}, "splits": 3,
       "reduce": "gemm"}),
+    # the patch kernel, alone and with K split and reduced in it (forced where the device's default)
+    ("patch", ConvConfig("c", 20, 16, 6, 7, kernel=(3, 3), padding=(1, 1), n=2), "patch_4w4c", None),
+    ("patch-split-K-in-it", ConvConfig("c", 20, 44, 9, 11, kernel=(3, 3), padding=(1, 1), n=2), "patch_4w4c",
+     {"kernel": "conv_patch_4w4c.wgsl", "constants": {"TR": 2, "TW": 2, "WG_N": 8, "TN": 1, "CB": 2}, "splits": 3,
+      "reduce": "gemm"}),
 ]  # fmt: skip
 
 
@@ -104,7 +109,8 @@ def _fused_equals_separate(device, name, cfg, method, gemm, conv_is_a, in_gemm):
         )
         if in_gemm:
             labels = [sp[3] for sp in op.conv.plan(cfg.input_shape, "4W4C", False, op.residual).specs]
-            assert labels == ["gemm_q8_implicit(split-K, reduced in it)"], labels
+            kernel = "conv_patch_4w4c" if method == "patch_4w4c" else "gemm_q8_implicit"
+            assert labels == [f"{kernel}(split-K, reduced in it)"], labels
         what = f"{name} conv {conv_act} add {add_act}"
         assert_within_1lsb(fused, separate, f"{what}: fused vs two passes", exact=True)
         # The add's y = a*s_a + b*s_b may be contracted into an fma on a GPU (the H200's

@@ -93,8 +93,9 @@ def test_candidates_are_timed_as_one_call(device, fresh_cache, monkeypatch):
 
 def test_other_methods_try_the_best_configs_and_the_winner_is_retimed(device, fresh_cache, monkeypatch):
     """After timing every GEMM configuration with the default method, the tuner times the
-    other methods with its TOP_K fastest configurations, in one batch that times the default
-    method's best again, and keeps the fastest (method, configuration) of that batch."""
+    other methods with its TOP_K fastest configurations (the patch kernel with its own
+    candidates), in one batch that times the default method's best again, and keeps the fastest
+    (method, configuration) of that batch."""
     cfg = ConvConfig("t3x3", 16, 16, 12, 12, padding=(1, 1))
     case = make_case(cfg, seed=3)
     x, w, ws, b = case["args"]
@@ -116,7 +117,7 @@ def test_other_methods_try_the_best_configs_and_the_winner_is_retimed(device, fr
         batches.append([r[0] for r in runs])
         if len(batches) == 1:
             return [5e-6 + 1e-6 * rank[g] for _, g in (r[0] for r in runs)]
-        t = {"im2col_4w4c": 9e-6, "implicit_4w4c": 8e-6, "im2col_generic": 20e-6}
+        t = {"im2col_4w4c": 9e-6, "implicit_4w4c": 8e-6, "im2col_generic": 20e-6, "patch_4w4c": 30e-6}
         return [
             t[m] - (1e-6 if m == "implicit_4w4c" and rank[g] == 2 else 0) for m, g in (r[0] for r in runs)
         ]
@@ -129,8 +130,11 @@ def test_other_methods_try_the_best_configs_and_the_winner_is_retimed(device, fr
     assert all(m == "im2col_4w4c" for m, _ in first) and len(first) == len(cands)
     top = {key(g) for g in cands[: tuning.TOP_K]}
     assert second[0] == ("im2col_4w4c", key(cands[0])), "the default's best, timed again"
-    assert {m for m, _ in second[1:]} == {"implicit_4w4c", "im2col_generic"}
-    assert {g for _, g in second[1:]} == top and len(second) == 1 + 2 * tuning.TOP_K
+    assert {m for m, _ in second[1:]} == {"implicit_4w4c", "im2col_generic", "patch_4w4c"}
+    assert {g for m, g in second[1:] if m != "patch_4w4c"} == top
+    patch = [g for m, g in second if m == "patch_4w4c"]
+    assert patch == [key(c) for c in tuning.patch_candidates(device, geo)] and patch
+    assert len(second) == 1 + 2 * tuning.TOP_K + len(patch)
 
 
 def test_time_passes_whole_gives_one_time_per_run(device):
@@ -290,24 +294,24 @@ def test_net_refine_keeps_an_alternative_only_where_the_whole_net_gets_faster(
         # The forward pass is fast only with this shape's slices reduced by a pass.
         def forward_s(shape, repeats, warm_s=0.2):
             choice = tuning.lookup(device, key)
-            return 1.0 if choice and choice["gemm"].get("reduce") == "pass" else 2.0
+            return 1.0 if choice and (choice["gemm"] or {}).get("reduce") == "pass" else 2.0
 
         monkeypatch.setattr(net, "_whole_s", forward_s)
         result = net.refine(shape, rounds=1)
         tried = [t for t in result["tried"] if t["key"] == key]
         # The first sweep keeps the reduce pass; the second (something was kept) tries the others
         # against it and keeps none. The other method (the implicit GEMM) is tried with the
-        # choice's GEMM configuration.
+        # choice's GEMM configuration, the patch kernel with its default.
         what = [
-            (t["sweep"], t["choice"] and (t["choice"]["method"], t["choice"]["gemm"].get("reduce")))
+            (t["sweep"], t["choice"] and (t["choice"]["method"], (t["choice"]["gemm"] or {}).get("reduce")))
             for t in tried
         ]
-        other = ("implicit_4w4c", None)
+        other, patch = ("implicit_4w4c", None), ("patch_4w4c", None)
         assert what == [
-            (0, None), (0, other), (0, ("im2col_4w4c", "gemm")), (0, ("im2col_4w4c", "pass")),
-            (1, None), (1, ("implicit_4w4c", "pass")), (1, ("im2col_4w4c", "gemm")),
+            (0, None), (0, other), (0, patch), (0, ("im2col_4w4c", "gemm")), (0, ("im2col_4w4c", "pass")),
+            (1, None), (1, ("implicit_4w4c", "pass")), (1, patch), (1, ("im2col_4w4c", "gemm")),
         ], what  # fmt: skip
-        assert [t["kept"] for t in tried] == [False, False, False, True, False, False, False]
+        assert [t["kept"] for t in tried] == [False, False, False, False, True, False, False, False, False]
         assert not any(t["kept"] for t in result["tried"] if t["key"] != key)
         assert result["before_s"] == 2.0 and result["after_s"] == 1.0
         kept = json.loads(fresh_cache.read_text())
@@ -341,8 +345,8 @@ def test_a_dropped_choice_plans_with_the_default_gemm_again(device, fresh_cache)
     default = planner.default_gemm_config(geo, geo.m_blocks, DeviceLimits.of(device)).to_dict()
     assert conv.gemm_config(geo, geo.m_blocks) == default != measured
     limits = DeviceLimits.of(device)
-    assert planner.runnable_gemm(measured, limits) and not planner.runnable_gemm(
-        {**measured, "reduce": "both"}, limits
+    assert planner.runnable_gemm(measured, limits, geo) and not planner.runnable_gemm(
+        {**measured, "reduce": "both"}, limits, geo
     )
     with pytest.raises(ValueError, match="reduce must be one of auto, gemm, pass, got 'both'"):
         planner.GemmConfig.from_dict({**measured, "reduce": "both"})

@@ -1,0 +1,140 @@
+"""The patch kernel (method "patch_4w4c", kernels/conv_patch_4w4c.wgsl): one dispatch whose
+workgroups stage their input patch in shared memory. Exact against the numpy reference on
+shapes that leave partial tiles, stages and slices (strides, dilation, padding wider than the
+kernel reaches, RGB inputs padded to 4 channels, batches), with every kind of configuration the
+tuner offers, K split and reduced in the kernel (forced on CPU adapters, whose default is off),
+and the rules that refuse what it cannot run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import q8ta_wgpu as q8
+from q8ta_wgpu import planner, reference, tuning
+from q8ta_wgpu.configs import ConvConfig, make_case
+from q8ta_wgpu.planner import PATCH_KERNEL, DeviceLimits
+
+from .helpers import assert_within_1lsb
+
+SHAPES = {
+    "k3_ragged_batch2": ConvConfig("p", 20, 44, 9, 11, kernel=(3, 3), padding=(1, 1), n=2),
+    "k3_s2": ConvConfig("p", 16, 8, 13, 10, kernel=(3, 3), stride=(2, 2), padding=(1, 1)),
+    "k7_s2_rgb": ConvConfig("p", 8, 3, 17, 19, kernel=(7, 7), stride=(2, 2), padding=(3, 3)),
+    "k3_dilation2_pad2": ConvConfig("p", 12, 16, 7, 7, kernel=(3, 3), padding=(2, 2), dilation=(2, 2)),
+    "k1_s2": ConvConfig("p", 24, 16, 9, 10, kernel=(1, 1), stride=(2, 2)),
+    "k5_stride_2_1_pad_beyond": ConvConfig("p", 12, 8, 11, 13, kernel=(5, 3), stride=(2, 1), padding=(4, 3)),
+    "h1_w1": ConvConfig("p", 8, 8, 1, 1, kernel=(3, 3), padding=(1, 1)),
+}
+
+# [TR, TW, WG_N, TN, CB]: small and tall tiles, a second channel block a thread, one word a stage
+CONFIGS = [(1, 1, 4, 1, 1), (2, 2, 8, 2, 2), (8, 2, 8, 1, 4), (1, 4, 16, 1, 2), (4, 2, 8, 1, 4)]
+
+
+def _conv(device, cfg, seed, **extra):
+    case = make_case(cfg, seed=seed, activation="relu" if seed % 2 else "none")
+    x, w, ws, b = case["args"]
+    conv = q8.QConv2d(w, ws, b, device=device, **{**case["kwargs"], "method": "patch_4w4c", **extra})
+    return conv, x, reference.conv2d(x, w, ws, b, **case["kwargs"]), case["kwargs"]
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_patch_kernel_matches_the_reference(device, name):
+    """The default configuration and each of CONFIGS that fits, numpy in and out; the default
+    also from a QTensor to a 4C1W output."""
+    cfg = SHAPES[name]
+    geo = planner.kernel_geometry(cfg.geometry(), "4W4C")
+    conv, x, ref, kw = _conv(device, cfg, seed=3)
+    assert_within_1lsb(conv(x), ref, f"{name} default", exact=True)
+    assert [s[3] for s in conv.plan(x.shape, "4W4C", True).specs] == ["conv_patch_4w4c"]
+    xt = q8.QTensor.from_numpy(x, kw["input_scale"], kw["input_zero_point"], device=device)
+    y = q8.conv2d(xt, *make_case(cfg, seed=3)["args"][1:], **{**kw, "method": "patch_4w4c"},
+                  output_layout="4C1W", device=device)  # fmt: skip
+    assert_within_1lsb(y.numpy(), ref, f"{name} QTensor in, 4C1W out", exact=True)
+    ran = 0
+    for tr, tw, wg_n, tn, cb in CONFIGS:
+        consts = {"TR": tr, "TW": tw, "WG_N": wg_n, "TN": tn, "CB": min(cb, geo.C_in // 4)}
+        if planner.patch_config_error(DeviceLimits.of(device), consts, geo):
+            continue
+        conv.gemm_override = {"kernel": PATCH_KERNEL, "constants": consts}
+        conv._plans.clear()
+        assert_within_1lsb(conv(x), ref, f"{name} {consts}", exact=True)
+        ran += 1
+    assert ran >= 2, f"{name}: too few configurations fit"
+
+
+@pytest.mark.parametrize("splits", [2, 3, 8])
+def test_patch_kernel_splits_k_and_reduces_in_it(device, splits):
+    """K (the input words) split into slices that add into int32 sums, the last slice of a tile
+    requantizing them: the reference's bytes, in calls after the first too (the sums and the
+    arrival counters are left zeroed)."""
+    cfg = SHAPES["k3_ragged_batch2"]
+    conv, x, ref, kw = _conv(device, cfg, seed=5)
+    conv.gemm_override = {
+        "kernel": PATCH_KERNEL, "constants": {"TR": 2, "TW": 2, "WG_N": 8, "TN": 1, "CB": 1}, "splits": splits,
+    }  # fmt: skip
+    device.reduce_in_gemm = True  # (off by default on CPU adapters)
+    try:
+        assert [s[3] for s in conv.plan(x.shape, "4W4C", True).specs] == [
+            "conv_patch_4w4c(split-K, reduced in it)"
+        ]
+        rng = np.random.default_rng(2)
+        w, ws, b = make_case(cfg, seed=5)["args"][1:]
+        for i in range(3):
+            xi = x if i != 1 else rng.integers(-128, 128, x.shape, dtype=np.int8)
+            assert_within_1lsb(
+                conv(xi), reference.conv2d(xi, w, ws, b, **kw), f"splits {splits} call {i}", exact=True
+            )
+    finally:
+        device.reduce_in_gemm = device.default_reduce_in_gemm
+
+
+def test_patch_kernel_refuses_what_it_cannot_run(device):
+    limits = DeviceLimits.of(device)
+    grouped = ConvConfig("g", 8, 8, 6, 6, kernel=(3, 3), padding=(1, 1), groups=2)
+    with pytest.raises(ValueError, match="method 'patch_4w4c' needs a 4W4C input and groups == 1"):
+        planner.resolve_method("patch_4w4c", grouped.geometry(), "4W4C")
+    with pytest.raises(ValueError, match="method 'patch_4w4c' needs a 4W4C input"):
+        planner.resolve_method("patch_4w4c", SHAPES["k3_s2"].geometry(), "4C")
+    geo = planner.kernel_geometry(SHAPES["k3_ragged_batch2"].geometry(), "4W4C")
+    big = {"TR": 1, "TW": 1, "WG_N": 4, "TN": 1, "CB": 8}
+    assert planner.patch_config_error(limits, big, geo) == "too many loads per thread a stage"
+    assert "TN 1 or 2" in planner.patch_config_error(limits, {**big, "TN": 3}, geo)
+    assert not planner.runnable_gemm({"kernel": PATCH_KERNEL, "constants": big}, limits, geo)
+    assert not planner.runnable_gemm({"kernel": PATCH_KERNEL, "constants": {"TR": 2}}, limits, geo)
+    ok = {"kernel": PATCH_KERNEL, "constants": {"TR": 2, "TW": 2, "WG_N": 8, "TN": 1, "CB": 2}, "splits": 2}
+    no_reduce = dataclasses.replace(limits, reduce_in_gemm=False)
+    assert planner.runnable_gemm(ok, dataclasses.replace(limits, reduce_in_gemm=True), geo)
+    assert not planner.runnable_gemm(ok, no_reduce, geo)
+    conv, x, _, _ = _conv(device, SHAPES["k3_ragged_batch2"], seed=1)
+    conv.gemm_override = ok
+    if not device.reduce_in_gemm:
+        with pytest.raises(ValueError, match="splits K only where the kernel can reduce the slices itself"):
+            conv(x)
+
+
+def test_patch_kernel_needs_one_binding(device, monkeypatch):
+    """A tensor over one binding is split into row windows by the other methods; the patch
+    kernel binds whole tensors and says so."""
+    monkeypatch.setattr(q8.Device, "max_binding_size", property(lambda self: 4096))
+    conv, x, _, _ = _conv(device, ConvConfig("w", 40, 8, 12, 13, kernel=(3, 3), padding=(1, 1), n=2), seed=2)
+    with pytest.raises(
+        ValueError,
+        match="method 'patch_4w4c' needs the input, the output and the weights each in one binding",
+    ):
+        conv(x)
+
+
+def test_tuner_offers_patch_configurations_that_run(device):
+    """Every candidate the tuner times for the patch kernel fits the device, and runs exactly."""
+    cfg = SHAPES["k3_s2"]
+    geo = planner.kernel_geometry(cfg.geometry(), "4W4C")
+    cands = tuning.patch_candidates(device, geo)
+    assert cands and all(planner.runnable_gemm(c, DeviceLimits.of(device), geo) for c in cands)
+    conv, x, ref, _ = _conv(device, cfg, seed=4)
+    for c in cands[:4]:
+        conv.gemm_override = c
+        conv._plans.clear()
+        assert_within_1lsb(conv(x), ref, f"candidate {c}", exact=True)
