@@ -48,6 +48,7 @@ from .planner import (
     plan_passes,
     resolve_method,
     runnable_gemm,
+    untuned_method,
 )
 from .quant import ConvRequant
 from .runtime import Device, Pass, get_device
@@ -505,11 +506,12 @@ class QConv2d:
             self._plans.move_to_end(key)
             return plan
         geo = kernel_geometry(self.geometry(shape), in_layout)
-        method = resolve_method(self.method, geo, in_layout)
+        resolve_method(self.method, geo, in_layout)  # (a method the conv cannot take raises)
         choice = self._measured_choice(geo, in_layout)
         if choice:
             method, self._tuned[geo] = choice["method"], choice["gemm"]
         else:  # none (any more): the planner's default
+            method = untuned_method(self.method, geo, in_layout, DeviceLimits.of(self.device))
             self._tuned.pop(geo, None)
         out_layout = "4W4C" if numpy_in else self.output_layout
         # Over one binding, the input and output are bound as windows of rows (_split.py); over

@@ -574,7 +574,49 @@ def patch_config_error(limits: DeviceLimits, consts: Mapping[str, int], geo: Con
     return None
 
 
-PATCH_DEFAULT_TILES = [(4, 4), (4, 2), (2, 4), (2, 2), (1, 4), (1, 2), (1, 1)]
+PATCH_DEFAULT_TILES = [(8, 2), (4, 4), (4, 2), (2, 4), (2, 2), (1, 4), (1, 2), (1, 1)]
+# `auto` on a GPU, where no measured choice exists, runs a conv of groups == 1 and a kernel bigger
+# than 1x1 on the patch kernel (default configuration) where its output has at most this many
+# m-blocks (batch-1 sizes) or its input at most 4 channels (RGB first layers). Measured on the H200
+# (bench/analysis.md: ResNet-18/50 and MobileNetV2, per layer in a chain against the tuned
+# im2col / implicit choices): the default configuration took 0.70x-0.93x their time on such
+# convs at batch 1 but for one strided 7x7-output layer, the first convs 0.69x-0.85x at batch 1
+# and 8; on bigger outputs (batch 8 from 28x28) up to 1.3x, and on 1x1 strided convs 1.1x-2.5x.
+PATCH_DEFAULT_MAX_MBLOCKS = 1024
+
+
+def patch_fits(
+    geo: ConvGeometry, limits: DeviceLimits, in_layout: str = "4W4C", out_layout: str = "4W4C"
+) -> bool:
+    """Whether the patch kernel can run conv `geo` on this device (whole tensors in one binding,
+    a configuration that fits)."""
+    try:
+        chunks = _split.m_chunks(
+            limits, geo, False, in_layout, out_layout, MAX_DISPATCH_MBLOCKS, a_matrix=False
+        )
+        one = len(chunks) == 1 and chunks[0].x_win is None and chunks[0].y_win is None
+        default_patch_config(geo, limits)
+    except ValueError:
+        return False
+    return one and len(_split.channel_slices(limits, geo)) == 1
+
+
+def untuned_method(method: str, geo: ConvGeometry, in_layout: str, limits: DeviceLimits) -> str:
+    """The method `method` (as asked: "auto" or another) runs with where no measured choice
+    exists: `resolve_method`'s, except that "auto" on a GPU takes the patch kernel where it was
+    measured faster untuned (PATCH_DEFAULT_MAX_MBLOCKS)."""
+    resolved = resolve_method(method, geo, in_layout)
+    if (
+        method == "auto"
+        and not limits.on_cpu
+        and resolved in ("im2col_4w4c", "implicit_4w4c")
+        and geo.groups == 1
+        and geo.KH * geo.KW > 1
+        and (geo.m_blocks <= PATCH_DEFAULT_MAX_MBLOCKS or geo.C_in <= 4)
+        and patch_fits(geo, limits, in_layout)
+    ):
+        return "patch_4w4c"
+    return resolved
 
 
 def default_patch_config(geo: ConvGeometry, limits: DeviceLimits) -> GemmConfig:

@@ -138,3 +138,27 @@ def test_tuner_offers_patch_configurations_that_run(device):
         conv.gemm_override = c
         conv._plans.clear()
         assert_within_1lsb(conv(x), ref, f"candidate {c}", exact=True)
+
+
+def test_untuned_auto_takes_the_patch_kernel_on_gpus_where_measured_faster(device):
+    """Without a measured choice, `auto` on a GPU runs batch-1-sized KxK convs (and RGB first
+    layers) of groups == 1 on the patch kernel; 1x1 convs, big outputs, grouped convs and CPU
+    adapters keep resolve_method's choice."""
+    gpu = dataclasses.replace(DeviceLimits.of(device), on_cpu=False, reduce_in_gemm=True)
+    cpu = dataclasses.replace(gpu, on_cpu=True)
+
+    def geo(c_in, hw, k=3, s=1, n=1, g=1):
+        return ConvConfig("u", 64, c_in, hw, hw, kernel=(k, k), stride=(s, s), padding=(k // 2,) * 2, n=n,
+                          groups=g).geometry()  # fmt: skip
+
+    assert planner.untuned_method("auto", geo(64, 56), "4W4C", gpu) == "patch_4w4c"
+    assert planner.untuned_method("auto", geo(64, 56), "4W4C", cpu) == "im2col_4w4c"
+    assert planner.untuned_method("auto", geo(64, 56, n=8), "4W4C", gpu) == "im2col_4w4c"  # 6272 m-blocks
+    big_rgb = planner.kernel_geometry(geo(3, 224, k=7, s=2, n=8), "4W4C")
+    assert planner.untuned_method("auto", big_rgb, "4W4C", gpu) == "patch_4w4c"
+    assert planner.untuned_method("auto", geo(64, 56, k=1, s=2), "4W4C", gpu) == "im2col_4w4c"
+    assert planner.untuned_method("auto", geo(64, 56, k=1), "4W4C", gpu) == "pointwise"
+    assert planner.untuned_method("auto", geo(64, 14, g=2), "4W4C", gpu) == "im2col_4w4c"
+    assert planner.untuned_method("implicit_4w4c", geo(64, 56), "4W4C", gpu) == "implicit_4w4c"
+    tiny = dataclasses.replace(gpu, max_binding_size=4096)  # tensors over one binding
+    assert planner.untuned_method("auto", geo(64, 56), "4W4C", tiny) == "im2col_4w4c"
