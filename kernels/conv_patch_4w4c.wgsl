@@ -32,6 +32,7 @@
 // #include "conv_params.wgsl"
 // #include "mac.wgsl"
 // #include "ksum_reduce.wgsl"
+// #include "direct_conv_bindings.wgsl"
 
 override TR: u32 = 2u;    // output rows a workgroup tile
 override TW: u32 = 4u;    // m-blocks (4 output widths each) of a row a workgroup tile
@@ -52,14 +53,7 @@ override PW: u32 = (4u * TW - 1u) * SW + (KW - 1u) * DW + 1u;
 
 @group(0) @binding(0) var<storage, read> x: array<u32>;
 @group(0) @binding(1) var<storage, read> wts: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> chan: array<Chan>;
-@group(0) @binding(3) var<storage, read_write> o: array<u32>;
-@group(0) @binding(4) var<uniform> od: TensorDesc;
-@group(0) @binding(5) var<uniform> p: GemmParams;
-@group(0) @binding(6) var<uniform> xd: TensorDesc;
-@group(0) @binding(7) var<uniform> cv: ConvParams;
-@group(0) @binding(8) var<storage, read> res: array<u32>;  // the residual (epilogue.wgsl)
-@group(0) @binding(9) var<uniform> rd: TensorDesc;
+// (bindings 2-9: direct_conv_bindings.wgsl)
 @group(0) @binding(10) var<storage, read_write> ksum: array<atomic<i32>>;  // REDUCE: sums, counters
 
 // Word (cw*PH + r)*PW + c: input word ci + cw at patch row r, width c. Weights: row

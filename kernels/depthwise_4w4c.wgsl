@@ -23,6 +23,7 @@
 // #include "epilogue.wgsl"
 // #include "conv_params.wgsl"
 // #include "gather_4w4c.wgsl"
+// #include "direct_conv_bindings.wgsl"
 
 override WG: u32 = 64u;
 // The kernel's size as constants, so the tap loops unroll and a thread's loads are issued
@@ -33,14 +34,7 @@ override WPT: u32 = 4u;  // output widths a thread: 4 (a 4x4 block) or 1 (one wo
 
 @group(0) @binding(0) var<storage, read> x: array<u32>;
 @group(0) @binding(1) var<storage, read> wts: array<u32>;
-@group(0) @binding(2) var<storage, read> chan: array<Chan>;
-@group(0) @binding(3) var<storage, read_write> o: array<u32>;
-@group(0) @binding(4) var<uniform> od: TensorDesc;
-@group(0) @binding(5) var<uniform> p: GemmParams;
-@group(0) @binding(6) var<uniform> xd: TensorDesc;
-@group(0) @binding(7) var<uniform> cv: ConvParams;
-@group(0) @binding(8) var<storage, read> res: array<u32>;  // the residual (epilogue.wgsl)
-@group(0) @binding(9) var<uniform> rd: TensorDesc;
+// (bindings 2-9: direct_conv_bindings.wgsl)
 
 fn load_word(i: u32) -> u32 {
   return x[i];
