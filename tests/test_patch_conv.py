@@ -162,3 +162,22 @@ def test_untuned_auto_takes_the_patch_kernel_on_gpus_where_measured_faster(devic
     assert planner.untuned_method("implicit_4w4c", geo(64, 56), "4W4C", gpu) == "implicit_4w4c"
     tiny = dataclasses.replace(gpu, max_binding_size=4096)  # tensors over one binding
     assert planner.untuned_method("auto", geo(64, 56), "4W4C", tiny) == "im2col_4w4c"
+
+
+def test_tuning_a_patch_conv_times_its_own_configurations(device, tmp_path, monkeypatch):
+    """`method="patch_4w4c", tune=True`: the tuner times the patch kernel's candidates (not GEMM
+    tiles), keeps one of them, and the conv runs it exactly."""
+    monkeypatch.setenv(tuning.CACHE_ENV, str(tmp_path / "tuning.json"))
+    monkeypatch.setenv(tuning.SHIPPED_ENV, "0")
+    tuning.forget()
+    try:
+        cfg = SHAPES["k3_s2"]
+        conv, x, ref, _ = _conv(device, cfg, seed=6, tune=True)
+        assert_within_1lsb(conv(x), ref, "tuned patch conv", exact=True)
+        geo = planner.kernel_geometry(cfg.geometry(), "4W4C")
+        choice = tuning.lookup(device, tuning.shape_key(conv, geo, "4W4C"))
+        assert choice["method"] == "patch_4w4c"
+        assert choice["gemm"] in tuning.patch_candidates(device, geo)
+        assert choice["candidates"] == len(tuning.patch_candidates(device, geo))
+    finally:
+        tuning.forget()

@@ -56,6 +56,9 @@ def probe(dev: Any, cfg: Any, configs: list[list[int]], chain: int, repeats: int
     ref = planned(x)
     limits = planner.DeviceLimits.of(dev)
     geo = planner.kernel_geometry(cfg.geometry(), "4W4C")
+    if "patch_4w4c" not in planner.valid_methods(geo):
+        print(f"  {cfg.name}: the patch kernel cannot run it (groups {geo.groups})", flush=True)
+        return {"name": cfg.name, "patch": []}
     # every conv's bytes first, on numpy input: a chain of convs whose output can feed their
     # input writes over its input tensor
     convs = []
