@@ -18,7 +18,7 @@
 //      PW = (4*TW-1)*SW + (KW-1)*DW + 1 input widths x CB words (4 zero points outside the input
 //      and past C_in: those words' weights are 0), and the weights of those words for every tap
 //      and the tile's channel blocks (0 past C_out) go to shared memory. Each thread's share of
-//      the next stage's global loads (<= 8 words and 8 weight blocks) is issued into named
+//      the next stage's global loads (<= 16 words and 8 weight blocks) is issued into named
 //      registers before the current stage is computed. Then each tap and word reads the 4 widths'
 //      words of the thread's m-block from the patch: 16 dot4I8Packed a channel block.
 // Split K (workgroup z = slice s of p.splits): the slice takes input words [s*kspan, +kspan)
@@ -47,7 +47,7 @@ override DH: u32 = 1u;
 override DW: u32 = 1u;
 override REDUCE: bool = false;  // K split into slices, reduced in `ksum`
 
-// The patch's input rows and widths.
+// The patch's input rows and widths (derived from the constants above; the host sets none).
 override PH: u32 = (TR - 1u) * SH + (KH - 1u) * DH + 1u;
 override PW: u32 = (4u * TW - 1u) * SW + (KW - 1u) * DW + 1u;
 
