@@ -89,8 +89,7 @@ def ship_tuning(cache_files: list[Path]) -> list[Path]:
     written = []
     for key, choices in merged.items():
         device, backend = (part.strip() for part in key.split("|")[:2])
-        name = q8bench.slug(device)
-        path = Path(tuning.__file__).parent / "tuned" / f"{name}-{backend}.json"
+        path = tuning.shipped_table_path(device, backend)
         table = {"adapter": device, "backend": backend, "choices": dict(sorted(choices.items()))}
         path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
         written.append(path)

@@ -95,11 +95,16 @@ def _load() -> dict[str, dict[str, Any]]:
         return {}
 
 
+def shipped_table_path(adapter: str, backend: str) -> Path:
+    """The table of choices shipped for adapter model `adapter` (its name) on `backend`."""
+    name = re.sub(r"[^A-Za-z0-9]+", "_", adapter).strip("_")
+    return Path(__file__).parent / "tuned" / f"{name}-{backend}.json"
+
+
 def bundled_path(dev: Any) -> Path:
     """Choices measured by the project on this adapter model, shipped with the package."""
     info = dev.adapter.info
-    name = re.sub(r"[^A-Za-z0-9]+", "_", f"{info.get('device', '')}").strip("_")
-    return Path(__file__).parent / "tuned" / f"{name}-{info.get('backend_type', '')}.json"
+    return shipped_table_path(f"{info.get('device', '')}", f"{info.get('backend_type', '')}")
 
 
 def lookup(dev: Any, key: str) -> dict[str, Any] | None:

@@ -149,8 +149,7 @@ def ship(results: Path, keep: float) -> Path:
     from q8ta_wgpu import tuning
 
     run = json.loads(results.read_text())
-    name = "".join(ch if ch.isalnum() else "_" for ch in run["adapter"]).strip("_")
-    path = Path(tuning.__file__).parent / "tuned" / f"{name}-{run['backend']}.json"
+    path = tuning.shipped_table_path(run["adapter"], run["backend"])
     table = json.loads(path.read_text())
     by_key: dict[str, list[dict[str, Any]]] = {}
     for r in run["rows"]:

@@ -88,11 +88,10 @@ def ship(results: Path) -> Path:
     adapter (q8ta_wgpu/tuned/, as bench/run.py --ship-tuning names it). A shape's choice kept in
     one net is left out where another net of the run has the shape (its `shapes`) and did not
     keep the same: it was not measured there. Prints what it leaves out."""
-    from q8ta_wgpu import bench as q8bench
     from q8ta_wgpu import tuning
 
     run = json.loads(results.read_text())
-    path = Path(tuning.__file__).parent / "tuned" / f"{q8bench.slug(run['adapter'])}-{run['backend']}.json"
+    path = tuning.shipped_table_path(run["adapter"], run["backend"])
     table = json.loads(path.read_text())
     missing = object()
     for row in run["rows"]:
