@@ -47,7 +47,6 @@ override IMPLICIT: bool = false;  // `a` is the 4W4C input; gather A blocks on t
 // #include "gemm_tiled_bindings.wgsl"
 @group(0) @binding(11) var<storage, read_write> ksum: array<atomic<i32>>;  // REDUCE: sums, counters
 
-
 // Block (m-block mb of this dispatch, k-block kcol of A's columns).
 
 // Row r of As holds k-block r of the stage for the tile's TM*WG_M m-blocks (+1 pad), same for Bs.

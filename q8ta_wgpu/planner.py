@@ -17,7 +17,7 @@ has a uniform of its own, one struct in uniforms.py.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypedDict, Unpack
 
@@ -594,11 +594,16 @@ def patch_fits(
         chunks = _split.m_chunks(
             limits, geo, False, in_layout, out_layout, MAX_DISPATCH_MBLOCKS, a_matrix=False
         )
-        one = len(chunks) == 1 and chunks[0].x_win is None and chunks[0].y_win is None
         default_patch_config(geo, limits)
     except ValueError:
         return False
-    return one and len(_split.channel_slices(limits, geo)) == 1
+    return whole_tensors(chunks, _split.channel_slices(limits, geo))
+
+
+def whole_tensors(chunks: Sequence[_split.Chunk], slices: Sequence[tuple[int, int]]) -> bool:
+    """Whether a conv's chunks and channel slices are one each, binding whole tensors (what the
+    patch kernel needs)."""
+    return len(chunks) == 1 and len(slices) == 1 and chunks[0].x_win is None and chunks[0].y_win is None
 
 
 def untuned_method(method: str, geo: ConvGeometry, in_layout: str, limits: DeviceLimits) -> str:
@@ -623,9 +628,10 @@ def default_patch_config(geo: ConvGeometry, limits: DeviceLimits) -> GemmConfig:
     """conv_patch_4w4c.wgsl's untuned configuration: the biggest tile of 4 rows x 4 m-blocks or
     less (no bigger than the output, unless only a bigger one has threads enough for the loads),
     8 threads along channel blocks (for few channels 4, or more where the loads need them), then
-    the most input words a stage, that the loads per thread allow; where the kernel can reduce K slices, as many slices (powers of 2) as keep the
-    workgroups at most 128 (H200: the batch-1 ResNet layers' best split the K of those with
-    fewer than ~100 tiles, 4-8 ways for 32-56 tiles)."""
+    the most input words a stage, that the loads per thread allow; where the kernel can reduce K
+    slices, as many slices (powers of 2) as keep the workgroups at most 128 (H200: the batch-1
+    ResNet layers' best split the K of those with fewer than ~100 tiles, 4-8 ways for 32-56
+    tiles)."""
     fitted = [(min(tr, geo.H_out), min(tw, ceil4(geo.W_out))) for tr, tw in PATCH_DEFAULT_TILES]
     for tr, tw in fitted + PATCH_DEFAULT_TILES:  # (bigger than the output: threads to share the loads)
         for wg_n in (8, 4) if ceil4(geo.C_out) > 4 else (4, 8, 16):
@@ -825,7 +831,7 @@ def plan_passes(
         return {"od": od, "res": r_bind, "rd": rd}
 
     if patch:
-        if len(chunks) > 1 or len(slices) > 1 or chunks[0].x_win is not None or chunks[0].y_win is not None:
+        if not whole_tensors(chunks, slices):
             raise ValueError(
                 "method 'patch_4w4c' needs the input, the output and the weights each in one "
                 f"binding ({limits.max_binding_size} bytes on {limits.name}); use 'implicit_4w4c'"
@@ -897,6 +903,14 @@ def plan_passes(
     return plan
 
 
+def k_slices(total: int, splits: int, step: int) -> tuple[int, int]:
+    """`total` K units split into at most `splits` slices of a whole number of `step`s: (the
+    slices there are, the units a slice; the last slice may be shorter)."""
+    per_slice = -(-total // splits)
+    span = -(-per_slice // step) * step
+    return -(-total // span), span
+
+
 def _patch_spec(
     plan: ConvPlan,
     conv: ConvSpec,
@@ -919,9 +933,7 @@ def _patch_spec(
             f"method 'patch_4w4c' splits K only where the kernel can reduce the slices itself "
             f"(Vulkan GPUs); {limits.name} cannot (config splits={cfg.splits})"
         )
-    per_split = -(-c4_in // splits)
-    kspan = -(-per_split // c["CB"]) * c["CB"]  # input words a slice, a multiple of CB
-    splits = -(-c4_in // kspan)
+    splits, kspan = k_slices(c4_in, splits, c["CB"])  # input words a slice
     in_desc = UniformData.of(
         tensor_desc((geo.N, geo.C_in, geo.H, geo.W), in_layout, conv.input_zero_point, 0)
     )
@@ -995,9 +1007,7 @@ def _gemm_specs(
         while splits > 1 and 64 * splits * count * c4_out > limits.max_binding_size:
             splits //= 2
         bk = consts["BK"]
-        per_split = -(-k4_pg // splits)
-        kspan = -(-per_split // bk) * bk  # k-blocks per slice, a multiple of BK
-        splits = -(-k4_pg // kspan)
+        splits, kspan = k_slices(k4_pg, splits, bk)  # k-blocks per slice
     else:
         kspan = k4_pg
     gp = UniformData.of(gemm_params(conv, geo, base, count, k4_row, splits, kspan, g_base, residual))

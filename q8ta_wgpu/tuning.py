@@ -234,9 +234,11 @@ def tune(
     m_count = geo.m_blocks
     aligned = geo.groups == 1 or geo.C_out_per_group % 4 == 0
     # Unaligned groups: gemm_q8.wgsl only; no tiled candidate fits: the default config.
-    cands: list[dict[str, Any] | None] = [*(gemm_candidates(dev, geo, m_count) if aligned else [])] or [None]
+    cands: list[dict[str, Any] | None]
     if default_method == "patch_4w4c":  # (forced: the patch kernel's own configurations)
         cands = [*patch_candidates(dev, geo)] or [None]
+    else:
+        cands = [*(gemm_candidates(dev, geo, m_count) if aligned else [])] or [None]
     # Scratch input and output, made once for every candidate's passes.
     x = dev.buffer(4 * packed_words((geo.N, geo.C_in, geo.H, geo.W), in_layout))
     y = dev.buffer(4 * packed_words(geo.output_shape, "4W4C"))
@@ -255,15 +257,16 @@ def tune(
     order = sorted(range(len(cands)), key=times.__getitem__)
     top = [cands[i] for i in order[:TOP_K]]
     # The patch kernel with its own configurations (a GEMM's are not its).
-    trials = [(default_method, top[0])] + [
+    wanted = [(default_method, top[0])] + [
         (m, g) for m in methods[1:] for g in (patch_candidates(dev, geo) if m == "patch_4w4c" else top)
     ]
-    runs = []
-    for m, g in list(trials):
+    trials, runs = [], []
+    for m, g in wanted:
         try:
             runs.append(passes(m, g))
         except ValueError:  # e.g. the patch kernel for a tensor over one binding
-            trials.remove((m, g))
+            continue
+        trials.append((m, g))
     if len(trials) > 1:
         times2 = _time_all(dev, runs, repeats)
     else:
