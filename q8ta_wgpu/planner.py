@@ -440,8 +440,10 @@ class GemmConfig:
 # on the H200 (bench/analysis.md): a dispatch less saves up to 2 us on 2-4 short slices
 # (150-288 K columns each: 0.87-0.98x), and costs more than it saves on long ones (576 columns:
 # 1.09x) and on 16-32 slices (1.02-1.12x), likely from the epilogue compiled into a long K loop
-# and the atomic adds of many slices (not profiled).
-REDUCE_IN_GEMM_MAX_SPLITS = 4
+# and the atomic adds of many slices (not profiled). 8 slices: `Net.refine` kept the reduce in
+# the GEMM on both shapes that have them at batch 1 (at most 14 m-blocks, 40-64 k-blocks a
+# slice: ResNet-50's 2048 -> 512 at 7x7, MobileNetV2's classifier).
+REDUCE_IN_GEMM_MAX_SPLITS = 8
 REDUCE_IN_GEMM_MAX_KSPAN = 72  # k-blocks (4 K columns each) a slice
 
 
@@ -471,6 +473,25 @@ def gemm_config_for(
     return default_gemm_config(geo, m_count, limits)
 
 
+def split_k_pays(tiles: int, splits: int, k4: int, bk: int, on_cpu: bool) -> bool:
+    """Whether the untuned GEMM splits K into `splits` slices (from splits / 2): `tiles` output
+    tiles, K of `k4` k-blocks, `bk` k-blocks a stage.
+
+    CPU adapters: while there are fewer than 256 tiles and slices of 4 stages or more. GPUs, as
+    the H200's shipped table chose for 15 GEMMs at batch 1 (per layer in a chain; 12 of them
+    agree with this rule, against 5 with the CPU rule): up to 32 tiles, slices of 4 stages or
+    more in at most 256 workgroups (2048 -> 512 at 7x7: 8 slices; MobileNet's 1x1s of 576 and
+    960 channels: 4); more tiles, only a long K (32 stages or more) into slices of 8 stages or
+    more, in at most 512 workgroups (1024 channels at 14x14: 4 slices; K of 128 k-blocks or less
+    stays whole: 512 -> 256 at 28x28, 512 -> 2048 at 7x7)."""
+    kspan = k4 // splits
+    if on_cpu:
+        return tiles * splits // 2 < 256 and kspan >= 4 * bk
+    if tiles <= 32:
+        return tiles * splits <= 256 and kspan >= 4 * bk
+    return tiles * splits <= 512 and kspan >= 8 * bk and k4 >= 32 * bk
+
+
 def default_gemm_config(geo: ConvGeometry, m_count: int, limits: DeviceLimits) -> GemmConfig:
     """The untuned configuration for `m_count` m-blocks of `geo`: the tiled kernel where the
     channel blocks are aligned to groups, with split-K when the tiles alone would leave the GPU
@@ -490,9 +511,8 @@ def default_gemm_config(geo: ConvGeometry, m_count: int, limits: DeviceLimits) -
     fits16 = tiled_config_error(limits, {"WG_M": wg_m, "WG_N": wg_n, "BK": 16, "TM": tm, "TN": tn}) is None
     bk = 16 if cpu and k4_pg >= 16 and fits16 else 8
     tiles = -(-m_count // (tm * wg_m)) * -(-c4_pg // (tn * wg_n)) * geo.groups
-    # Split K while there are fewer tiles than ~2 waves of a large GPU and K is long.
     splits = 1
-    while tiles * splits < 256 and k4_pg // (splits * 2) >= 4 * bk:
+    while split_k_pays(tiles, splits * 2, k4_pg, bk, cpu):
         splits *= 2
     consts = {"WG_M": wg_m, "WG_N": wg_n, "BK": bk, "TM": tm, "TN": tn}
     return GemmConfig.make("gemm_q8_tiled.wgsl", consts, splits)
@@ -583,6 +603,10 @@ PATCH_DEFAULT_TILES = [(8, 2), (4, 4), (4, 2), (2, 4), (2, 2), (1, 4), (1, 2), (
 # convs at batch 1 but for one strided 7x7-output layer, the first convs 0.69x-0.85x at batch 1
 # and 8; on bigger outputs (batch 8 from 28x28) up to 1.3x, and on 1x1 strided convs 1.1x-2.5x.
 PATCH_DEFAULT_MAX_MBLOCKS = 1024
+# default_patch_config splits K while the workgroups stay at most this many: the H200's shipped
+# choices for the batch-1 ResNet 3x3 convs (patch_conv.py, per layer in a chain) run 128 to 512
+# workgroups, 7 of 9 at 224 or more (K split 4-16 ways for 16-64 tiles).
+PATCH_DEFAULT_MAX_WORKGROUPS = 256
 
 
 def patch_fits(
@@ -629,9 +653,8 @@ def default_patch_config(geo: ConvGeometry, limits: DeviceLimits) -> GemmConfig:
     less (no bigger than the output, unless only a bigger one has threads enough for the loads),
     8 threads along channel blocks (for few channels 4, or more where the loads need them), then
     the most input words a stage, that the loads per thread allow; where the kernel can reduce K
-    slices, as many slices (powers of 2) as keep the workgroups at most 128 (H200: the batch-1
-    ResNet layers' best split the K of those with fewer than ~100 tiles, 4-8 ways for 32-56
-    tiles)."""
+    slices, as many slices (powers of 2) as keep the workgroups at most
+    PATCH_DEFAULT_MAX_WORKGROUPS."""
     fitted = [(min(tr, geo.H_out), min(tw, ceil4(geo.W_out))) for tr, tw in PATCH_DEFAULT_TILES]
     for tr, tw in fitted + PATCH_DEFAULT_TILES:  # (bigger than the output: threads to share the loads)
         for wg_n in (8, 4) if ceil4(geo.C_out) > 4 else (4, 8, 16):
@@ -643,7 +666,7 @@ def default_patch_config(geo: ConvGeometry, limits: DeviceLimits) -> GemmConfig:
                     splits = 1
                     while (
                         limits.reduce_in_gemm
-                        and groups * splits * 2 <= 128
+                        and groups * splits * 2 <= PATCH_DEFAULT_MAX_WORKGROUPS
                         and geo.C_in // 4 >= splits * 2 * consts["CB"]
                     ):
                         splits *= 2

@@ -105,12 +105,38 @@ def test_split_k_reduced_in_the_gemm_is_one_dispatch():
     d = plan_passes(_spec(cfg), geo, "im2col_4w4c", "4W4C", "4W4C", one, vulkan)
     assert not dict(d.specs[1].constants).get("REDUCE") and "ksums0" not in d.scratch
     # Where it was measured slower: many slices, or long ones; there the reduce pass stays.
-    assert planner.reduce_in_gemm_pays(4, 72) and not planner.reduce_in_gemm_pays(8, 16)
+    assert planner.reduce_in_gemm_pays(8, 72) and not planner.reduce_in_gemm_pays(16, 16)
     assert not planner.reduce_in_gemm_pays(2, 80) and not planner.reduce_in_gemm_pays(1, 8)
     k4 = geo.K_per_group // 4
     many = GemmConfig.make("gemm_q8_tiled.wgsl", {"WG_M": 4, "WG_N": 4, "BK": 8, "TM": 1, "TN": 1}, k4 // 8)
     e = plan_passes(_spec(cfg), geo, "im2col_4w4c", "4W4C", "4W4C", many, vulkan)
-    assert k4 // 8 > 4 and [s.kernel for s in e.specs[1:]] == ["gemm_q8_tiled.wgsl", "gemm_q8_splitk.wgsl"]
+    assert k4 // 8 > planner.REDUCE_IN_GEMM_MAX_SPLITS
+    assert [s.kernel for s in e.specs[1:]] == ["gemm_q8_tiled.wgsl", "gemm_q8_splitk.wgsl"]
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, gpu_splits, cpu_splits",
+    [
+        # GPUs: the H200's shipped choices at batch 1 (per layer in a chain). CPU adapters: as
+        # before these choices were measured (their rule is unchanged).
+        ((1, 1024, 14, 14), (256, 1024, 1, 1), 4, 4),  # 56 tiles, 256 k-blocks
+        ((1, 1024, 14, 14), (512, 1024, 1, 1), 4, 4),  # 112 tiles: a long K still splits
+        ((1, 2048, 7, 7), (512, 2048, 1, 1), 8, 8),  # 32 tiles: slices of 64 k-blocks
+        ((1, 1280, 1, 1), (1000, 1280, 1, 1), 8, 4),  # a classifier: one m-block
+        ((1, 512, 28, 28), (256, 512, 1, 1), 1, 2),  # 200 tiles of 128 k-blocks: K whole
+        ((1, 512, 7, 7), (2048, 512, 1, 1), 1, 2),
+        ((1, 256, 56, 56), (64, 256, 1, 1), 1, 1),
+        ((1, 960, 7, 7), (320, 960, 1, 1), 4, 2),  # 20 tiles, 240 k-blocks
+    ],
+)
+def test_untuned_split_k_follows_the_measured_choices(x_shape, w_shape, gpu_splits, cpu_splits):
+    geo = planner.kernel_geometry(q8.ConvGeometry.make(x_shape, w_shape), "4W4C")
+    gpu = planner.default_gemm_config(geo, geo.m_blocks, LIMITS)
+    assert gpu.splits == gpu_splits and gpu.reduce == "auto"
+    # 8 short slices or fewer are reduced inside the GEMM (one dispatch) where the device can.
+    assert planner.reduce_in_gemm_pays(gpu.splits, geo.K_per_group // 4 // gpu.splits) == (gpu.splits > 1)
+    cpu = planner.default_gemm_config(geo, geo.m_blocks, dataclasses.replace(LIMITS, on_cpu=True))
+    assert cpu.splits == cpu_splits
 
 
 def test_a_spec_with_wrong_bindings_is_refused(device):
