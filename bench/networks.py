@@ -481,7 +481,7 @@ def empty_row(model: str, batch: int, weights: str = "random") -> dict[str, Any]
         "batch": batch,
         "weights": weights,  # random, or digits (trained on them: bench/trained.py)
         "gpu_s": None,
-        "gpu_unfused_s": None,  # the same net with residual adds as passes of their own
+        "gpu_unfused_s": None,  # the same net with residual adds and the input quantize as passes of their own
         "wall_s": None,
         "host_s": None,
         "torch_fp16_graph_s": None,
@@ -641,14 +641,16 @@ class ModelBench:
             g = net.gpu_times(shape, repeats=args.repeats, warm_s=args.warm_s)
             r["gpu_s"], r["gpu_min_s"], r["gpu_max_s"] = g["whole_s"], g["whole_min_s"], g["whole_max_s"]
             r["quantize_s"], r["unpack_s"] = g["quantize_s"], g["unpack_s"]
+            # the float input quantized by the first conv (no quantize pass: quantize_s is 0)
+            r["input_quantized_in_conv"] = not net.compile(shape).quantize
             r["steps"] = [
                 {**s, **({"method": methods[i]} if i in methods else {})} for i, s in enumerate(g["steps_s"])
             ]
             r["steps_sum_s"] = float(sum(s["s"] for s in g["steps_s"]))
         except Exception as e:  # noqa: BLE001 - e.g. no timestamp queries: gpu_s stays null
             r["gpu_error"] = _err(e)
-        # the residual-add fusion measured: the same graph with its adds as passes of their own
-        # (self.net_unfused), the two timed in turns so that drifting clocks hit both alike
+        # the fusions measured: the same graph with its adds and its input quantize as passes of
+        # their own (self.net_unfused), the two timed in turns so that drifting clocks hit both alike
         r["fused_adds"] = sum(s.kind.endswith("+add") for s in net.steps)
         if r["fused_adds"]:
             unfused = self.net_unfused

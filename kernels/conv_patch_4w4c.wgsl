@@ -25,6 +25,9 @@
 //      (p.kspan, a multiple of CB) and, with REDUCE, adds its sums into `ksum`; the slice of a
 //      tile that arrives last requantizes and stores it (ksum_reduce.wgsl). Splitting needs
 //      REDUCE (there is no reduce pass for this kernel).
+// QUANT_IN: `x` is the float32 NCHW input instead ([N, xd.c, xd.h, xd.w]; xd.zp its zero
+//      point), each patch word quantized as it is loaded (quantize_word.wgsl with `qp`: the bytes
+//      quantize_pack.wgsl would have written), so the conv needs no quantize pass before it.
 // Out: requantized tiles through epilogue.wgsl's store_tile; each thread writes only its own.
 // Overflow: see epilogue.wgsl (int32 exact for K_per_group < 2^16).
 // #include "layout.wgsl"
@@ -33,6 +36,7 @@
 // #include "mac.wgsl"
 // #include "ksum_reduce.wgsl"
 // #include "direct_conv_bindings.wgsl"
+// #include "quantize_word.wgsl"
 
 override TR: u32 = 2u;    // output rows a workgroup tile
 override TW: u32 = 4u;    // m-blocks (4 output widths each) of a row a workgroup tile
@@ -46,6 +50,7 @@ override SW: u32 = 1u;
 override DH: u32 = 1u;
 override DW: u32 = 1u;
 override REDUCE: bool = false;  // K split into slices, reduced in `ksum`
+override QUANT_IN: bool = false;  // `x` holds float32 NCHW values, quantized as they are loaded
 
 // The patch's input rows and widths (derived from the constants above; the host sets none).
 override PH: u32 = (TR - 1u) * SH + (KH - 1u) * DH + 1u;
@@ -55,6 +60,7 @@ override PW: u32 = (4u * TW - 1u) * SW + (KW - 1u) * DW + 1u;
 @group(0) @binding(1) var<storage, read> wts: array<vec4<u32>>;
 // (bindings 2-9: direct_conv_bindings.wgsl)
 @group(0) @binding(10) var<storage, read_write> ksum: array<atomic<i32>>;  // REDUCE: sums, counters
+@group(0) @binding(11) var<uniform> qp: QuantizeParams;  // QUANT_IN: the input's quantization
 
 // Word (cw*PH + r)*PW + c: input word ci + cw at patch row r, width c. Weights: row
 // (tap*CB + cw) of BN blocks (+1 against bank conflicts).
@@ -79,7 +85,23 @@ fn patch_word(e: u32, ci: u32) -> u32 {
   if (e >= CB * PH * PW || c4 >= t_c4_in || hi < 0 || hi >= i32(xd.h) || wi < 0 || wi >= i32(xd.w)) {
     return zp_word(xd.zp);
   }
+  if (QUANT_IN) { return quantized_input_word(c4, u32(hi), u32(wi)); }
   return x[word_index_4w4c(xd, t_n, c4, u32(hi), u32(wi))];
+}
+
+// QUANT_IN: input word c4 (channels 4*c4..+3; zp past xd.c) at (t_n, hi, wi), quantized from the
+// float32 NCHW values in `x`.
+fn quantized_input_word(c4: u32, hi: u32, wi: u32) -> u32 {
+  let plane = xd.h * xd.w;
+  let c = vec4<u32>(4u * c4) + vec4<u32>(0u, 1u, 2u, 3u);
+  let valid = c < vec4<u32>(xd.c);
+  let i = ((t_n * xd.c + 4u * c4) * xd.h + hi) * xd.w + wi;
+  var v = vec4<f32>(0.0);
+  if (valid.x) { v.x = bitcast<f32>(x[i]); }
+  if (valid.y) { v.y = bitcast<f32>(x[i + plane]); }
+  if (valid.z) { v.z = bitcast<f32>(x[i + 2u * plane]); }
+  if (valid.w) { v.w = bitcast<f32>(x[i + 3u * plane]); }
+  return quantize_word(v, valid, xd.zp, qp);
 }
 
 // Weight element e of the stage at input word ci: channel block t_c4_lo + e / (taps*CB), tap and

@@ -37,6 +37,7 @@ from .planner import (
     ConvSpec,
     DeviceLimits,
     GemmConfig,
+    QuantizedInput,
     Residual,
     UniformData,
     check_binding,
@@ -297,12 +298,15 @@ class ConvBuffers:
         out_layout: str,
         gemm: GemmConfig | None,
         residual: Residual | None = None,
+        quantized_input: QuantizedInput | None = None,
     ) -> _Plan:
         """The plan of conv `spec` on kernel geometry `geo` with `method` and GEMM configuration
-        `gemm` (None: the default), adding `residual` in its epilogue: the planner's pass specs,
-        realized."""
+        `gemm` (None: the default), adding `residual` in its epilogue, on a float32 input it
+        quantizes itself where `quantized_input` is given: the planner's pass specs, realized."""
         limits = DeviceLimits.of(self.device)
-        conv_plan = plan_passes(spec, geo, method, in_layout, out_layout, gemm, limits, residual)
+        conv_plan = plan_passes(
+            spec, geo, method, in_layout, out_layout, gemm, limits, residual, quantized_input
+        )
         specs = self.realize(conv_plan)
         return _Plan(geo, method, in_layout, out_layout, specs, residual=residual is not None)
 
@@ -494,13 +498,20 @@ class QConv2d:
         return choice if runs else None
 
     def plan(
-        self, shape: tuple[int, ...], in_layout: str, numpy_in: bool, residual: Residual | None = None
+        self,
+        shape: tuple[int, ...],
+        in_layout: str,
+        numpy_in: bool,
+        residual: Residual | None = None,
+        quantized_input: QuantizedInput | None = None,
     ) -> _Plan:
         """The cached plan for inputs of `shape` in `in_layout` (numpy_in: read back as numpy),
-        with `residual` added in its epilogue (a net's fused add; QTensor inputs only)."""
-        if residual is not None and numpy_in:
-            raise ValueError("a residual is fused into QTensor calls only")
-        key = (tuple(shape), in_layout, numpy_in, residual)
+        with `residual` added in its epilogue (a net's fused add; QTensor inputs only); with
+        `quantized_input`, for a float32 NCHW input of `shape` that the conv quantizes itself (a
+        net's first conv, where its method is patch_4w4c: else a ValueError)."""
+        if (residual is not None or quantized_input is not None) and numpy_in:
+            raise ValueError("a residual or a quantized input is fused into QTensor calls only")
+        key = (tuple(shape), in_layout, numpy_in, residual, quantized_input)
         plan = self._plans.get(key)
         if plan is not None:
             self._plans.move_to_end(key)
@@ -519,7 +530,7 @@ class QConv2d:
         out_bytes = 4 * packed_words(geo.output_shape, out_layout)
         check_buffer(DeviceLimits.of(self.device), "the output", out_bytes)
         plan = self.buffers.plan(
-            self.spec, geo, method, in_layout, out_layout, self._chosen_gemm(geo), residual
+            self.spec, geo, method, in_layout, out_layout, self._chosen_gemm(geo), residual, quantized_input
         )
         if numpy_in:
             plan.add_nchw_buffers(self.device, shape)
@@ -564,7 +575,7 @@ class QConv2d:
         dev = self.device
         if not isinstance(x, QTensor):
             x = check_int8_array("x", x, ndim=4)
-            if (x.shape, "4W4C", True, None) not in self._plans:  # (a cached plan's buffers exist)
+            if (x.shape, "4W4C", True, None, None) not in self._plans:  # (a cached plan's buffers exist)
                 # Per-call buffers over max-buffer-size: run n_fit samples at a time.
                 n_fit = _split.batch_size_that_fits(dev, self.geometry(x.shape), "4W4C")
                 if n_fit < x.shape[0]:

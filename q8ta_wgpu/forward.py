@@ -17,10 +17,11 @@ import numpy as np
 from . import tuning
 from .conv import QConv2d, QTensor
 from .layouts import pack_pass, packed_words, unpack_pass
-from .ops import QAdd, quantize_pass
+from .ops import QAdd, quantize_params, quantize_pass
 from .planner import (
     DeviceLimits,
     GemmConfig,
+    QuantizedInput,
     Residual,
     check_buffer,
     default_gemm_config,
@@ -60,7 +61,7 @@ class ConvOp:
     def method(self, shape: tuple[int, int, int, int], layout: str = "4W4C") -> str:
         """The method the conv runs on inputs of `shape`: its plan's when one exists, else the
         rule's (a tuned choice may differ until the plan is made)."""
-        for (s, lay, _, res), plan in self.conv._plans.items():
+        for (s, lay, _, res, _qi), plan in self.conv._plans.items():
             if s == tuple(shape) and lay == layout and res == self.residual:
                 return plan.method
         return resolve_method(self.conv.method, kernel_geometry(self.conv.geometry(shape), layout), layout)
@@ -219,10 +220,13 @@ def compile_forward(
     quantize_scale: float,
     device: Device,
     in_layout: str | None,
+    quantize_in_conv: bool = True,
 ) -> Compiled:
     """The forward pass of `steps` for the value shapes `shapes` (`Net.shapes`): float32 numpy
     input quantized on the GPU with `quantize_scale` when in_layout is None, else a caller's
-    QTensor in `in_layout` bound per call (`Net.run`)."""
+    QTensor in `in_layout` bound per call (`Net.run`). With `quantize_in_conv`, where the input's
+    one reader is a conv on the patch kernel, that conv quantizes the float input as it loads it
+    (`input_quantizing_conv`): the same bytes, no quantize pass."""
     dev = device
     output = steps[-1]
     last_use = {input_name: -1}
@@ -257,8 +261,13 @@ def compile_forward(
         return QTensor(buf, shapes[name], "4W4C", scale, zp, dev)
 
     step_passes: list[list[Pass]] = []
+    x_float = None
+    quantizing = -1  # the step whose conv quantizes the float input itself (-1: none)
     if in_layout is None:
         values[input_name] = tensor(input_name, input_scale, input_zero_point, "input")
+        x_float = dev.buffer(4 * int(np.prod(shapes[input_name])), label="x float32")
+        if quantize_in_conv:
+            quantizing = input_quantizing_conv(steps, shapes, input_name)
     for i, s in enumerate(steps):
         if s.output in views:
             src = values[s.inputs[0]]
@@ -269,6 +278,11 @@ def compile_forward(
         values[s.output] = out
         if in_layout is not None and input_name in s.inputs:
             step_passes.append([])  # bound per call to the caller's tensor (run)
+        elif i == quantizing:
+            assert isinstance(s.op, ConvOp)
+            qi = QuantizedInput(shapes[input_name][1], tuple(int(w) for w in quantize_params(quantize_scale)))
+            plan = s.op.conv.plan(shapes[input_name], "4W4C", False, None, qi)
+            step_passes.append(plan.passes(dev, x_float, out.buffer))
         else:
             try:
                 step_passes.append(s.op.passes([values[v] for v in s.inputs], out))
@@ -279,14 +293,11 @@ def compile_forward(
             if last_use[r] == i and not caller_owns and r != root(output.output):
                 t = values[r]
                 free.setdefault(4 * packed_words(t.shape, "4W4C"), []).append(t.buffer)
-    compiled = Compiled(shapes, values, step_passes)
+    compiled = Compiled(shapes, values, step_passes, x_float=x_float)
     x_in = values.get(input_name)
-    if in_layout is None and x_in is not None:
-        compiled.x_float = dev.buffer(4 * int(np.prod(shapes[input_name])), label="x float32")
+    if in_layout is None and x_in is not None and quantizing < 0:
         compiled.quantize = [
-            quantize_pass(
-                dev, compiled.x_float, x_in.buffer, x_in.shape, "4W4C", quantize_scale, x_in.zero_point
-            )
+            quantize_pass(dev, x_float, x_in.buffer, x_in.shape, "4W4C", quantize_scale, x_in.zero_point)
         ]
     y = values[output.output]
     n_out = int(np.prod(y.shape))
@@ -300,6 +311,26 @@ def compile_forward(
         compiled.staging = dev.staging_buffer(compiled.read_bytes, "net output")
         compiled.upload = dev.upload_buffer(compiled.x_float.size, "net input")
     return compiled
+
+
+def input_quantizing_conv(
+    steps: Sequence[Step], shapes: dict[str, tuple[int, int, int, int]], input_name: str
+) -> int:
+    """The index of the step that can quantize the net's float input as it loads it, or -1: the
+    input's only reader, a conv with no fused add whose plan runs the patch kernel (planned here,
+    with its measured or default choice) and that takes the float input in one binding."""
+    readers = [i for i, s in enumerate(steps) if input_name in s.inputs]
+    if len(readers) != 1:
+        return -1
+    s = steps[readers[0]]
+    if not isinstance(s.op, ConvOp) or s.op.residual is not None or list(s.inputs) != [input_name]:
+        return -1
+    shape = shapes[input_name]
+    if s.op.conv.plan(shape, "4W4C", False).method != "patch_4w4c":
+        return -1
+    if 4 * int(np.prod(shape)) > s.op.conv.device.max_binding_size:
+        return -1
+    return readers[0]
 
 
 def step_lines(steps: Sequence[Step], shapes: dict[str, tuple[int, int, int, int]]) -> list[str]:

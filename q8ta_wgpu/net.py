@@ -97,8 +97,9 @@ class Net:
     @property
     def fuse(self) -> bool:
         """Whether each residual add runs in the epilogue of the conv that computes one of its
-        operands (forward.fuse_residual_adds: the same bytes, one pass fewer). Settable: the
-        forward passes are made again."""
+        operands (forward.fuse_residual_adds), and a float input is quantized by its first conv
+        where that runs the patch kernel (forward.input_quantizing_conv): the same bytes, a pass
+        fewer each. Settable: the forward passes are made again."""
         return self._fuse
 
     @fuse.setter
@@ -168,6 +169,7 @@ class Net:
             quantize_scale=self._quantize_scale,
             device=self.device,
             in_layout=in_layout,
+            quantize_in_conv=self.fuse,
         )
         self._compiled[key] = compiled
         while len(self._compiled) > self.PLAN_CACHE_SIZE:

@@ -521,15 +521,21 @@ def quantize_pass(
     other way); padding slots hold zero_point; NaN gives an unspecified int8 value."""
     n, c, h, w = input_shape4("shape", shape)
     check_layout("layout", layout)
-    inv = inv_scale("scale", scale)
+    inv_scale("scale", scale)
     zp = check_zero_point("zero_point", zero_point)
     res = {
         "src": _binding(dev, "src", src, 4 * n * c * h * w),
         "dst": _binding(dev, "dst", dst, 4 * packed_words((n, c, h, w), layout)),
         "d": dev.uniform(tensor_desc((n, c, h, w), layout, zp)),
-        "p": dev.uniform(QUANTIZE_PARAMS.pack(inv_scale=inv, **_float32_parts("scale", scale))),
+        "p": dev.uniform(quantize_params(scale)),
     }
     return _word_pass(dev, "quantize_pack.wgsl", ((n, c, h, w), layout), res, "quantize")
+
+
+def quantize_params(scale: float) -> np.ndarray:
+    """The QuantizeParams uniform (kernels/quantize_word.wgsl) of a quantization `scale`, checked:
+    float32(1 / scale) as torch takes it, and the scale's float32 as m * 2^e exactly."""
+    return QUANTIZE_PARAMS.pack(inv_scale=inv_scale("scale", scale), **_float32_parts("scale", scale))
 
 
 def _float32_parts(name: str, value: float) -> dict[str, int]:

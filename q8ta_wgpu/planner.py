@@ -28,7 +28,7 @@ from ._checks import ACTIVATIONS, check_scale, check_zero_point
 from .geometry import ConvGeometry, align4, ceil4, fold_workgroups, pair
 from .layouts import check_layout, tensor_desc
 from .quant import AddRequant, activation_bounds
-from .uniforms import CHAN_BLOCK_BYTES, CONV_PARAMS, GEMM_PARAMS, TENSOR_DESC
+from .uniforms import CHAN_BLOCK_BYTES, CONV_PARAMS, GEMM_PARAMS, QUANTIZE_PARAMS, TENSOR_DESC
 
 if TYPE_CHECKING:
     from .runtime import Device
@@ -776,9 +776,24 @@ class Residual:
                     add_fix_b=rq.fix_b, add_fix_e=rq.fix_e, add_relu=int(self.relu), add_q_max=self.q_max)  # fmt: skip
 
 
+# The quantize uniform of a conv whose input is already int8 (bound, never read).
+_NO_QUANTIZE = UniformData.of(QUANTIZE_PARAMS.pack(inv_scale=0.0, scale_m=0, scale_e=0))
+
 _NO_RESIDUAL: dict[str, int | float] = dict(
     res_first=0, add_m_a=0.0, add_m_b=0.0, add_fix_a=0, add_fix_b=0, add_fix_e=1, add_relu=0, add_q_max=127
 )
+
+
+@dataclass(frozen=True)
+class QuantizedInput:
+    """A conv whose input is the caller's float32 NCHW tensor (role "x"), quantized as the conv
+    loads it (conv_patch_4w4c.wgsl's QUANT_IN) with the conv's input zero point and `params`
+    (the QuantizeParams words, `ops.quantize_params`): the bytes quantize_pack.wgsl would write
+    (one function, quantize_word.wgsl), and one dispatch less. `channels`: the tensor's C (the
+    kernel geometry's may be rounded up to 4)."""
+
+    channels: int
+    params: tuple[int, ...]
 
 
 def gemm_params(
@@ -815,6 +830,7 @@ def plan_passes(
     gemm: GemmConfig | None,
     limits: DeviceLimits,
     residual: Residual | None = None,
+    quantized_input: QuantizedInput | None = None,
 ) -> ConvPlan:
     """The passes of `conv` on an input of kernel geometry `geo` (kernel_geometry) in
     `in_layout`, writing `out_layout`, with `method` (resolved) and GEMM configuration `gemm`
@@ -824,7 +840,8 @@ def plan_passes(
     weights each fit one binding (_split.py; one chunk and one slice, binding whole tensors,
     when all fit); or one depthwise pass per chunk. With `residual`, every epilogue adds the
     tensor bound as role "residual" (the output's shape and layout, bound in the output's
-    windows) to the requantized output."""
+    windows) to the requantized output. With `quantized_input` (method patch_4w4c only), "x" is
+    a float32 NCHW tensor the conv quantizes as it loads it."""
     in_shape = (geo.N, geo.C_in, geo.H, geo.W)
     k4 = geo.K // 4
     k4_pg = geo.K_per_group // 4
@@ -853,6 +870,8 @@ def plan_passes(
         rd = UniformData.of(tensor_desc(geo.output_shape, out_layout, residual.zero_point, base))
         return {"od": od, "res": r_bind, "rd": rd}
 
+    if quantized_input is not None and not patch:
+        raise ValueError(f"an input quantized as it is loaded needs method 'patch_4w4c' (method {method!r})")
     if patch:
         if not whole_tensors(chunks, slices):
             raise ValueError(
@@ -863,7 +882,10 @@ def plan_passes(
         why = patch_config_error(limits, cfg.consts, geo)
         if why:
             raise ValueError(f"patch config: {PATCH_KERNEL} cannot take {cfg.consts}: {why}")
-        plan.specs.append(_patch_spec(plan, conv, geo, cfg, in_layout, out_binds(None, 0), limits, residual))
+        outs = out_binds(None, 0)
+        plan.specs.append(
+            _patch_spec(plan, conv, geo, cfg, in_layout, outs, limits, residual, quantized_input)
+        )
         return plan
     if not (pointwise or implicit or depthwise):
         plan.scratch["a"] = 16 * k4 * max(c.count for c in chunks)
@@ -943,10 +965,12 @@ def _patch_spec(
     outs: Mapping[str, Resource],
     limits: DeviceLimits,
     residual: Residual | None,
+    quantized_input: QuantizedInput | None = None,
 ) -> PassSpec:
     """The one pass of method patch_4w4c over the whole input and output (`cfg`: its constants,
     checked, and K slices: input words split between workgroups, reduced in the kernel, which
-    needs a device that orders that, `limits.reduce_in_gemm`)."""
+    needs a device that orders that, `limits.reduce_in_gemm`); with `quantized_input`, "x" is the
+    float32 NCHW input, quantized as the patch is loaded."""
     c = cfg.consts
     count = geo.m_blocks
     c4_in = geo.C_in // 4
@@ -957,15 +981,21 @@ def _patch_spec(
             f"(Vulkan GPUs); {limits.name} cannot (config splits={cfg.splits})"
         )
     splits, kspan = k_slices(c4_in, splits, c["CB"])  # input words a slice
-    in_desc = UniformData.of(
-        tensor_desc((geo.N, geo.C_in, geo.H, geo.W), in_layout, conv.input_zero_point, 0)
-    )
+    qi = quantized_input
+    # A float input's desc gives the kernel its C, H, W and zero point (its strides are unused).
+    x_shape = (geo.N, geo.C_in if qi is None else qi.channels, geo.H, geo.W)
+    if qi is not None:
+        if not 1 <= qi.channels <= geo.C_in:
+            raise ValueError(f"a quantized input has 1 to {geo.C_in} channels, got {qi.channels}")
+        check_binding(limits, "the float32 input", 4 * int(np.prod(x_shape)))
+    in_desc = UniformData.of(tensor_desc(x_shape, in_layout, conv.input_zero_point, 0))
+    q_params = _NO_QUANTIZE if qi is None else UniformData(qi.params)
     gp = gemm_params(conv, geo, 0, count, geo.K // 4, splits, kspan, residual=residual)
     res: dict[str, Resource] = {
         "x": Bound("x"), "wts": Bound("weights", cin_pg=geo.C_in_per_group), "chan": Bound("chan"),
         "o": Bound("y"), "od": outs["od"], "p": UniformData.of(gp),
         "xd": in_desc, "cv": UniformData.of(conv_params(geo, 0, count)), "res": outs["res"], "rd": outs["rd"],
-        "ksum": Bound("unused"),
+        "ksum": Bound("unused"), "qp": q_params,
     }  # fmt: skip
     tiles = geo.N * -(-geo.H_out // c["TR"]) * -(-ceil4(geo.W_out) // c["TW"])
     grid = (-(-ceil4(geo.C_out) // (c["TN"] * c["WG_N"])), tiles, splits)
@@ -980,13 +1010,16 @@ def _patch_spec(
     consts = {
         **c, "KH": geo.KH, "KW": geo.KW, "SH": geo.stride[0], "SW": geo.stride[1],
         "DH": geo.dilation[0], "DW": geo.dilation[1], "RESIDUAL": residual is not None, "REDUCE": splits > 1,
+        "QUANT_IN": qi is not None,
     }  # fmt: skip
     return _spec(
         PATCH_KERNEL,
         consts,
         res,
         grid,
-        "conv_patch_4w4c" + ("(split-K, reduced in it)" if splits > 1 else ""),
+        "conv_patch_4w4c"
+        + ("(split-K, reduced in it)" if splits > 1 else "")
+        + ("(input quantized in it)" if qi is not None else ""),
     )
 
 

@@ -216,6 +216,38 @@ def test_fused_conv_reading_the_net_input_in_both_calls(device):
     assert len(np.unique(fused)) > 16
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_first_conv_quantizes_the_net_input(device, batch):
+    """A net whose first conv runs the patch kernel (forced here; GPUs' default for RGB first
+    layers) quantizes its float input in that conv (no quantize pass): the bytes of the net with
+    the pass, in every call, for the whole net and for a net cut after that conv; with fusion off
+    the pass is back."""
+    import torch
+
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 32, 32)
+    net = q8.from_torch(pt2e_int8(q8.models.build("tiny_resnet"), q8.Q8taQuantizer(), x), device=device)
+    assert net.steps[0].inputs == (net.input_name,)
+    net.steps[0].op.conv.method = "patch_4w4c"
+    cut = q8.Net(net.graph_steps[:1], input_name=net.input_name, input_scale=net.input_scale,
+                 input_zero_point=net.input_zero_point, input_channels=3, device=device)  # fmt: skip
+    xb = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    calls = [xb, xb[::-1].copy() * 3]  # the second saturates some inputs
+    for name, n in (("net", net), ("first conv", cut)):
+        compiled = n.compile(xb.shape)
+        assert compiled.quantize == [] and compiled.step_passes[0][0].label.endswith(
+            "(input quantized in it)"
+        )
+        got = [n.run_int8(c) for c in calls]
+        n.fuse = False
+        assert len(n.compile(xb.shape).quantize) == 1
+        for i, c in enumerate(calls):
+            assert_within_1lsb(
+                got[i], n.run_int8(c), f"{name}: input quantized in the first conv, call {i}", exact=True
+            )
+    assert len(np.unique(got[0])) > 64  # the cut net's: the first conv's output
+
+
 def test_net_ending_in_a_fused_add_runs_qtensors(device):
     """A net whose last step is a fused add (not reading the net's input): `net.run(qt)` writes
     the fused step into the run's own output tensor, as the numpy call does."""

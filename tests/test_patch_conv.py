@@ -15,6 +15,7 @@ import pytest
 import q8ta_wgpu as q8
 from q8ta_wgpu import planner, reference, tuning
 from q8ta_wgpu.configs import ConvConfig, make_case
+from q8ta_wgpu.ops import quantize_params
 from q8ta_wgpu.planner import PATCH_KERNEL, DeviceLimits
 
 from .helpers import assert_within_1lsb
@@ -89,6 +90,61 @@ def test_patch_kernel_splits_k_and_reduces_in_it(device, splits):
             )
     finally:
         device.reduce_in_gemm = device.default_reduce_in_gemm
+
+
+def _float_input(shape, scale, zero_point, seed):
+    """A float32 NCHW input whose values reach every case of the quantization: ordinary values,
+    exact ties (x / scale a half-integer, rounded to even), values that saturate, signed zeros
+    and subnormals."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 40 * scale).astype(np.float32)
+    flat = x.reshape(-1)
+    k = rng.integers(-140, 140, flat.size // 3)
+    flat[: k.size] = ((k + 0.5) * np.float64(np.float32(scale))).astype(np.float32)
+    flat[k.size : k.size + 8] = [1e30, -1e30, 0.0, -0.0, 1e-40, -1e-40, 300 * scale, -300 * scale]
+    return rng.permutation(flat).reshape(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("name", "consts", "splits"),
+    [
+        ("k7_s2_rgb", None, 1),
+        ("k7_s2_rgb", {"TR": 8, "TW": 2, "WG_N": 8, "TN": 1, "CB": 1}, 1),
+        ("k3_ragged_batch2", {"TR": 4, "TW": 2, "WG_N": 8, "TN": 2, "CB": 2}, 1),
+        ("k3_ragged_batch2", {"TR": 2, "TW": 2, "WG_N": 8, "TN": 1, "CB": 1}, 3),
+        ("k5_c5", None, 1),  # a second word with one channel
+    ],
+)
+def test_patch_kernel_quantizes_a_float_input(device, name, consts, splits):
+    """QUANT_IN: the conv reads the float32 NCHW input and quantizes each patch word as it loads
+    it: the bytes of the numpy reference's exact quantize followed by the int8 conv."""
+    cfg = SHAPES.get(name) or ConvConfig("p", 8, 5, 9, 10, kernel=(5, 5), padding=(2, 2), n=2)
+    conv, _, _, kw = _conv(device, cfg, seed=7)
+    scale, zp = kw["input_scale"], kw["input_zero_point"]
+    geo = cfg.geometry()
+    x = _float_input((geo.N, geo.C_in, geo.H, geo.W), scale, zp, seed=8)
+    w, ws, b = make_case(cfg, seed=7)["args"][1:]
+    ref = reference.conv2d(reference.quantize_exact(x, scale, zp), w, ws, b, **kw)
+    if consts is not None:
+        conv.gemm_override = {"kernel": PATCH_KERNEL, "constants": consts, "splits": splits}
+    qi = planner.QuantizedInput(x.shape[1], tuple(int(v) for v in quantize_params(scale)))
+    device.reduce_in_gemm = device.reduce_in_gemm or splits > 1
+    try:
+        plan = conv.plan(x.shape, "4W4C", False, None, qi)
+        assert [s[3].endswith("(input quantized in it)") for s in plan.specs] == [True]
+        src = device.upload(x, label="x float32")
+        for call in range(2):  # (the split-K sums are left zeroed for the next call)
+            y = plan.take_output(device)
+            device.run(plan.passes(device, src, y))
+            out = q8.QTensor(y, geo.output_shape, "4W4C", kw["output_scale"], kw["output_zero_point"], device)
+            assert_within_1lsb(out.numpy(), ref, f"{name} {consts} splits {splits} call {call}", exact=True)
+    finally:
+        device.reduce_in_gemm = device.default_reduce_in_gemm
+    with pytest.raises(ValueError, match="fused into QTensor calls only"):
+        conv.plan(x.shape, "4W4C", True, None, qi)
+    other = q8.QConv2d(w, ws, b, device=device, **{**kw, "method": "implicit_4w4c"})
+    with pytest.raises(ValueError, match="an input quantized as it is loaded needs method 'patch_4w4c'"):
+        other.plan(x.shape, "4W4C", False, None, qi)
 
 
 def test_patch_kernel_refuses_what_it_cannot_run(device):
