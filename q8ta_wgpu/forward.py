@@ -41,6 +41,12 @@ class NetOp(Protocol):
     def passes(self, inputs: Sequence[QTensor], out: QTensor) -> list[Pass]: ...
 
 
+# Whether a residual add fused into a step runs in the epilogue of a conv on the patch kernel;
+# if not, such a step runs as the conv's pass and the add's (ConvOp._two_passes). The GEMM
+# kernels' epilogues take it always.
+ADD_IN_PATCH_EPILOGUE = True
+
+
 class ConvOp:
     """A QConv2d as a net op (a linear layer is a 1x1 conv over [N, K, 1, 1]); with `residual`,
     an add fused into its epilogue: inputs (x, the residual), output the add's. `add` (the
@@ -74,6 +80,13 @@ class ConvOp:
             return self.conv.plan(x.shape, x.layout, False).passes(self.conv.device, x.buffer, out.buffer)
         r = inputs[1]
         if r.layout != out.layout and self.add is not None and r.shape == out.shape:
+            return self._two_passes(x, r, out)
+        if (
+            not ADD_IN_PATCH_EPILOGUE
+            and self.add is not None
+            and r.shape == out.shape
+            and self.conv.plan(x.shape, x.layout, False).method == "patch_4w4c"
+        ):
             return self._two_passes(x, r, out)
         res = self.residual
         r_scale = res.scale
