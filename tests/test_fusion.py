@@ -248,6 +248,56 @@ def test_first_conv_quantizes_the_net_input(device, batch):
     assert len(np.unique(got[0])) > 64  # the cut net's: the first conv's output
 
 
+def test_net_schedule_side_steps_and_adds_after_patch_convs(device):
+    """ResNet-18 with its KxK convs forced onto the patch kernel (the H200's choice): each
+    block's add is fused into the main branch's conv, so the downsample conv runs right after
+    the block's first conv, beside it (`side_steps`), into a buffer no earlier pass touched;
+    adds on patch convs run as their own pass (ADD_IN_PATCH_EPILOGUE off) or in the epilogue
+    (on); every arrangement gives the bytes of the unfused net."""
+    import torch
+
+    from q8ta_wgpu import forward
+
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 64, 64)
+    net = q8.from_torch(pt2e_int8(q8.models.build("resnet18"), q8.Q8taQuantizer(), x), device=device)
+    for s in net.graph_steps:
+        if isinstance(s.op, ConvOp) and s.op.conv.groups == 1:
+            s.op.conv.method = "patch_4w4c"
+    steps = net.steps
+    side = forward.side_steps(steps, lambda v: v)
+    downsamples = [
+        i for i, s in enumerate(steps) if s.kind == "conv2d" and s.inputs[0] == steps[i - 1].inputs[0]
+    ]
+    assert sorted(side) == downsamples and len(downsamples) == 3
+    for i in side:  # right after the block's first conv, and the main conv takes the add
+        assert steps[i + 1].kind == "conv2d+add" and steps[i].output in steps[i + 1].inputs
+    later = forward.fuse_residual_adds(net.graph_steps, net.graph_steps[-1].output, prefer="later")
+    assert not forward.side_steps(later, lambda v: v)  # the downsample then takes the add
+    with pytest.raises(ValueError, match="prefer must be 'main' or 'later'"):
+        forward.fuse_residual_adds(net.graph_steps, "y", prefer="first")
+    xb = np.random.default_rng(5).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    c = net.compile(xb.shape)
+    for i in side:
+        earlier = {id(c.values[v].buffer) for s in steps[:i] for v in (*s.inputs, s.output)}
+        assert id(c.values[steps[i].output].buffer) not in earlier
+    fused_step = next(i for i, s in enumerate(steps) if s.kind == "conv2d+add")
+    assert len(c.step_passes[fused_step]) == 2  # the patch conv's pass, the add's
+    got = net.run_int8(xb)
+    forward.ADD_IN_PATCH_EPILOGUE = True
+    try:
+        net.fuse = False
+        net.fuse = True  # compiled again, the adds in the patch convs' epilogues
+        assert len(net.compile(xb.shape).step_passes[fused_step]) == 1
+        in_epilogue = net.run_int8(xb)
+    finally:
+        forward.ADD_IN_PATCH_EPILOGUE = False
+    net.fuse = False
+    want = net.run_int8(xb)
+    assert_within_1lsb(got, want, "side steps, adds after patch convs vs unfused", exact=True)
+    assert_within_1lsb(in_epilogue, want, "adds in patch epilogues vs unfused", exact=True)
+
+
 def test_net_ending_in_a_fused_add_runs_qtensors(device):
     """A net whose last step is a fused add (not reading the net's input): `net.run(qt)` writes
     the fused step into the run's own output tensor, as the numpy call does."""

@@ -1,0 +1,107 @@
+"""How a net's steps are fused, ordered and given buffers, A/B per whole network.
+
+For each built-in model (random weights, PT2E with Q8taQuantizer) and batch, forward passes of
+one graph on one Device, the same choices (the shipped table or the defaults), the float input
+quantized by the first conv in all:
+- net: as `Net.compile` makes it (fuse_residual_adds prefers the main branch's conv, so a
+  shortcut's conv runs on its own, early; steps that can run beside the one before get buffers
+  of their own, `forward.side_steps`; adds on patch-kernel convs run as their own pass,
+  `forward.ADD_IN_PATCH_EPILOGUE`);
+- no_side: the same, with side steps' outputs taken from dead values' buffers as any other's
+  (`forward.SIDE_OUTPUTS_FRESH` off: a barrier before them);
+- patch_epilogue: the same, adds fused into patch convs' epilogues too;
+- old: the later conv of an add fuses it (a ResNet's downsample), no side buffers, adds in
+  patch epilogues (the scheduling of code 8d45771);
+- apart: no add fused (the graph's steps), otherwise as net.
+Reported: each one's whole-forward GPU time (timestamps, median of the rounds' medians, timed in
+turns), its pass count, and whether all outputs are the same bytes.
+
+    python bench/probes/net_schedule.py --models resnet18 resnet50 mobilenet_v2 --batches 1 8 --out x.json
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import q8ta_wgpu as q8  # noqa: E402
+from bench.probes.net_host import build_net  # noqa: E402
+from bench.probes.net_turns import arguments, run, times_in_turns  # noqa: E402
+from q8ta_wgpu import forward  # noqa: E402
+
+
+@contextmanager
+def flags(side: bool, patch_epilogue: bool) -> Iterator[None]:
+    """forward's scheduling switches, set while a forward pass compiles."""
+    old = forward.SIDE_OUTPUTS_FRESH, forward.ADD_IN_PATCH_EPILOGUE
+    forward.SIDE_OUTPUTS_FRESH, forward.ADD_IN_PATCH_EPILOGUE = side, patch_epilogue
+    try:
+        yield
+    finally:
+        forward.SIDE_OUTPUTS_FRESH, forward.ADD_IN_PATCH_EPILOGUE = old
+
+
+def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev: q8.Device) -> list[dict]:
+    net = build_net(name, hw, dev)
+    graph = net.graph_steps
+    later = forward.fuse_residual_adds(graph, graph[-1].output, prefer="later")
+    rows = []
+    for batch in batches:
+        shape = (batch, 3, hw, hw)
+        x = np.random.default_rng(batch).standard_normal(shape).astype(np.float32)
+
+        def compiled_of(steps: Any, side: bool, patch_epilogue: bool, shape: tuple[int, ...] = shape) -> Any:
+            with flags(side, patch_epilogue):
+                return forward.compile_forward(
+                    steps, net.shapes(shape), input_name=net.input_name, input_scale=net.input_scale,
+                    input_zero_point=net.input_zero_point, quantize_scale=net._quantize_scale, device=dev,
+                    in_layout=None,
+                )  # fmt: skip
+
+        d = forward.SIDE_OUTPUTS_FRESH, forward.ADD_IN_PATCH_EPILOGUE
+        compiled = {
+            "net": compiled_of(net.steps, *d),
+            "no_side": compiled_of(net.steps, False, d[1]),
+            "patch_epilogue": compiled_of(net.steps, d[0], True),
+            "old": compiled_of(later, False, True),
+            "apart": compiled_of(graph, *d),
+        }
+        outs = {}
+        for k, c in compiled.items():
+            net._compiled[(shape, None)] = c  # what net(x) runs
+            outs[k] = net(x)
+        net._compiled.clear()
+        times, med = times_in_turns(dev, compiled, rounds, repeats)
+        row = {
+            "model": name, "batch": batch,
+            "passes": {k: len(c.passes()) for k, c in compiled.items()},
+            "same_output": all(np.array_equal(outs["net"], o) for o in outs.values()),
+            **{f"{k}_s": v for k, v in med.items()},
+            **{f"{k}_rounds_s": v for k, v in times.items()},
+            "net_over_old": med["net"] / med["old"],
+        }  # fmt: skip
+        rows.append(row)
+        print(
+            f"{name:14s} B={batch}: "
+            + "  ".join(f"{k} {1e6 * med[k]:7.1f} us ({row['passes'][k]})" for k in compiled)
+            + f"  net/old {row['net_over_old']:.3f}  same output {row['same_output']}",
+            flush=True,
+        )
+    return rows
+
+
+def main() -> None:
+    run(arguments(__doc__, rounds=4).parse_args(), probe)
+
+
+if __name__ == "__main__":
+    main()
