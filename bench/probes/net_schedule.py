@@ -12,7 +12,8 @@ quantized by the first conv in all:
 - patch_epilogue: the same, adds fused into patch convs' epilogues too;
 - old: the later conv of an add fuses it (a ResNet's downsample), no side buffers, adds in
   patch epilogues (the scheduling of code 8d45771);
-- apart: no add fused (the graph's steps), otherwise as net.
+- apart: no add fused (the graph's steps), otherwise as net;
+- side_implicit: as net, with side steps' convs that run im2col + GEMM on the implicit GEMM.
 Reported: each one's whole-forward GPU time (timestamps, median of the rounds' medians, timed in
 turns), its pass count, and whether all outputs are the same bytes.
 
@@ -50,6 +51,27 @@ def flags(side: bool, patch_epilogue: bool) -> Iterator[None]:
         forward.SIDE_OUTPUTS_FRESH, forward.ADD_IN_PATCH_EPILOGUE = old
 
 
+def side_implicit(net: Any, shape: tuple[int, ...], compile_net: Any) -> Any:
+    """The net compiled with each side step's conv that runs more than one pass (im2col + GEMM)
+    on the implicit GEMM instead (one pass, all of it beside the step before)."""
+    shapes = net.shapes(shape)
+    changed = []
+    for i in forward.side_steps(net.steps, lambda v: v):
+        s = net.steps[i]
+        if isinstance(s.op, forward.ConvOp):
+            conv = s.op.conv
+            if len(conv.plan(shapes[s.inputs[0]], "4W4C", False).specs) > 1:
+                changed.append((conv, conv.method))
+                conv.method = "implicit_4w4c"
+                conv._plans.clear()
+    try:
+        return compile_net()
+    finally:
+        for conv, method in changed:
+            conv.method = method
+            conv._plans.clear()
+
+
 def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev: q8.Device) -> list[dict]:
     net = build_net(name, hw, dev)
     graph = net.graph_steps
@@ -70,6 +92,7 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
         d = forward.SIDE_OUTPUTS_FRESH, forward.ADD_IN_PATCH_EPILOGUE
         compiled = {
             "net": compiled_of(net.steps, *d),
+            "side_implicit": side_implicit(net, shape, lambda d=d: compiled_of(net.steps, *d)),
             "no_side": compiled_of(net.steps, False, d[1]),
             "patch_epilogue": compiled_of(net.steps, d[0], True),
             "old": compiled_of(later, False, True),
