@@ -65,12 +65,12 @@ fn pick4(v0: vec4<i32>, v1: vec4<i32>, v2: vec4<i32>, v3: vec4<i32>, k: u32) -> 
   return select(select(v0, v1, k == 1u), select(v2, v3, k == 3u), k >= 2u);
 }
 
-// The residual add's operands at width w of channel block c4, in the graph's order (qc: the
-// conv's int8 values of its 4 channels there). Past W_out no residual word is read.
-fn residual_operands(qc: vec4<i32>, n: u32, c4: u32, h: u32, w: u32) -> array<vec4<i32>, 2> {
+// The residual add's operands at width w, whose residual word is res[at], in the graph's order
+// (qc: the conv's int8 values of its 4 channels there). Past W_out no residual word is read.
+fn residual_operands(qc: vec4<i32>, at: u32, w: u32) -> array<vec4<i32>, 2> {
   let qv = qc - vec4<i32>(p.zp_out);
   var qr = vec4<i32>(0);
-  if (w < p.w_out) { qr = unpack4xI8(res[word_index(rd, n, c4, h, w)]) - vec4<i32>(rd.zp); }
+  if (w < p.w_out) { qr = unpack4xI8(res[at]) - vec4<i32>(rd.zp); }
   return array<vec4<i32>, 2>(select(qv, qr, p.res_first != 0u), select(qr, qv, p.res_first != 0u));
 }
 
@@ -130,10 +130,12 @@ fn store_tile(mb: u32, c4: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3:
   var wd = vec4<u32>(pack4xI8(vec4<i32>(q0.x, q1.x, q2.x, q3.x)), pack4xI8(vec4<i32>(q0.y, q1.y, q2.y, q3.y)),
                      pack4xI8(vec4<i32>(q0.z, q1.z, q2.z, q3.z)), pack4xI8(vec4<i32>(q0.w, q1.w, q2.w, q3.w)));
   if (RESIDUAL) {
-    let o0 = residual_operands(vec4<i32>(q0.x, q1.x, q2.x, q3.x), n, c4, h, w0);
-    let o1 = residual_operands(vec4<i32>(q0.y, q1.y, q2.y, q3.y), n, c4, h, w0 + 1u);
-    let o2 = residual_operands(vec4<i32>(q0.z, q1.z, q2.z, q3.z), n, c4, h, w0 + 2u);
-    let o3 = residual_operands(vec4<i32>(q0.w, q1.w, q2.w, q3.w), n, c4, h, w0 + 3u);
+    let r_at = word_index(rd, n, c4, h, w0);
+    let r_step = tile_width_step(rd);
+    let o0 = residual_operands(vec4<i32>(q0.x, q1.x, q2.x, q3.x), r_at, w0);
+    let o1 = residual_operands(vec4<i32>(q0.y, q1.y, q2.y, q3.y), r_at + r_step, w0 + 1u);
+    let o2 = residual_operands(vec4<i32>(q0.z, q1.z, q2.z, q3.z), r_at + 2u * r_step, w0 + 2u);
+    let o3 = residual_operands(vec4<i32>(q0.w, q1.w, q2.w, q3.w), r_at + 3u * r_step, w0 + 3u);
     let g0 = add_round(o0[0], o0[1], p.add_m_a, p.add_m_b, p.add_relu != 0u, od.zp, p.add_q_max);
     let g1 = add_round(o1[0], o1[1], p.add_m_a, p.add_m_b, p.add_relu != 0u, od.zp, p.add_q_max);
     let g2 = add_round(o2[0], o2[1], p.add_m_a, p.add_m_b, p.add_relu != 0u, od.zp, p.add_q_max);
@@ -160,10 +162,12 @@ fn store_tile(mb: u32, c4: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3:
     wd = vec4<u32>(residual_word(s0, c4, w0), residual_word(s1, c4, w0 + 1u),
                    residual_word(s2, c4, w0 + 2u), residual_word(s3, c4, w0 + 3u));
   }
-  if (w0 < od.w_alloc) { o[word_index(od, n, c4, h, w0)] = wd.x; }
-  if (w0 + 1u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 1u)] = wd.y; }
-  if (w0 + 2u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 2u)] = wd.z; }
-  if (w0 + 3u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 3u)] = wd.w; }
+  let o_at = word_index(od, n, c4, h, w0);
+  let o_step = tile_width_step(od);
+  if (w0 < od.w_alloc) { o[o_at] = wd.x; }
+  if (w0 + 1u < od.w_alloc) { o[o_at + o_step] = wd.y; }
+  if (w0 + 2u < od.w_alloc) { o[o_at + 2u * o_step] = wd.z; }
+  if (w0 + 3u < od.w_alloc) { o[o_at + 3u * o_step] = wd.w; }
 }
 
 // store_tile for one word: width w4*4 + i of the tile of m-block `mb` x channel block `c4`, from
@@ -195,7 +199,7 @@ fn store_word(mb: u32, c4: u32, i: u32, acc: vec4<i32>) {
   let qc = conv_finish_v(r, in_c & vec4<bool>(w < p.w_out));
   var word = pack4xI8(qc);
   if (RESIDUAL) {
-    let ops = residual_operands(qc, n, c4, h, w);
+    let ops = residual_operands(qc, word_index(rd, n, c4, h, w), w);
     let g = add_round(ops[0], ops[1], p.add_m_a, p.add_m_b, p.add_relu != 0u, od.zp, p.add_q_max);
     var s = g.r;
     var snear = near_bits(g.near);

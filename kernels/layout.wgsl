@@ -22,6 +22,13 @@ fn word_index_4w4c(d: TensorDesc, n: u32, c4: u32, h: u32, w: u32) -> u32 {
   return n * d.s_n + h * d.s_h + (w >> 2u) * d.s_wb + (w & 3u) + c4 * 4u - d.base;
 }
 
+// The index step from width w to w + 1 within a 4-width tile (first width a multiple of 4): such
+// widths are s_wi apart in 4W4C (one 4-width block) and s_wb apart in 4C and 4C1W (wb = 1), so a
+// tile's 4 words need one word_index, not 4 (its divisions by the uniform wb cost ~20 instructions).
+fn tile_width_step(d: TensorDesc) -> u32 {
+  return select(d.s_wb, d.s_wi, d.wb > 1u);
+}
+
 // Kernels that write one word of a packed tensor per thread (pack, quantize, add, pools): the
 // tensor's words, and thread t's word (n, c4, h, w) over [N, H, C4, w_alloc], w fastest (4W4C's
 // padded widths included).
