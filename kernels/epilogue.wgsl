@@ -24,6 +24,11 @@
 // #include "exact_round.wgsl"
 
 override RESIDUAL: bool = false;  // a residual add follows the requantization (res, rd)
+// store_tile indexes its 4 words from one word_index and a width step (tile_width_step) instead
+// of a word_index each: on the H200 the patch kernel ran ResNet-18 1.7% faster with it, the tiled
+// GEMM up to 1.28x slower per layer (ResNet-50's batch-1 1x1 convs; not understood), so only the
+// patch kernel sets it.
+override STEP_STORES: bool = false;
 
 // float32's rint(adj*M + B) of channel oc at 4 widths, and where it cannot decide.
 fn conv_round(adj: vec4<i32>, ch: Chan) -> Rounded {
@@ -162,12 +167,19 @@ fn store_tile(mb: u32, c4: u32, a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3:
     wd = vec4<u32>(residual_word(s0, c4, w0), residual_word(s1, c4, w0 + 1u),
                    residual_word(s2, c4, w0 + 2u), residual_word(s3, c4, w0 + 3u));
   }
-  let o_at = word_index(od, n, c4, h, w0);
-  let o_step = tile_width_step(od);
-  if (w0 < od.w_alloc) { o[o_at] = wd.x; }
-  if (w0 + 1u < od.w_alloc) { o[o_at + o_step] = wd.y; }
-  if (w0 + 2u < od.w_alloc) { o[o_at + 2u * o_step] = wd.z; }
-  if (w0 + 3u < od.w_alloc) { o[o_at + 3u * o_step] = wd.w; }
+  if (STEP_STORES) {
+    let o_at = word_index(od, n, c4, h, w0);
+    let o_step = tile_width_step(od);
+    if (w0 < od.w_alloc) { o[o_at] = wd.x; }
+    if (w0 + 1u < od.w_alloc) { o[o_at + o_step] = wd.y; }
+    if (w0 + 2u < od.w_alloc) { o[o_at + 2u * o_step] = wd.z; }
+    if (w0 + 3u < od.w_alloc) { o[o_at + 3u * o_step] = wd.w; }
+    return;
+  }
+  if (w0 < od.w_alloc) { o[word_index(od, n, c4, h, w0)] = wd.x; }
+  if (w0 + 1u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 1u)] = wd.y; }
+  if (w0 + 2u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 2u)] = wd.z; }
+  if (w0 + 3u < od.w_alloc) { o[word_index(od, n, c4, h, w0 + 3u)] = wd.w; }
 }
 
 // store_tile for one word: width w4*4 + i of the tile of m-block `mb` x channel block `c4`, from

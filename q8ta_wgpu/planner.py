@@ -1010,7 +1010,7 @@ def _patch_spec(
     consts = {
         **c, "KH": geo.KH, "KW": geo.KW, "SH": geo.stride[0], "SW": geo.stride[1],
         "DH": geo.dilation[0], "DW": geo.dilation[1], "RESIDUAL": residual is not None, "REDUCE": splits > 1,
-        "QUANT_IN": qi is not None,
+        "QUANT_IN": qi is not None, "STEP_STORES": True,
     }  # fmt: skip
     return _spec(
         PATCH_KERNEL,
