@@ -47,8 +47,11 @@ SIDE_OUTPUTS_FRESH = True
 
 # Whether a residual add fused into a step runs in the epilogue of a conv on the patch kernel;
 # if not, such a step runs as the conv's pass and the add's (ConvOp._two_passes). The GEMM
-# kernels' epilogues take it always.
-ADD_IN_PATCH_EPILOGUE = False
+# kernels' epilogues take it always. H200 (bench/probes/net_schedule.py): with the epilogue's
+# 4 residual words and 4 stores indexed as 4W4C lays them out (8e145dd) ResNet-18 took 250.2 /
+# 740.5 us with the adds in the epilogue against 251.7 / 751.5 us as passes (batch 1 / 8), in
+# 8 dispatches fewer; before that change the passes were faster (252.0 against 257.3 us).
+ADD_IN_PATCH_EPILOGUE = True
 
 
 class ConvOp:

@@ -252,8 +252,8 @@ def test_net_schedule_side_steps_and_adds_after_patch_convs(device):
     """ResNet-18 with its KxK convs forced onto the patch kernel (the H200's choice): each
     block's add is fused into the main branch's conv, so the downsample conv runs right after
     the block's first conv, beside it (`side_steps`), into a buffer no earlier pass touched;
-    adds on patch convs run as their own pass (ADD_IN_PATCH_EPILOGUE off) or in the epilogue
-    (on); every arrangement gives the bytes of the unfused net."""
+    adds on patch convs run in the epilogue (ADD_IN_PATCH_EPILOGUE on) or as their own pass
+    (off); every arrangement gives the bytes of the unfused net."""
     import torch
 
     from q8ta_wgpu import forward
@@ -282,16 +282,16 @@ def test_net_schedule_side_steps_and_adds_after_patch_convs(device):
         earlier = {id(c.values[v].buffer) for s in steps[:i] for v in (*s.inputs, s.output)}
         assert id(c.values[steps[i].output].buffer) not in earlier
     fused_step = next(i for i, s in enumerate(steps) if s.kind == "conv2d+add")
-    assert len(c.step_passes[fused_step]) == 2  # the patch conv's pass, the add's
-    got = net.run_int8(xb)
-    forward.ADD_IN_PATCH_EPILOGUE = True
+    assert len(c.step_passes[fused_step]) == 1  # the add in the patch conv's epilogue
+    in_epilogue = net.run_int8(xb)
+    forward.ADD_IN_PATCH_EPILOGUE = False
     try:
         net.fuse = False
-        net.fuse = True  # compiled again, the adds in the patch convs' epilogues
-        assert len(net.compile(xb.shape).step_passes[fused_step]) == 1
-        in_epilogue = net.run_int8(xb)
+        net.fuse = True  # compiled again: the patch conv's pass, then the add's
+        assert len(net.compile(xb.shape).step_passes[fused_step]) == 2
+        got = net.run_int8(xb)
     finally:
-        forward.ADD_IN_PATCH_EPILOGUE = False
+        forward.ADD_IN_PATCH_EPILOGUE = True
     net.fuse = False
     want = net.run_int8(xb)
     assert_within_1lsb(got, want, "side steps, adds after patch convs vs unfused", exact=True)

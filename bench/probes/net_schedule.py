@@ -5,11 +5,12 @@ one graph on one Device, the same choices (the shipped table or the defaults), t
 quantized by the first conv in all:
 - net: as `Net.compile` makes it (fuse_residual_adds prefers the main branch's conv, so a
   shortcut's conv runs on its own, early; steps that can run beside the one before get buffers
-  of their own, `forward.side_steps`; adds on patch-kernel convs run as their own pass,
-  `forward.ADD_IN_PATCH_EPILOGUE`);
+  of their own, `forward.side_steps`; adds on patch-kernel convs in their epilogue or as their
+  own pass as `forward.ADD_IN_PATCH_EPILOGUE` says; runs before 8e145dd reported a variant
+  patch_epilogue: the adds in patch convs' epilogues where the flag was off);
 - no_side: the same, with side steps' outputs taken from dead values' buffers as any other's
   (`forward.SIDE_OUTPUTS_FRESH` off: a barrier before them);
-- patch_epilogue: the same, adds fused into patch convs' epilogues too;
+- patch_adds_apart: the same, adds on patch convs as passes of their own (whatever the flag says);
 - old: the later conv of an add fuses it (a ResNet's downsample), no side buffers, adds in
   patch epilogues (the scheduling of code 8d45771);
 - apart: no add fused (the graph's steps), otherwise as net;
@@ -94,7 +95,7 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
             "net": compiled_of(net.steps, *d),
             "side_implicit": side_implicit(net, shape, lambda d=d: compiled_of(net.steps, *d)),
             "no_side": compiled_of(net.steps, False, d[1]),
-            "patch_epilogue": compiled_of(net.steps, d[0], True),
+            "patch_adds_apart": compiled_of(net.steps, d[0], False),
             "old": compiled_of(later, False, True),
             "apart": compiled_of(graph, *d),
         }
