@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
 
 import q8ta_wgpu as q8  # noqa: E402
 from bench.probes.net_host import build_net  # noqa: E402
-from bench.probes.net_turns import arguments, run, times_in_turns  # noqa: E402
+from bench.probes.net_turns import arguments, compile_like_net, outputs_of, run, times_in_turns  # noqa: E402
 from q8ta_wgpu import forward  # noqa: E402
 
 
@@ -84,11 +84,7 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
 
         def compiled_of(steps: Any, side: bool, patch_epilogue: bool, shape: tuple[int, ...] = shape) -> Any:
             with flags(side, patch_epilogue):
-                return forward.compile_forward(
-                    steps, net.shapes(shape), input_name=net.input_name, input_scale=net.input_scale,
-                    input_zero_point=net.input_zero_point, quantize_scale=net._quantize_scale, device=dev,
-                    in_layout=None,
-                )  # fmt: skip
+                return compile_like_net(net, shape, steps)
 
         d = forward.SIDE_OUTPUTS_FRESH, forward.ADD_IN_PATCH_EPILOGUE
         compiled = {
@@ -99,11 +95,7 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
             "old": compiled_of(later, False, True),
             "apart": compiled_of(graph, *d),
         }
-        outs = {}
-        for k, c in compiled.items():
-            net._compiled[(shape, None)] = c  # what net(x) runs
-            outs[k] = net(x)
-        net._compiled.clear()
+        outs = outputs_of(net, compiled, x)
         times, med = times_in_turns(dev, compiled, rounds, repeats)
         row = {
             "model": name, "batch": batch,

@@ -16,7 +16,7 @@ import numpy as np
 
 import q8ta_wgpu as q8
 from q8ta_wgpu import tuning
-from q8ta_wgpu.forward import Compiled, whole_gpu_times
+from q8ta_wgpu.forward import Compiled, compile_forward, whole_gpu_times
 
 
 def with_choices(shipped: bool, cache: Path, make: Callable[[], Any]) -> Any:
@@ -26,6 +26,30 @@ def with_choices(shipped: bool, cache: Path, make: Callable[[], Any]) -> Any:
     os.environ[tuning.CACHE_ENV] = str(cache)
     tuning.forget()
     return make()
+
+
+def compile_like_net(net: q8.Net, shape: tuple[int, ...], steps: Any = None, **options: Any) -> Compiled:
+    """`net`'s forward pass for numpy inputs of `shape` as `Net.compile` makes it (not cached),
+    of `steps` (default: the net's) and with compile_forward's keyword `options`."""
+    return compile_forward(
+        net.steps if steps is None else steps, net.shapes(shape), input_name=net.input_name,
+        input_scale=net.input_scale, input_zero_point=net.input_zero_point,
+        quantize_scale=net._quantize_scale, device=net.device, in_layout=None, **options,
+    )  # fmt: skip
+
+
+def outputs_of(net: q8.Net, compiled: Mapping[str, Compiled], x: np.ndarray) -> dict[str, np.ndarray]:
+    """net(x) with each of `compiled` (forward passes of net's graph for x's shape) run instead
+    of the net's own."""
+    key = (tuple(x.shape), None)
+    outs = {}
+    try:
+        for k, c in compiled.items():
+            net._compiled[key] = c
+            outs[k] = net(x)
+    finally:
+        net._compiled.pop(key, None)
+    return outs
 
 
 def times_in_turns(

@@ -25,25 +25,20 @@ if str(ROOT) not in sys.path:
 
 import q8ta_wgpu as q8  # noqa: E402
 from bench.probes.net_host import build_net  # noqa: E402
-from bench.probes.net_turns import arguments, run, times_in_turns  # noqa: E402
-from q8ta_wgpu.forward import compile_forward  # noqa: E402
+from bench.probes.net_turns import arguments, compile_like_net, outputs_of, run, times_in_turns  # noqa: E402
 
 
 def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev: q8.Device) -> list[dict]:
-    nets = {"in_conv": build_net(name, hw, dev), "pass": build_net(name, hw, dev)}
+    net = build_net(name, hw, dev)
     rows = []
     for batch in batches:
         shape = (batch, 3, hw, hw)
         x = np.random.default_rng(batch).standard_normal(shape).astype(np.float32)
-        compiled: dict[str, Any] = {"in_conv": nets["in_conv"].compile(shape)}
-        p = nets["pass"]
-        compiled["pass"] = compile_forward(
-            p.steps, p.shapes(shape), input_name=p.input_name, input_scale=p.input_scale,
-            input_zero_point=p.input_zero_point, quantize_scale=p._quantize_scale, device=dev, in_layout=None,
-            quantize_in_conv=False,
-        )  # fmt: skip
-        p._compiled[(shape, None)] = compiled["pass"]  # what p(x) runs
-        outs = {k: n(x) for k, n in nets.items()}
+        compiled: dict[str, Any] = {
+            "in_conv": compile_like_net(net, shape),
+            "pass": compile_like_net(net, shape, quantize_in_conv=False),
+        }
+        outs = outputs_of(net, compiled, x)
         times, med = times_in_turns(dev, compiled, rounds, repeats)
         row = {
             "model": name, "batch": batch,
