@@ -248,6 +248,32 @@ def test_first_conv_quantizes_the_net_input(device, batch):
     assert len(np.unique(got[0])) > 64  # the cut net's: the first conv's output
 
 
+def test_side_steps_are_the_steps_free_of_the_step_before():
+    """forward.side_steps on a graph by hand: a step runs beside the one before only if it does
+    not read that step's output and every input of it was read since it was written; a view
+    (no pass) leaves the step before it the last one."""
+    from q8ta_wgpu import forward
+
+    def step(ins, out):
+        return forward.Step("op", None, tuple(ins), out, 1.0, 0)
+
+    #    0: x -> a   1: a -> b   2: a -> c (a read by 1; 1 wrote b)   3: b, c -> d
+    #    4: d -> e   5: view of e   6: d -> f (d read by 4; the pass before is 4's)   7: x -> g
+    steps = [step("x", "a"), step("a", "b"), step("a", "c"), step("bc", "d"), step("d", "e"),
+             step("e", "e_view"), step("d", "f"), step("x", "g")]  # fmt: skip
+    views = {"e_view": "e"}
+
+    def root(v):
+        return views.get(v, v)
+
+    assert forward.side_steps(steps, root) == {2, 6, 7}
+    # b was written by the step before: 3 waits; a chain has no side step
+    chain = [step("x", "a"), step("a", "b"), step("b", "c")]
+    assert forward.side_steps(chain, lambda v: v) == set()
+    # a, written by 0 and not read since, needs its barrier before 2 (which does not read 1's b)
+    assert forward.side_steps([step("x", "a"), step("x", "b"), step("a", "c")], lambda v: v) == {1}
+
+
 def test_net_schedule_side_steps_and_adds_after_patch_convs(device):
     """ResNet-18 with its KxK convs forced onto the patch kernel (the H200's choice): each
     block's add is fused into the main branch's conv, so the downsample conv runs right after
