@@ -14,7 +14,8 @@ quantized by the first conv in all:
 - old: the later conv of an add fuses it (a ResNet's downsample), no side buffers, adds in
   patch epilogues (the scheduling of code 8d45771);
 - apart: no add fused (the graph's steps), otherwise as net;
-- side_implicit: as net, with side steps' convs that run im2col + GEMM on the implicit GEMM.
+- side_implicit, side_patch: as net, with side steps' convs that run im2col + GEMM on the
+  implicit GEMM or the patch kernel (one pass: all of it beside the step before; not run yet).
 Reported: each one's whole-forward GPU time (timestamps, median of the rounds' medians, timed in
 turns), its pass count, and whether all outputs are the same bytes.
 
@@ -38,7 +39,7 @@ if str(ROOT) not in sys.path:
 import q8ta_wgpu as q8  # noqa: E402
 from bench.probes.net_host import build_net  # noqa: E402
 from bench.probes.net_turns import arguments, compile_like_net, outputs_of, run, times_in_turns  # noqa: E402
-from q8ta_wgpu import forward  # noqa: E402
+from q8ta_wgpu import forward, planner  # noqa: E402
 
 
 @contextmanager
@@ -52,24 +53,27 @@ def flags(side: bool, patch_epilogue: bool) -> Iterator[None]:
         forward.SIDE_OUTPUTS_FRESH, forward.ADD_IN_PATCH_EPILOGUE = old
 
 
-def side_implicit(net: Any, shape: tuple[int, ...], compile_net: Any) -> Any:
+def side_method(net: Any, shape: tuple[int, ...], method: str, compile_net: Any) -> Any:
     """The net compiled with each side step's conv that runs more than one pass (im2col + GEMM)
-    on the implicit GEMM instead (one pass, all of it beside the step before)."""
+    on `method` instead (one pass, all of it beside the step before), where the conv takes it."""
     shapes = net.shapes(shape)
     changed = []
     for i in forward.side_steps(net.steps, lambda v: v):
         s = net.steps[i]
         if isinstance(s.op, forward.ConvOp):
             conv = s.op.conv
-            if len(conv.plan(shapes[s.inputs[0]], "4W4C", False).specs) > 1:
+            x_shape = shapes[s.inputs[0]]
+            geo = planner.kernel_geometry(conv.geometry(x_shape), "4W4C")
+            runs = len(conv.plan(x_shape, "4W4C", False).specs) > 1
+            if runs and method in planner.valid_methods(geo):
                 changed.append((conv, conv.method))
-                conv.method = "implicit_4w4c"
+                conv.method = method
                 conv._plans.clear()
     try:
         return compile_net()
     finally:
-        for conv, method in changed:
-            conv.method = method
+        for conv, old in changed:
+            conv.method = old
             conv._plans.clear()
 
 
@@ -89,7 +93,8 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
         d = forward.SIDE_OUTPUTS_FRESH, forward.ADD_IN_PATCH_EPILOGUE
         compiled = {
             "net": compiled_of(net.steps, *d),
-            "side_implicit": side_implicit(net, shape, lambda d=d: compiled_of(net.steps, *d)),
+            "side_implicit": side_method(net, shape, "implicit_4w4c", lambda d=d: compiled_of(net.steps, *d)),
+            "side_patch": side_method(net, shape, "patch_4w4c", lambda d=d: compiled_of(net.steps, *d)),
             "no_side": compiled_of(net.steps, False, d[1]),
             "patch_adds_apart": compiled_of(net.steps, d[0], False),
             "old": compiled_of(later, False, True),
