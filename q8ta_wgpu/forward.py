@@ -294,10 +294,11 @@ def compile_forward(
     x_float = None
     quantizing = -1  # the step whose conv quantizes the float input itself (-1: none)
     if in_layout is None:
-        values[input_name] = tensor(input_name, input_scale, input_zero_point, "input")
         x_float = dev.buffer(4 * int(np.prod(shapes[input_name])), label="x float32")
         if quantize_in_conv:
             quantizing = input_quantizing_conv(steps, shapes, input_name)
+        if quantizing < 0:  # (else no int8 input exists: the conv reads the floats)
+            values[input_name] = tensor(input_name, input_scale, input_zero_point, "input")
     for i, s in enumerate(steps):
         if s.output in views:
             src = values[s.inputs[0]]
@@ -320,7 +321,7 @@ def compile_forward(
                 raise ValueError(f"{s.kind} ({s.source}): {e}") from None
         for r in {root(v) for v in s.inputs}:  # dead after this step: its buffer serves later values
             caller_owns = r == input_name and in_layout is not None
-            if last_use[r] == i and not caller_owns and r != root(output.output):
+            if last_use[r] == i and not caller_owns and r != root(output.output) and r in values:
                 t = values[r]
                 free.setdefault(4 * packed_words(t.shape, "4W4C"), []).append(t.buffer)
     compiled = Compiled(shapes, values, step_passes, x_float=x_float)
