@@ -91,6 +91,35 @@ def test_fused_add_equals_the_two_passes(device, name, cfg, method, gemm, conv_i
         device.reduce_in_gemm = device.default_reduce_in_gemm
 
 
+@pytest.mark.parametrize("layout", ["4C", "4C1W"])
+@pytest.mark.parametrize("method", ["im2col_4w4c", "patch_4w4c"])
+def test_fused_add_writes_and_reads_other_layouts(device, layout, method):
+    """The epilogue's residual words and output words of a tile are one width step apart in
+    every layout (tile_width_step): a fused add whose output and residual are 4C or 4C1W (widths
+    not a multiple of 4) gives the numpy reference's bytes."""
+    cfg = ConvConfig("c", 12, 8, 7, 9, kernel=(3, 3), padding=(1, 1), n=2)
+    case = make_case(cfg, seed=3, output_zero_point=-7, output_scale=0.25)
+    x, w, ws, b = case["args"]
+    kw = case["kwargs"]
+    conv = q8.QConv2d(w, ws, b, method=method, output_layout=layout, device=device, **kw)
+    out_shape = conv.geometry(x.shape).output_shape
+    r = np.random.default_rng(4).integers(-128, 128, out_shape, dtype=np.int8)
+    add = q8.QAdd(
+        kw["output_scale"], kw["output_zero_point"], 0.19, 11, 0.3, 3, activation="relu", device=device
+    )
+    xt = _qt(x, kw["input_scale"], kw["input_zero_point"], device)
+    rt = q8.QTensor.from_numpy(r, 0.19, 11, layout=layout, device=device)
+    op = ConvOp(conv, add.residual(conv_is_a=True), add)
+    out = q8.QTensor(device.buffer(4 * packed_words(out_shape, layout)), out_shape, layout, 0.3, 3, device)
+    passes = op.passes([xt, rt], out)
+    assert len(passes) == len(conv.plan(x.shape, "4W4C", False).specs)  # fused: no add pass
+    device.run(passes)
+    ref = reference.add(reference.conv2d(x, w, ws, b, **kw), r, a_scale=kw["output_scale"],
+                        a_zero_point=kw["output_zero_point"], b_scale=0.19, b_zero_point=11,
+                        output_scale=0.3, output_zero_point=3, activation="relu")  # fmt: skip
+    assert_within_1lsb(out.numpy(), ref, f"fused add, {layout} output, {method}", exact=True)
+
+
 @pytest.mark.parametrize("conv_is_a", [True, False], ids=["conv-first", "residual-first"])
 def test_fused_add_in_the_depthwise_word_kernel(device, monkeypatch, conv_is_a):
     """The depthwise kernel with a thread per output word (store_word; planned on GPUs), forced
