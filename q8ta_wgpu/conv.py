@@ -497,6 +497,19 @@ class QConv2d:
         runs = choice and runnable_gemm(choice.get("gemm"), DeviceLimits.of(self.device), geo)
         return choice if runs else None
 
+    def chosen_method(self, shape: tuple[int, ...], in_layout: str) -> str:
+        """The method a plan for inputs of `shape` in `in_layout` runs: the measured choice's
+        (its GEMM configuration kept for the plan), else the planner's untuned one; nothing is
+        planned or compiled."""
+        geo = kernel_geometry(self.geometry(shape), in_layout)
+        resolve_method(self.method, geo, in_layout)  # (a method the conv cannot take raises)
+        choice = self._measured_choice(geo, in_layout)
+        if choice:
+            self._tuned[geo] = choice["gemm"]
+            return str(choice["method"])
+        self._tuned.pop(geo, None)  # none (any more): the planner's default
+        return untuned_method(self.method, geo, in_layout, DeviceLimits.of(self.device))
+
     def plan(
         self,
         shape: tuple[int, ...],
@@ -517,13 +530,7 @@ class QConv2d:
             self._plans.move_to_end(key)
             return plan
         geo = kernel_geometry(self.geometry(shape), in_layout)
-        resolve_method(self.method, geo, in_layout)  # (a method the conv cannot take raises)
-        choice = self._measured_choice(geo, in_layout)
-        if choice:
-            method, self._tuned[geo] = choice["method"], choice["gemm"]
-        else:  # none (any more): the planner's default
-            method = untuned_method(self.method, geo, in_layout, DeviceLimits.of(self.device))
-            self._tuned.pop(geo, None)
+        method = self.chosen_method(shape, in_layout)
         out_layout = "4W4C" if numpy_in else self.output_layout
         # Over one binding, the input and output are bound as windows of rows (_split.py); over
         # max-buffer-size they cannot exist (numpy calls are split over the batch first).

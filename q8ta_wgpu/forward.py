@@ -92,7 +92,7 @@ class ConvOp:
             not ADD_IN_PATCH_EPILOGUE
             and self.add is not None
             and r.shape == out.shape
-            and self.conv.plan(x.shape, x.layout, False).method == "patch_4w4c"
+            and self.conv.chosen_method(x.shape, x.layout) == "patch_4w4c"
         ):
             return self._two_passes(x, r, out)
         res = self.residual
@@ -370,8 +370,8 @@ def input_quantizing_conv(
     steps: Sequence[Step], shapes: dict[str, tuple[int, int, int, int]], input_name: str
 ) -> int:
     """The index of the step that can quantize the net's float input as it loads it, or -1: the
-    input's only reader, a conv with no fused add whose plan runs the patch kernel (planned here,
-    with its measured or default choice) and that takes the float input in one binding."""
+    input's only reader, a conv with no fused add whose measured or default choice is the patch
+    kernel and that takes the float input in one binding."""
     readers = [i for i, s in enumerate(steps) if input_name in s.inputs]
     if len(readers) != 1:
         return -1
@@ -379,7 +379,7 @@ def input_quantizing_conv(
     if not isinstance(s.op, ConvOp) or s.op.residual is not None or list(s.inputs) != [input_name]:
         return -1
     shape = shapes[input_name]
-    if s.op.conv.plan(shape, "4W4C", False).method != "patch_4w4c":
+    if s.op.conv.chosen_method(shape, "4W4C") != "patch_4w4c":
         return -1
     if 4 * int(np.prod(shape)) > s.op.conv.device.max_binding_size:
         return -1
