@@ -38,7 +38,14 @@ if str(ROOT) not in sys.path:
 
 import q8ta_wgpu as q8  # noqa: E402
 from bench.probes.net_host import build_net  # noqa: E402
-from bench.probes.net_turns import arguments, compile_like_net, outputs_of, run, times_in_turns  # noqa: E402
+from bench.probes.net_turns import (  # noqa: E402
+    arguments,
+    compile_like_net,
+    outputs_of,
+    run,
+    times_in_turns,
+    turns_row,
+)
 from q8ta_wgpu import forward, planner  # noqa: E402
 
 
@@ -102,14 +109,8 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
         }
         outs = outputs_of(net, compiled, x)
         times, med = times_in_turns(dev, compiled, rounds, repeats)
-        row = {
-            "model": name, "batch": batch,
-            "passes": {k: len(c.passes()) for k, c in compiled.items()},
-            "same_output": all(np.array_equal(outs["net"], o) for o in outs.values()),
-            **{f"{k}_s": v for k, v in med.items()},
-            **{f"{k}_rounds_s": v for k, v in times.items()},
-            "net_over_old": med["net"] / med["old"],
-        }  # fmt: skip
+        row = turns_row(name, batch, compiled, outs, times, med)
+        row["net_over_old"] = med["net"] / med["old"]
         rows.append(row)
         print(
             f"{name:14s} B={batch}: "

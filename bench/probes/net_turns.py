@@ -66,6 +66,26 @@ def times_in_turns(
     return times, {k: float(np.median(v)) for k, v in times.items()}
 
 
+def turns_row(
+    model: str,
+    batch: int,
+    compiled: Mapping[str, Compiled],
+    outs: Mapping[str, np.ndarray],
+    times: Mapping[str, list[float]],
+    med: Mapping[str, float],
+) -> dict[str, Any]:
+    """A probe's row for forward passes timed in turns (`times_in_turns`): each one's pass
+    count, whether all their outputs are the same bytes, their medians and rounds."""
+    first = next(iter(outs.values()))
+    return {
+        "model": model, "batch": batch,
+        "passes": {k: len(c.passes()) for k, c in compiled.items()},
+        "same_output": all(bool(np.array_equal(first, o)) for o in outs.values()),
+        **{f"{k}_s": v for k, v in med.items()},
+        **{f"{k}_rounds_s": v for k, v in times.items()},
+    }  # fmt: skip
+
+
 def arguments(doc: str, rounds: int) -> argparse.ArgumentParser:
     """A probe's command line: models, batches, input size, rounds, repeats, results file."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -25,7 +25,14 @@ if str(ROOT) not in sys.path:
 
 import q8ta_wgpu as q8  # noqa: E402
 from bench.probes.net_host import build_net  # noqa: E402
-from bench.probes.net_turns import arguments, compile_like_net, outputs_of, run, times_in_turns  # noqa: E402
+from bench.probes.net_turns import (  # noqa: E402
+    arguments,
+    compile_like_net,
+    outputs_of,
+    run,
+    times_in_turns,
+    turns_row,
+)
 
 
 def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev: q8.Device) -> list[dict]:
@@ -40,15 +47,9 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
         }
         outs = outputs_of(net, compiled, x)
         times, med = times_in_turns(dev, compiled, rounds, repeats)
-        row = {
-            "model": name, "batch": batch,
-            "passes": {k: len(c.passes()) for k, c in compiled.items()},
-            "fused": not compiled["in_conv"].quantize,
-            "same_output": bool(np.array_equal(outs["in_conv"], outs["pass"])),
-            **{f"{k}_s": v for k, v in med.items()},
-            **{f"{k}_rounds_s": v for k, v in times.items()},
-            "in_conv_over_pass": med["in_conv"] / med["pass"],
-        }  # fmt: skip
+        row = turns_row(name, batch, compiled, outs, times, med)
+        row["fused"] = not compiled["in_conv"].quantize
+        row["in_conv_over_pass"] = med["in_conv"] / med["pass"]
         rows.append(row)
         print(
             f"{name:14s} B={batch}: quantize pass {1e6 * med['pass']:8.1f} us ({row['passes']['pass']} passes)  "

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 
 import q8ta_wgpu as q8  # noqa: E402
 from bench.probes.net_host import build_net  # noqa: E402
-from bench.probes.net_turns import arguments, run, times_in_turns  # noqa: E402
+from bench.probes.net_turns import arguments, run, times_in_turns, turns_row  # noqa: E402
 
 
 def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev: q8.Device) -> list[dict]:
@@ -43,14 +43,8 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
             finally:
                 dev.reduce_in_gemm = dev.default_reduce_in_gemm
         times, med = times_in_turns(dev, compiled, rounds, repeats)
-        row = {
-            "model": name, "batch": batch,
-            "passes": {k: len(c.passes()) for k, c in compiled.items()},
-            "same_output": bool(np.array_equal(outs["reduce_pass"], outs["in_gemm"])),
-            **{f"{k}_s": v for k, v in med.items()},
-            **{f"{k}_rounds_s": v for k, v in times.items()},
-            "in_gemm_over_reduce_pass": med["in_gemm"] / med["reduce_pass"],
-        }  # fmt: skip
+        row = turns_row(name, batch, compiled, outs, times, med)
+        row["in_gemm_over_reduce_pass"] = med["in_gemm"] / med["reduce_pass"]
         rows.append(row)
         print(
             f"{name:14s} B={batch}: reduce pass {1e6 * med['reduce_pass']:8.1f} us ({row['passes']['reduce_pass']} passes)  "
