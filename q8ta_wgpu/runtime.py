@@ -39,8 +39,9 @@ REQUESTED_LIMITS = (
 )
 # Device(dot4=...): "auto" probes dot4I8Packed, "fallback" forces the by-hand replacement.
 DOT4_MODES = ("auto", "fallback")
-# Optional features: GPU timestamps for timing passes.
-OPTIONAL_FEATURES = ("timestamp-query",)
+# Optional features: GPU timestamps for timing passes; subgroup operations (no shipped kernel uses
+# them yet: bench/probes/gemm_variants.py's shuffle variants measure whether they pay).
+OPTIONAL_FEATURES = ("timestamp-query", "subgroup")
 
 
 class Device(PipelineCache, ResourceCache, Submission, Timing):
@@ -56,7 +57,7 @@ class Device(PipelineCache, ResourceCache, Submission, Timing):
             loop in kernels/ ends by construction, and the counter slows the GEMM; see
             `_native`). Bounds checks stay on either way.
 
-    Features requested: "timestamp-query" where the adapter has it (for timing). Limits requested:
+    Features requested: "timestamp-query" (for timing) and "subgroup" where the adapter has them. Limits requested:
     the adapter's own maximum (never more) of storage-binding size, buffer size, storage buffers
     per stage and workgroup sizes (`REQUESTED_LIMITS`). On creation it checks that WGSL
     `dot4I8Packed` compiles and gives the right answer; where it does not, kernels use a by-hand
@@ -93,6 +94,7 @@ class Device(PipelineCache, ResourceCache, Submission, Timing):
         self.limits = dict(self.device.limits)
         self.features = set(self.device.features)
         self.has_timestamps = "timestamp-query" in self.features
+        self.has_subgroups = "subgroup" in self.features
         # Timestamps come back in the GPU's ticks (wgpu-native does not normalize by default).
         self.timestamp_period_ns = _native.timestamp_period(self.queue) or 1.0
         self._submitter = _native.submitter(self.device, self.queue)  # None: wgpu-py's objects

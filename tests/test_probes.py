@@ -66,6 +66,38 @@ def test_variants_match_shipped_kernel(device, cfg):
                 assert nd == 0, f"{cfg.name} {name} {method} splits={splits}: {nd} outputs differ"
 
 
+@pytest.mark.parametrize("cfg", SHAPES, ids=lambda c: c.name)
+def test_shuffle_variants_match_shipped_kernel(device, cfg):
+    """The subgroup shuffle variants made for this adapter's subgroup size (lavapipe: 8 lanes,
+    NVIDIA: 32) compute what the shipped kernel does, with and without split-K; those made for
+    another size leave their outputs 0 instead of computing wrong ones silently."""
+    gv = _probe()
+    assert device.has_subgroups, f"{device.name} offers no subgroups"
+    case = make_case(cfg, seed=5)
+    x, w, ws, b = case["args"]
+
+    def run(kernel, wg_m, wg_n, splits):
+        conv = q8.QConv2d(w, ws, b, device=device, method="im2col_4w4c", **case["kwargs"])
+        conv.gemm_override = {
+            "kernel": kernel,
+            "constants": {"WG_M": wg_m, "WG_N": wg_n, "BK": 8},
+            "splits": splits,
+        }
+        return conv(x)
+
+    table = gv.shuffle_variants()
+    files = gv.installed(list(table))
+    differ: dict[int, list[int]] = {}  # subgroup size -> outputs differing, per variant and split
+    for splits in (1, 2):
+        shipped = run("gemm_q8_tiled.wgsl", 4, 4, splits)
+        for name, (_, _, wg_n, sg) in table.items():
+            got = run(files[name], 64 // wg_n, wg_n, splits)  # 64 threads: whole subgroups
+            differ.setdefault(sg, []).append(int(np.count_nonzero(got != shipped)))
+    exact = [sg for sg, nds in differ.items() if not any(nds)]
+    assert len(exact) == 1, f"{cfg.name}: outputs differing by subgroup size {differ}"
+    assert all(all(nds) for sg, nds in differ.items() if sg != exact[0]), differ
+
+
 def test_installed_registers_without_touching_the_kernels(device):
     """Variants reach the device through the shader library and the tiled-kernel registry; the
     kernel files stay as shipped, and installing twice is harmless."""
@@ -111,6 +143,7 @@ def test_workgroup_bytes_match_the_kernels():
         for tn in (1, 2)
     }
     kernels.update({n: (src, k) for n, (src, k, _) in gv.variants().items()})
+    kernels.update({n: (src, k) for n, (src, k, _, _) in gv.shuffle_variants().items()})
     for name, (src, k) in kernels.items():
         for wg_m, wg_n, bk in [(8, 8, 16), (16, 4, 8), (4, 16, 16), (32, 8, 8)]:
             got = k.workgroup_bytes(wg_m, wg_n, bk)

@@ -13,10 +13,15 @@ Families (name: what differs from the shipped kernel):
             rotated by copies, as the shipped kernel first did: every ablation keeps that).
 - `direct`: no shared memory and no barriers: each thread reads its operands straight from
             memory (through L1), prefetching the next k-block.
+- `shfl`  : as `direct`, but each operand is loaded once per subgroup and passed to the lanes
+            that need it with `subgroupShuffle` (the device's `subgroup` feature); made for one
+            subgroup size and WG_N each (`SHUFFLE_VARIANTS`), outputs 0 where they do not match.
 
 Run on a GPU (the H100 figures in bench/results/archive/2026-11-24_analysis_H100.md came from this):
     python bench/probes/gemm_variants.py --variants smem_ks2,direct22 \\
         --shapes spec16,r50.l4.c2@n8 --configs '[[8,8,16,8],[16,4,8,2]]'
+    python bench/probes/gemm_variants.py --variants direct22,shfl11_n8_sg32,shfl22_n8_sg32 \\
+        --shapes r50.l3.c1@n8 --configs '[[8,8,8,1,1,1],[8,8,8,1],[16,8,8,1]]'
 Each config is [WG_M, WG_N, BK, splits], or [WG_M, WG_N, BK, splits, TM, TN] for the shipped
 kernel's blocks per thread (variants have their own), optionally then how the slices are reduced
 ("gemm", "pass"; default "auto"); a variant skips configs it cannot take. A shape is a
@@ -326,6 +331,102 @@ def direct_variant(tm: int = 2, tn: int = 2) -> str:
     return "\n".join(out) + "\n"
 
 
+def shuffle_variant(tm: int, tn: int, wg_n: int, sg: int) -> str:
+    """Like `direct` (no shared memory, no barriers), but each operand is loaded once per
+    subgroup and handed to the lanes that need it by `subgroupShuffle`, for subgroups of `sg`
+    lanes and WG_N = `wg_n` (fixed in the source: the register counts depend on them).
+
+    A subgroup holds RS = sg / wg_n whole rows of the thread grid (ty) of wg_n lanes (tx). Per
+    step of S = max(wg_n, RS) k-blocks, lane (r, c) loads k-blocks k0 + c (+ wg_n...) of its
+    m-blocks' A rows, which every lane of row r needs, and k-blocks k0 + r (+ RS...) of its
+    channel blocks' W rows, which every lane of column c needs; then for each k-block kk of the
+    step, A comes from lane (r, kk % wg_n) and W from lane (kk % RS, c). So a k-block costs
+    (tm + tn) vec4 shuffles (4 each) instead of shared-memory loads, and a step S / wg_n loads of
+    A and S / RS of W per m-block and channel block instead of `direct`'s S each.
+    The lanes must be the workgroup's consecutive invocations (li % sg); where the subgroup size
+    or WG_N differ from the source's, every output is left 0, so the bit-for-bit check fails."""
+    rs = sg // wg_n
+    if rs < 1 or sg % wg_n:
+        raise ValueError(f"subgroups of {sg} lanes do not hold whole rows of {wg_n} lanes")
+    step = max(wg_n, rs)
+    na, nw = step // wg_n, step // rs
+    out = [f"// variant shuffle tm={tm} tn={tn} wg_n={wg_n} sg={sg}", HEAD]
+    w = out.append
+    w("@compute @workgroup_size(WG_M * WG_N)")
+    w("fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,")
+    w("        @builtin(subgroup_invocation_id) sgid: u32, @builtin(subgroup_size) sgs: u32) {")
+    w(SETUP.format(TM=tm, TN=tn))
+    w("  if (IMPLICIT && li == 0xffffffffu) { part[0] = vec4<i32>(gather_4w4c(xd, cv, 0u, 0u)); }")
+    w(f"  let fits = sgs == {sg}u && WG_N == {wg_n}u && sgid == li % {sg}u;")
+    w(f"  let r = sgid / {wg_n}u;")
+    w(f"  let c = sgid % {wg_n}u;")
+    for i in range(tm):
+        w(f"  let ar{i} = min(mb_lo + ty + {i}u * WG_M, p.m_count - 1u) * p.k4 + a_col;")
+    for j in range(tn):
+        w(f"  let br{j} = min(c4_lo + tx + {j}u * WG_N, c4_end - 1u) * p.k4_pg;")
+    accs = _accs(tm, tn)
+    for i, j, cc in accs:
+        w(f"  var c{i}{j}{cc} = vec4<i32>(0);")
+
+    # A step's loads: lane (r, c) takes A k-blocks k0 + c + q*wg_n and W k-blocks k0 + r + q*RS
+    # (0 past the slice's end), into registers named `prefix`a{i}_{q} and `prefix`w{j}_{q}.
+    def step_loads(prefix: str, k0: str, indent: str, declare: bool) -> None:
+        def guarded(dst: str, buf: str, row: str, k: str) -> None:
+            head = f"{indent}{'var ' if declare else ''}{prefix}{dst} = select(vec4<u32>(0u), "
+            w(f"{head}{buf}[{row} + min({k}, k_end - 1u)], {k} < k_end);")
+
+        for i in range(tm):
+            for q in range(na):
+                guarded(f"a{i}_{q}", "a", f"ar{i}", f"{k0} + c + {q * wg_n}u")
+        for j in range(tn):
+            for q in range(nw):
+                guarded(f"w{j}_{q}", "wts", f"br{j}", f"{k0} + r + {q * rs}u")
+
+    step_loads("n", "k_lo", "  ", declare=True)
+    w(f"  for (var k0 = k_lo; k0 < k_end; k0 += {step}u) {{")
+    for i in range(tm):
+        for q in range(na):
+            w(f"    let ra{i}_{q} = na{i}_{q};")
+    for j in range(tn):
+        for q in range(nw):
+            w(f"    let rw{j}_{q} = nw{j}_{q};")
+    step_loads("n", f"k0 + {step}u", "    ", declare=False)
+    for kk in range(step):
+        for i in range(tm):
+            w(f"    let x{i}_{kk} = subgroupShuffle(ra{i}_{kk // wg_n}, r * {wg_n}u + {kk % wg_n}u);")
+        for j in range(tn):
+            w(f"    let w{j}_{kk} = subgroupShuffle(rw{j}_{kk // rs}, {kk % rs}u * {wg_n}u + c);")
+        for i, j, cc in accs:
+            w(f"    c{i}{j}{cc} = mac(c{i}{j}{cc}, x{i}_{kk}, w{j}_{kk}[{cc}]);")
+    w("  }")
+    w("  if (!fits) {")
+    for i, j, cc in accs:
+        w(f"    c{i}{j}{cc} = vec4<i32>(0);")
+    w("  }")
+    out += _emit_all(tm, tn)
+    w("}")
+    return "\n".join(out) + "\n"
+
+
+# Subgroup shuffle variants: name -> (tm, tn, WG_N, subgroup size). NVIDIA's subgroups have 32
+# lanes, lavapipe's (256-bit LLVM) 8; each variant runs only where both match.
+SHUFFLE_VARIANTS = {
+    "shfl11_n8_sg32": (1, 1, 8, 32),
+    "shfl22_n8_sg32": (2, 2, 8, 32),
+    "shfl12_n16_sg32": (1, 2, 16, 32),
+    "shfl22_n4_sg8": (2, 2, 4, 8),
+    "shfl11_n8_sg8": (1, 1, 8, 8),
+}
+
+
+def shuffle_variants() -> dict[str, tuple[str, TiledKernel, int, int]]:
+    """name -> (source, structure, WG_N, subgroup size) of the subgroup shuffle variants."""
+    return {
+        name: (shuffle_variant(tm, tn, wg_n, sg), TiledKernel(tm, tn, 64, buffers=0), wg_n, sg)
+        for name, (tm, tn, wg_n, sg) in SHUFFLE_VARIANTS.items()
+    }
+
+
 # name -> (source, structure, takes IMPLICIT)
 def variants() -> dict[str, tuple[str, TiledKernel, bool]]:
     return {
@@ -380,6 +481,7 @@ def installed(names: list[str]) -> dict[str, str]:
     from q8ta_wgpu.shaders import LIBRARY
 
     table = {**variants(), **ablations()}
+    table.update({n: (src, tiles, False) for n, (src, tiles, _, _) in shuffle_variants().items()})
     files = {}
     for n in names:
         src, tiles, _ = table[n]
@@ -398,6 +500,7 @@ def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], me
     from q8ta_wgpu.configs import make_case
 
     case = make_case(cfg)
+    fixed_wg_n = {f"v_{n}.wgsl": (wg_n, sg) for n, (_, _, wg_n, sg) in shuffle_variants().items()}
     x, w, ws, b = case["args"]
     conv = q8.QConv2d(w, ws, b, device=dev, method=method, **case["kwargs"])
     xt = q8.QTensor.from_numpy(
@@ -412,6 +515,10 @@ def compare(dev: Any, cfg: Any, kernels: list[str], configs: list[list[int]], me
                 consts.update(TM=tile[0], TN=tile[1])
                 reduce = str(tile[2]) if len(tile) > 2 else reduce
             why = planner.tiled_config_error(planner.DeviceLimits.of(dev), consts, kern)
+            if kern in fixed_wg_n and not why:
+                wg_n_fixed, sg = fixed_wg_n[kern]
+                if wn != wg_n_fixed or not dev.has_subgroups:
+                    why = f"takes WG_N = {wg_n_fixed} and subgroups of {sg} lanes"
             if why:
                 print(f"  skipped {kern} {[wm, wn, bk, splits, *tile]}: {why}", flush=True)
                 continue
