@@ -16,7 +16,7 @@ import numpy as np
 
 from . import tuning
 from .conv import QConv2d, QTensor
-from .layouts import pack_pass, packed_words, unpack_pass
+from .layouts import pack_pass, packed_words, unpack, unpack_4w4c_one_width, unpack_pass
 from .ops import QAdd, quantize_params, quantize_pass
 from .planner import (
     DeviceLimits,
@@ -44,6 +44,13 @@ class NetOp(Protocol):
 # Whether a step that can run beside the one before it (`side_steps`) writes a buffer of its
 # own (not one a dead value left: writing that needs a barrier, which waits for all work before).
 SIDE_OUTPUTS_FRESH = True
+
+# Whether a net's output of one pixel a sample (a classifier's [N, classes]) is read packed (4x
+# its bytes) and unpacked on the host (`Compiled.output_array`) instead of by an unpack pass. Off:
+# on the H200 (bench/probes/output_read.py, in turns) it saved 3 to 12 us of GPU time a call but
+# cost 2 to 24 us of wall time at batch 1: that host's unpack (5 to 8 us) and recording took
+# longer than the dispatch it saved.
+READ_ONE_PIXEL_PACKED = False
 
 # Whether a residual add fused into a step runs in the epilogue of a conv on the patch kernel;
 # if not, such a step runs as the conv's pass and the add's (ConvOp._two_passes). The GEMM
@@ -238,6 +245,16 @@ class Compiled:
             self._passes = [*self.quantize, *(p for ps in self.step_passes for p in ps), *self.unpack]
         return self._passes
 
+    def output_array(self, data: Any, shape: tuple[int, ...]) -> np.ndarray:
+        """The int8 NCHW output of `shape` from the bytes a numpy call read (`readback`): as
+        they are, or, where the output is read packed (no unpack pass), unpacked here."""
+        if self.y_nchw is None:
+            words = np.frombuffer(data, np.uint32)
+            if shape[2:] == (1, 1):  # a classifier's output: its layout's fast path, unchecked
+                return unpack_4w4c_one_width(words[: self.readback[1] // 4], shape[0], shape[1], 1)
+            return unpack(words, "4W4C", shape)
+        return np.frombuffer(data, np.int8).reshape(shape)  # writable: `data` is the call's own copy
+
 
 def compile_forward(
     steps: Sequence[Step],
@@ -332,10 +349,12 @@ def compile_forward(
         ]
     y = values[output.output]
     n_out = int(np.prod(y.shape))
-    if max(n_out, y.nbytes) <= dev.max_binding_size:
+    one_pixel = READ_ONE_PIXEL_PACKED and tuple(y.shape[2:]) == (1, 1)
+    if max(n_out, y.nbytes) <= dev.max_binding_size and not one_pixel:
         compiled.y_nchw = dev.buffer(n_out, label="y nchw")
         compiled.unpack = [unpack_pass(dev, y.buffer, compiled.y_nchw, y.shape, "4W4C")]
-    # An output over one binding has no unpack pass: its packed words are read, unpacked on the host.
+    # An output over one binding, or of one pixel a sample (READ_ONE_PIXEL_PACKED), has no unpack
+    # pass: its packed words are read and unpacked on the host (`Compiled.output_array`).
     compiled.readback = (y.buffer, y.nbytes) if compiled.y_nchw is None else (compiled.y_nchw, n_out)
     if in_layout is None and dev._submitter is not None:
         compiled.read_bytes = (compiled.readback[1] + 3) // 4 * 4

@@ -37,7 +37,7 @@ from .forward import (
     tune_steps,
     whole_gpu_times,
 )
-from .layouts import packed_words, unpack
+from .layouts import packed_words
 from .runtime import Device, Pass, get_device
 
 __all__ = ["ConvOp", "FlattenOp", "Net", "NetOp", "Step"]  # the op adapters live in forward.py
@@ -238,10 +238,7 @@ class Net:
                 c.upload_ptr = dev.map_for_write(c.upload, x.nbytes)  # its reader is done: at once
                 if not finite:
                     self._check_finite(x)
-        y = c.values[self.output.output]
-        if c.y_nchw is None:  # an output over one binding: read packed, unpacked here
-            return unpack(np.frombuffer(data, np.uint32), "4W4C", y.shape)
-        return np.frombuffer(data, np.int8).reshape(y.shape)  # a writable copy already
+        return c.output_array(data, c.values[self.output.output].shape)
 
     def run(self, x: QTensor) -> QTensor:
         """QTensor in (quantized as the net's input: `net.input_scale`, `input_zero_point`),

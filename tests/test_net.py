@@ -205,6 +205,31 @@ def test_batch_sizes_and_cache(device):
         np.testing.assert_array_equal(net.run_int8(x[i : i + 1]), whole[i : i + 1])
 
 
+def test_classifier_output_read_packed_without_unpack_pass(device, monkeypatch):
+    """With forward.READ_ONE_PIXEL_PACKED, a [N, classes] output (one pixel a sample) is read as
+    its packed words and unpacked on the host: no unpack pass, the same bytes as the net that
+    unpacks on the GPU."""
+    from q8ta_wgpu import forward
+
+    m = pt2e_int8(TinyResNet(seed=6, classes=10), QUANTIZERS["q8ta"](), torch.randn(2, 3, 32, 32))
+    x = np.random.default_rng(4).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    monkeypatch.setattr(forward, "READ_ONE_PIXEL_PACKED", False)
+    unpacked = q8.from_torch(m, device=device)
+    c2 = unpacked.compile(x.shape)
+    assert [p.label for p in c2.unpack] == ["unpack"]
+    want = unpacked.run_int8(x)
+    monkeypatch.setattr(forward, "READ_ONE_PIXEL_PACKED", True)
+    packed = q8.from_torch(m, device=device)
+    c = packed.compile(x.shape)
+    assert c.y_nchw is None and c.unpack == [] and c.readback[1] == 3 * 3 * 16  # 3 blocks a sample
+    assert len(c2.passes()) == len(c.passes()) + 1
+    got = packed.run_int8(x)
+    assert got.shape == want.shape == (3, 10, 1, 1) and got.flags.writeable
+    np.testing.assert_array_equal(got, want)
+    assert len(np.unique(got)) > 5  # not a constant output
+    np.testing.assert_array_equal(packed(x), unpacked(x))
+
+
 def test_batch_over_one_binding_runs_in_parts(device, monkeypatch):
     """Activations over one storage binding: a numpy call runs the batch in parts whose values
     each fit (the same bytes as one pass); where one sample's value is over a binding, the op

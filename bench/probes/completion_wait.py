@@ -110,7 +110,7 @@ def call_phases(net: q8.Net, x: np.ndarray) -> dict[str, float]:
         t.append(time.perf_counter())
         c.upload_ptr = dev.map_for_write(c.upload, xc.nbytes)
         t.append(time.perf_counter())
-    q = np.frombuffer(data, np.int8).reshape(c.values[net.output.output].shape)
+    q = c.output_array(data, c.values[net.output.output].shape)
     net._dequantize(q)
     t.append(time.perf_counter())
     names = ("checks", "write", "submit", "isfinite", "record_next", "wait_read", "map_input", "dequantize")

@@ -65,16 +65,18 @@ def probe(net: q8.Net, x: np.ndarray, repeats: int) -> dict[str, Any]:
         out["gpu_us"] = net.gpu_times(x.shape, repeats=20, warm_s=0.3)["whole_s"] * 1e6
     out["wall_us"] = median_us(lambda: net(x), repeats)
 
+    src, nbytes = c.readback  # the output as a call reads it (packed where no unpack pass)
+
     def wgpu_py_read() -> np.ndarray:  # the readback before Device.read mapped its own buffer
-        return np.frombuffer(dev.queue.read_buffer(c.y_nchw, 0, (n_out + 3) // 4 * 4), np.int8)[:n_out]
+        return c.output_array(dev.queue.read_buffer(src, 0, (nbytes + 3) // 4 * 4)[:nbytes], y.shape)
 
     def old_call() -> np.ndarray:  # as net(x) was: submit, then wgpu-py's read_buffer
         dev.write(c.x_float, x)
         dev.run(c.passes())
-        return wgpu_py_read().copy()
+        return wgpu_py_read()
 
     q = net.run_int8(x)
-    assert np.array_equal(old_call().reshape(y.shape), q), "old and new readback differ"
+    assert np.array_equal(old_call(), q), "old and new readback differ"
     keep = dev.submit_chunk
     try:  # the code before this probe: one command buffer for the whole forward pass
         dev.submit_chunk = len(passes)
@@ -86,7 +88,7 @@ def probe(net: q8.Net, x: np.ndarray, repeats: int) -> dict[str, Any]:
     out["passes_list_us"] = median_us(c.passes, repeats)
     if c.staging is not None:
         out["record_submit_us"] = median_us(lambda: dev._submitter(passes), repeats, after=dev.sync)
-        copy = (c.y_nchw, c.staging, c.read_bytes)
+        copy = (src, c.staging, c.read_bytes)
         out["record_us"] = median_us(lambda: dev.record(passes, copy).release(), repeats)
 
         def round_trip() -> None:
@@ -114,7 +116,7 @@ def probe(net: q8.Net, x: np.ndarray, repeats: int) -> dict[str, Any]:
 
         out["submit_record_wait_us"] = median_us(submit_record_wait, repeats)
     out["old_readback_floor_us"] = median_us(wgpu_py_read, repeats)
-    out["device_read_floor_us"] = median_us(lambda: dev.read(c.y_nchw, n_out), repeats)
+    out["device_read_floor_us"] = median_us(lambda: dev.read(src, nbytes), repeats)
     out["dequantize_us"] = median_us(lambda: net._dequantize(q), repeats)
     # Dispatches per command buffer (net.run on a QTensor, which records as it submits): wall
     # time of a run and a wait, the chunk sizes alternated in rounds.
