@@ -250,7 +250,7 @@ class Compiled:
         they are, or, where the output is read packed (no unpack pass), unpacked here."""
         if self.y_nchw is None:
             words = np.frombuffer(data, np.uint32)
-            if shape[2:] == (1, 1):  # a classifier's output: its layout's fast path, unchecked
+            if tuple(shape[2:]) == (1, 1):  # a classifier's output: its layout's fast path, unchecked
                 return unpack_4w4c_one_width(words[: self.readback[1] // 4], shape[0], shape[1], 1)
             return unpack(words, "4W4C", shape)
         return np.frombuffer(data, np.int8).reshape(shape)  # writable: `data` is the call's own copy

@@ -119,7 +119,7 @@ def unpack(words: np.ndarray, layout: str, shape: Sequence[int]) -> np.ndarray:
 def unpack_4w4c_one_width(words: np.ndarray, n: int, c: int, h: int) -> np.ndarray:
     """`unpack` of exactly the uint32 words of a 4W4C tensor of shape [n, c, h, 1], unchecked:
     word 0 (width 0's 4 channels) of each block's 4, picked as words (the general path copies
-    all 4 first). A classifier's [N, classes] output unpacks this way in about 1.5 us."""
+    all 4 first): a classifier's [1, 1000] output in 1.7 us on this project's machine."""
     c4 = -(-c // 4)
     t = words.reshape(n, h, c4, 4)[..., 0].copy().view(np.int8).reshape(n, h, c4 * 4)[..., :c]
     if h == 1:
