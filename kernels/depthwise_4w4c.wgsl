@@ -23,6 +23,7 @@
 // #include "epilogue.wgsl"
 // #include "conv_params.wgsl"
 // #include "gather_4w4c.wgsl"
+// #include "dw_sums.wgsl"
 // #include "direct_conv_bindings.wgsl"
 
 override WG: u32 = 64u;
@@ -40,13 +41,9 @@ fn load_word(i: u32) -> u32 {
   return x[i];
 }
 
-// The input word (4 channels) at width wi of row hi, or 4 zero points outside the input. Widths
-// past W_out are computed too (store_tile drops them), so loads shared by neighbouring outputs
-// are the same expression. (gather_4w4c.wgsl's tap_word less its W_out test. Sharing this as a
-// function that tap_word calls made the implicit GEMM 6% to 11% slower on the H100.)
-fn in_word(n: u32, c4: u32, hi: u32, wi: i32, zp: u32) -> u32 {
-  if (wi < 0 || wi >= i32(xd.w)) { return zp; }
-  return x[word_index_4w4c(xd, n, c4, hi, u32(wi))];
+// Tap `tap` (of `taps`) of channel block c4's weights (dw_sums.wgsl).
+fn dw_weight(c4: u32, taps: u32, tap: u32) -> u32 {
+  return wts[c4 * taps + tap];
 }
 
 @compute @workgroup_size(WG)
@@ -59,7 +56,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let c4 = t - mb * p.c4_out;
   let m = m_pos(cv, p.mb_base + mb);
   let zp = zp_word(xd.zp);
-  let sw = i32(cv.stride_w);
   let kh = select(KH, cv.kh, KH == 0u);
   let kw = select(KW, cv.kw, KW == 0u);
   let taps = kh * kw;
@@ -80,33 +76,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     store_word(mb, c4, i, a);
     return;
   }
-  // a<i>: the 4 channels' sums at output width m.w + i.
-  var a0 = vec4<i32>(0);
-  var a1 = vec4<i32>(0);
-  var a2 = vec4<i32>(0);
-  var a3 = vec4<i32>(0);
-  for (var th = 0u; th < kh; th++) {
-    let hi = i32(m.h * cv.stride_h + th * cv.dil_h) - i32(cv.pad_h);
-    let row_in = hi >= 0 && hi < i32(xd.h);
-    for (var tw = 0u; tw < kw; tw++) {
-      let wv = unpack4xI8(wts[c4 * taps + th * kw + tw]);
-      var x0 = zp;
-      var x1 = zp;
-      var x2 = zp;
-      var x3 = zp;
-      if (row_in) {
-        let wofs = i32(m.w * cv.stride_w + tw * cv.dil_w) - i32(cv.pad_w);
-        x0 = in_word(m.n, c4, u32(hi), wofs, zp);
-        x1 = in_word(m.n, c4, u32(hi), wofs + sw, zp);
-        x2 = in_word(m.n, c4, u32(hi), wofs + 2 * sw, zp);
-        x3 = in_word(m.n, c4, u32(hi), wofs + 3 * sw, zp);
-      }
-      a0 += unpack4xI8(x0) * wv;
-      a1 += unpack4xI8(x1) * wv;
-      a2 += unpack4xI8(x2) * wv;
-      a3 += unpack4xI8(x3) * wv;
-    }
-  }
+  let d = dw_sums(m, c4, kh, kw);
+  let a0 = d.a0;
+  let a1 = d.a1;
+  let a2 = d.a2;
+  let a3 = d.a3;
   // store_tile takes each channel's 4 widths.
   store_tile(mb, c4, vec4<i32>(a0.x, a1.x, a2.x, a3.x), vec4<i32>(a0.y, a1.y, a2.y, a3.y),
              vec4<i32>(a0.z, a1.z, a2.z, a3.z), vec4<i32>(a0.w, a1.w, a2.w, a3.w));

@@ -30,6 +30,18 @@ override RESIDUAL: bool = false;  // a residual add follows the requantization (
 // patch kernel sets it.
 override STEP_STORES: bool = false;
 
+// The output's quantization as the rounding and clamps need it: `p`'s, or (dw_in.wgsl)
+// another conv's whose output a kernel computes on the way.
+struct QOut {
+  zp_out: i32,
+  relu: u32,
+  q_max: i32,
+}
+
+fn p_qout() -> QOut {
+  return QOut(p.zp_out, p.relu, p.q_max);
+}
+
 // float32's rint(adj*M + B) of channel oc at 4 widths, and where it cannot decide.
 fn conv_round(adj: vec4<i32>, ch: Chan) -> Rounded {
   return conv_round_v(adj, vec4<f32>(ch.m), vec4<f32>(ch.b), vec4<f32>(ch.margin));
@@ -37,12 +49,17 @@ fn conv_round(adj: vec4<i32>, ch: Chan) -> Rounded {
 
 // conv_round with each lane's own M, B and margin (store_word: lanes are 4 channels).
 fn conv_round_v(adj: vec4<i32>, m: vec4<f32>, b: vec4<f32>, margin: vec4<f32>) -> Rounded {
+  return conv_round_q(adj, m, b, margin, p_qout());
+}
+
+// conv_round_v for the output quantization `qo`.
+fn conv_round_q(adj: vec4<i32>, m: vec4<f32>, b: vec4<f32>, margin: vec4<f32>, qo: QOut) -> Rounded {
   let prod = vec4<f32>(adj) * m;
   // float32's error: 4 roundings of |adj*M| and 2 of |B| (at most 2^-22 of their sum); the +1 in
   // the record's margin covers the fixed-point form's 2^-30. Only rint(v) in [lo, hi] matter:
   // outside, both roundings clamp alike (relu: v <= -1 gives 0 either way).
-  let lo = select(-128.0 - f32(p.zp_out), 0.0, p.relu != 0u) - 1.0;
-  let hi = f32(p.q_max - p.zp_out) + 1.0;
+  let lo = select(-128.0 - f32(qo.zp_out), 0.0, qo.relu != 0u) - 1.0;
+  let hi = f32(qo.q_max - qo.zp_out) + 1.0;
   return round_fast(prod + b, abs(prod) * EXACT_REL + margin, lo, hi);
 }
 
@@ -60,9 +77,14 @@ fn conv_finish(r: vec4<i32>, oc: u32, valid: vec4<bool>) -> vec4<i32> {
 
 // conv_finish with a lane mask: lanes whose `keep` is false give zp_out.
 fn conv_finish_v(r: vec4<i32>, keep: vec4<bool>) -> vec4<i32> {
-  let act = select(r, max(r, vec4<i32>(0)), p.relu != 0u);
-  let q = clamp(act + vec4<i32>(p.zp_out), vec4<i32>(-128), vec4<i32>(p.q_max));
-  return select(vec4<i32>(p.zp_out), q, keep);
+  return conv_finish_q(r, keep, p_qout());
+}
+
+// conv_finish_v for the output quantization `qo`.
+fn conv_finish_q(r: vec4<i32>, keep: vec4<bool>, qo: QOut) -> vec4<i32> {
+  let act = select(r, max(r, vec4<i32>(0)), qo.relu != 0u);
+  let q = clamp(act + vec4<i32>(qo.zp_out), vec4<i32>(-128), vec4<i32>(qo.q_max));
+  return select(vec4<i32>(qo.zp_out), q, keep);
 }
 
 // Vector k of 4 (k < 4), with no dynamically indexed array (it would live in slow local memory).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, Unpack, final
 
@@ -36,6 +37,7 @@ from .planner import (
     ConvPlan,
     ConvSpec,
     DeviceLimits,
+    DwInput,
     GemmConfig,
     QuantizedInput,
     Residual,
@@ -43,6 +45,7 @@ from .planner import (
     check_binding,
     check_buffer,
     conv_params,
+    dw_in_gemm_config,
     gemm_config_for,
     im2col_pass_shape,
     kernel_geometry,
@@ -285,8 +288,10 @@ class ConvBuffers:
         self.groups = groups
         self._weights_by_cpg: dict[int, Any] = {}
         self._dw_weights: Any = None
+        self._dw_in_aux: Any = None
         self._unused: dict[str, Any] = {}
         self.weights_for(weight.shape[1])
+        self.chan_records = chan_records
         self.chan = device.upload(chan_records, label="channel params")
 
     def plan(
@@ -299,22 +304,30 @@ class ConvBuffers:
         gemm: GemmConfig | None,
         residual: Residual | None = None,
         quantized_input: QuantizedInput | None = None,
+        dw_input: tuple[DwInput, ConvBuffers] | None = None,
     ) -> _Plan:
         """The plan of conv `spec` on kernel geometry `geo` with `method` and GEMM configuration
         `gemm` (None: the default), adding `residual` in its epilogue, on a float32 input it
-        quantizes itself where `quantized_input` is given: the planner's pass specs, realized."""
+        quantizes itself where `quantized_input` is given, computing a depthwise conv's output as
+        its A where `dw_input` is given (that conv and its buffers): the planner's pass specs,
+        realized."""
         limits = DeviceLimits.of(self.device)
         conv_plan = plan_passes(
-            spec, geo, method, in_layout, out_layout, gemm, limits, residual, quantized_input
-        )
-        specs = self.realize(conv_plan)
+            spec, geo, method, in_layout, out_layout, gemm, limits, residual, quantized_input,
+            None if dw_input is None else dw_input[0],
+        )  # fmt: skip
+        extra = {} if dw_input is None else {"dw_aux": dw_input[1].dw_in_aux()}
+        specs = self.realize(conv_plan, extra)
         return _Plan(geo, method, in_layout, out_layout, specs, residual=residual is not None)
 
-    def realize(self, conv_plan: ConvPlan) -> list[tuple[Any, list[Any], tuple[int, int, int], str]]:
+    def realize(
+        self, conv_plan: ConvPlan, extra: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, list[Any], tuple[int, int, int], str]]:
         """The planner's pass specs as (pipeline, resources, workgroups, label): roles bound to
-        this conv's buffers (X and Y stay placeholders for each call's tensors), scratch buffers
-        made, uniforms uploaded (cached by content)."""
+        this conv's buffers (X and Y stay placeholders for each call's tensors) or to `extra`'s
+        (role -> buffer), scratch buffers made, uniforms uploaded (cached by content)."""
         dev = self.device
+        extra = extra or {}
         labels = {"a": "im2col A"}
         scratch = {
             role: dev.buffer(nbytes, label=labels.get(role, "split-K partials"))
@@ -333,6 +346,8 @@ class ConvBuffers:
                 base = self.depthwise_weights()
             elif r.role in ("unused", "unused_read"):
                 base = self.unused(r.role)
+            elif r.role in extra:
+                base = extra[r.role]
             else:
                 base = scratch[r.role]
             return base if r.offset is None else (base, r.offset, r.size)
@@ -358,6 +373,18 @@ class ConvBuffers:
             check_binding(limits, "the depthwise weights", packed.nbytes)
             self._dw_weights = self.device.upload(packed, label="depthwise weights")
         return self._dw_weights
+
+    def dw_in_aux(self) -> Any:
+        """This depthwise conv's epilogue records and then its depthwise-packed weights in one
+        buffer, as kernels/dw_in.wgsl reads them (a 1x1 conv computing this conv's output as its
+        A binds them as one storage buffer: the GEMM has 8 storage bindings at most)."""
+        if self._dw_in_aux is None:
+            packed = np.concatenate(
+                [self.chan_records.reshape(-1), prepack_depthwise(self.weight).reshape(-1)]
+            )
+            check_binding(DeviceLimits.of(self.device), "the depthwise records and weights", packed.nbytes)
+            self._dw_in_aux = self.device.upload(packed, label="depthwise records and weights")
+        return self._dw_in_aux
 
     def weights_for(self, cin_pg: int) -> Any:
         """The prepacked weights for a kernel geometry of `cin_pg` input channels per group:
@@ -517,14 +544,20 @@ class QConv2d:
         numpy_in: bool,
         residual: Residual | None = None,
         quantized_input: QuantizedInput | None = None,
+        dw: tuple[QConv2d, tuple[int, ...]] | None = None,
     ) -> _Plan:
         """The cached plan for inputs of `shape` in `in_layout` (numpy_in: read back as numpy),
         with `residual` added in its epilogue (a net's fused add; QTensor inputs only); with
         `quantized_input`, for a float32 NCHW input of `shape` that the conv quantizes itself (a
-        net's first conv, where its method is patch_4w4c: else a ValueError)."""
-        if (residual is not None or quantized_input is not None) and numpy_in:
-            raise ValueError("a residual or a quantized input is fused into QTensor calls only")
-        key = (tuple(shape), in_layout, numpy_in, residual, quantized_input)
+        net's first conv, where its method is patch_4w4c: else a ValueError); with `dw` = (a
+        depthwise conv, its 4W4C input's shape), for that conv's output (of `shape`) computed by
+        this 1x1 conv's GEMM from that input, which the plan's passes then read (planner.DwInput;
+        a ValueError where this conv does not run the tiled pointwise GEMM on it)."""
+        if (residual is not None or quantized_input is not None or dw is not None) and numpy_in:
+            raise ValueError(
+                "a residual, a quantized input or a depthwise input is fused into QTensor calls only"
+            )
+        key = (tuple(shape), in_layout, numpy_in, residual, quantized_input, dw)
         plan = self._plans.get(key)
         if plan is not None:
             self._plans.move_to_end(key)
@@ -536,8 +569,14 @@ class QConv2d:
         # max-buffer-size they cannot exist (numpy calls are split over the batch first).
         out_bytes = 4 * packed_words(geo.output_shape, out_layout)
         check_buffer(DeviceLimits.of(self.device), "the output", out_bytes)
+        dw_input, gemm = None, self._chosen_gemm(geo)
+        if dw is not None:
+            dw_conv, dw_shape = dw
+            dw_geo = kernel_geometry(dw_conv.geometry(dw_shape), "4W4C")
+            dw_input = (DwInput(dw_conv.spec, dw_geo), dw_conv.buffers)
+            gemm = gemm if self.gemm_override is not None else dw_in_gemm_config(geo.K // 4)
         plan = self.buffers.plan(
-            self.spec, geo, method, in_layout, out_layout, self._chosen_gemm(geo), residual, quantized_input
+            self.spec, geo, method, in_layout, out_layout, gemm, residual, quantized_input, dw_input
         )
         if numpy_in:
             plan.add_nchw_buffers(self.device, shape)
@@ -582,7 +621,14 @@ class QConv2d:
         dev = self.device
         if not isinstance(x, QTensor):
             x = check_int8_array("x", x, ndim=4)
-            if (x.shape, "4W4C", True, None, None) not in self._plans:  # (a cached plan's buffers exist)
+            if (
+                x.shape,
+                "4W4C",
+                True,
+                None,
+                None,
+                None,
+            ) not in self._plans:  # (a cached plan's buffers exist)
                 # Per-call buffers over max-buffer-size: run n_fit samples at a time.
                 n_fit = _split.batch_size_that_fits(dev, self.geometry(x.shape), "4W4C")
                 if n_fit < x.shape[0]:

@@ -52,6 +52,14 @@ SIDE_OUTPUTS_FRESH = True
 # longer than the dispatch it saved.
 READ_ONE_PIXEL_PACKED = False
 
+# Whether `Net.fuse` also fuses each depthwise conv into the 1x1 conv that alone reads its
+# output (`fuse_depthwise`: an inverted residual's depthwise and projection convs, one dispatch;
+# the same bytes). Off: on the H200 (bench/probes/depthwise_fusion.py, two runs) MobileNetV2
+# took 1.14x-1.17x the GPU time of the separate dispatches at batch 1 and 0.98x-1.03x at batch
+# 8, wall time alike: the fused GEMM's workgroups compute the depthwise output again for each
+# tile of output channels, with fewer threads than the depthwise kernel has.
+FUSE_DEPTHWISE = False
+
 # Whether a residual add fused into a step runs in the epilogue of a conv on the patch kernel;
 # if not, such a step runs as the conv's pass and the add's (ConvOp._two_passes). The GEMM
 # kernels' epilogues take it always. H200 (bench/probes/net_schedule.py): with the epilogue's
@@ -81,8 +89,8 @@ class ConvOp:
     def method(self, shape: tuple[int, int, int, int], layout: str = "4W4C") -> str:
         """The method the conv runs on inputs of `shape`: its plan's when one exists, else the
         rule's (a tuned choice may differ until the plan is made)."""
-        for (s, lay, _, res, _qi), plan in self.conv._plans.items():
-            if s == tuple(shape) and lay == layout and res == self.residual:
+        for (s, lay, _, res, _qi, dw), plan in self.conv._plans.items():
+            if s == tuple(shape) and lay == layout and res == self.residual and dw is None:
                 return plan.method
         return resolve_method(self.conv.method, kernel_geometry(self.conv.geometry(shape), layout), layout)
 
@@ -157,6 +165,60 @@ class FlattenOp:
         ]
 
 
+class DepthwiseIntoPointwiseOp:
+    """A depthwise conv and the 1x1 conv (ConvOp, with or without its fused add) that alone
+    reads its output, as one op: inputs (the depthwise conv's input[, the add's residual]). The
+    1x1 conv's GEMM computes the depthwise output as it stages its A tiles (planner.DwInput,
+    kernels/dw_in.wgsl): the same bytes, one dispatch fewer and no depthwise output in memory.
+    Where that plan cannot be made (a 1x1 conv not on the tiled pointwise GEMM, tensors over one
+    binding, another layout), the two convs run as before through a tensor of this op's own."""
+
+    def __init__(self, dw: QConv2d, pw: ConvOp) -> None:
+        self.dw, self.pw = dw, pw
+        self._scratch: dict[tuple[int, ...], QTensor] = {}  # the depthwise output, where not fused
+
+    def output_shape(self, *input_shapes: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        return self.pw.output_shape(self.dw.geometry(input_shapes[0]).output_shape, *input_shapes[1:])
+
+    def fused(self, x_shape: tuple[int, ...], x_layout: str = "4W4C") -> bool:
+        """Whether inputs of `x_shape` run as one dispatch (the plan can be made)."""
+        try:
+            self._fused_plan(x_shape, x_layout)
+        except ValueError:
+            return False
+        return True
+
+    def _fused_plan(self, x_shape: tuple[int, ...], x_layout: str) -> Any:
+        if (
+            x_layout != "4W4C"
+            or self.pw.conv.chosen_method(self.dw_output_shape(x_shape), "4W4C") != "pointwise"
+        ):
+            raise ValueError("a depthwise conv is fused into a 1x1 conv on the pointwise GEMM, 4W4C only")
+        return self.pw.conv.plan(
+            self.dw_output_shape(x_shape), "4W4C", False, self.pw.residual, dw=(self.dw, tuple(x_shape))
+        )
+
+    def dw_output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        return self.dw.geometry(x_shape).output_shape
+
+    def passes(self, inputs: Sequence[QTensor], out: QTensor) -> list[Pass]:
+        x = inputs[0]
+        r = inputs[1] if len(inputs) > 1 else None
+        same_layouts = out.layout == self.pw.conv.output_layout and (r is None or r.layout == out.layout)
+        if same_layouts and self.fused(x.shape, x.layout):
+            plan = self._fused_plan(x.shape, x.layout)
+            return plan.passes(self.dw.device, x.buffer, out.buffer, None if r is None else r.buffer)
+        shape = self.dw_output_shape(x.shape)
+        y = self._scratch.get(shape)
+        if y is None:
+            dev, dw = self.dw.device, self.dw
+            buf = dev.buffer(4 * packed_words(shape, dw.output_layout), label="depthwise output")
+            y = QTensor(buf, shape, dw.output_layout, dw.output_scale, dw.output_zero_point, dev)
+            self._scratch[shape] = y
+        first = self.dw.plan(x.shape, x.layout, False).passes(self.dw.device, x.buffer, y.buffer)
+        return first + self.pw.passes([y, *inputs[1:]], out)
+
+
 @dataclass
 class Step:
     """One GPU op of a net: `op` reads the values named `inputs` and writes the value `output`,
@@ -214,6 +276,46 @@ def fuse_residual_adds(steps: Sequence[Step], keep: str, prefer: str = "main") -
         detail = f"{c.detail} + add{'' if s.op.activation == 'none' else ' ' + s.op.activation}"
         fused[i] = Step(f"{c.kind}+add", op, (c.inputs[0], s.inputs[1 - k]), s.output, s.scale,
                         s.zero_point, rank=s.rank, source=f"{c.source} + {s.source}", detail=detail)  # fmt: skip
+        gone.add(j)
+    return [fused.get(i, s) for i, s in enumerate(steps) if i not in gone]
+
+
+def _depthwise(step: Step) -> bool:
+    """A conv step, no add fused, whose conv is depthwise (one channel a group, C_out == C_in)."""
+    if not _plain_conv(step):
+        return False
+    conv = step.op.conv
+    c_out, cpg = conv.weight.shape[:2]
+    return cpg == 1 and conv.groups == c_out
+
+
+def _pointwise(step: Step) -> bool:
+    """A conv step (an add fused or not) whose conv is 1x1, stride 1, no padding, one group."""
+    if not isinstance(step.op, ConvOp):
+        return False
+    conv = step.op.conv
+    geometry = (tuple(conv.weight.shape[2:]), conv.stride, conv.dilation, conv.padding)
+    return conv.groups == 1 and geometry == ((1, 1), (1, 1), (1, 1), (0, 0))
+
+
+def fuse_depthwise(steps: Sequence[Step], keep: str) -> list[Step]:
+    """`steps` with each depthwise conv whose output only a 1x1 conv reads (as its input; not
+    value `keep`, the net's output) made one step with that conv (DepthwiseIntoPointwiseOp), at
+    the 1x1 conv's place, reading the depthwise conv's input (and the 1x1 conv's residual)."""
+    uses = Counter(v for s in steps for v in s.inputs)
+    producer = {s.output: i for i, s in enumerate(steps)}
+    fused: dict[int, Step] = {}
+    gone: set[int] = set()
+    for i, s in enumerate(steps):
+        if not _pointwise(s) or s.inputs[0] not in producer:
+            continue
+        j = producer[s.inputs[0]]
+        d = steps[j]
+        if not _depthwise(d) or uses[d.output] != 1 or d.output == keep:
+            continue
+        op = DepthwiseIntoPointwiseOp(d.op.conv, s.op)
+        fused[i] = Step(f"depthwise+{s.kind}", op, (d.inputs[0], *s.inputs[1:]), s.output, s.scale, s.zero_point,
+                        rank=s.rank, source=f"{d.source} ; {s.source}", detail=f"{d.detail} ; {s.detail}".strip(" ;"))  # fmt: skip
         gone.add(j)
     return [fused.get(i, s) for i, s in enumerate(steps) if i not in gone]
 
@@ -415,6 +517,8 @@ def step_lines(steps: Sequence[Step], shapes: dict[str, tuple[int, int, int, int
         detail = s.detail
         if isinstance(s.op, ConvOp) and shapes:
             detail = f"{detail} {s.op.method(shapes[s.inputs[0]])}".strip()
+        elif isinstance(s.op, DepthwiseIntoPointwiseOp) and shapes:
+            detail = f"{detail} {'one dispatch' if s.op.fused(shapes[s.inputs[0]]) else 'two convs'}".strip()
         lines.append(
             f"  {i:3d} {s.kind:<20} {ins} -> {out}  {detail}  "
             f"out scale {s.scale:.6g} zp {s.zero_point}  [{s.source}]"

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import forward
 from ._checks import check_scale, check_zero_point
 from .conv import QTensor
 from .forward import (
@@ -30,6 +31,7 @@ from .forward import (
     Step,
     compile_forward,
     forward_gpu_times,
+    fuse_depthwise,
     fuse_residual_adds,
     refine_in_context,
     restore_choices,
@@ -107,6 +109,8 @@ class Net:
         self._fuse = bool(on)
         g = self.graph_steps
         self.steps = fuse_residual_adds(g, g[-1].output) if on else list(g)
+        if on and forward.FUSE_DEPTHWISE:
+            self.steps = fuse_depthwise(self.steps, g[-1].output)
         self._compiled.clear()
 
     # ---- what it is ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy as np
 from . import _split
 from ._checks import ACTIVATIONS, check_scale, check_zero_point
 from .geometry import ConvGeometry, align4, ceil4, fold_workgroups, pair
-from .layouts import check_layout, tensor_desc
+from .layouts import check_layout, packed_words, tensor_desc
 from .quant import AddRequant, activation_bounds
 from .uniforms import CHAN_BLOCK_BYTES, CONV_PARAMS, GEMM_PARAMS, QUANTIZE_PARAMS, TENSOR_DESC
 
@@ -309,6 +309,7 @@ class TiledKernel(NamedTuple):
     bk_multiple: int = 1  # BK must be a multiple of this (the k-block loop's unrolling)
     tile_choices: tuple[int, ...] = ()  # values the TM and TN constants may take (): fixed
     reduces: bool = False  # reduces split-K slices itself (REDUCE, binding `ksum`)
+    dw_in: bool = False  # computes a depthwise conv's output as its A (DW_IN, bindings `dwx`, `dq`)
 
     def threads(self, wg_m: int, wg_n: int) -> int:
         return wg_m * wg_n * self.k_groups
@@ -323,7 +324,12 @@ class TiledKernel(NamedTuple):
 
 # Tiled GEMM kernels by file (or registered shader name: register_tiled_kernel).
 TILED_KERNELS: dict[str, TiledKernel] = {
-    "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=8, bk_multiple=2, tile_choices=(1, 2), reduces=True)
+    "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=8, bk_multiple=2, tile_choices=(1, 2), reduces=True),
+    # The same GEMM computing a depthwise conv's output as its A (DwInput), with that GEMM's
+    # configurations.
+    "gemm_q8_dw_in.wgsl": TiledKernel(
+        tm=2, tn=2, loads=8, bk_multiple=2, tile_choices=(1, 2), reduces=True, dw_in=True
+    ),
 }
 
 
@@ -796,6 +802,32 @@ class QuantizedInput:
     params: tuple[int, ...]
 
 
+DW_IN_KERNEL = "gemm_q8_dw_in.wgsl"  # the tiled GEMM with DW_IN (a DwInput's 1x1 conv)
+
+
+def dw_in_gemm_config(k4: int) -> GemmConfig:
+    """The GEMM configuration of a 1x1 conv that computes a depthwise conv's output as its A (K =
+    4*k4 columns): small tiles (each thread computes one A block of a stage), K split into
+    slices of 2 stages, reduced in the GEMM where the device can. Each workgroup computes the
+    depthwise output its slice needs, so more slices spread that work: on the H200
+    (bench/probes/depthwise_fusion.py) MobileNetV2 took 1.7x the unfused GPU time with the
+    1x1 convs' own configurations, 1.14x-1.17x (batch 1) and 0.98x-1.03x (batch 8) with these."""
+    consts = {"WG_M": 8, "WG_N": 8, "BK": 8, "TM": 1, "TN": 1}
+    return GemmConfig.make("gemm_q8_tiled.wgsl", consts, max(1, min(16, -(-k4 // 16))), "gemm")
+
+
+@dataclass(frozen=True)
+class DwInput:
+    """A depthwise conv whose output is a 1x1 conv's input, computed by that conv's GEMM as it
+    stages its A tiles (gemm_q8_tiled.wgsl's DW_IN, kernels/dw_in.wgsl) instead of written by a
+    dispatch of its own: the same bytes, one dispatch and one round trip through memory less.
+    The plan's "x" is then the depthwise conv's input, "dw_aux" its records and weights (the
+    layout dw_in.wgsl reads). `geo`: the depthwise conv's kernel geometry."""
+
+    spec: ConvSpec
+    geo: ConvGeometry
+
+
 def gemm_params(
     conv: ConvSpec,
     geo: ConvGeometry,
@@ -831,6 +863,7 @@ def plan_passes(
     limits: DeviceLimits,
     residual: Residual | None = None,
     quantized_input: QuantizedInput | None = None,
+    dw_input: DwInput | None = None,
 ) -> ConvPlan:
     """The passes of `conv` on an input of kernel geometry `geo` (kernel_geometry) in
     `in_layout`, writing `out_layout`, with `method` (resolved) and GEMM configuration `gemm`
@@ -841,7 +874,8 @@ def plan_passes(
     when all fit); or one depthwise pass per chunk. With `residual`, every epilogue adds the
     tensor bound as role "residual" (the output's shape and layout, bound in the output's
     windows) to the requantized output. With `quantized_input` (method patch_4w4c only), "x" is
-    a float32 NCHW tensor the conv quantizes as it loads it."""
+    a float32 NCHW tensor the conv quantizes as it loads it. With `dw_input` (method pointwise,
+    4W4C, the tiled GEMM), "x" is that depthwise conv's input and the GEMM computes its output."""
     in_shape = (geo.N, geo.C_in, geo.H, geo.W)
     k4 = geo.K // 4
     k4_pg = geo.K_per_group // 4
@@ -870,6 +904,7 @@ def plan_passes(
         rd = UniformData.of(tensor_desc(geo.output_shape, out_layout, residual.zero_point, base))
         return {"od": od, "res": r_bind, "rd": rd}
 
+    dw = None if dw_input is None else _dw_in_binds(dw_input, geo, method, in_layout, chunks, slices, limits)
     if quantized_input is not None and not patch:
         raise ValueError(f"an input quantized as it is loaded needs method 'patch_4w4c' (method {method!r})")
     if patch:
@@ -898,6 +933,8 @@ def plan_passes(
         x_base = 0 if ch.x_win is None or pointwise else ch.x_win[2]
         in_desc = UniformData.of(tensor_desc(in_shape, in_layout, conv.input_zero_point, x_base))
         cp = UniformData.of(conv_params(geo, base, count))
+        if dw is not None:  # A is computed from the depthwise conv's input (whole tensors)
+            in_desc, cp = dw[2], dw[3]
         if depthwise:  # the whole output's channels: its weights and records are small
             gp = UniformData.of(gemm_params(conv, geo, base, count, k4, residual=residual))
             outs = out_binds(ch.y_win, y_base)
@@ -943,9 +980,42 @@ def plan_passes(
                 chan_bind = chan.window(CHAN_BLOCK_BYTES * c4_lo, CHAN_BLOCK_BYTES * (c4_hi - c4_lo))
             plan.specs += _gemm_specs(
                 plan, conv, sub_geo, a_bind, base, count, outs, (in_desc, cp), w_bind, chan_bind,
-                y_bind, implicit, k4, g_base, gemm, limits, residual,
+                y_bind, implicit, k4, g_base, gemm, limits, residual, None if dw is None else dw[:2],
             )  # fmt: skip
     return plan
+
+
+def _dw_in_binds(
+    dw: DwInput,
+    geo: ConvGeometry,
+    method: str,
+    in_layout: str,
+    chunks: Sequence[_split.Chunk],
+    slices: Sequence[tuple[int, int]],
+    limits: DeviceLimits,
+) -> tuple[Resource, Resource, UniformData, UniformData]:
+    """The DW_IN bindings of a 1x1 conv (kernel geometry `geo`) computing depthwise conv `dw`'s
+    output as its A: its records and weights, its GemmParams, its input's TensorDesc and its
+    ConvParams; or ValueError naming the rule the pair breaks."""
+    g = dw.geo
+    if method != "pointwise" or in_layout != "4W4C" or geo.groups != 1:
+        raise ValueError(f"a depthwise conv's output as A needs a pointwise conv on 4W4C (method {method!r})")
+    dw_out = (g.N, align4(g.C_out), g.H_out, g.W_out)  # (the 1x1 conv's kernel geometry pads C to 4)
+    if not (g.groups == g.C_in == g.C_out and dw_out == (geo.N, align4(geo.C_in), geo.H, geo.W)):
+        raise ValueError(
+            f"the depthwise conv's output {(g.N, g.C_out, g.H_out, g.W_out)} is not this conv's "
+            f"input {(geo.N, geo.C_in, geo.H, geo.W)}, or it is not depthwise"
+        )
+    check_binding(limits, "the depthwise conv's input", 4 * packed_words((g.N, g.C_in, g.H, g.W), "4W4C"))
+    if not whole_tensors(chunks, slices):
+        raise ValueError(
+            f"a depthwise conv's output as A needs this conv's tensors each in one binding "
+            f"({limits.max_binding_size} bytes on {limits.name})"
+        )
+    m_count = ceil4(g.W_out) * g.H_out * g.N
+    dq = UniformData.of(gemm_params(dw.spec, g, 0, m_count, ceil4(g.C_out)))
+    desc = UniformData.of(tensor_desc((g.N, g.C_in, g.H, g.W), "4W4C", dw.spec.input_zero_point, 0))
+    return Bound("dw_aux"), dq, desc, UniformData.of(conv_params(g, 0, m_count))
 
 
 def k_slices(total: int, splits: int, step: int) -> tuple[int, int]:
@@ -1041,17 +1111,26 @@ def _gemm_specs(
     gemm: GemmConfig | None,
     limits: DeviceLimits,
     residual: Residual | None,
+    dw: tuple[Resource, Resource] | None = None,
 ) -> list[PassSpec]:
     """GEMM pass specs for m-blocks [base, base + count) whose A is bound as `a_bind` (with
     implicit=True: the 4W4C input, A gathered on the fly using conv_binds = (input desc,
     conv params) uniforms, which the tiled kernel always binds). For a slice of whole groups,
     geo is the slice's own geometry, k4_row A's row stride in blocks (all groups) and g_base
     the slice's first group. Split-K partial sums go to a scratch buffer of their own. `outs`:
-    the epilogue's output desc and residual bindings (plan_passes' out_binds)."""
+    the epilogue's output desc and residual bindings (plan_passes' out_binds). With `dw` = (the
+    depthwise conv's records and weights, its GemmParams), A is that conv's output computed
+    from a_bind (DW_IN; conv_binds then describe it)."""
     cfg = gemm_config_for(geo, count, gemm, limits)
     tiled = cfg.tiled
     if implicit and not tiled:
         raise ValueError("method 'implicit_4w4c' needs groups == 1 or C_out/groups % 4 == 0")
+    if dw is not None:
+        if cfg.kernel != "gemm_q8_tiled.wgsl":
+            raise ValueError(
+                f"a depthwise conv's output as A needs the tiled GEMM's configuration ({cfg.kernel})"
+            )
+        cfg = dataclasses.replace(cfg, kernel=DW_IN_KERNEL)
     consts, splits = cfg.consts, cfg.splits
     k4_pg = geo.K_per_group // 4
     c4_out = ceil4(geo.C_out)
@@ -1077,6 +1156,8 @@ def _gemm_specs(
     partial = splits > 1
     gemm_consts: dict[str, int | bool] = {**consts, "PARTIAL": partial, "IMPLICIT": implicit, **fused}
     tk = tiled_kernel(cfg.kernel, consts)
+    if tk.dw_in:
+        gemm_consts["DW_IN"] = True
     c4_pg = c4_out if geo.groups == 1 else geo.C_out_per_group // 4
     grid = (
         -(-c4_pg // (tk.tn * consts["WG_N"])),
@@ -1085,12 +1166,14 @@ def _gemm_specs(
     )
     if max(grid) > limits.max_workgroups:
         raise ValueError(f"GEMM grid {grid} exceeds {limits.max_workgroups} workgroups per dimension")
-    name = "gemm_q8_implicit" if implicit else "gemm_q8_tiled"
+    name = "gemm_q8_implicit" if implicit else "gemm_q8_dw_in" if dw is not None else "gemm_q8_tiled"
 
     def tail(part: Bound, ksum: Bound) -> dict[str, Resource]:  # the bindings after `rd`
         out: dict[str, Resource] = {"part": part, "xd": conv_binds[0], "cv": conv_binds[1]}
         if tk.reduces:
             out["ksum"] = ksum
+        if tk.dw_in and dw is not None:
+            out["dwx"], out["dq"] = dw
         return out
 
     if not partial:

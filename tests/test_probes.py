@@ -136,7 +136,7 @@ def test_workgroup_bytes_match_the_kernels():
     from q8ta_wgpu.shaders import LIBRARY
 
     gv = _probe()
-    shipped = LIBRARY.raw("gemm_q8_tiled.wgsl")
+    shipped = LIBRARY.raw("gemm_tiled_body.wgsl")
     kernels = {
         f"shipped {tm}x{tn}": (shipped, planner.tiled_kernel("gemm_q8_tiled.wgsl", {"TM": tm, "TN": tn}))
         for tm in (1, 2)
