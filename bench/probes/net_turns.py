@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 import q8ta_wgpu as q8
+from bench.wall_time import median_wall
 from q8ta_wgpu import tuning
 from q8ta_wgpu.forward import Compiled, compile_forward, whole_gpu_times
 
@@ -84,6 +85,53 @@ def turns_row(
         **{f"{k}_s": v for k, v in med.items()},
         **{f"{k}_rounds_s": v for k, v in times.items()},
     }  # fmt: skip
+
+
+def walls_in_turns(
+    net: q8.Net, compiled: Mapping[str, Compiled], x: np.ndarray, rounds: int, repeats: int
+) -> dict[str, list[float]]:
+    """net(x)'s median wall time with each compiled forward pass, `rounds` rounds in turns."""
+    key = (tuple(x.shape), None)
+    walls: dict[str, list[float]] = {k: [] for k in compiled}
+    order = list(compiled)
+    try:
+        for r in range(rounds):
+            for k in order[r % len(order) :] + order[: r % len(order)]:
+                net._compiled[key] = compiled[k]
+                walls[k].append(median_wall(lambda: net(x), repeats, warm_s=0.1)["median"])
+    finally:
+        net._compiled.pop(key, None)
+    return walls
+
+
+def gpu_and_wall_row(
+    net: q8.Net,
+    model: str,
+    batch: int,
+    compiled: Mapping[str, Compiled],
+    x: np.ndarray,
+    rounds: int,
+    repeats: int,
+    dev: q8.Device,
+) -> dict[str, Any]:
+    """`turns_row` of compiled forward passes of `net` on input x (GPU times in turns), with each
+    one's `net(x)` wall time in turns too (`<k>_wall_s`, `<k>_wall_rounds_s`), printed as a line."""
+    outs = outputs_of(net, compiled, x)
+    times, med = times_in_turns(dev, compiled, rounds, repeats)
+    row = turns_row(model, batch, compiled, outs, times, med)
+    walls = walls_in_turns(net, compiled, x, rounds, 5 * repeats)
+    row.update({f"{k}_wall_s": float(np.median(v)) for k, v in walls.items()})
+    row.update({f"{k}_wall_rounds_s": v for k, v in walls.items()})
+    print(
+        f"{model:14s} B={batch}: "
+        + "  ".join(
+            f"{k} GPU {1e6 * med[k]:7.1f} us wall {1e6 * row[k + '_wall_s']:7.1f} us ({row['passes'][k]})"
+            for k in compiled
+        )
+        + f"  same output {row['same_output']}",
+        flush=True,
+    )
+    return row
 
 
 def arguments(doc: str, rounds: int) -> argparse.ArgumentParser:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,31 +23,8 @@ if str(ROOT) not in sys.path:
 
 import q8ta_wgpu as q8  # noqa: E402
 from bench.probes.net_host import build_net  # noqa: E402
-from bench.probes.net_turns import (  # noqa: E402
-    arguments,
-    compile_like_net,
-    outputs_of,
-    run,
-    times_in_turns,
-    turns_row,
-)
-from bench.wall_time import median_wall  # noqa: E402
+from bench.probes.net_turns import arguments, compile_like_net, gpu_and_wall_row, run  # noqa: E402
 from q8ta_wgpu import forward  # noqa: E402
-
-
-def walls_in_turns(net: q8.Net, compiled: dict[str, Any], x: np.ndarray, rounds: int, repeats: int) -> dict:
-    """net(x)'s median wall time with each compiled forward pass, `rounds` rounds in turns."""
-    key = (tuple(x.shape), None)
-    walls: dict[str, list[float]] = {k: [] for k in compiled}
-    order = list(compiled)
-    try:
-        for r in range(rounds):
-            for k in order[r % len(order) :] + order[: r % len(order)]:
-                net._compiled[key] = compiled[k]
-                walls[k].append(median_wall(lambda: net(x), repeats, warm_s=0.1)["median"])
-    finally:
-        net._compiled.pop(key, None)
-    return walls
 
 
 def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev: q8.Device) -> list[dict]:
@@ -65,22 +41,7 @@ def probe(name: str, hw: int, batches: list[int], rounds: int, repeats: int, dev
                 compiled[label] = compile_like_net(net, shape)
             finally:
                 forward.READ_ONE_PIXEL_PACKED = old
-        outs = outputs_of(net, compiled, x)
-        times, med = times_in_turns(dev, compiled, rounds, repeats)
-        row = turns_row(name, batch, compiled, outs, times, med)
-        walls = walls_in_turns(net, compiled, x, rounds, 5 * repeats)
-        row.update({f"{k}_wall_s": float(np.median(v)) for k, v in walls.items()})
-        row.update({f"{k}_wall_rounds_s": v for k, v in walls.items()})
-        rows.append(row)
-        print(
-            f"{name:14s} B={batch}: "
-            + "  ".join(
-                f"{k} GPU {1e6 * med[k]:7.1f} us wall {1e6 * row[k + '_wall_s']:7.1f} us ({row['passes'][k]})"
-                for k in compiled
-            )
-            + f"  same output {row['same_output']}",
-            flush=True,
-        )
+        rows.append(gpu_and_wall_row(net, name, batch, compiled, x, rounds, repeats, dev))
     return rows
 
 
