@@ -261,7 +261,9 @@ def breakdown_md(name: str, rows: dict[int, dict[str, Any]]) -> list[str]:
     kinds = {b: op_breakdown(rows[b]) for b in batches}
     total = {b: sum(s for _, s in kinds[b].values()) for b in batches}
     first = batches[0]
-    order = sorted({k for b in batches for k in kinds[b]}, key=lambda k: -kinds[first].get(k, (0, 0.0))[1])
+    order = sorted(
+        {k for b in batches for k in kinds[b]}, key=lambda k: (-kinds[first].get(k, (0, 0.0))[1], k)
+    )
     cols = "".join(f" B={b} steps | B={b} us | B={b} share |" for b in batches)
     out = [f"| {name}: op kind |{cols}", "|---|" + "---:|" * 3 * len(batches)]
     for k in order:
