@@ -124,15 +124,25 @@ class ConvOp:
     def _two_passes(self, x: QTensor, r: QTensor, out: QTensor) -> list[Pass]:
         """The conv into a scratch tensor, then the add pass (any layouts): the fused bytes."""
         assert self.add is not None
-        conv, dev = self.conv, self.conv.device
-        shape = conv.geometry(x.shape).output_shape
-        y = self._scratch.get(shape)
-        if y is None:
-            buf = dev.buffer(4 * packed_words(shape, conv.output_layout), label="conv before its add")
-            y = QTensor(buf, shape, conv.output_layout, conv.output_scale, conv.output_zero_point, dev)
-            self._scratch[shape] = y
-        passes = conv.plan(x.shape, x.layout, False).passes(dev, x.buffer, y.buffer)
+        conv = self.conv
+        y = _scratch_output(self._scratch, conv, conv.geometry(x.shape).output_shape, "conv before its add")
+        passes = conv.plan(x.shape, x.layout, False).passes(conv.device, x.buffer, y.buffer)
         return passes + self.add.passes([y, r] if self.conv_is_a else [r, y], out)
+
+
+def _scratch_output(
+    cache: dict[tuple[int, ...], QTensor], conv: QConv2d, shape: tuple[int, int, int, int], label: str
+) -> QTensor:
+    """An op's own tensor for `conv`'s output of `shape` before a second pass reads it (made
+    once per shape, kept in `cache`)."""
+    y = cache.get(shape)
+    if y is None:
+        dev = conv.device
+        buf = dev.buffer(4 * packed_words(shape, conv.output_layout), label=label)
+        y = cache[shape] = QTensor(
+            buf, shape, conv.output_layout, conv.output_scale, conv.output_zero_point, dev
+        )
+    return y
 
 
 class FlattenOp:
@@ -182,21 +192,17 @@ class DepthwiseIntoPointwiseOp:
 
     def fused(self, x_shape: tuple[int, ...], x_layout: str = "4W4C") -> bool:
         """Whether inputs of `x_shape` run as one dispatch (the plan can be made)."""
-        try:
-            self._fused_plan(x_shape, x_layout)
-        except ValueError:
-            return False
-        return True
+        return self._fused_plan(x_shape, x_layout) is not None
 
     def _fused_plan(self, x_shape: tuple[int, ...], x_layout: str) -> Any:
-        if (
-            x_layout != "4W4C"
-            or self.pw.conv.chosen_method(self.dw_output_shape(x_shape), "4W4C") != "pointwise"
-        ):
-            raise ValueError("a depthwise conv is fused into a 1x1 conv on the pointwise GEMM, 4W4C only")
-        return self.pw.conv.plan(
-            self.dw_output_shape(x_shape), "4W4C", False, self.pw.residual, dw=(self.dw, tuple(x_shape))
-        )
+        """The 1x1 conv's plan computing the depthwise output, or None where it cannot be made."""
+        shape = self.dw_output_shape(x_shape)
+        if x_layout != "4W4C" or self.pw.conv.chosen_method(shape, "4W4C") != "pointwise":
+            return None
+        try:
+            return self.pw.conv.plan(shape, "4W4C", False, self.pw.residual, dw=(self.dw, tuple(x_shape)))
+        except ValueError:  # the planner's rules for the pair (binding sizes, a tiled GEMM)
+            return None
 
     def dw_output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         return self.dw.geometry(x_shape).output_shape
@@ -205,16 +211,10 @@ class DepthwiseIntoPointwiseOp:
         x = inputs[0]
         r = inputs[1] if len(inputs) > 1 else None
         same_layouts = out.layout == self.pw.conv.output_layout and (r is None or r.layout == out.layout)
-        if same_layouts and self.fused(x.shape, x.layout):
-            plan = self._fused_plan(x.shape, x.layout)
+        plan = self._fused_plan(x.shape, x.layout) if same_layouts else None
+        if plan is not None:
             return plan.passes(self.dw.device, x.buffer, out.buffer, None if r is None else r.buffer)
-        shape = self.dw_output_shape(x.shape)
-        y = self._scratch.get(shape)
-        if y is None:
-            dev, dw = self.dw.device, self.dw
-            buf = dev.buffer(4 * packed_words(shape, dw.output_layout), label="depthwise output")
-            y = QTensor(buf, shape, dw.output_layout, dw.output_scale, dw.output_zero_point, dev)
-            self._scratch[shape] = y
+        y = _scratch_output(self._scratch, self.dw, self.dw_output_shape(x.shape), "depthwise output")
         first = self.dw.plan(x.shape, x.layout, False).passes(self.dw.device, x.buffer, y.buffer)
         return first + self.pw.passes([y, *inputs[1:]], out)
 

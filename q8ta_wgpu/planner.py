@@ -309,7 +309,6 @@ class TiledKernel(NamedTuple):
     bk_multiple: int = 1  # BK must be a multiple of this (the k-block loop's unrolling)
     tile_choices: tuple[int, ...] = ()  # values the TM and TN constants may take (): fixed
     reduces: bool = False  # reduces split-K slices itself (REDUCE, binding `ksum`)
-    dw_in: bool = False  # computes a depthwise conv's output as its A (DW_IN, bindings `dwx`, `dq`)
 
     def threads(self, wg_m: int, wg_n: int) -> int:
         return wg_m * wg_n * self.k_groups
@@ -322,15 +321,12 @@ class TiledKernel(NamedTuple):
         return self.k_groups * self.buffers * stage + (self.k_groups - 1) * wg_m * wg_n * 4 * 16
 
 
-# Tiled GEMM kernels by file (or registered shader name: register_tiled_kernel).
-TILED_KERNELS: dict[str, TiledKernel] = {
-    "gemm_q8_tiled.wgsl": TiledKernel(tm=2, tn=2, loads=8, bk_multiple=2, tile_choices=(1, 2), reduces=True),
-    # The same GEMM computing a depthwise conv's output as its A (DwInput), with that GEMM's
-    # configurations.
-    "gemm_q8_dw_in.wgsl": TiledKernel(
-        tm=2, tn=2, loads=8, bk_multiple=2, tile_choices=(1, 2), reduces=True, dw_in=True
-    ),
-}
+DW_IN_KERNEL = "gemm_q8_dw_in.wgsl"  # the tiled GEMM with DW_IN (a DwInput's 1x1 conv)
+_TILED = TiledKernel(tm=2, tn=2, loads=8, bk_multiple=2, tile_choices=(1, 2), reduces=True)
+
+# Tiled GEMM kernels by file (or registered shader name: register_tiled_kernel). DW_IN_KERNEL is
+# the same GEMM computing a depthwise conv's output as its A, with that GEMM's configurations.
+TILED_KERNELS: dict[str, TiledKernel] = {"gemm_q8_tiled.wgsl": _TILED, DW_IN_KERNEL: _TILED}
 
 
 def register_tiled_kernel(name: str, structure: TiledKernel) -> None:
@@ -802,9 +798,6 @@ class QuantizedInput:
     params: tuple[int, ...]
 
 
-DW_IN_KERNEL = "gemm_q8_dw_in.wgsl"  # the tiled GEMM with DW_IN (a DwInput's 1x1 conv)
-
-
 def dw_in_gemm_config(k4: int) -> GemmConfig:
     """The GEMM configuration of a 1x1 conv that computes a depthwise conv's output as its A (K =
     4*k4 columns): small tiles (each thread computes one A block of a stage), K split into
@@ -819,7 +812,7 @@ def dw_in_gemm_config(k4: int) -> GemmConfig:
 @dataclass(frozen=True)
 class DwInput:
     """A depthwise conv whose output is a 1x1 conv's input, computed by that conv's GEMM as it
-    stages its A tiles (gemm_q8_tiled.wgsl's DW_IN, kernels/dw_in.wgsl) instead of written by a
+    stages its A tiles (DW_IN_KERNEL's DW_IN, kernels/dw_in.wgsl) instead of written by a
     dispatch of its own: the same bytes, one dispatch and one round trip through memory less.
     The plan's "x" is then the depthwise conv's input, "dw_aux" its records and weights (the
     layout dw_in.wgsl reads). `geo`: the depthwise conv's kernel geometry."""
@@ -1126,7 +1119,7 @@ def _gemm_specs(
     if implicit and not tiled:
         raise ValueError("method 'implicit_4w4c' needs groups == 1 or C_out/groups % 4 == 0")
     if dw is not None:
-        if cfg.kernel != "gemm_q8_tiled.wgsl":
+        if cfg.kernel != "gemm_q8_tiled.wgsl":  # (DW_IN_KERNEL takes its configurations)
             raise ValueError(
                 f"a depthwise conv's output as A needs the tiled GEMM's configuration ({cfg.kernel})"
             )
@@ -1156,7 +1149,7 @@ def _gemm_specs(
     partial = splits > 1
     gemm_consts: dict[str, int | bool] = {**consts, "PARTIAL": partial, "IMPLICIT": implicit, **fused}
     tk = tiled_kernel(cfg.kernel, consts)
-    if tk.dw_in:
+    if dw is not None:
         gemm_consts["DW_IN"] = True
     c4_pg = c4_out if geo.groups == 1 else geo.C_out_per_group // 4
     grid = (
@@ -1172,7 +1165,7 @@ def _gemm_specs(
         out: dict[str, Resource] = {"part": part, "xd": conv_binds[0], "cv": conv_binds[1]}
         if tk.reduces:
             out["ksum"] = ksum
-        if tk.dw_in and dw is not None:
+        if dw is not None:
             out["dwx"], out["dq"] = dw
         return out
 

@@ -292,6 +292,19 @@ fn load_b(e: u32, k0: u32) -> vec4<u32> {{
     return "\n".join(out) + "\n"
 
 
+def _rows_and_accumulators(w: Any, tm: int, tn: int) -> list[tuple[int, int, int]]:
+    """Emit (through `w`) the thread's A row bases ar{i} and W row bases br{j} (rows past the
+    end clamped: computed, not stored) and its zeroed accumulators; returns the accumulators."""
+    for i in range(tm):
+        w(f"  let ar{i} = min(mb_lo + ty + {i}u * WG_M, p.m_count - 1u) * p.k4 + a_col;")
+    for j in range(tn):
+        w(f"  let br{j} = min(c4_lo + tx + {j}u * WG_N, c4_end - 1u) * p.k4_pg;")
+    accs = _accs(tm, tn)
+    for i, j, c in accs:
+        w(f"  var c{i}{j}{c} = vec4<i32>(0);")
+    return accs
+
+
 def direct_variant(tm: int = 2, tn: int = 2) -> str:
     """No shared memory, no barriers: operands read straight from memory (rows past the end
     clamped: computed, not stored). A-matrix only (IMPLICIT is not supported)."""
@@ -302,13 +315,7 @@ def direct_variant(tm: int = 2, tn: int = 2) -> str:
     w(SETUP.format(TM=tm, TN=tn))
     # Keeps the gather bindings referenced (wgpu's auto layouts drop unused ones).
     w("  if (IMPLICIT && li == 0xffffffffu) { part[0] = vec4<i32>(gather_4w4c(xd, cv, 0u, 0u)); }")
-    for i in range(tm):
-        w(f"  let ar{i} = min(mb_lo + ty + {i}u * WG_M, p.m_count - 1u) * p.k4 + a_col;")
-    for j in range(tn):
-        w(f"  let br{j} = min(c4_lo + tx + {j}u * WG_N, c4_end - 1u) * p.k4_pg;")
-    accs = _accs(tm, tn)
-    for i, j, c in accs:
-        w(f"  var c{i}{j}{c} = vec4<i32>(0);")
+    accs = _rows_and_accumulators(w, tm, tn)
     for i in range(tm):
         w(f"  var nx{i} = a[ar{i} + k_lo];")
     for j in range(tn):
@@ -360,13 +367,7 @@ def shuffle_variant(tm: int, tn: int, wg_n: int, sg: int) -> str:
     w(f"  let fits = sgs == {sg}u && WG_N == {wg_n}u && sgid == li % {sg}u;")
     w(f"  let r = sgid / {wg_n}u;")
     w(f"  let c = sgid % {wg_n}u;")
-    for i in range(tm):
-        w(f"  let ar{i} = min(mb_lo + ty + {i}u * WG_M, p.m_count - 1u) * p.k4 + a_col;")
-    for j in range(tn):
-        w(f"  let br{j} = min(c4_lo + tx + {j}u * WG_N, c4_end - 1u) * p.k4_pg;")
-    accs = _accs(tm, tn)
-    for i, j, cc in accs:
-        w(f"  var c{i}{j}{cc} = vec4<i32>(0);")
+    accs = _rows_and_accumulators(w, tm, tn)
 
     # A step's loads: lane (r, c) takes A k-blocks k0 + c + q*wg_n and W k-blocks k0 + r + q*RS
     # (0 past the slice's end), into registers named `prefix`a{i}_{q} and `prefix`w{j}_{q}.
